@@ -1,0 +1,159 @@
+"""The region document: boxes with their own prompts.
+
+Boxes are fractions of the image with a top-left origin (``x, y, w, h`` in [0, 1]). The minimal
+document is::
+
+    {"prompt": "whole-image prompt", "negative_prompt": "",
+     "regions": [{"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"}]}
+
+Optional fields and defaults (MRGD, seed 001 §3.1 and §4.1: R = {r_bg, r_1..r_n, r_total}, with
+r_total joining after T_total steps "to avert unexpected disturbances to the initial layout"):
+
+- document: ``mode`` ("attention": fusion inside cross-attention in one UNet pass; "latent":
+  MultiDiffusion itself, one denoiser pass per region), ``whole_prompt_start`` (T_total as a fraction
+  of the steps, default 0.3), ``whole_prompt_weight`` (weight of r_total once it joins, default 0.5),
+  ``background_weight`` (weight of r_bg outside the boxes, default 1.0).
+- region: ``negative_prompt`` (fused into the unconditional rows inside the box), ``weight`` (default
+  1.0), ``feather`` (soft edge width as a fraction of the image, default 0.03), ``role`` ("object"
+  or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
+  ignored), ``keywords`` (user keywords for keyword selection).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import RegEditError
+from .fields import (get_list, get_number, get_string, load_json_object, reject_unknown)
+
+MAX_REGIONS = 32
+MAX_PROMPT_CHARS = 4000
+BOX_TOLERANCE = 1e-6
+MODES = ("attention", "latent")
+ROLES = ("object", "background")
+
+DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
+                   "whole_prompt_weight", "background_weight")
+REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords")
+
+
+@dataclass(frozen=True)
+class Region:
+    x: float
+    y: float
+    w: float
+    h: float
+    prompt: str
+    negative_prompt: str = ""
+    weight: float = 1.0
+    feather: float = 0.03
+    role: str = "object"
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def is_background(self) -> bool:
+        return self.role == "background"
+
+
+@dataclass(frozen=True)
+class RegionDocument:
+    prompt: str
+    regions: tuple[Region, ...]
+    negative_prompt: str = ""
+    mode: str = "attention"
+    whole_prompt_start: float = 0.3
+    whole_prompt_weight: float = 0.5
+    background_weight: float = 1.0
+    version: int = 1
+
+    @property
+    def object_regions(self) -> tuple[Region, ...]:
+        return tuple(r for r in self.regions if not r.is_background)
+
+    @property
+    def background(self) -> Region | None:
+        return next((r for r in self.regions if r.is_background), None)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["regions"] = [_region_dict(r) for r in self.regions]
+        return data
+
+    def to_json(self) -> str:
+        """Compact JSON for the infotext and the hidden field; parses back to an equal document."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _region_dict(region: Region) -> dict:
+    data = asdict(region)
+    data["keywords"] = list(region.keywords)
+    return data
+
+
+def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument | None:
+    """Validate a region document given as a dict or a JSON string.
+
+    Returns ``None`` for an empty value (no regions requested). Raises :class:`RegEditError`.
+    """
+    obj = load_json_object(value, field)
+    if obj is None:
+        return None
+    reject_unknown(obj, DOCUMENT_FIELDS, "")
+    version = get_number(obj, "version", "", default=1, lo=1, hi=1)
+    prompt = get_string(obj, "prompt", "", required=True, max_chars=MAX_PROMPT_CHARS)
+    negative = get_string(obj, "negative_prompt", "", default="", max_chars=MAX_PROMPT_CHARS)
+    raw_regions = get_list(obj, "regions", "", max_items=MAX_REGIONS, required=True)
+    regions = tuple(_parse_region(r, f"regions[{i}]") for i, r in enumerate(raw_regions))
+    if sum(r.is_background for r in regions) > 1:
+        raise RegEditError("regions", "more than one region has role \"background\"",
+                           "keep one background region and make the others \"object\"")
+    return RegionDocument(
+        prompt=prompt,
+        negative_prompt=negative,
+        regions=regions,
+        mode=get_string(obj, "mode", "", default="attention", choices=MODES),
+        whole_prompt_start=get_number(obj, "whole_prompt_start", "", default=0.3, lo=0.0, hi=1.0),
+        whole_prompt_weight=get_number(obj, "whole_prompt_weight", "", default=0.5, lo=0.0, hi=10.0),
+        background_weight=get_number(obj, "background_weight", "", default=1.0, lo=0.0, hi=10.0),
+        version=int(version),
+    )
+
+
+def _parse_region(obj: Any, field: str) -> Region:
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
+                           'write {"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.4, "prompt": "..."}')
+    reject_unknown(obj, REGION_FIELDS, field)
+    role = get_string(obj, "role", field, default="object", choices=ROLES)
+    background = role == "background"
+    # A background region covers what the boxes do not; its box may be left out.
+    x = get_number(obj, "x", field, lo=0.0, hi=1.0, required=not background, default=0.0 if background else None)
+    y = get_number(obj, "y", field, lo=0.0, hi=1.0, required=not background, default=0.0 if background else None)
+    w = get_number(obj, "w", field, lo=0.0, hi=1.0, lo_open=True, required=not background,
+                   default=1.0 if background else None)
+    h = get_number(obj, "h", field, lo=0.0, hi=1.0, lo_open=True, required=not background,
+                   default=1.0 if background else None)
+    if x + w > 1.0 + BOX_TOLERANCE:
+        raise RegEditError(f"{field}.w", f"the box runs past the right edge (x + w = {x + w:.4g})",
+                           "make x + w at most 1 (boxes are fractions of the image width)")
+    if y + h > 1.0 + BOX_TOLERANCE:
+        raise RegEditError(f"{field}.h", f"the box runs past the bottom edge (y + h = {y + h:.4g})",
+                           "make y + h at most 1 (boxes are fractions of the image height)")
+    prompt = get_string(obj, "prompt", field, required=True, max_chars=MAX_PROMPT_CHARS)
+    if not prompt.strip() and not background:
+        raise RegEditError(f"{field}.prompt", "is empty", "describe what goes in this box, or delete the box")
+    keywords = get_list(obj, "keywords", field, max_items=64)
+    for j, kw in enumerate(keywords):
+        if not isinstance(kw, str) or not kw.strip() or len(kw) > 100:
+            raise RegEditError(f"{field}.keywords[{j}]", "must be a non-empty word", "write each keyword as text")
+    return Region(
+        x=x, y=y, w=min(w, 1.0 - x), h=min(h, 1.0 - y),
+        prompt=prompt,
+        negative_prompt=get_string(obj, "negative_prompt", field, default="", max_chars=MAX_PROMPT_CHARS),
+        weight=get_number(obj, "weight", field, default=1.0, lo=0.0, hi=10.0, lo_open=True),
+        feather=get_number(obj, "feather", field, default=0.03, lo=0.0, hi=0.5),
+        role=role,
+        keywords=tuple(k.strip() for k in keywords),
+    )
