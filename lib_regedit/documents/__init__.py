@@ -7,3 +7,4 @@ these documents; every check raises :class:`lib_regedit.errors.RegEditError` nam
 from .region import Region, RegionDocument, parse_region_document
 
 __all__ = ["Region", "RegionDocument", "parse_region_document"]
+from .drag import DragDocument, DragPair, MaskRegion, PolygonRegion, Stroke, parse_drag_document  # noqa: F401,E402
