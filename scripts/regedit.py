@@ -1,0 +1,193 @@
+"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes (API key: ``regedit``).
+
+Only glue lives here: UI, argument parsing, hook/unhook, infotext and API. The engine is ``lib_regedit``.
+API: ``"alwayson_scripts": {"regedit": {"args": [DOC]}}`` with DOC the region document (object or JSON
+string). Through the API a non-empty document enables RegEdit; an empty one ("" or null) disables it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import gradio as gr
+import torch
+
+from modules import devices, script_callbacks, scripts, shared
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib_regedit.documents import parse_region_document  # noqa: E402
+from lib_regedit.documents.fields import load_json_object  # noqa: E402
+from lib_regedit.errors import RegEditError  # noqa: E402
+from lib_regedit.infotext import INFOTEXT_KEY  # noqa: E402
+from lib_regedit.preview import draw_layout  # noqa: E402
+from lib_regedit.webui_session import WebUISession  # noqa: E402
+
+TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
+
+
+def _doc_to_table(doc_text: str):
+    try:
+        obj = load_json_object(doc_text, "regedit") or {}
+    except RegEditError:
+        obj = {}
+    rows = [[r.get("prompt", ""), r.get("x", 0), r.get("y", 0), r.get("w", 0), r.get("h", 0)]
+            for r in obj.get("regions", []) if isinstance(r, dict)]
+    return rows or [["", 0.0, 0.0, 0.5, 0.5]]
+
+
+def _table_to_doc(table, doc_text: str, mode: str, whole_start: float):
+    try:
+        obj = load_json_object(doc_text, "regedit") or {}
+    except RegEditError:
+        obj = {}
+    old = [r for r in obj.get("regions", []) if isinstance(r, dict)]
+    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
+    regions = []
+    for i, row in enumerate(r for r in rows if r and str(r[0]).strip()):
+        region = dict(old[i]) if i < len(old) else {}
+        region.update(prompt=str(row[0]), x=float(row[1]), y=float(row[2]), w=float(row[3]), h=float(row[4]))
+        regions.append(region)
+    obj["regions"] = regions
+    return _with_settings(obj, mode, whole_start)
+
+
+def _with_settings(obj: dict, mode: str, whole_start: float) -> str:
+    obj = dict(obj)
+    obj.setdefault("prompt", "")
+    obj.setdefault("regions", [])
+    obj["mode"] = mode
+    obj["whole_prompt_start"] = float(whole_start)
+    return json.dumps(obj)
+
+
+def _settings_to_doc(doc_text: str, mode: str, whole_start: float):
+    try:
+        obj = load_json_object(doc_text, "regedit")
+    except RegEditError:
+        return doc_text
+    return doc_text if obj is None else _with_settings(obj, mode, whole_start)
+
+
+class RegEditScript(scripts.Script):
+    def title(self):
+        return "RegEdit"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        tab = "img2img" if is_img2img else "txt2img"
+        with gr.Accordion("RegEdit", open=False, elem_id=f"regedit_{tab}"):
+            with gr.Row():
+                enabled = gr.Checkbox(False, label="Enable region prompts", elem_id=f"regedit_enable_{tab}")
+                preview = gr.Checkbox(False, label="Add a layout preview image", elem_id=f"regedit_preview_{tab}")
+            with gr.Row():
+                mode = gr.Radio(["attention", "latent"], value="attention", label="Fusion mode",
+                                info="attention: one UNet pass; latent: MultiDiffusion, a pass per region")
+                whole_start = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Whole prompt joins after (fraction of steps)")
+            gr.HTML("", elem_id=f"regedit_canvas_{tab}")
+            with gr.Accordion("Regions as a table", open=False):
+                table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "number", "number", "number", "number"],
+                                     value=[["", 0.0, 0.0, 0.5, 0.5]], row_count=(1, "dynamic"), col_count=(5, "fixed"),
+                                     interactive=True, elem_id=f"regedit_table_{tab}")
+                with gr.Row():
+                    apply = gr.Button("Table → regions", elem_id=f"regedit_apply_{tab}")
+                    load = gr.Button("Regions → table", elem_id=f"regedit_load_{tab}")
+            with gr.Group(elem_classes=["regedit-hidden"]):
+                doc = gr.Textbox("", label="Region document (JSON)", elem_id=f"regedit_doc_{tab}", lines=1)
+                if is_img2img:
+                    gr.Textbox("", label="Drag document (JSON)", elem_id=f"regedit_drag_{tab}", lines=1)
+            if is_img2img:
+                gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
+        apply.click(_table_to_doc, inputs=[table, doc, mode, whole_start], outputs=[doc])
+        load.click(_doc_to_table, inputs=[doc], outputs=[table])
+        mode.change(_settings_to_doc, inputs=[doc, mode, whole_start], outputs=[doc])
+        whole_start.release(_settings_to_doc, inputs=[doc, mode, whole_start], outputs=[doc])
+        self.infotext_fields = [
+            (doc, INFOTEXT_KEY),
+            (enabled, lambda params: INFOTEXT_KEY in params),
+        ]
+        self.paste_field_names = [INFOTEXT_KEY]
+        return [doc, enabled, preview]
+
+    def process(self, p, doc=None, enabled=False, preview=False, *args):
+        p._regedit = None
+        active = bool(enabled) or bool(getattr(p, "is_api", False))
+        if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
+            return
+        try:
+            obj = load_json_object(doc, "regedit")
+            if obj is None:
+                return
+            obj = dict(obj)
+            obj["prompt"] = p.prompt if isinstance(p.prompt, str) else str(p.prompt)
+            if "negative_prompt" not in obj:
+                obj["negative_prompt"] = p.negative_prompt if isinstance(p.negative_prompt, str) else ""
+            document = parse_region_document(obj)
+        except RegEditError as exc:
+            _fail_sampling(p, exc)
+            return
+        if document is None or not document.regions:
+            return
+        p._regedit = WebUISession(document, _encoder())
+        p._regedit_preview = bool(preview)
+        p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
+        _wrap_sample(p)
+
+    def postprocess(self, p, processed, *args):
+        session = getattr(p, "_regedit", None)
+        if session is None:
+            return
+        try:
+            if getattr(p, "_regedit_preview", False) and processed.images:
+                processed.images.append(draw_layout(processed.images[0], session.document))
+                processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
+        finally:
+            from lib_regedit.backends.ldm_backend import remove_leftovers
+
+            remove_leftovers(shared.sd_model.model.diffusion_model)
+            p._regedit = None
+
+
+def _encoder():
+    def encode(prompt: str):
+        with devices.autocast(), torch.no_grad():
+            return shared.sd_model.get_learned_conditioning([prompt])
+    return encode
+
+
+def _wrap_sample(p) -> None:
+    original = p.sample
+
+    @functools.wraps(original)
+    def sample(*args, **kwargs):
+        session = getattr(p, "_regedit", None)
+        if session is None:
+            return original(*args, **kwargs)
+        with session.sampling(shared.sd_model.model.diffusion_model):
+            return original(*args, **kwargs)
+
+    p.sample = sample
+
+
+def _fail_sampling(p, exc: Exception) -> None:
+    """Fail this generation with the message (script errors in ``process`` are only logged)."""
+
+    def sample(*args, **kwargs):
+        raise exc
+
+    p.sample = sample
+
+
+def _on_cfg_denoiser(params):
+    p = getattr(params.denoiser, "p", None)
+    session = getattr(p, "_regedit", None)
+    if session is not None:
+        session.on_cfg_denoiser(params.sampling_step, params.total_sampling_steps, params.text_cond,
+                                params.text_uncond)
+
+
+script_callbacks.on_cfg_denoiser(_on_cfg_denoiser)
