@@ -1,0 +1,72 @@
+"""Evaluation: the classical detector on rendered scenes, and the metrics on hand-made inputs."""
+
+import math
+
+import numpy as np
+import torch
+
+from lib_regedit.evaluation import metrics
+from lib_regedit.evaluation.cli import LAYOUTS, edited, format_table, region_document, summarise
+from lib_regedit.evaluation.detector import detect
+from lib_regedit.shapesworld.data import Scene, ShapeObject, render, scene_for
+
+
+def test_detector_reads_rendered_scenes():
+    right = 0
+    for i in range(60):
+        s = scene_for(11, i)
+        found = sorted((d.colour, d.shape) for d in detect(render(s)))
+        right += found == sorted((o.colour, o.shape) for o in s.objects)
+    assert right >= 57
+
+
+def _scene(*objs, bg=(250, 250, 250)):
+    from lib_regedit.shapesworld.data import COLOURS
+    return Scene(bg, tuple(ShapeObject(s, c, b, COLOURS[c]) for c, s, b in objs))
+
+
+def test_adherence_and_centroid():
+    box = (0.05, 0.3, 0.4, 0.4)
+    img = render(_scene(("red", "circle", box), ("blue", "square", (0.6, 0.3, 0.35, 0.35))))
+    assert metrics.box_adherence(img, box, "red", "circle")
+    assert not metrics.box_adherence(img, box, "red", "square")
+    assert not metrics.box_adherence(img, box, "blue", "square")
+    assert metrics.centroid_distance(img, box, "red", "circle") < 0.03
+    far = metrics.centroid_distance(img, box, "blue", "square")
+    assert 0.4 < far < 0.7
+    assert math.isnan(metrics.centroid_distance(img, box, "green"))
+
+
+def test_localisation_ratio():
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[:16, :16] = True  # 1/16 of the image
+    uniform = torch.ones(8, 8)
+    assert abs(metrics.localisation_ratio(uniform, mask) - 1.0) < 1e-6
+    peaked = torch.zeros(8, 8)
+    peaked[:2, :2] = 1.0
+    assert abs(metrics.localisation_ratio(peaked, mask) - 16.0) < 1e-4
+
+
+def test_ssim_inside_outside():
+    a = render(scene_for(2, 0))
+    arr = np.asarray(a).copy()
+    arr[:20, :20] = 0
+    from PIL import Image
+    b = Image.fromarray(arr)
+    assert metrics.ssim(a, a) > 0.999
+    box = (0.0, 0.0, 20 / 64, 20 / 64)
+    inside, outside = metrics.region_ssim(a, b, box)
+    assert inside < 0.5 < outside
+
+
+def test_documents_and_table():
+    doc = region_document(LAYOUTS[0])
+    assert doc["prompt"] == "a red circle and a blue square"
+    assert doc["regions"][0]["prompt"] == "a red circle" and doc["regions"][1]["x"] == 0.55
+    assert edited(LAYOUTS[0])[0][0] != LAYOUTS[0][0][0]
+    rows = {"plain": {"adherence": [True, False], "centroid": [0.1, float("nan")], "ssim_in": [0.2], "ssim_out": [0.3]},
+            "regions": {"adherence": [True, True], "centroid": [0.02, 0.04], "ssim_in": [0.3], "ssim_out": [0.9]}}
+    s = summarise(rows, {("down_blocks.1", "colour"): [3.0, 4.0]})
+    assert s["modes"]["regions"]["adherence"] == 1.0 and s["modes"]["plain"]["objects_found"] == 0.5
+    table = format_table(s)
+    assert "+0.500" in table and "3.50" in table
