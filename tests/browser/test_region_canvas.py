@@ -1,0 +1,244 @@
+"""The region canvas in a real browser: gestures write the region document, the document draws boxes."""
+
+import json
+
+import pytest
+from conftest import CanvasDriver
+
+from lib_regedit.documents import parse_region_document
+
+T2I = "#regedit_canvas_txt2img"
+I2I = "#regedit_canvas_img2img"
+
+
+def doc(page, tab="txt2img"):
+    text = page.evaluate(f"fieldValue('regedit_doc_{tab}')")
+    return json.loads(text) if text else None
+
+
+def regions(page, tab="txt2img"):
+    d = doc(page, tab)
+    return d["regions"] if d else []
+
+
+def box_of(r):
+    return r["x"], r["y"], r["w"], r["h"]
+
+
+def panel_count(page, tab):
+    return page.evaluate(f"(window.RegEditRegionPanels['{tab}'] || {{regions: []}}).regions.length")
+
+
+def wait_regions(page, tab, n):
+    page.wait_for_function(f"window.RegEditRegionPanels['{tab}'] && "
+                           f"window.RegEditRegionPanels['{tab}'].regions.length === {n}", timeout=3000)
+
+
+def near(actual, expected, tol):
+    return all(abs(a - e) <= tol for a, e in zip(actual, expected))
+
+
+def test_draw_edit_move_resize_delete_undo_nudge(page, shot, tol):
+    c = CanvasDriver(page, f"{T2I} canvas")
+    assert c.size() == (512, 512)  # 512x512 sliders, a square canvas
+
+    c.drag((0.1, 0.1), (0.5, 0.4))
+    [r] = regions(page)
+    assert near(box_of(r), (0.1, 0.1, 0.4, 0.3), tol), r
+    assert r["prompt"] == "" and r["weight"] == 1 and r["feather"] == 0.03 and r["role"] == "object"
+    assert page.evaluate("window.fieldEvents['regedit_doc_txt2img']") >= 1  # gradio hears an input event
+
+    # The form beside the canvas edits the selected box.
+    page.fill(f"{T2I} [data-key=prompt]", "a red circle")
+    page.fill(f"{T2I} [data-key=negative_prompt]", "blurry")
+    page.fill(f"{T2I} [data-key=weight]", "2.5")
+    page.fill(f"{T2I} [data-key=feather]", "0.1")
+    page.fill(f"{T2I} [data-key=keywords]", "red, circle")
+    [r] = regions(page)
+    assert (r["prompt"], r["negative_prompt"], r["weight"], r["feather"], r["keywords"]) == \
+        ("a red circle", "blurry", 2.5, 0.1, ["red", "circle"])
+    page.fill(f"{T2I} [data-key=weight]", "-3")  # rejected: the box keeps its weight
+    assert regions(page)[0]["weight"] == 2.5
+    assert page.locator(f"{T2I} [data-key=weight].regedit-invalid").count() == 1
+    page.fill(f"{T2I} [data-key=weight]", "2.5")
+
+    # Move by dragging the inside, resize by a corner and by an edge.
+    c.drag((0.3, 0.25), (0.5, 0.35))
+    assert near(box_of(regions(page)[0]), (0.3, 0.2, 0.4, 0.3), tol)
+    c.drag((0.7, 0.5), (0.8, 0.6))
+    assert near(box_of(regions(page)[0]), (0.3, 0.2, 0.5, 0.4), tol)
+    c.drag((0.3, 0.4), (0.2, 0.45))  # the left edge, halfway down
+    assert near(box_of(regions(page)[0]), (0.2, 0.2, 0.6, 0.4), tol)
+
+    # A second box, deleted with the keyboard, then undo / redo by keys and buttons.
+    c.drag((0.05, 0.7), (0.25, 0.9))
+    assert len(regions(page)) == 2
+    page.keyboard.press("Delete")
+    assert len(regions(page)) == 1
+    page.keyboard.press("Control+z")
+    assert len(regions(page)) == 2
+    page.keyboard.press("Control+y")
+    assert len(regions(page)) == 1
+    page.click(f"{T2I} [data-action=undo]")
+    assert len(regions(page)) == 2
+    page.keyboard.press("Control+Shift+Z")
+    assert len(regions(page)) == 1
+
+    # Select by clicking, nudge by arrow keys (1 px, Shift: 8 px of the 512-px image).
+    c.click(0.5, 0.4)
+    before = box_of(regions(page)[0])
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowDown")
+    after = box_of(regions(page)[0])
+    assert after[0] == pytest.approx(before[0] + 1 / 512, abs=2e-5)
+    assert after[1] == pytest.approx(before[1] + 8 / 512, abs=2e-5)
+    page.keyboard.press("Control+z")  # quick nudges of one box are one undo step
+    assert box_of(regions(page)[0]) == pytest.approx(before, abs=2e-5)
+
+    # Esc deselects: the form goes away.
+    assert page.locator(f"{T2I} .regedit-form").is_visible()
+    page.keyboard.press("Escape")
+    assert not page.locator(f"{T2I} .regedit-form").is_visible()
+
+    document = parse_region_document(page.evaluate("fieldValue('regedit_doc_txt2img')"))
+    assert [r.prompt for r in document.regions] == ["a red circle"]
+    assert document.regions[0].weight == 2.5
+
+    c.click(0.5, 0.4)
+    shot(page, "region_canvas_txt2img", "#regedit_txt2img")
+    page.errors.assert_none()
+
+
+def test_snapping_to_the_latent_grid(page, shot):
+    c = CanvasDriver(page, f"{T2I} canvas")
+    page.check(f"{T2I} [data-role=snap]")
+    c.drag((0.13, 0.13), (0.47, 0.51))
+    r = regions(page)[0]
+    for key, size in (("x", 512), ("y", 512), ("w", 512), ("h", 512)):
+        assert r[key] * size / 8 == pytest.approx(round(r[key] * size / 8), abs=1e-3), (key, r[key] * size)
+    c.drag((0.3, 0.3), (0.33, 0.37))  # move by a few pixels: stays on the grid
+    r = regions(page)[0]
+    assert r["x"] * 64 == pytest.approx(round(r["x"] * 64), abs=1e-3)
+    shot(page, "region_canvas_snap", "#regedit_txt2img")
+    page.errors.assert_none()
+
+
+def test_document_in_the_field_draws_boxes_and_keeps_other_fields(page, shot):
+    document = {
+        "prompt": "a kitchen", "negative_prompt": "", "mode": "latent", "whole_prompt_start": 0.4,
+        "regions": [
+            {"x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0, "prompt": "a tiled wall", "role": "background"},
+            {"x": 0.1, "y": 0.5, "w": 0.3, "h": 0.4, "prompt": "a red kettle", "weight": 1.5},
+            {"x": 0.6, "y": 0.2, "w": 0.3, "h": 0.3, "prompt": "a window", "feather": 0.1},
+        ],
+    }
+    # Gradio sets a value programmatically (infotext paste, API): no event; the canvas polls.
+    page.evaluate("v => setFieldSilently('regedit_doc_txt2img', v)", json.dumps(document))
+    wait_regions(page, "txt2img", 3)
+    assert page.locator(f"{T2I} .regedit-chip").count() == 3
+    c = CanvasDriver(page, f"{T2I} canvas")
+    background = c.pixel(0.95, 0.05)
+    kettle = c.pixel(0.25, 0.8)
+    window = c.pixel(0.75, 0.4)
+    assert kettle != background and window != background and kettle != window
+
+    # Selecting box 3 shows its values in the form; a nudge keeps the document's other fields.
+    c.click(0.75, 0.4)
+    assert page.input_value(f"{T2I} [data-key=prompt]") == "a window"
+    assert page.input_value(f"{T2I} [data-key=feather]") == "0.1"
+    page.keyboard.press("ArrowUp")
+    d = doc(page)
+    assert (d["prompt"], d["mode"], d["whole_prompt_start"]) == ("a kitchen", "latent", 0.4)
+    assert d["regions"][2]["y"] == pytest.approx(0.2 - 1 / 512, abs=2e-5)
+    assert d["regions"][0]["role"] == "background" and d["regions"][1]["weight"] == 1.5
+    assert parse_region_document(json.dumps(d)).regions[2].prompt == "a window"
+
+    # Pasting again replaces the boxes, and undo brings the drawn state back.
+    page.evaluate("v => setFieldSilently('regedit_doc_txt2img', v)",
+                  json.dumps({"prompt": "x", "regions": [{"x": 0.2, "y": 0.2, "w": 0.2, "h": 0.2, "prompt": "p"}]}))
+    wait_regions(page, "txt2img", 1)
+    page.focus(f"{T2I} .regedit-stage")
+    page.keyboard.press("Control+z")
+    assert len(regions(page)) == 3
+
+    # Text that is not JSON is reported, not overwritten, and raises nothing in the console.
+    page.evaluate("setFieldSilently('regedit_doc_txt2img', '{oops')")
+    page.wait_for_function(f"gradioApp().querySelector('{T2I} .regedit-status').textContent.includes('not hold valid JSON')")
+    assert page.evaluate("fieldValue('regedit_doc_txt2img')") == "{oops"
+    shot(page, "region_canvas_from_field", "#regedit_txt2img")
+    page.errors.assert_none()
+
+
+def test_canvas_follows_the_size_sliders(page):
+    c = CanvasDriver(page, f"{T2I} canvas")
+    page.evaluate("setSlider('txt2img_width', 768)")
+    page.wait_for_function(f"Math.abs(gradioApp().querySelector('{T2I} canvas').clientWidth / "
+                           f"gradioApp().querySelector('{T2I} canvas').clientHeight - 1.5) < 0.01", timeout=3000)
+    page.evaluate("setSlider('txt2img_width', 512); setSlider('txt2img_height', 1024)")
+    page.wait_for_function(f"gradioApp().querySelector('{T2I} canvas').clientHeight === 512 && "
+                           f"gradioApp().querySelector('{T2I} canvas').clientWidth === 256", timeout=3000)
+    c.drag((0.25, 0.25), (0.75, 0.5))
+    r = regions(page)[0]
+    assert r["w"] == pytest.approx(0.5, abs=0.01) and r["h"] == pytest.approx(0.25, abs=0.01)
+    # Nudges are in pixels of the output: one pixel of a 1024-pixel height.
+    page.keyboard.press("ArrowDown")
+    assert regions(page)[0]["y"] == pytest.approx(r["y"] + 1 / 1024, abs=2e-5)
+    page.errors.assert_none()
+
+
+def test_img2img_over_the_init_image_across_tabs_and_a_closed_accordion(page, shot, tol):
+    # The img2img tab starts hidden: the panel exists but has no size yet.
+    assert page.evaluate("!!window.RegEditRegionPanels.img2img")
+    assert page.evaluate("gradioApp().querySelector('#regedit_canvas_img2img canvas').clientWidth") == 0
+    page.evaluate("v => setFieldSilently('regedit_doc_img2img', v)",
+                  json.dumps({"prompt": "", "regions": [{"x": 0.5, "y": 0.5, "w": 0.4, "h": 0.4, "prompt": "a boat"}]}))
+    page.evaluate("showTab('img2img'); setInitImage(640, 384)")
+    page.wait_for_function(f"gradioApp().querySelector('{I2I} canvas').clientWidth > 0 && "
+                           f"Math.abs(gradioApp().querySelector('{I2I} canvas').clientWidth / "
+                           f"gradioApp().querySelector('{I2I} canvas').clientHeight - 640 / 384) < 0.01", timeout=3000)
+    wait_regions(page, "img2img", 1)
+    c = CanvasDriver(page, f"{I2I} canvas")
+    page.wait_for_function(f"window.RegEditRegionPanels.img2img.images.image !== null")
+    page.wait_for_timeout(100)
+    red = c.pixel(0.2, 0.2)  # the init image's red square shows through
+    assert red[0] > 180 and red[1] < 80 and red[2] < 80, red
+    blue = c.pixel(0.4, 0.3)
+    assert blue[2] > 150 and blue[0] < 100, blue
+
+    c.drag((0.1, 0.6), (0.3, 0.9))
+    assert len(regions(page, "img2img")) == 2
+    assert near(box_of(regions(page, "img2img")[1]), (0.1, 0.6, 0.2, 0.3), 2.5 / c.size()[0] + 2.5 / c.size()[1])
+
+    # Closed accordion: the document changes meanwhile; opening it shows the new boxes.
+    page.evaluate("toggleAccordion('regedit_img2img', false)")
+    page.evaluate("v => setFieldSilently('regedit_doc_img2img', v)",
+                  json.dumps({"prompt": "", "regions": [{"x": 0.0, "y": 0.0, "w": 0.5, "h": 0.5, "prompt": "sky"}]}))
+    page.wait_for_timeout(600)
+    page.evaluate("toggleAccordion('regedit_img2img', true)")
+    wait_regions(page, "img2img", 1)
+    assert c.size()[0] > 0
+    assert page.locator(f"{I2I} .regedit-chip").count() == 1
+
+    # Back to txt2img: that canvas still works.
+    page.evaluate("showTab('txt2img')")
+    CanvasDriver(page, f"{T2I} canvas").drag((0.2, 0.2), (0.4, 0.4))
+    assert len(regions(page, "txt2img")) == 1
+    page.evaluate("showTab('img2img')")
+    shot(page, "region_canvas_img2img", "#regedit_canvas_img2img")
+    page.errors.assert_none()
+
+
+def test_remount_after_the_ui_is_rebuilt(page):
+    """A reloaded UI (new DOM) gets a fresh panel; the old one stops polling."""
+    page.evaluate("""() => {
+        const host = gradioApp().querySelector('#regedit_canvas_txt2img');
+        const clone = host.cloneNode(false);
+        clone.appendChild(document.createElement('div'));
+        host.replaceWith(clone);
+    }""")
+    page.wait_for_function("window.RegEditRegionPanels.txt2img && "
+                           "window.RegEditRegionPanels.txt2img.root.isConnected", timeout=3000)
+    assert page.locator(f"{T2I} .regedit-region-panel").count() == 1
+    CanvasDriver(page, f"{T2I} canvas").drag((0.2, 0.2), (0.4, 0.4))
+    assert len(regions(page)) == 1
+    page.errors.assert_none()
