@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up .venv for lib_regedit on a fresh machine: `bash setup.sh` (engine), `bash setup.sh --test` (and tests).
+# Nothing here downloads model weights: the bundled ShapesWorld model ships in models/.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+# CPU torch; on this workplace's machines the 2.13.0 CPU wheel lies on local disk.
+.venv/bin/python -c "import torch" 2>/dev/null || $PIP install -q torch==2.13.0
+$PIP install -q -r requirements.txt
+$PIP install -q --no-deps open_clip_torch==3.3.0
+if [ "${1:-}" = "--test" ]; then
+  $PIP install -q -r requirements-test.txt
+  $PIP install -q --no-deps stable-diffusion-sdkit==2.1.5
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    else
+      echo "setup.sh: install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2
+    fi
+  fi
+fi
