@@ -81,9 +81,21 @@ class RegionDocument:
         data["regions"] = [_region_dict(r) for r in self.regions]
         return data
 
-    def to_json(self) -> str:
-        """Compact JSON for the infotext and the hidden field; parses back to an equal document."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    def to_json(self, full: bool = False) -> str:
+        """JSON for the infotext and the hidden field, leaving out fields at their defaults unless
+        ``full``; it parses back to an equal document."""
+        data = self.to_dict()
+        if not full:
+            data = _drop_defaults(data, RegionDocument("", ()))
+            data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _drop_defaults(data: dict, default) -> dict:
+    keep = {"prompt", "regions", "x", "y", "w", "h"}
+    return {k: v for k, v in data.items()
+            if k in keep or v != (list(getattr(default, k)) if isinstance(getattr(default, k), tuple)
+                                  else getattr(default, k))}
 
 
 def _region_dict(region: Region) -> dict:

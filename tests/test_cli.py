@@ -1,0 +1,52 @@
+"""The command line on a diffusers folder the test writes (nothing downloads)."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from lib_regedit.cli import main
+from lib_regedit.infotext import quote, unquote
+from tiny_models import tiny_sd_pipeline
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    tiny_sd_pipeline().save_pretrained(path)
+    return path
+
+
+def test_generate_writes_a_png_with_parameters(model_dir, tmp_path):
+    regions = tmp_path / "regions.json"
+    regions.write_text(json.dumps({"prompt": "a red circle and a dog", "regions": [
+        {"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"}]}))
+    out = tmp_path / "out.png"
+    preview = tmp_path / "boxes.png"
+    assert main(["generate", "--regions", str(regions), "--out", str(out), "--model", str(model_dir), "--steps", "2",
+                 "--seed", "7", "--mode", "latent", "--preview", str(preview)]) == 0
+    image = Image.open(out)
+    text = image.text["parameters"]
+    assert text.startswith("a red circle and a dog\n") and "Seed: 7" in text and "Steps: 2" in text
+    doc_text = unquote(text.split("RegEdit regions: ", 1)[1].split("\n")[0])
+    assert json.loads(doc_text)["regions"][0]["prompt"] == "a red circle"
+    assert Image.open(preview).size == image.size
+
+
+def test_bad_document_exits_with_the_message(model_dir, tmp_path, capsys):
+    regions = tmp_path / "bad.json"
+    regions.write_text('{"prompt": "p", "regions": [{"x": 0.8, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a"}]}')
+    assert main(["generate", "--regions", str(regions), "--out", str(tmp_path / "o.png"), "--model", str(model_dir)]) == 2
+    assert "regions[0].w" in capsys.readouterr().err
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    regions = tmp_path / "r.json"
+    regions.write_text('{"prompt": "p", "regions": []}')
+    with pytest.raises(SystemExit, match="--model"):
+        main(["generate", "--regions", str(regions), "--out", str(tmp_path / "o.png"), "--model", str(tmp_path / "nope")])
+
+
+def test_infotext_quoting_round_trips():
+    for text in ["plain", 'a, b: "c"\nd', '{"x": 1}']:
+        assert unquote(quote(text)) == text
