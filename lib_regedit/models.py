@@ -26,10 +26,10 @@ def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32
     if path.is_dir():
         if not (path / "model_index.json").exists():
             raise FileNotFoundError(f"--model: {path} has no model_index.json; is it a diffusers pipeline folder?")
-        pipe = DiffusionPipeline.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+        pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     else:
         yaml = Path(config) if config else path.with_suffix(".yaml")
-        kwargs = {"torch_dtype": dtype, "local_files_only": True}
+        kwargs = {"dtype": dtype, "local_files_only": True}
         if yaml.exists():
             kwargs["original_config"] = str(yaml)
         cls = StableDiffusionXLPipeline if _looks_like_sdxl(path) else StableDiffusionPipeline
