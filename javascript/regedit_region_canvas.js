@@ -265,7 +265,9 @@
             const empty = this.regions.map((r, i) => (r.role !== "background" && !r.prompt.trim()) ? i + 1 : 0)
                 .filter(Boolean);
             if (empty.length) parts.push("needs a prompt: box " + empty.join(", "));
-            if (this.tab === "img2img" && !(this.images && this.images.image)) parts.push("no init image yet");
+            const img = this.images && this.images.image;
+            if (img) parts.push("drawn over the " + img.naturalWidth + "\u00d7" + img.naturalHeight + " init image");
+            else if (this.images) parts.push("no init image yet");
             this.status.textContent = parts.join("  \u2502  ");
             this.status.classList.toggle("regedit-warn", !!this.fieldError);
         }
