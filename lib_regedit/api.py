@@ -23,8 +23,8 @@ from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
-from .infotext import INFOTEXT_KEY, parameters_text
-from .region_prompting import build_fusion
+from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
+from .region_prompting import build_effects
 
 
 @dataclass
@@ -66,6 +66,14 @@ def _context(pipe, prompt: str) -> torch.Tensor:
     return encode(pipe, prompt)[0]
 
 
+def tokenize(pipe, prompt: str) -> list[tuple[int, str]]:
+    """Word tokens of ``prompt`` as (position in the encoded context, text): no BOS, EOS or padding."""
+    tok = pipe.tokenizer
+    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
+    special = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}
+    return [(i, tok.convert_ids_to_tokens(t).replace("</w>", "")) for i, t in enumerate(ids) if t not in special]
+
+
 def _check_size(pipe, width, height):
     factor = pipe.vae_scale_factor
     native = pipe.unet.config.sample_size * factor
@@ -88,9 +96,10 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
         raise RegEditError("mode", f"{mode!r} is not a mode", "use attention or latent")
     width, height = _check_size(pipe, width, height)
     cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
-    fusion = build_fusion(doc, lambda prompt: _context(pipe, prompt), mode)
+    built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode)
+    fusion = built.fusion
     state = GenerationState(total_steps=steps, cond_reference=cond, uncond_reference=uncond, cond_first=False)
-    effects = [fusion] if mode == "attention" else []
+    effects = list(built.effects)
     capture = MapCapture() if capture_maps else None
     if capture:
         effects.append(capture)
@@ -107,8 +116,12 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
                       guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size)
     params = _params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params[INFOTEXT_KEY] = doc.to_json()
+    extras = {"notes": built.notes}
+    if built.selection is not None:
+        params[KEYWORDS_KEY] = built.selection.summary()
+        extras["keywords"] = [r.selected_words() for r in built.selection.regions]
     return GenerationResult(images, parameters_text(doc.prompt, doc.negative_prompt, params), doc,
-                            capture.maps() if capture and capture.sums else None)
+                            capture.maps() if capture and capture.sums else None, extras)
 
 
 def generate_plain(pipe, prompt: str, negative_prompt: str = "", *, seed: int = 0, steps: int = 20,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 INFOTEXT_KEY = "RegEdit regions"
+KEYWORDS_KEY = "RegEdit keywords"
 
 
 def quote(text: str) -> str:

@@ -15,7 +15,7 @@ import torch
 from .attention.controller import Controller, GenerationState
 from .backends import ldm_backend
 from .documents import RegionDocument
-from .region_prompting import build_fusion
+from .region_prompting import build_effects
 
 
 def crossattn(cond):
@@ -26,9 +26,12 @@ def crossattn(cond):
 
 
 class WebUISession:
-    def __init__(self, document: RegionDocument, encode: Callable[[str], torch.Tensor]):
+    def __init__(self, document: RegionDocument, encode: Callable[[str], torch.Tensor],
+                 tokenize: Callable[[str], list[tuple[int, str]]] | None = None):
         self.document = document
         self.encode = encode
+        self.tokenize = tokenize
+        self.built = None
         self.fusion = None
         self.state = GenerationState(cond_first=True)
         self.controller: Controller | None = None
@@ -36,9 +39,15 @@ class WebUISession:
     def _prepare(self):
         if self.fusion is None:
             with torch.no_grad():
-                self.fusion = build_fusion(self.document, lambda prompt: crossattn(self.encode(prompt)))
-            effects = [self.fusion] if self.document.mode == "attention" else []
-            self.controller = Controller(effects, self.state)
+                self.built = build_effects(self.document, lambda prompt: crossattn(self.encode(prompt)), self.tokenize)
+            self.fusion = self.built.fusion
+            self.controller = Controller(self.built.effects, self.state)
+
+    def keywords_text(self) -> str | None:
+        """The keywords selected per region, for the infotext (None when keyword selection is off)."""
+        if self.built is None or self.built.selection is None:
+            return None
+        return self.built.selection.summary()
 
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
         self.state.step = int(sampling_step)

@@ -18,8 +18,7 @@ from lib_regedit.webui_session import WebUISession  # noqa: E402
 CTX = 32
 
 
-@pytest.fixture(scope="module")
-def unet():
+def make_unet():
     torch.manual_seed(0)
     model = ldm_openaimodel.UNetModel(image_size=16, in_channels=4, out_channels=4, model_channels=32,
                                      attention_resolutions=[1, 2], num_res_blocks=1, channel_mult=[1, 2], num_heads=2,
@@ -30,6 +29,11 @@ def unet():
             if param.abs().max() == 0:
                 param.normal_(0, 0.05)
     return model
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return make_unet()
 
 
 def _encoder(seed_of):

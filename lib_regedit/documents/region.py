@@ -16,7 +16,10 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - region: ``negative_prompt`` (fused into the unconditional rows inside the box), ``weight`` (default
   1.0), ``feather`` (soft edge width as a fraction of the image, default 0.03), ``role`` ("object"
   or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
-  ignored), ``keywords`` (user keywords for keyword selection).
+  ignored), ``keywords`` (user keywords, always kept by keyword selection).
+- ``kssa``: keyword selection and keyword-selected self-attention (MRGD §3.2), ``true`` or an object
+  ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
+  (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import RegEditError
-from .fields import (get_list, get_number, get_string, load_json_object, reject_unknown)
+from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
 
 MAX_REGIONS = 32
 MAX_PROMPT_CHARS = 4000
@@ -35,7 +38,24 @@ MODES = ("attention", "latent")
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
-                   "whole_prompt_weight", "background_weight")
+                   "whole_prompt_weight", "background_weight", "kssa")
+KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
+LEVELS = ("down", "mid", "up")
+
+
+@dataclass(frozen=True)
+class KssaOptions:
+    """Keyword selection and keyword-selected self-attention (MRGD §3.2). Defaults from the paper:
+    N = 15 keywords, logits of keyword positions × 1.5 in the down blocks; maps read at a quarter of
+    the latent size ("16×16" for SD's 64×64 latent), refreshed every ``refresh`` steps."""
+
+    enabled: bool = False
+    keywords: int = 15
+    scale: float = 1.5
+    reweight: str = "logit"
+    levels: tuple[str, ...] = ("down",)
+    refresh: int = 5
+    downscale: int = 4
 REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords")
 
 
@@ -66,6 +86,7 @@ class RegionDocument:
     whole_prompt_start: float = 0.3
     whole_prompt_weight: float = 0.5
     background_weight: float = 1.0
+    kssa: KssaOptions = KssaOptions()
     version: int = 1
 
     @property
@@ -79,6 +100,7 @@ class RegionDocument:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["regions"] = [_region_dict(r) for r in self.regions]
+        data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
         return data
 
     def to_json(self, full: bool = False) -> str:
@@ -88,14 +110,22 @@ class RegionDocument:
         if not full:
             data = _drop_defaults(data, RegionDocument("", ()))
             data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
+            if "kssa" in data:
+                data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def _drop_defaults(data: dict, default) -> dict:
-    keep = {"prompt", "regions", "x", "y", "w", "h"}
-    return {k: v for k, v in data.items()
-            if k in keep or v != (list(getattr(default, k)) if isinstance(getattr(default, k), tuple)
-                                  else getattr(default, k))}
+    keep = {"prompt", "regions", "x", "y", "w", "h", "enabled"}
+    return {k: v for k, v in data.items() if k in keep or v != _plain(getattr(default, k))}
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, KssaOptions):
+        return dict(asdict(value), levels=list(value.levels))
+    return value
 
 
 def _region_dict(region: Region) -> dict:
@@ -129,7 +159,40 @@ def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument 
         whole_prompt_start=get_number(obj, "whole_prompt_start", "", default=0.3, lo=0.0, hi=1.0),
         whole_prompt_weight=get_number(obj, "whole_prompt_weight", "", default=0.5, lo=0.0, hi=10.0),
         background_weight=get_number(obj, "background_weight", "", default=1.0, lo=0.0, hi=10.0),
+        kssa=_parse_kssa(obj.get("kssa"), "kssa"),
         version=int(version),
+    )
+
+
+def _parse_kssa(obj: Any, field: str) -> KssaOptions:
+    if obj is None:
+        return KssaOptions()
+    if isinstance(obj, bool):
+        return KssaOptions(enabled=obj)
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
+                           'write {"enabled": true, "keywords": 15, "scale": 1.5}')
+    reject_unknown(obj, KSSA_FIELDS, field)
+    keywords = get_number(obj, "keywords", field, default=15, lo=1, hi=75)
+    refresh = get_number(obj, "refresh", field, default=5, lo=1, hi=1000)
+    downscale = get_number(obj, "downscale", field, default=4, lo=1, hi=64)
+    for name, value in (("keywords", keywords), ("refresh", refresh), ("downscale", downscale)):
+        if value != int(value):
+            raise RegEditError(f"{field}.{name}", f"{value:g} is not a whole number", "write a whole number")
+    levels = get_list(obj, "levels", field, max_items=3) if "levels" in obj else ["down"]
+    for i, level in enumerate(levels):
+        if level not in LEVELS:
+            raise RegEditError(f"{field}.levels[{i}]", f"{level!r} is not a UNet level", f"use {', '.join(LEVELS)}")
+    if not levels:
+        raise RegEditError(f"{field}.levels", "is empty", 'name at least one level, e.g. ["down"]')
+    return KssaOptions(
+        enabled=get_bool(obj, "enabled", field, default=True),
+        keywords=int(keywords),
+        scale=get_number(obj, "scale", field, default=1.5, lo=0.0, hi=10.0, lo_open=True),
+        reweight=get_string(obj, "reweight", field, default="logit", choices=("logit", "softmax")),
+        levels=tuple(dict.fromkeys(levels)),
+        refresh=int(refresh),
+        downscale=int(downscale),
     )
 
 
