@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib_regedit.documents import parse_region_document  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
-from lib_regedit.infotext import INFOTEXT_KEY  # noqa: E402
+from lib_regedit.infotext import INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 
@@ -38,7 +38,7 @@ def _doc_to_table(doc_text: str):
     return rows or [["", 0.0, 0.0, 0.5, 0.5]]
 
 
-def _table_to_doc(table, doc_text: str, mode: str, whole_start: float):
+def _table_to_doc(table, doc_text: str, *settings):
     try:
         obj = load_json_object(doc_text, "regedit") or {}
     except RegEditError:
@@ -51,24 +51,37 @@ def _table_to_doc(table, doc_text: str, mode: str, whole_start: float):
         region.update(prompt=str(row[0]), x=float(row[1]), y=float(row[2]), w=float(row[3]), h=float(row[4]))
         regions.append(region)
     obj["regions"] = regions
-    return _with_settings(obj, mode, whole_start)
+    return _with_settings(obj, *settings)
 
 
-def _with_settings(obj: dict, mode: str, whole_start: float) -> str:
+def _with_settings(obj: dict, mode, whole_start, kssa, keywords, scale, reweight, levels) -> str:
     obj = dict(obj)
     obj.setdefault("prompt", "")
     obj.setdefault("regions", [])
     obj["mode"] = mode
     obj["whole_prompt_start"] = float(whole_start)
+    obj["kssa"] = {"enabled": bool(kssa), "keywords": int(keywords), "scale": float(scale), "reweight": reweight,
+                   "levels": list(levels) or ["down"]}
     return json.dumps(obj)
 
 
-def _settings_to_doc(doc_text: str, mode: str, whole_start: float):
+def _settings_to_doc(doc_text: str, *settings):
     try:
         obj = load_json_object(doc_text, "regedit")
     except RegEditError:
         return doc_text
-    return doc_text if obj is None else _with_settings(obj, mode, whole_start)
+    return doc_text if obj is None else _with_settings(obj, *settings)
+
+
+def _from_infotext(read):
+    """An infotext paste function: reads one setting out of the pasted region document."""
+    def paste(params):
+        try:
+            doc = parse_region_document(params.get(INFOTEXT_KEY))
+        except RegEditError:
+            return gr.update()
+        return gr.update() if doc is None else read(doc)
+    return paste
 
 
 class RegEditScript(scripts.Script):
@@ -88,6 +101,15 @@ class RegEditScript(scripts.Script):
                 mode = gr.Radio(["attention", "latent"], value="attention", label="Fusion mode",
                                 info="attention: one UNet pass; latent: MultiDiffusion, a pass per region")
                 whole_start = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Whole prompt joins after (fraction of steps)")
+            with gr.Row():
+                kssa = gr.Checkbox(False, label="Keyword selection + KSSA", elem_id=f"regedit_kssa_{tab}",
+                                   info="entropy picks each region's object words; self-attention leans on them")
+                keywords = gr.Slider(1, 75, value=15, step=1, label="Keywords per region (N)")
+                scale = gr.Slider(1.0, 3.0, value=1.5, step=0.05, label="KSSA scale")
+            with gr.Row():
+                reweight = gr.Radio(["logit", "softmax"], value="logit", label="KSSA reweighting",
+                                    info="logit: pre-softmax ×scale (paper); softmax: post-softmax, renormalised")
+                levels = gr.CheckboxGroup(["down", "mid", "up"], value=["down"], label="KSSA layers")
             gr.HTML("", elem_id=f"regedit_canvas_{tab}")
             with gr.Accordion("Regions as a table", open=False):
                 table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "number", "number", "number", "number"],
@@ -102,13 +124,23 @@ class RegEditScript(scripts.Script):
                     gr.Textbox("", label="Drag document (JSON)", elem_id=f"regedit_drag_{tab}", lines=1)
             if is_img2img:
                 gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
-        apply.click(_table_to_doc, inputs=[table, doc, mode, whole_start], outputs=[doc])
+        settings = [mode, whole_start, kssa, keywords, scale, reweight, levels]
+        apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
-        mode.change(_settings_to_doc, inputs=[doc, mode, whole_start], outputs=[doc])
-        whole_start.release(_settings_to_doc, inputs=[doc, mode, whole_start], outputs=[doc])
+        for control in (mode, kssa, reweight, levels):
+            control.change(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
+        for control in (whole_start, keywords, scale):
+            control.release(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [
             (doc, INFOTEXT_KEY),
             (enabled, lambda params: INFOTEXT_KEY in params),
+            (mode, _from_infotext(lambda d: d.mode)),
+            (whole_start, _from_infotext(lambda d: d.whole_prompt_start)),
+            (kssa, _from_infotext(lambda d: d.kssa.enabled)),
+            (keywords, _from_infotext(lambda d: d.kssa.keywords)),
+            (scale, _from_infotext(lambda d: d.kssa.scale)),
+            (reweight, _from_infotext(lambda d: d.kssa.reweight)),
+            (levels, _from_infotext(lambda d: list(d.kssa.levels))),
         ]
         self.paste_field_names = [INFOTEXT_KEY]
         return [doc, enabled, preview]
@@ -132,7 +164,7 @@ class RegEditScript(scripts.Script):
             return
         if document is None or not document.regions:
             return
-        p._regedit = WebUISession(document, _encoder())
+        p._regedit = WebUISession(document, _encoder(), _tokenizer())
         p._regedit_preview = bool(preview)
         p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
         _wrap_sample(p)
@@ -159,6 +191,26 @@ def _encoder():
     return encode
 
 
+def _tokenizer():
+    """Word tokens of a prompt as the WebUI encodes it: (position in its 77-token chunks, text)."""
+    def tokenize(prompt: str):
+        model = shared.sd_model.cond_stage_model
+        embedder = model if hasattr(model, "wrapped") else next(
+            (e for e in getattr(model, "embedders", []) if hasattr(e, "process_texts") and hasattr(e, "wrapped")), None)
+        if embedder is None or not hasattr(embedder.wrapped, "tokenizer"):
+            return []
+        tokenizer = embedder.wrapped.tokenizer
+        special = {embedder.id_start, embedder.id_end, embedder.id_pad}
+        chunks = embedder.process_texts([prompt])[0][0]
+        words = []
+        for c, chunk in enumerate(chunks):
+            for i, token in enumerate(chunk.tokens):
+                if token not in special:
+                    words.append((c * len(chunk.tokens) + i, tokenizer.convert_ids_to_tokens(token).replace("</w>", "")))
+        return words
+    return tokenize
+
+
 def _wrap_sample(p) -> None:
     original = p.sample
 
@@ -168,7 +220,13 @@ def _wrap_sample(p) -> None:
         if session is None:
             return original(*args, **kwargs)
         with session.sampling(shared.sd_model.model.diffusion_model):
-            return original(*args, **kwargs)
+            result = original(*args, **kwargs)
+        for note in session.built.notes if session.built else []:
+            p.comment(f"RegEdit: {note}")
+        keywords = session.keywords_text()
+        if keywords is not None:  # before the images are saved, so the PNG infotext carries it
+            p.extra_generation_params[KEYWORDS_KEY] = keywords
+        return result
 
     p.sample = sample
 
