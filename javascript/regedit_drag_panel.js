@@ -347,8 +347,9 @@
             const side = el("div", {class: "regedit-side"}, [this.next, this.list]);
             const body = el("div", {class: "regedit-body"}, [this.stage, side]);
             this.status = el("div", {class: "regedit-status", "aria-live": "polite"});
+            const title = el("div", {class: "regedit-title", text: "Drag regions: each pair moves its handle onto its target"});
             this.root = el("div", {class: "regedit-panel regedit-drag-panel", "data-tab": this.tab},
-                [toolbar, toolbar2, body, this.status, el("div", {class: "regedit-hint", text: HELP})]);
+                [title, toolbar, toolbar2, body, this.status, el("div", {class: "regedit-hint", text: HELP})]);
             this.host.appendChild(this.root);
 
             this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));

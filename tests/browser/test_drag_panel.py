@@ -4,7 +4,7 @@ draws pairs, and the preview moves pixels from each handle onto its target."""
 import json
 
 import pytest
-from conftest import CanvasDriver
+from browser_support import CanvasDriver
 
 from lib_regedit.documents import parse_drag_document
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import CanvasDriver
+from browser_support import CanvasDriver
 
 from lib_regedit.documents import parse_region_document
 

@@ -1,0 +1,48 @@
+"""Helpers for the browser tests (a module with its own name: tests/ has several conftest modules)."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "browser"
+
+
+class CanvasDriver:
+    """Mouse and keyboard on one panel canvas, in fractions of the canvas (= of the image)."""
+
+    def __init__(self, page, selector):
+        self.page = page
+        self.selector = selector
+
+    @property
+    def box(self):
+        box = self.page.locator(self.selector).bounding_box()
+        assert box and box["width"] > 0 and box["height"] > 0, f"{self.selector} is not laid out"
+        return box
+
+    def at(self, fx, fy):
+        b = self.box
+        return b["x"] + fx * b["width"], b["y"] + fy * b["height"]
+
+    def drag(self, a, b, steps=6):
+        mouse = self.page.mouse
+        mouse.move(*self.at(*a))
+        mouse.down()
+        mouse.move(*self.at(*b), steps=steps)
+        mouse.up()
+
+    def click(self, fx, fy):
+        self.page.mouse.click(*self.at(fx, fy))
+
+    def pixel(self, fx, fy):
+        """RGBA of the drawn canvas at a fraction of its size."""
+        return self.page.evaluate(
+            """([sel, fx, fy]) => {
+                const c = gradioApp().querySelector(sel);
+                const x = Math.min(c.width - 1, Math.floor(fx * c.width));
+                const y = Math.min(c.height - 1, Math.floor(fy * c.height));
+                return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data);
+            }""", [self.selector, fx, fy])
+
+    def size(self):
+        b = self.box
+        return b["width"], b["height"]

@@ -1,0 +1,135 @@
+"""The panels in a running AUTOMATIC1111 WebUI 1.10 (gradio 3.41) with this extension installed.
+
+Skipped unless ``REGEDIT_WEBUI_URL`` points at one, e.g. a WebUI started by the end-to-end harness
+with its UI, or by hand::
+
+    cd $A1111_DIR && venv/bin/python launch.py --skip-prepare-environment --skip-install \\
+        --skip-torch-cuda-test --no-half --use-cpu all --no-download-sd-model --port 7871 ...
+    REGEDIT_WEBUI_URL=http://127.0.0.1:7871 python -m pytest -q tests/browser/test_real_webui.py
+
+It checks what the stand-in page cannot: that the panels mount in the real DOM, that what they write
+reaches gradio's state (the Python side reads it back), and that values Python writes redraw them.
+Console errors are counted as ours when they mention this extension's files; the stock WebUI logs
+some of its own (an offline CDN script; a gradio output error when the width field is typed into,
+seen with no extensions installed too).
+"""
+
+import json
+import os
+
+import pytest
+from browser_support import ARTIFACTS, CanvasDriver
+
+from lib_regedit.documents import parse_drag_document, parse_region_document
+
+URL = os.environ.get("REGEDIT_WEBUI_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="set REGEDIT_WEBUI_URL to a running WebUI 1.10 with RegEdit installed")
+
+
+@pytest.fixture
+def webui(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1400}, device_scale_factor=1)
+    page = context.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(f"{m.text} @ {m.location.get('url', '')}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack or ''}"))
+    page.goto(URL, timeout=120_000)
+    page.wait_for_selector("#regedit_canvas_txt2img", state="attached", timeout=120_000)
+    page.wait_for_function("window.RegEditRegionPanels && window.RegEditRegionPanels.txt2img && "
+                           "window.RegEditRegionPanels.img2img && window.RegEditDragPanels.img2img", timeout=30_000)
+    page.our_errors = lambda: [e for e in errors if "regedit" in e.lower()]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield page
+    context.close()
+
+
+def field(page, elem_id):
+    return page.evaluate(f"gradioApp().querySelector('#{elem_id} textarea').value")
+
+
+def test_txt2img_canvas_round_trips_through_gradio(webui):
+    page = webui
+    assert not page.locator("#regedit_doc_txt2img").is_visible()  # the JSON field is hidden
+    assert page.evaluate("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth") == 0
+    page.click("#regedit_txt2img .label-wrap")  # the accordion starts closed
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
+    page.locator("#regedit_canvas_txt2img canvas").scroll_into_view_if_needed()
+    c = CanvasDriver(page, "#regedit_canvas_txt2img canvas")
+    c.drag((0.1, 0.1), (0.5, 0.6))
+    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a red ball")
+    c.drag((0.6, 0.2), (0.9, 0.9))
+    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a blue cube")
+    page.keyboard.press("Escape")
+    doc = parse_region_document(field(page, "regedit_doc_txt2img"))
+    assert [r.prompt for r in doc.regions] == ["a red ball", "a blue cube"]
+
+    # Gradio has the value: a Python callback reads the document into the table.
+    page.click("#regedit_txt2img >> text=Regions as a table")
+    page.click("#regedit_load_txt2img")
+    page.wait_for_function("gradioApp().querySelector('#regedit_table_txt2img').innerText.includes('a blue cube')",
+                           timeout=20_000)
+    # And a value written by Python (the fusion-mode radio rewrites the document) redraws the canvas
+    # and survives the next edit.
+    page.click("#regedit_txt2img label:has-text('latent')")
+    page.wait_for_function("window.RegEditRegionPanels.txt2img.base.mode === 'latent'", timeout=20_000)
+    c.click(0.3, 0.3)
+    page.keyboard.press("ArrowRight")
+    after = json.loads(field(page, "regedit_doc_txt2img"))
+    assert after["mode"] == "latent" and after["regions"][0]["prompt"] == "a red ball"
+    page.locator("#regedit_txt2img").screenshot(path=str(ARTIFACTS / "real_webui_txt2img.png"))
+    assert page.our_errors() == []
+
+
+def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
+    from PIL import Image, ImageDraw
+
+    init = Image.new("RGB", (640, 448), (40, 60, 200))
+    draw = ImageDraw.Draw(init)
+    draw.rectangle([64, 45, 192, 134], fill=(230, 30, 30))
+    draw.ellipse([120, 260, 200, 340], fill=(30, 200, 60))
+    init.save(tmp_path / "init.png")
+
+    page = webui
+    page.click("#tabs button:has-text('img2img')")
+    page.set_input_files("#img2img_image input[type=file]", str(tmp_path / "init.png"))
+    page.click("#regedit_img2img .label-wrap")
+    page.wait_for_function("window.RegEditDragPanels.img2img.images.image && "
+                           "gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0",
+                           timeout=20_000)
+    page.wait_for_timeout(600)  # one poll: the region canvas takes the image's shape
+    region = CanvasDriver(page, "#regedit_canvas_img2img canvas")
+    page.locator("#regedit_canvas_img2img canvas").scroll_into_view_if_needed()
+    w, h = region.size()
+    assert w / h == pytest.approx(640 / 448, abs=0.02)
+    red = region.pixel(0.2, 0.2)
+    assert red[0] > 180 and red[2] < 90, red  # the init image shows under the boxes
+    region.drag((0.55, 0.1), (0.95, 0.45))
+    page.fill("#regedit_canvas_img2img [data-key=prompt]", "a cat")
+    assert parse_region_document(field(page, "regedit_doc_img2img")).regions[0].prompt == "a cat"
+
+    drag = CanvasDriver(page, "#regedit_drag_canvas_img2img canvas")
+    page.locator("#regedit_drag_canvas_img2img canvas").scroll_into_view_if_needed()
+    for p in [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3), (0.1, 0.3), (0.5, 0.5), (0.8, 0.55), (0.75, 0.85), (0.5, 0.8)]:
+        drag.click(*p)
+    page.click("#regedit_drag_canvas_img2img [data-tool=brush]")
+    drag.drag((0.2, 0.7), (0.3, 0.72))
+    page.keyboard.press("Enter")
+    drag.drag((0.6, 0.2), (0.75, 0.25))
+    page.keyboard.press("Enter")
+    doc = parse_drag_document(field(page, "regedit_drag_img2img"))
+    assert [p.kind for p in doc.pairs] == ["perspective", "scale"]
+    pasted = drag.pixel(0.7, 0.62)
+    assert pasted[0] > 180 and pasted[2] < 90, pasted  # the preview moved the red square
+    page.locator("#regedit_img2img").screenshot(path=str(ARTIFACTS / "real_webui_img2img.png"))
+
+    # Back and forth between tabs, and a closed-then-opened accordion, keep the canvases working.
+    page.click("#tabs button:has-text('txt2img')")
+    page.click("#regedit_txt2img .label-wrap")  # open (it starts closed)
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
+    page.click("#regedit_txt2img .label-wrap")  # close
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth === 0")
+    page.click("#regedit_txt2img .label-wrap")  # and open again
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
+    page.click("#tabs button:has-text('img2img')")
+    page.wait_for_function("gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0")
+    assert page.our_errors() == []
