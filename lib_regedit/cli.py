@@ -23,6 +23,7 @@ def _generate(args) -> int:
     document = parse_region_document(text, field=f"--regions {args.regions}")
     if document is None:
         raise SystemExit(f"--regions: {args.regions} is empty; write a region document (see README)")
+    document = _with_kssa_options(document, args)
     model = Path(args.model) if args.model else default_model_path()
     if not model.exists():
         raise SystemExit(f"--model: {model} does not exist (the bundled model is missing; pass --model PATH)")
@@ -33,10 +34,28 @@ def _generate(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     result.image.save(out, pnginfo=result.pnginfo())
     print(f"wrote {out}")
+    if "keywords" in result.extras:
+        for i, words in enumerate(result.extras["keywords"]):
+            print(f"region {i + 1} keywords: {', '.join(words) or '-'}")
     if args.preview:
         draw_layout(result.image, document).save(args.preview)
         print(f"wrote {args.preview}")
     return 0
+
+
+def _with_kssa_options(document, args):
+    """--kssa and its options override the document's ``kssa`` object."""
+    from dataclasses import replace
+
+    from .documents import parse_region_document
+
+    given = {k: v for k, v in (("keywords", args.keywords), ("scale", args.kssa_scale), ("reweight", args.kssa_reweight),
+                               ("levels", args.kssa_levels.split(",") if args.kssa_levels else None)) if v is not None}
+    if not args.kssa and not given:
+        return document
+    data = document.to_dict()
+    data["kssa"] = dict(data["kssa"], enabled=True, **given)
+    return replace(document, kssa=parse_region_document(data, field="--kssa options").kssa)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--height", type=int)
     gen.add_argument("--mode", choices=["attention", "latent"], help="override the document's mode")
     gen.add_argument("--preview", help="also write the layout preview (boxes over the result) here")
+    gen.add_argument("--kssa", action="store_true", help="keyword selection + keyword-selected self-attention (MRGD)")
+    gen.add_argument("--keywords", type=int, help="keywords kept per region (N, default 15); implies --kssa")
+    gen.add_argument("--kssa-scale", type=float, help="KSSA scale (default 1.5); implies --kssa")
+    gen.add_argument("--kssa-reweight", choices=["logit", "softmax"], help="pre-softmax (default) or post-softmax")
+    gen.add_argument("--kssa-levels", help="comma-separated UNet levels for KSSA: down,mid,up (default down)")
     gen.set_defaults(func=_generate)
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)

@@ -25,6 +25,10 @@ def test_generate_writes_a_png_with_parameters(model_dir, tmp_path):
     preview = tmp_path / "boxes.png"
     assert main(["generate", "--regions", str(regions), "--out", str(out), "--model", str(model_dir), "--steps", "2",
                  "--seed", "7", "--mode", "latent", "--preview", str(preview)]) == 0
+    kssa_out = tmp_path / "kssa.png"
+    assert main(["generate", "--regions", str(regions), "--out", str(kssa_out), "--model", str(model_dir), "--steps", "3",
+                 "--keywords", "2", "--kssa-scale", "1.8"]) == 0
+    assert "RegEdit keywords: " in Image.open(kssa_out).text["parameters"]
     image = Image.open(out)
     text = image.text["parameters"]
     assert text.startswith("a red circle and a dog\n") and "Seed: 7" in text and "Steps: 2" in text
