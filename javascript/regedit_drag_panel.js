@@ -593,7 +593,13 @@
                 this.scratch.height = H;
                 const sctx = this.scratch.getContext("2d", {willReadFrequently: true});
                 sctx.drawImage(img, 0, 0, W, H);
-                this.baseData = sctx.getImageData(0, 0, W, H);
+                try {
+                    this.baseData = sctx.getImageData(0, 0, W, H);
+                } catch (e) { // an image from another origin cannot be read back
+                    this.preview = this.previewBox.checked = false;
+                    this.flash("The init image cannot be read here (another origin), so there is no preview.");
+                    return null;
+                }
             }
             const out = new ImageData(new Uint8ClampedArray(this.baseData.data), W, H);
             for (const pair of this.pairs) {

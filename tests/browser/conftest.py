@@ -88,7 +88,7 @@ def shot():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def save(page, name, selector=None):
-        target = page.locator(selector) if selector else page
+        target = page.locator(selector).first if selector else page
         target.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
     return save

@@ -45,7 +45,7 @@ def drag_page(page):
     page.evaluate("showTab('img2img'); setInitImage(512, 512)")
     page.wait_for_function("window.RegEditDragPanels.img2img && window.RegEditDragPanels.img2img.images.image && "
                            f"gradioApp().querySelector('{CANVAS}').clientWidth > 0", timeout=3000)
-    page.locator(PANEL).scroll_into_view_if_needed()
+    page.locator(CANVAS).scroll_into_view_if_needed()
     return page
 
 
@@ -207,9 +207,30 @@ def test_hidden_until_shown_and_without_an_init_image(page):
     page.wait_for_function("window.RegEditDragPanels.img2img.pairs.length === 1 && "
                            f"gradioApp().querySelector('{CANVAS}').clientWidth > 0", timeout=3000)
     assert "no init image" in page.inner_text(f"{PANEL} .regedit-status")
-    page.locator(PANEL).scroll_into_view_if_needed()
+    page.locator(CANVAS).scroll_into_view_if_needed()
     c = CanvasDriver(page, CANVAS)
     for p in [(0.5, 0.5), (0.7, 0.5), (0.7, 0.7), (0.5, 0.7), (0.6, 0.8), (0.8, 0.8), (0.8, 0.98), (0.6, 0.98)]:
         c.click(*p)
     assert len(pairs(page)) == 2
+    page.errors.assert_none()
+
+
+def test_dense_mapping_math(page):
+    """The preview's maps send each handle vertex to its target vertex (affine: 3, perspective: 4)."""
+    result = page.evaluate("""() => {
+        const M = window.RegEditDragMath;
+        const tri = [[10, 10], [50, 12], [30, 60]], tri2 = [[100, 40], [160, 30], [120, 110]];
+        const quad = [[0, 0], [100, 0], [100, 100], [0, 100]], quad2 = [[10, 20], [90, 5], [120, 130], [0, 80]];
+        const a = M.pointMap(tri, tri2), h = M.pointMap(quad, quad2);
+        return {affine: tri.map(p => a(...p)), perspective: quad.map(p => h(...p)),
+                singular: M.pointMap([[0, 0], [1, 1], [2, 2]], tri2) === null,
+                inside: [M.insidePolygon(quad2, 50, 50), M.insidePolygon(quad2, 115, 20)],
+                box: M.regionBox({type: 'mask', strokes: [{points: [[0.5, 0.5]], radius: 0.1}]}, 200, 100)};
+    }""")
+    assert result["affine"] == pytest.approx([[100, 40], [160, 30], [120, 110]], abs=1e-6)
+    assert result["perspective"] == pytest.approx([[10, 20], [90, 5], [120, 130], [0, 80]], abs=1e-6)
+    assert result["singular"] is True
+    assert result["inside"] == [True, False]
+    # The brush radius is a fraction of the width: 20 px on both axes of a 200 x 100 image.
+    assert result["box"] == pytest.approx([80, 30, 120, 70])
     page.errors.assert_none()
