@@ -219,12 +219,23 @@
     function watch(node, fn, interval) {
         const timer = setInterval(fn, interval || 500);
         let observer = null;
+        let frame = 0;
         if (typeof ResizeObserver === "function") {
-            observer = new ResizeObserver(() => fn());
+            // Laid out on the next frame, not inside the callback: resizing the canvas there would
+            // resize the observed node again and raise a "ResizeObserver loop" error event.
+            observer = new ResizeObserver(() => {
+                if (!frame) {
+                    frame = requestAnimationFrame(() => {
+                        frame = 0;
+                        fn();
+                    });
+                }
+            });
             observer.observe(node);
         }
         return function stop() {
             clearInterval(timer);
+            if (frame) cancelAnimationFrame(frame);
             if (observer) observer.disconnect();
         };
     }

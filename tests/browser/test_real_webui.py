@@ -11,7 +11,8 @@ It checks what the stand-in page cannot: that the panels mount in the real DOM, 
 reaches gradio's state (the Python side reads it back), and that values Python writes redraw them.
 Console errors are counted as ours when they mention this extension's files; the stock WebUI logs
 some of its own (an offline CDN script; a gradio output error when the width field is typed into,
-seen with no extensions installed too).
+seen with no extensions installed too). A "ResizeObserver loop" error event counts as ours: the
+panels are the page's ResizeObserver users.
 """
 
 import json
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.skipif(not URL, reason="set REGEDIT_WEBUI_URL to a runn
 @pytest.fixture
 def webui(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1400}, device_scale_factor=1)
+    context.add_init_script("window.addEventListener('error', (e) => console.error('window error event: ' + e.message))")
     page = context.new_page()
     errors = []
     page.on("console", lambda m: errors.append(f"{m.text} @ {m.location.get('url', '')}") if m.type == "error" else None)
@@ -37,7 +39,8 @@ def webui(browser):
     page.wait_for_selector("#regedit_canvas_txt2img", state="attached", timeout=120_000)
     page.wait_for_function("window.RegEditRegionPanels && window.RegEditRegionPanels.txt2img && "
                            "window.RegEditRegionPanels.img2img && window.RegEditDragPanels.img2img", timeout=30_000)
-    page.our_errors = lambda: [e for e in errors if "regedit" in e.lower()]
+    page.our_errors = lambda: [e for e in errors if "regedit" in e.lower() or "ResizeObserver" in e]
+    page.all_errors = errors
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield page
     context.close()
