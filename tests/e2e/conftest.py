@@ -1,0 +1,75 @@
+"""End-to-end fixtures: one real WebUI for the whole session, always stopped at the end.
+
+Skipped, with the reason, unless ``A1111_DIR`` (a WebUI v1.10 checkout) and ``A1111_PY`` (its Python)
+are set. ``REGEDIT_E2E_WORK`` keeps the work folder (checkpoints, log) for a later run or a look.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from e2e_webui import SD1, WebUI, check_install, log, plain_payload  # noqa: E402
+
+E2E_DIR = Path(__file__).resolve().parent
+SKIP_REASON = check_install(os.environ.get("A1111_DIR"), os.environ.get("A1111_PY"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if SKIP_REASON is None:
+        return
+    marker = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def webui(request):
+    if SKIP_REASON is not None:
+        pytest.skip(SKIP_REASON)
+    keep = os.environ.get("REGEDIT_E2E_WORK")
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="regedit-e2e-"))
+    server = WebUI(os.environ["A1111_DIR"], os.environ["A1111_PY"], work, log=log)
+    # The finalizer is registered before the start, so a failed or interrupted start is cleaned up too.
+    request.addfinalizer(server.stop)
+    server.start()
+    log(f"WebUI ready at {server.url} (log: {server.log_path})")
+    return server
+
+
+@pytest.fixture(scope="session")
+def baseline(webui):
+    """Plain images (no extension arguments) taken before any RegEdit run, keyed by a name."""
+    from e2e_webui import pixels
+
+    shots = {}
+
+    def shot(name: str, kind: str = "txt2img", model: str = SD1, **over):
+        res = webui.generate(kind, plain_payload(**over), model=model)
+        return [pixels(b) for b in res["images"]]
+
+    shots["sd1"] = shot("sd1")
+    shots["sd1_batch"] = shot("sd1_batch", batch_size=3, sampler_name="DPM++ 2M")
+    shots["_take"] = shot
+    return shots
+
+
+@pytest.fixture
+def assert_plain_unchanged(webui, baseline):
+    """Call after extension runs: a plain SD1 generation must be bit-identical to the baseline."""
+    from e2e_webui import pixels
+
+    def check(context: str):
+        assert webui.alive(), f"the WebUI died after {context}:\n{webui.log_tail()}"
+        for key, over in (("sd1", {}), ("sd1_batch", {"batch_size": 3, "sampler_name": "DPM++ 2M"})):
+            res = webui.generate("txt2img", plain_payload(**over), model=SD1)
+            got = [pixels(b) for b in res["images"]]
+            assert got == baseline[key], f"a plain generation ({key}) changed after {context}: hooks left behind?"
+    return check

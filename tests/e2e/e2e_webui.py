@@ -1,0 +1,289 @@
+"""Drive a real AUTOMATIC1111 WebUI v1.10 install for the end-to-end tests.
+
+:class:`WebUI` installs this checkout into ``$A1111_DIR/extensions/`` (a symlink), writes tiny
+random-weight checkpoints (``make_models.py``, run with ``$A1111_PY``), launches ``launch.py`` on
+127.0.0.1 only, fully offline, and stops it and removes the link in :meth:`WebUI.stop`.
+
+Nothing here imports torch or the WebUI; it talks HTTP. Everything the run writes (checkpoints, a
+Hugging Face cache, ``config.json``, the log) lives in one work folder outside the WebUI.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+EXTENSION_NAME = "sd-webui-regedit-e2e"
+SD1 = "regedit-e2e-sd1"
+SDXL = "regedit-e2e-sdxl"
+
+# Offline, CPU, loopback only. --skip-prepare-environment: no git clones and no pip (so the
+# extension's install.py is not run either); --api: the HTTP API next to the UI.
+LAUNCH_FLAGS = [
+    "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--no-half", "--use-cpu", "all",
+    "--api", "--no-download-sd-model", "--server-name", "127.0.0.1",
+]
+
+SETTINGS = {
+    "sd_model_checkpoint": f"{SD1}.safetensors",
+    "sd_checkpoints_limit": 2,            # keep SD1 and SDXL both loaded: switching is then instant
+    "sd_checkpoints_keep_in_cpu": True,
+    "live_previews_enable": False,        # previews would try to download TAESD
+    "show_progress_every_n_steps": -1,
+    "samples_save": False,
+    "grid_save": False,
+    "save_init_img": False,
+    "enable_pnginfo": True,
+    "CLIP_stop_at_last_layers": 1,
+}
+
+
+class WebUIError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_install(a1111_dir: str | None, a1111_py: str | None) -> str | None:
+    """Why the end-to-end tests cannot run here, or None when they can."""
+    if not a1111_dir or not a1111_py:
+        return ("set A1111_DIR to a WebUI v1.10 checkout and A1111_PY to the Python of its environment "
+                "to run the end-to-end tests (see tests/e2e/README.md)")
+    d = Path(a1111_dir)
+    if not (d / "launch.py").is_file() or not (d / "modules" / "launch_utils.py").is_file():
+        return f"A1111_DIR={a1111_dir} is not a WebUI checkout (no launch.py / modules/launch_utils.py)"
+    for repo in ("stable-diffusion-stability-ai", "generative-models", "k-diffusion"):
+        if not (d / "repositories" / repo).is_dir():
+            return f"A1111_DIR={a1111_dir} lacks repositories/{repo} (the WebUI has never been prepared)"
+    if not Path(a1111_py).is_file():
+        return f"A1111_PY={a1111_py} does not exist"
+    return None
+
+
+class WebUI:
+    def __init__(self, a1111_dir: str, a1111_py: str, work: Path, *, ui: bool = True, log=print):
+        self.dir = Path(a1111_dir).resolve()
+        self.py = a1111_py
+        self.work = Path(work)
+        self.ui = ui
+        self.log = log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.link = self.dir / "extensions" / EXTENSION_NAME
+        self.log_path = self.work / "webui.log"
+        import requests  # imported here so that collecting the skipped tests needs nothing extra
+
+        self.session = requests.Session()
+        self.current_model: str | None = None
+
+    # ---- setup -------------------------------------------------------------------------------
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COMMANDLINE_ARGS"))}
+        env.update(HF_HOME=str(self.work / "models" / "hf"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   HF_HUB_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", GRADIO_ANALYTICS_ENABLED="False",
+                   PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+        env.pop("VIRTUAL_ENV", None)
+        return env
+
+    def make_models(self) -> None:
+        out = self.work / "models"
+        if (out / "Stable-diffusion" / f"{SDXL}.safetensors").exists():
+            return
+        cmd = [self.py, str(HERE / "make_models.py"), "--webui", str(self.dir), "--out", str(out)]
+        res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=900)
+        if res.returncode != 0:
+            raise WebUIError(f"make_models.py failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
+
+    def install_extension(self) -> None:
+        ext = self.dir / "extensions"
+        ext.mkdir(exist_ok=True)
+        for other in ext.iterdir():
+            if other.name != EXTENSION_NAME and (other / "scripts" / "regedit.py").exists():
+                raise WebUIError(f"{other} is another RegEdit install; disable or move it before the e2e run "
+                                 f"(two copies would register the script twice)")
+        if self.link.is_symlink() or self.link.exists():
+            if self.link.is_symlink():
+                self.link.unlink()  # a stale link left by a killed run
+            else:
+                raise WebUIError(f"{self.link} exists and is not our link; remove it")
+        self.link.symlink_to(REPO, target_is_directory=True)
+
+    def remove_extension(self) -> None:
+        if self.link.is_symlink():
+            self.link.unlink()
+
+    def write_settings(self) -> Path:
+        path = self.work / "config.json"
+        path.write_text(json.dumps(SETTINGS, indent=1))
+        return path
+
+    # ---- process -----------------------------------------------------------------------------
+    def start(self, timeout: float = 600) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.make_models()
+        self.install_extension()
+        settings = self.write_settings()
+        cmd = [self.py, "launch.py", *LAUNCH_FLAGS, "--port", str(self.port),
+               "--ckpt-dir", str(self.work / "models" / "Stable-diffusion"),
+               "--ui-settings-file", str(settings), "--ui-config-file", str(self.work / "ui-config.json"),
+               "--embeddings-dir", str(self.work / "embeddings"), "--hypernetwork-dir", str(self.work / "hypernetworks")]
+        if not self.ui:
+            cmd.append("--nowebui")
+        self.log(f"launching the WebUI: cd {self.dir} && {' '.join(cmd)}")
+        self._log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env(), stdout=self._log_file,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise WebUIError(f"the WebUI exited with {self.proc.returncode} while starting:\n{self.log_tail()}")
+            try:
+                r = self.session.get(f"{self.url}/sdapi/v1/sd-models", timeout=5)
+                if r.status_code == 200 and r.json():
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        else:
+            raise WebUIError(f"the WebUI did not answer within {timeout:.0f}s:\n{self.log_tail()}")
+        self.use_model(SD1)
+
+    def stop(self) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                # The WebUI runs in its own session (process group): signal only that group.
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=30)
+        finally:
+            self.remove_extension()
+            if getattr(self, "_log_file", None):
+                self._log_file.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    # ---- HTTP --------------------------------------------------------------------------------
+    def post(self, path: str, payload=None, *, data: bytes | None = None, timeout: float = 600,
+             headers: dict | None = None):
+        if data is None:
+            # json.dumps writes NaN/Infinity as Python's json (and so FastAPI) reads them; requests'
+            # own json= refuses them, and the malformed-payload test needs them on the wire.
+            data = json.dumps(payload).encode()
+        return self.session.post(f"{self.url}{path}", data=data, timeout=timeout,
+                                 headers=headers or {"Content-Type": "application/json"})
+
+    def get(self, path: str, timeout: float = 60):
+        return self.session.get(f"{self.url}{path}", timeout=timeout)
+
+    def use_model(self, name: str) -> None:
+        if self.current_model == name:
+            return
+        r = self.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{name}.safetensors"})
+        if r.status_code != 200:
+            raise WebUIError(f"switching to {name} failed: {r.status_code} {r.text[:500]}")
+        got = self.get("/sdapi/v1/options").json().get("sd_model_checkpoint", "")
+        if not got.startswith(name):
+            raise WebUIError(f"switching to {name} failed (now {got}):\n{self.log_tail()}")
+        self.current_model = name
+
+    def generate(self, kind: str, payload: dict, *, model: str = SD1, expect_ok: bool = True) -> dict:
+        self.use_model(model)
+        r = self.post(f"/sdapi/v1/{kind}", payload)
+        if expect_ok and r.status_code != 200:
+            raise WebUIError(f"{kind} returned {r.status_code}: {r.text[:3000]}\n--- WebUI log ---\n{self.log_tail(4000)}")
+        return r.json() if r.headers.get("content-type", "").startswith("application/json") else {"raw": r.text}
+
+
+# ---- payloads and images --------------------------------------------------------------------------
+
+def plain_payload(**over) -> dict:
+    payload = {"prompt": "a landscape", "negative_prompt": "", "seed": 1234, "steps": 3, "width": 64,
+               "height": 64, "cfg_scale": 7.0, "sampler_name": "Euler a", "batch_size": 1, "n_iter": 1}
+    payload.update(over)
+    return payload
+
+
+def with_regions(payload: dict, doc) -> dict:
+    payload = dict(payload)
+    payload["alwayson_scripts"] = {"regedit": {"args": [doc]}}
+    return payload
+
+
+def decode_png(b64: str):
+    from PIL import Image
+
+    if "," in b64[:64]:
+        b64 = b64.split(",", 1)[1]
+    return Image.open(io.BytesIO(base64.b64decode(b64)))
+
+
+def pixels(b64: str) -> bytes:
+    img = decode_png(b64)
+    return img.mode.encode() + repr(img.size).encode() + img.tobytes()
+
+
+def pixel_diff(a_b64: str, b_b64: str) -> tuple[int, float]:
+    """(max, mean) absolute difference of two same-size images, in 8-bit levels."""
+    import numpy as np
+
+    a = np.asarray(decode_png(a_b64).convert("RGB"), dtype=np.int16)
+    b = np.asarray(decode_png(b_b64).convert("RGB"), dtype=np.int16)
+    if a.shape != b.shape:
+        return 255, 255.0
+    d = np.abs(a - b)
+    return int(d.max()), float(d.mean())
+
+
+def png_b64(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def infotext_of(b64: str) -> str:
+    return decode_png(b64).info.get("parameters", "")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
