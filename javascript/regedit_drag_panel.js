@@ -680,6 +680,9 @@
                 }
                 return;
             }
+            // The second click of a double click that finished a polygon starts nothing new.
+            const f = this.lastFinish;
+            if (!this.pending && f && Date.now() - f.time < 500 && this.distPx(p, f.point) <= 3) return;
             const slot = this.nextSlot();
             if (slot.side === "handle" && slot.pair >= MAX_PAIRS) {
                 this.flash("At most " + MAX_PAIRS + " pairs; delete one to draw another.");
@@ -707,13 +710,17 @@
             const last = pts[pts.length - 1];
             // A click on the first vertex, or a double click, closes a triangle.
             if (pts.length >= 3 && (this.distPx(p, pts[0]) <= VERTEX_PX || this.distPx(p, last) <= 3)) {
+                this.lastFinish = {point: p, time: Date.now()};
                 this.finishRegion();
                 return;
             }
             if (last && this.distPx(p, last) <= 3) return;
             pts.push(p);
             const need = slot.side === "target" ? this.pairs[slot.pair].handle.points.length : 4;
-            if (pts.length >= need) this.finishRegion();
+            if (pts.length >= need) {
+                this.lastFinish = {point: p, time: Date.now()};
+                this.finishRegion();
+            }
             else {
                 this.updateSide();
                 this.render();
