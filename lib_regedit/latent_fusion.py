@@ -11,29 +11,10 @@ from typing import Callable
 
 import torch
 
-from .attention.effects.region_fusion import RegionPrompt
-from .masks import box_mask, fusion_weights
+from .fusion_sources import FusionSources
 
 
-class LatentFusion:
-    def __init__(self, regions: list[RegionPrompt], *, background_context: torch.Tensor | None = None,
-                 background_negative: torch.Tensor | None = None, background_weight: float = 1.0,
-                 whole_start: float = 0.3, whole_weight: float = 0.5):
-        self.regions = regions
-        self.background_context = background_context
-        self.background_negative = background_negative
-        self.background_weight = background_weight
-        self.whole_start = whole_start
-        self.whole_weight = whole_weight
-        self.fuse_uncond = any(r.negative_context is not None for r in regions) or background_negative is not None
-
-    def weights(self, hw: tuple[int, int], progress: float) -> torch.Tensor:
-        h, w = hw
-        masks = torch.stack([box_mask(r.x, r.y, r.w, r.h, h, w, r.feather) for r in self.regions]) \
-            if self.regions else torch.zeros(0, h, w)
-        whole = self.whole_weight if progress >= self.whole_start else 0.0
-        return fusion_weights(masks, [r.weight for r in self.regions], self.background_weight, whole)
-
+class LatentFusion(FusionSources):
     def fuse(self, eps: torch.Tensor, rows: tuple[int, ...], uncond_rows: tuple[int, ...], progress: float,
              run: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
         """``eps``: the UNet output for the whole batch with each row's own prompt.
@@ -46,11 +27,9 @@ class LatentFusion:
             if not target:
                 continue
             own = eps[list(target)]
-            fused = weights[n + 1] * own
-            bg = self.background_negative if negative else self.background_context
-            fused = fused + weights[n] * (run(bg, target) if bg is not None else own)
-            for i, region in enumerate(self.regions):
-                context = region.negative_context if negative else region.context
+            contexts, background = self.contexts(negative)
+            fused = weights[n + 1] * own + weights[n] * (run(background, target) if background is not None else own)
+            for i, context in enumerate(contexts):
                 fused = fused + weights[i] * (run(context, target) if context is not None else own)
             out = out.clone() if out is eps else out
             out[list(target)] = fused

@@ -12,6 +12,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
+from .latent_hook import latent_hooked
 
 
 class RegEditAttnProcessor:
@@ -88,50 +89,19 @@ def attached(unet, controller: Controller):
         unet.set_attn_processor(originals)
 
 
-def _rows_of(value, rows: list[int], batch: int):
-    """Select batch rows of every tensor (or dict of tensors) whose first dimension is the batch."""
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
-        return value[rows]
-    if isinstance(value, dict):
-        return {k: _rows_of(v, rows, batch) for k, v in value.items()}
-    return value
+def _unpack(output):
+    return output[0] if isinstance(output, tuple) else output.sample
 
 
-@contextlib.contextmanager
+def _repack(output, fused):
+    if isinstance(output, tuple):
+        return (fused,) + tuple(output[1:])
+    output.sample = fused
+    return output
+
+
 def latent_attached(unet, controller: Controller, fusion):
     """Latent mode on a diffusers UNet: after each call, rerun the UNet per region and fuse (Eq. 1)."""
-    busy = []
-
-    def hook(module, args, kwargs, output):
-        if busy:
-            return None
-        names = ["sample", "timestep", "encoder_hidden_states"]
-        call = dict(zip(names, args), **kwargs)
-        eps = output[0] if isinstance(output, tuple) else output.sample
-        batch = eps.shape[0]
-        state = controller.state
-
-        def run(context, rows):
-            rows = list(rows)
-            sub = {k: _rows_of(v, rows, batch) for k, v in call.items()}
-            sub["encoder_hidden_states"] = context.to(eps.device, eps.dtype).expand(len(rows), -1, -1)
-            sub["return_dict"] = False
-            busy.append(1)
-            try:
-                return module(**sub)[0]
-            finally:
-                busy.pop()
-
-        fused = fusion.fuse(eps, state.rows.cond, state.rows.uncond, state.step / max(1, state.total_steps), run)
-        if isinstance(output, tuple):
-            return (fused,) + tuple(output[1:])
-        output.sample = fused
-        return output
-
-    pre = unet.register_forward_pre_hook(_unet_pre_hook(controller), with_kwargs=True)
-    post = unet.register_forward_hook(hook, with_kwargs=True)
-    try:
-        yield controller
-    finally:
-        pre.remove()
-        post.remove()
+    return latent_hooked(unet, controller, fusion, _unet_pre_hook(controller),
+                         arg_names=["sample", "timestep", "encoder_hidden_states"], context_name="encoder_hidden_states",
+                         unpack=_unpack, repack=_repack, extra_kwargs={"return_dict": False})

@@ -15,6 +15,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
+from .latent_hook import latent_hooked
 
 TAG = "_regedit_patch"
 ATTENTION_CLASSES = ("CrossAttention", "MemoryEfficientCrossAttention")
@@ -102,43 +103,7 @@ def attached(unet: torch.nn.Module, controller: Controller):
         unpatch(undo)
 
 
-def _rows_of(value, rows: list[int], batch: int):
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
-        return value[rows]
-    if isinstance(value, dict):
-        return {k: _rows_of(v, rows, batch) for k, v in value.items()}
-    return value
-
-
-@contextlib.contextmanager
 def latent_attached(unet: torch.nn.Module, controller: Controller, fusion):
     """Latent mode (MultiDiffusion) on an ldm/sgm UNetModel: rerun per region after each call and fuse."""
-    busy = []
-
-    def hook(module, args, kwargs, output):
-        if busy:
-            return None
-        call = dict(zip(["x", "timesteps", "context", "y"], args), **kwargs)
-        batch = output.shape[0]
-        rows = controller.state.rows
-
-        def run(context, target):
-            target = list(target)
-            sub = {k: _rows_of(v, target, batch) for k, v in call.items()}
-            sub["context"] = context.to(output.device, output.dtype).expand(len(target), -1, -1)
-            busy.append(1)
-            try:
-                return module(**sub)
-            finally:
-                busy.pop()
-
-        state = controller.state
-        return fusion.fuse(output, rows.cond, rows.uncond, state.step / max(1, state.total_steps), run)
-
-    pre = unet.register_forward_pre_hook(_unet_pre_hook(controller), with_kwargs=True)
-    post = unet.register_forward_hook(hook, with_kwargs=True)
-    try:
-        yield controller
-    finally:
-        pre.remove()
-        post.remove()
+    return latent_hooked(unet, controller, fusion, _unet_pre_hook(controller), arg_names=["x", "timesteps", "context", "y"],
+                         context_name="context", unpack=lambda out: out, repack=lambda out, fused: fused)

@@ -11,98 +11,63 @@ prompts when any region has one, and are left alone otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ...masks import box_mask, fusion_weights
+from ...fusion_sources import FusionSources, RegionPrompt
 from ..call import AttentionCall, attend
 from ..controller import Effect
 
-
-@dataclass
-class RegionPrompt:
-    """One object region: its box (fractions), feather, weight and encoded prompts (1, T, C)."""
-
-    x: float
-    y: float
-    w: float
-    h: float
-    feather: float
-    weight: float
-    context: torch.Tensor
-    negative_context: torch.Tensor | None = None
+__all__ = ["RegionFusion", "RegionPrompt"]
 
 
-class RegionFusion(Effect):
+class RegionFusion(FusionSources, Effect):
     name = "region_fusion"
     cross = True
     self_ = False
 
-    def __init__(self, regions: list[RegionPrompt], *, background_context: torch.Tensor | None = None,
-                 background_negative: torch.Tensor | None = None, background_weight: float = 1.0,
-                 whole_start: float = 0.3, whole_weight: float = 0.5):
-        self.regions = regions
-        self.background_context = background_context
-        self.background_negative = background_negative
-        self.background_weight = background_weight
-        self.whole_start = whole_start
-        self.whole_weight = whole_weight
-        self.fuse_uncond = any(r.negative_context is not None for r in regions) or background_negative is not None
+    def __init__(self, regions: list[RegionPrompt], **kwargs):
+        super().__init__(regions, **kwargs)
         self._kv: dict = {}
-        self._weights: dict = {}
+        self._cast: dict = {}
 
     def applies_to(self, call: AttentionCall) -> bool:
         return call.is_cross and call.project_context is not None
 
-    def weights(self, hw: tuple[int, int], whole_on: bool, device, dtype) -> torch.Tensor:
-        """(R + 2, 1, 1, h·w, 1) normalised weights, cached per resolution and phase."""
-        key = (hw, whole_on, device, dtype)
-        if key not in self._weights:
-            h, w = hw
-            masks = torch.stack([box_mask(r.x, r.y, r.w, r.h, h, w, r.feather) for r in self.regions]) \
-                if self.regions else torch.zeros(0, h, w)
-            weights = fusion_weights(masks, [r.weight for r in self.regions], self.background_weight,
-                                     self.whole_weight if whole_on else 0.0)
-            self._weights[key] = weights.reshape(len(weights), 1, 1, h * w, 1).to(device, dtype)
-        return self._weights[key]
+    def _layer_weights(self, call: AttentionCall, device, dtype) -> torch.Tensor:
+        """(R + 2, 1, 1, h·w, 1) weights for this layer, on its device and dtype."""
+        key = (call.hw, call.progress >= self.whole_start, device, dtype)
+        if key not in self._cast:
+            weights = self.weights(call.hw, call.progress)
+            self._cast[key] = weights.reshape(len(weights), 1, 1, -1, 1).to(device, dtype)
+        return self._cast[key]
 
-    def _project(self, call: AttentionCall, key, context: torch.Tensor):
+    def _attend_to(self, call: AttentionCall, key, context: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         cache_key = (call.layer, key)
         if cache_key not in self._kv:
-            self._kv[cache_key] = call.project_context(context)
-        return self._kv[cache_key]
+            self._kv[cache_key] = call.project_context(context)  # keys and values: once per layer
+        k, v = self._kv[cache_key]
+        rows = q.shape[0]
+        return attend(q, k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), scale=call.scale)
 
     def _fuse(self, call: AttentionCall, rows: tuple[int, ...], own: torch.Tensor, negative: bool) -> torch.Tensor:
         index = torch.tensor(rows, device=own.device)
         q = call.q.index_select(0, index)
         own_rows = own.index_select(0, index)
-        weights = self.weights(call.hw, call.progress >= self.whole_start, q.device, q.dtype)
+        weights = self._layer_weights(call, q.device, q.dtype)
         n = len(self.regions)
+        contexts, background = self.contexts(negative)
         fused = weights[n + 1] * own_rows
-        background_context = self.background_negative if negative else self.background_context
-        if background_context is not None:
-            k, v = self._project(call, ("bg", negative), background_context)
-            fused = fused + weights[n] * attend(q, k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1),
-                                                scale=call.scale)
-        else:
-            fused = fused + weights[n] * own_rows
-        for i, region in enumerate(self.regions):
-            context = region.negative_context if negative else region.context
-            if context is None:  # no negative prompt for this region: the global negative applies here
-                fused = fused + weights[i] * own_rows
-                continue
-            k, v = self._project(call, (i, negative), context)
-            out = attend(q, k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1), scale=call.scale)
-            fused = fused + weights[i] * out
+        fused = fused + weights[n] * (self._attend_to(call, ("bg", negative), background, q)
+                                      if background is not None else own_rows)
+        for i, context in enumerate(contexts):
+            fused = fused + weights[i] * (self._attend_to(call, (i, negative), context, q)
+                                          if context is not None else own_rows)
         return fused
 
     def compute(self, call: AttentionCall) -> torch.Tensor | None:
         own = attend(call.q, call.k, call.v, call.extras.get("bias"), call.scale)
         out = own
-        targets = [(call.rows.cond, False)]
-        if self.fuse_uncond:
-            targets.append((call.rows.uncond, True))
+        targets = [(call.rows.cond, False)] + ([(call.rows.uncond, True)] if self.fuse_uncond else [])
         for rows, negative in targets:
             if rows:
                 out = out.clone() if out is own else out
