@@ -21,8 +21,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("REGEDIT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    """REGEDIT_CHROMIUM when set (and only it), else Debian's chromium."""
+    if os.environ.get("REGEDIT_CHROMIUM"):
+        path = os.environ["REGEDIT_CHROMIUM"]
+        return path if os.path.exists(path) else None
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and os.path.exists(candidate):
             return candidate
     return None
@@ -36,8 +39,10 @@ def page_html() -> str:
 
 @pytest.fixture(scope="session")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install playwright)")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:  # not installed, or installed broken
+        pytest.skip(f"playwright is not usable ({exc}); pip install playwright")
     path = chromium_path()
     if path is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium), or set REGEDIT_CHROMIUM")
