@@ -396,16 +396,20 @@
                 const b = this.boxPx(r);
                 const near = (a, v, t) => Math.abs(a - v) <= t;
                 const l = b.x, rr = b.x + b.w, t = b.y, bt = b.y + b.h;
+                // Small boxes get smaller grab zones, so that their inside still moves them.
+                const small = Math.min(b.w, b.h);
+                const cornerPx = Math.min(CORNER_PX, Math.max(3, small / 4));
+                const edgePx = Math.min(EDGE_PX, Math.max(2, small / 5));
                 const corners = [["nw", l, t], ["ne", rr, t], ["sw", l, bt], ["se", rr, bt]];
                 for (const [mode, cx, cy] of corners) {
-                    if (near(p.x, cx, CORNER_PX) && near(p.y, cy, CORNER_PX)) return {index: i, mode};
+                    if (near(p.x, cx, cornerPx) && near(p.y, cy, cornerPx)) return {index: i, mode};
                 }
-                const inY = p.y >= t - EDGE_PX && p.y <= bt + EDGE_PX;
-                const inX = p.x >= l - EDGE_PX && p.x <= rr + EDGE_PX;
-                if (inY && near(p.x, l, EDGE_PX)) return {index: i, mode: "w"};
-                if (inY && near(p.x, rr, EDGE_PX)) return {index: i, mode: "e"};
-                if (inX && near(p.y, t, EDGE_PX)) return {index: i, mode: "n"};
-                if (inX && near(p.y, bt, EDGE_PX)) return {index: i, mode: "s"};
+                const inY = p.y >= t - edgePx && p.y <= bt + edgePx;
+                const inX = p.x >= l - edgePx && p.x <= rr + edgePx;
+                if (inY && near(p.x, l, edgePx)) return {index: i, mode: "w"};
+                if (inY && near(p.x, rr, edgePx)) return {index: i, mode: "e"};
+                if (inX && near(p.y, t, edgePx)) return {index: i, mode: "n"};
+                if (inX && near(p.y, bt, edgePx)) return {index: i, mode: "s"};
                 // A background region covers what the boxes do not: only its edges are handles.
                 if (r.role !== "background" && p.x > l && p.x < rr && p.y > t && p.y < bt) return {index: i, mode: "move"};
             }

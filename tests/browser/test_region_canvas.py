@@ -242,3 +242,13 @@ def test_remount_after_the_ui_is_rebuilt(page):
     CanvasDriver(page, f"{T2I} canvas").drag((0.2, 0.2), (0.4, 0.4))
     assert len(regions(page)) == 1
     page.errors.assert_none()
+
+
+def test_small_boxes_can_still_be_moved(page, tol):
+    c = CanvasDriver(page, f"{T2I} canvas")
+    c.drag((0.5, 0.5), (0.53, 0.53))  # about 15 x 15 pixels
+    x, y, w, h = box_of(regions(page)[0])
+    c.drag((x + w / 2, y + h / 2), (x + w / 2 + 0.1, y + h / 2))
+    moved = box_of(regions(page)[0])
+    assert moved[0] == pytest.approx(x + 0.1, abs=tol) and moved[2] == pytest.approx(w, abs=1e-6)
+    page.errors.assert_none()
