@@ -7,7 +7,7 @@ import torch
 
 from lib_regedit.shapesworld import model as M
 from lib_regedit.shapesworld.export import export
-from lib_regedit.shapesworld.verify import compare
+from lib_regedit.shapesworld.verify import compare, compare_with_diffusers_loader
 
 pytest.importorskip("ldm.modules.diffusionmodules.openaimodel")
 
@@ -59,3 +59,10 @@ def test_exported_folder_loads_as_pipeline(tmp_path):
     assert int((emb.abs().sum(1) > 0).sum()) == info["kept_tokens"]
     yaml = info["yaml"].read_text()
     assert "FrozenCLIPEmbedder" in yaml and "LatentDiffusion" in yaml
+
+
+def test_diffusers_single_file_loader_reads_our_checkpoint(tmp_path):
+    vae, unet, text = tiny_models()
+    info = export(vae, unet, text, tmp_path, name="tiny", dtype=torch.float32)
+    diffs = compare_with_diffusers_loader(info["folder"], info["checkpoint"])
+    assert all(v < 1e-6 for v in diffs.values()), diffs

@@ -94,11 +94,31 @@ def compare(folder, checkpoint, yaml_path, clip_folder, seed: int = 0) -> dict:
             "scale_factor": abs(scale - d_vae.config.scaling_factor)}
 
 
+@torch.no_grad()
+def compare_with_diffusers_loader(folder, checkpoint) -> dict:
+    """diffusers' own single-file converter on our checkpoint (configs from the folder, weights from the
+    file) against the folder's weights: max absolute difference per component."""
+    from diffusers import StableDiffusionPipeline
+    a = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+    b = StableDiffusionPipeline.from_single_file(str(checkpoint), config=str(folder), local_files_only=True,
+                                                 torch_dtype=torch.float32)
+    out = {}
+    for name in ("unet", "vae", "text_encoder"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        keys = [k for k in sa if not k.endswith("position_ids")]
+        missing = [k for k in keys if k not in sb]
+        if missing:
+            raise KeyError(f"{name}: {len(missing)} keys not loaded from the single file, e.g. {missing[:3]}")
+        out["diffusers_loader_" + name] = max((sa[k].float() - sb[k].float()).abs().max().item() for k in keys)
+    return out
+
+
 def main(argv=None) -> None:
     models = Path((argv or sys.argv[1:] or ["models"])[0])
     torch.set_num_threads(1)
     diffs = compare(models / "shapesworld", models / "shapesworld.safetensors", models / "shapesworld.yaml",
                     models / "shapesworld_clip")
+    diffs.update(compare_with_diffusers_loader(models / "shapesworld", models / "shapesworld.safetensors"))
     for k, v in diffs.items():
         print(f"{k:14s} {v:.3e}")
 
