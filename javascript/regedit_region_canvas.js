@@ -302,8 +302,19 @@
             this.lastValue = value;
             this.fieldError = null;
             if (field) this.U.writeField(field, value);
+            this.enableOnFirstBox();
             this.render();
             this.updateForm(!!refreshForm);
+        }
+
+        // Drawing the first box ticks "Enable region prompts" (once: a later untick is respected).
+        enableOnFirstBox() {
+            const count = this.regions.length;
+            if (count > 0 && !this.hadRegions) {
+                const box = this.U.app().querySelector(`#regedit_enable_${this.tab} input[type=checkbox]`);
+                if (box && !box.checked) box.click();
+            }
+            this.hadRegions = count > 0;
         }
 
         readField(initial) {
@@ -325,6 +336,7 @@
             this.regions = raw.filter((r) => r && typeof r === "object" && !Array.isArray(r)).map(normalise);
             if (!initial && before !== this.snapshot()) this.history.push(before);
             if (this.selected >= this.regions.length) this.selected = -1;
+            this.hadRegions = this.regions.length > 0;  // loaded, not drawn: leave "Enable" as it is
             this.render();
             this.updateForm(true);
         }

@@ -41,8 +41,11 @@ def near(actual, expected, tol):
 def test_draw_edit_move_resize_delete_undo_nudge(page, shot, tol):
     c = CanvasDriver(page, f"{T2I} canvas")
     assert c.size() == (512, 512)  # 512x512 sliders, a square canvas
+    enable = page.locator("#regedit_enable_txt2img input")
+    assert not enable.is_checked()
 
     c.drag((0.1, 0.1), (0.5, 0.4))
+    assert enable.is_checked()  # the first box drawn ticks "Enable region prompts"
     [r] = regions(page)
     assert near(box_of(r), (0.1, 0.1, 0.4, 0.3), tol), r
     assert r["prompt"] == "" and r["weight"] == 1 and r["feather"] == 0.03 and r["role"] == "object"
