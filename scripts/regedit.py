@@ -123,7 +123,9 @@ class RegEditScript(scripts.Script):
                 if is_img2img:
                     gr.Textbox("", label="Drag document (JSON)", elem_id=f"regedit_drag_{tab}", lines=1)
             if is_img2img:
-                gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
+                with gr.Accordion("Drag regions (RegionDrag input; the copy-paste preview only in this release)",
+                                  open=False):
+                    gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
         settings = [mode, whole_start, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
