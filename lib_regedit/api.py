@@ -120,6 +120,7 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     if built.selection is not None:
         params[KEYWORDS_KEY] = built.selection.summary()
         extras["keywords"] = [r.selected_words() for r in built.selection.regions]
+        extras["keyword_maps"] = built.selection.keyword_maps()
     return GenerationResult(images, parameters_text(doc.prompt, doc.negative_prompt, params), doc,
                             capture.maps() if capture and capture.sums else None, extras)
 

@@ -40,6 +40,12 @@ def _generate(args) -> int:
     if args.preview:
         draw_layout(result.image, document).save(args.preview)
         print(f"wrote {args.preview}")
+        if result.extras.get("keyword_maps"):
+            from .preview import draw_keyword_maps
+
+            maps_path = Path(args.preview).with_name(Path(args.preview).stem + "-keywords.png")
+            draw_keyword_maps(result.image, document, result.extras["keyword_maps"], result.extras["keywords"]).save(maps_path)
+            print(f"wrote {maps_path}")
     return 0
 
 

@@ -43,6 +43,16 @@ class WebUISession:
             self.fusion = self.built.fusion
             self.controller = Controller(self.built.effects, self.state)
 
+    def keyword_preview(self, image):
+        """Keyword attention maps over ``image`` (one tile per region), or None without keyword selection."""
+        if self.built is None or self.built.selection is None:
+            return None
+        from .preview import draw_keyword_maps
+
+        selection = self.built.selection
+        return draw_keyword_maps(image, self.document, selection.keyword_maps(),
+                                 [r.selected_words() for r in selection.regions])
+
     def keywords_text(self) -> str | None:
         """The keywords selected per region, for the infotext (None when keyword selection is off)."""
         if self.built is None or self.built.selection is None:

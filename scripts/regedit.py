@@ -96,7 +96,8 @@ class RegEditScript(scripts.Script):
         with gr.Accordion("RegEdit", open=False, elem_id=f"regedit_{tab}"):
             with gr.Row():
                 enabled = gr.Checkbox(False, label="Enable region prompts", elem_id=f"regedit_enable_{tab}")
-                preview = gr.Checkbox(False, label="Add a layout preview image", elem_id=f"regedit_preview_{tab}")
+                preview = gr.Checkbox(False, label="Add preview images (layout; keyword maps with KSSA)",
+                                      elem_id=f"regedit_preview_{tab}")
             with gr.Row():
                 mode = gr.Radio(["attention", "latent"], value="attention", label="Fusion mode",
                                 info="attention: one UNet pass; latent: MultiDiffusion, a pass per region")
@@ -177,8 +178,13 @@ class RegEditScript(scripts.Script):
             return
         try:
             if getattr(p, "_regedit_preview", False) and processed.images:
+                info = processed.infotexts[0] if processed.infotexts else ""
                 processed.images.append(draw_layout(processed.images[0], session.document))
-                processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
+                processed.infotexts.append(info)
+                keyword_maps = session.keyword_preview(processed.images[0])
+                if keyword_maps is not None:
+                    processed.images.append(keyword_maps)
+                    processed.infotexts.append(info)
         finally:
             from lib_regedit.backends.ldm_backend import remove_leftovers
 

@@ -33,6 +33,12 @@ def test_keywords_are_selected_per_region_and_reported(sd, reweight):
     words = set((QUALITY + "a red circle a blue square").replace(",", " ").split())
     assert set(first + second) <= words
     assert "RegEdit keywords: " in result.parameters and "1: " in result.parameters
+    maps = result.extras["keyword_maps"]
+    assert len(maps) == 2 and all(m is not None and m.ndim == 2 and torch.isfinite(m).all() for m in maps)
+    from lib_regedit.preview import draw_keyword_maps
+
+    grid = draw_keyword_maps(result.image, parse_region_document(doc), maps, result.extras["keywords"])
+    assert grid.size == (2 * result.image.width, result.image.height)
 
 
 def test_kssa_changes_the_image_and_leaves_nothing_behind(sd):
@@ -86,4 +92,7 @@ def test_kssa_in_the_ldm_backend():
             ldm.cfg_step(unet, session, x, cond, uncond, step)
     assert session.built.selection.refreshes >= 1 and session.built.kssa.applied > 0
     assert "circle" in session.keywords_text()
+    from PIL import Image
+
+    assert session.keyword_preview(Image.new("RGB", (32, 32))).size == (64, 32)
     assert not any("forward" in m.__dict__ for _, m in ldm.ldm_backend.attention_modules(unet))

@@ -52,6 +52,7 @@ class KeywordSelection(Effect):
         self.counts: dict[int, int] = {}
         self.next_refresh = 1
         self.refreshes = 0
+        self.last_maps: dict[int, torch.Tensor] = {}
         self._kv: dict = {}
 
     def target_hw(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
@@ -72,6 +73,7 @@ class KeywordSelection(Effect):
                 if self.counts.get(region.index):
                     maps = self.sums[region.index] / self.counts[region.index]
                     region.selected = select_keywords(maps, [p for p, _ in region.words], self.n, region.forced)
+                    self.last_maps[region.index] = maps
             self.sums.clear()
             self.counts.clear()
             self.refreshes += 1
@@ -98,6 +100,17 @@ class KeywordSelection(Effect):
                 self.counts[region.index] += 1
             else:
                 self.sums[region.index], self.counts[region.index] = maps, 1
+
+    def keyword_maps(self) -> list[torch.Tensor | None]:
+        """Per region, the mean map (h, w) of its selected keywords, from the latest captured maps."""
+        out = []
+        for region in self.regions:
+            if self.counts.get(region.index):
+                maps = self.sums[region.index] / self.counts[region.index]
+            else:
+                maps = self.last_maps.get(region.index)
+            out.append(maps[region.selected].mean(0) if maps is not None and region.selected else None)
+        return out
 
     def summary(self) -> str:
         """``1: red, circle; 2: blue, square`` for the infotext."""
