@@ -165,6 +165,10 @@ class RegEditScript(scripts.Script):
         except RegEditError as exc:
             _fail_sampling(p, exc)
             return
+        except Exception as exc:  # noqa: BLE001 - anything unreadable fails this generation, with a message
+            _fail_sampling(p, RegEditError("regedit", f"the document could not be read ({type(exc).__name__})",
+                                           'send a JSON object such as {"prompt": "...", "regions": [...]}'))
+            return
         if document is None or not document.regions:
             return
         p._regedit = WebUISession(document, _encoder(), _tokenizer())

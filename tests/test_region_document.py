@@ -86,6 +86,11 @@ def test_bad_input_names_the_field_and_the_fix(value, field):
     assert message.startswith(f"RegEdit: {field}:") and "Fix:" in message and len(message) < 400
 
 
+def test_deeply_nested_json_is_rejected():
+    with pytest.raises(RegEditError, match="nested too deeply"):
+        parse_region_document("[" * 100_000 + "]" * 100_000)
+
+
 def test_nan_in_json_text_is_rejected():
     with pytest.raises(RegEditError, match="finite"):
         parse_region_document('{"prompt": "p", "regions": [{"x": NaN, "y": 0, "w": 0.1, "h": 0.1, "prompt": "a"}]}')

@@ -28,6 +28,9 @@ def load_json_object(value: Any, field: str) -> dict | None:
         except json.JSONDecodeError as exc:
             raise RegEditError(field, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
                                'send a JSON object such as {"prompt": "...", "regions": [...]}') from None
+        except RecursionError:
+            raise RegEditError(field, "the JSON is nested too deeply",
+                               'send a flat JSON object such as {"prompt": "...", "regions": [...]}') from None
     if not isinstance(value, dict):
         raise RegEditError(field, f"expected a JSON object, got {type_name(value)}",
                            'send a JSON object such as {"prompt": "...", "regions": [...]}')
