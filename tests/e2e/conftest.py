@@ -30,6 +30,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(marker)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        item.rep_failed = True  # the browser test names its last screenshot after it
+
+
 @pytest.fixture(scope="session")
 def webui(request):
     if SKIP_REASON is not None:
@@ -37,6 +45,10 @@ def webui(request):
     keep = os.environ.get("REGEDIT_E2E_WORK")
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="regedit-e2e-"))
     server = WebUI(os.environ["A1111_DIR"], os.environ["A1111_PY"], work, log=log)
+    attach = os.environ.get("REGEDIT_E2E_URL")
+    if attach:  # a WebUI this harness started earlier and left running (debugging only)
+        server.url = attach.rstrip("/")
+        return server
     # The finalizer is registered before the start, so a failed or interrupted start is cleaned up too.
     request.addfinalizer(server.stop)
     server.start()

@@ -45,6 +45,14 @@ SETTINGS = {
     "save_init_img": False,
     "enable_pnginfo": True,
     "CLIP_stop_at_last_layers": 1,
+    # WebUI 1.10 restores an override_settings entry after the request only when the option is in
+    # config.json: list the ones the tests override with their defaults, or the overrides would stick.
+    "s_min_uncond": 0.0,
+    "s_min_uncond_all": False,
+    "skip_early_cond": 0.0,
+    "batch_cond_uncond": True,
+    "pad_cond_uncond": False,
+    "pad_cond_uncond_v0": False,
 }
 
 
@@ -184,7 +192,12 @@ class WebUI:
                 self._log_file.close()
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:  # attached to a WebUI started elsewhere (REGEDIT_E2E_URL): ask it
+            return self.get("/sdapi/v1/progress", timeout=30).status_code == 200
+        except Exception:
+            return False
 
     def log_tail(self, chars: int = 6000) -> str:
         try:

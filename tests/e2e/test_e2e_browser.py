@@ -1,0 +1,192 @@
+"""The real WebUI in a real browser: the accordion in both tabs, regions drawn on the canvas, a
+generation, its result read back, and the regions restored by pasting the infotext.
+
+Debian's chromium driven by Playwright through ``executable_path`` (never ``playwright install``).
+Screenshots go to the work folder (``REGEDIT_E2E_WORK``, or the temp folder the run prints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from e2e_webui import decode_png
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+LOAD_TIMEOUT_MS = 180_000
+GENERATE_TIMEOUT_MS = 180_000
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("REGEDIT_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium), or set REGEDIT_CHROMIUM")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, webui, request):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(f"{exc}\n{getattr(exc, 'stack', '')}"))
+    page.goto(webui.url, timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function("typeof window.RegEditRegionPanels === 'object' && !!window.RegEditRegionPanels.txt2img",
+                           timeout=60_000)
+    yield page
+    shot(page, webui, request.node.name + ("-failed" if getattr(request.node, "rep_failed", False) else ""))
+    context.close()
+
+
+def shot(page, webui, name: str) -> None:
+    path = webui.work / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(path), full_page=True)
+    except Exception:  # a screenshot is a courtesy, never the failure
+        pass
+
+
+def our_errors(page) -> list:
+    """Page errors that come from RegEdit's code.
+
+    The stock WebUI 1.10.1 page throws "Cannot read properties of undefined (reading 'props')" from
+    gradio's Blocks.js when the width/height sliders change, with no extension installed: not ours.
+    """
+    return [e for e in page.errors if "regedit" in e.lower()]
+
+
+def set_number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def drag(page, selector: str, a, b) -> None:
+    page.locator(selector).scroll_into_view_if_needed()
+    bb = page.locator(selector).bounding_box()
+    at = lambda f: (bb["x"] + f[0] * bb["width"], bb["y"] + f[1] * bb["height"])  # noqa: E731
+    page.mouse.move(*at(a))
+    page.mouse.down()
+    page.mouse.move(*at(b), steps=6)
+    page.mouse.up()
+
+
+def doc_value(page, tab: str) -> dict | None:
+    text = page.evaluate(f"document.querySelector('#regedit_doc_{tab} textarea').value")
+    return json.loads(text) if text and text.strip() else None
+
+
+def open_accordion(page, tab: str) -> None:
+    acc = page.locator(f"#regedit_{tab} > .label-wrap")
+    acc.scroll_into_view_if_needed()
+    if not page.locator(f"#regedit_{tab} #regedit_enable_{tab}").is_visible():
+        acc.click()
+    page.locator(f"#regedit_enable_{tab} input").check()
+
+
+def draw_regions(page, tab: str, boxes) -> None:
+    canvas = f"#regedit_canvas_{tab} canvas"
+    page.locator(canvas).first.wait_for(state="visible", timeout=10_000)
+    for (a, b, prompt) in boxes:
+        drag(page, f"{canvas} >> nth=0", a, b)
+        page.fill(f"#regedit_canvas_{tab} [data-key=prompt]", prompt)
+        page.keyboard.press("Escape")
+    doc = doc_value(page, tab)
+    assert doc and [r["prompt"] for r in doc["regions"]] == [p for _, _, p in boxes], doc
+
+
+def setup_tab(page, tab: str, prompt: str) -> None:
+    page.fill(f"#{tab}_prompt textarea", prompt)
+    for name, value in (("width", 64), ("height", 64), ("steps", 3)):
+        set_number(page, f"{tab}_{name}", value)
+    page.fill(f"#{tab}_seed input", "1234")
+
+
+def generate_and_read(page, webui, tab: str) -> tuple:
+    """Click Generate; wait for the infotext; return (infotext, PIL image of the first result)."""
+    page.click(f"#{tab}_generate")
+    page.wait_for_function(
+        f"(document.querySelector('#html_info_{tab}') || {{}}).innerText?.includes('RegEdit')"
+        f" || (document.querySelector('#html_log_{tab}') || {{}}).innerText?.includes('Error')",
+        timeout=GENERATE_TIMEOUT_MS)
+    info = page.inner_text(f"#html_info_{tab}")
+    errors = page.inner_text(f"#html_log_{tab}") if page.locator(f"#html_log_{tab}").count() else ""
+    assert "RegEdit" in info, f"no RegEdit entry in the generation info; log: {errors}\ninfo: {info}"
+    src = page.locator(f"#{tab}_gallery img").first.get_attribute("src")
+    body = page.request.get(src if src.startswith("http") else webui.url + "/" + src.lstrip("/")).body()
+    import base64
+    return info, decode_png(base64.b64encode(body).decode())
+
+
+BOXES = [((0.05, 0.1), (0.45, 0.9), "a red circle"), ((0.55, 0.2), (0.95, 0.8), "a blue square")]
+
+
+def test_accordion_in_both_tabs(page):
+    for tab in ("txt2img", "img2img"):
+        assert page.locator(f"#regedit_{tab}").count() == 1, f"no RegEdit accordion in {tab}"
+        assert page.locator(f"#regedit_{tab} > .label-wrap").inner_text().strip().startswith("RegEdit")
+        assert page.locator(f"#regedit_doc_{tab} textarea").count() == 1
+    assert not our_errors(page), our_errors(page)
+
+
+def test_txt2img_with_regions_and_paste(page, webui):
+    setup_tab(page, "txt2img", "a landscape")
+    open_accordion(page, "txt2img")
+    draw_regions(page, "txt2img", BOXES)
+    info, image = generate_and_read(page, webui, "txt2img")
+    assert image.size == (64, 64)
+    infotext = image.info.get("parameters", "")
+    assert "RegEdit" in infotext and "a red circle" in infotext and "a blue square" in infotext, infotext
+
+    # Paste: a fresh page, the infotext in the prompt box, the WebUI's paste button.
+    page.reload()
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function("!!(window.RegEditRegionPanels || {}).txt2img", timeout=60_000)
+    assert doc_value(page, "txt2img") is None
+    page.fill("#txt2img_prompt textarea", infotext)
+    page.click("#paste")
+    page.wait_for_function("(document.querySelector('#regedit_doc_txt2img textarea').value || '').includes('a blue square')",
+                           timeout=30_000)
+    doc = doc_value(page, "txt2img")
+    assert [r["prompt"] for r in doc["regions"]] == ["a red circle", "a blue square"]
+    # The user opens the accordion: the enable box is ticked and the canvas shows the pasted boxes.
+    page.locator("#regedit_txt2img > .label-wrap").click()
+    assert page.locator("#regedit_enable_txt2img input").is_checked()
+    page.wait_for_function("window.RegEditRegionPanels.txt2img.regions.length === 2", timeout=10_000)
+    assert page.input_value("#txt2img_prompt textarea") == "a landscape"
+    assert not our_errors(page), our_errors(page)
+
+
+def test_img2img_with_regions(page, webui, tmp_path):
+    from PIL import Image
+
+    init = tmp_path / "init.png"
+    Image.new("RGB", (64, 64), (40, 90, 160)).save(init)
+    page.click("#tabs > .tab-nav > button:has-text('img2img')")
+    page.locator("#img2img_image input[type=file]").set_input_files(str(init))
+    page.wait_for_selector("#img2img_image img", timeout=30_000)
+    setup_tab(page, "img2img", "a landscape")
+    open_accordion(page, "img2img")
+    draw_regions(page, "img2img", BOXES)
+    info, image = generate_and_read(page, webui, "img2img")
+    assert image.size == (64, 64)
+    assert "a red circle" in image.info.get("parameters", "")
+    assert not our_errors(page), our_errors(page)
