@@ -29,6 +29,10 @@ BACKGROUNDS = (
     (245, 238, 220),  # cream
     (225, 235, 245),  # pale blue
 )
+# Scenes with no shape, captioned BLANK_CAPTION, mixed into training (train.py --blank-fraction). They
+# give region prompts a way to say "nothing here" for the background; without them every caption the
+# model knows asks for at least one shape somewhere.
+BLANK_CAPTION = "a blank background"
 MIN_SIZE, MAX_SIZE = 0.2, 0.45  # side of a shape's box as a fraction of the image
 COLOUR_JITTER = 12  # +- per channel, so the model does not memorise a single RGB value
 SUPERSAMPLE = 4  # draw at 4x and downsample for anti-aliased edges
@@ -60,7 +64,7 @@ def caption_for(objects) -> str:
     """"a red circle", "a red circle and a blue square", "a red circle, a blue square and a ..."."""
     phrases = [o.phrase if isinstance(o, ShapeObject) else str(o) for o in objects]
     if not phrases:
-        return ""
+        return BLANK_CAPTION
     if len(phrases) == 1:
         return phrases[0]
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
@@ -138,6 +142,10 @@ def generate_dataset(n: int, seed: int = 0, size: int = 64, start: int = 0):
     return images, captions, scenes
 
 
+def blank_scene(background) -> Scene:
+    return Scene(tuple(background), ())
+
+
 def training_vocabulary() -> list[str]:
     """Every word a ShapesWorld caption can contain."""
-    return ["a", "and", ","] + list(COLOURS) + list(SHAPES)
+    return ["a", "and", ","] + list(COLOURS) + list(SHAPES) + BLANK_CAPTION.split()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import model as M
-from .data import generate_dataset
+from .data import BACKGROUNDS, BLANK_CAPTION, blank_scene, generate_dataset, render_array
 
 
 def log(out: Path, msg: str) -> None:
@@ -77,7 +77,7 @@ def stage_vae(out: Path, args, images: np.ndarray) -> None:
     rng = np.random.default_rng(args.seed + 1)
     t0 = time.time()
     step, avg = 0, None
-    while time.time() - t0 < args.vae_minutes * 60:
+    while time.time() - t0 < args.vae_minutes * 60 and step < args.vae_steps:
         x = to_pixels(images[rng.integers(len(images), size=args.vae_batch)])
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
@@ -119,7 +119,7 @@ def stage_decoder(out: Path, args, images: np.ndarray) -> None:
     opt = torch.optim.AdamW(params, lr=args.vae_lr * 0.5, weight_decay=0.0)
     rng = np.random.default_rng(args.seed + 3)
     t0, step, avg = time.time(), 0, None
-    while time.time() - t0 < args.decoder_minutes * 60:
+    while time.time() - t0 < args.decoder_minutes * 60 and step < args.decoder_steps:
         x = to_pixels(images[rng.integers(len(images), size=args.vae_batch)])
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample()
@@ -154,6 +154,16 @@ def stage_latents(out: Path, images: np.ndarray) -> None:
     torch.save({"mean": torch.cat(means), "std": torch.cat(stds),
                 "scaling_factor": vae.config.scaling_factor}, out / "latents.pt")
     log(out, f"latents: {len(images)} encoded in {time.time() - t:.0f}s")
+
+
+def blank_latents(out: Path):
+    """Posterior mean and std of the blank scenes (one per background colour)."""
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL.from_pretrained(out / "vae").eval()
+    images = np.stack([render_array(blank_scene(bg), M.IMAGE_SIZE) for bg in BACKGROUNDS])
+    with torch.no_grad():
+        d = vae.encode(to_pixels(images)).latent_dist
+    return d.mean, d.std
 
 
 # ---------------------------------------------------------------- stage 4: UNet + text
@@ -191,6 +201,8 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
     mean, std, scale = lat["mean"], lat["std"], lat["scaling_factor"]
     ids_all = M.tokenize(tokenizer, captions)
     ids_empty = M.tokenize(tokenizer, [""])[0]
+    blank_mean, blank_std = blank_latents(out)
+    ids_blank = M.tokenize(tokenizer, [BLANK_CAPTION])[0]
 
     torch.manual_seed(args.seed + 2)
     unet = M.build_unet()
@@ -235,6 +247,13 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         idx = torch.randint(n, (args.batch,))
         z = (mean[idx].float() + std[idx].float() * torch.randn(args.batch, 4, M.LATENT_SIZE, M.LATENT_SIZE)) * scale
         ids = ids_all[idx].clone()
+        if args.blank_fraction > 0:
+            blank = torch.rand(args.batch) < args.blank_fraction
+            if blank.any():
+                b = torch.randint(len(blank_mean), (int(blank.sum()),))
+                zb = blank_mean[b] + blank_std[b] * torch.randn(len(b), 4, M.LATENT_SIZE, M.LATENT_SIZE)
+                z[blank] = zb * scale
+                ids[blank] = ids_blank
         drop = torch.rand(args.batch) < args.dropout
         ids[drop] = ids_empty
         noise = torch.randn_like(z)
@@ -276,6 +295,8 @@ def parse_args(argv=None):
     p.add_argument("--vae-batch", type=int, default=8,
                    help="small batches, many updates (ShapesWorld run: batch 32 reached MSE 0.0126 in 10 min "
                         "on one core; continuing at batch 8 reached 0.0036 in 9 more)")
+    p.add_argument("--vae-steps", type=int, default=10 ** 9, help="step limit (with --vae-minutes, whichever first)")
+    p.add_argument("--decoder-steps", type=int, default=10 ** 9)
     p.add_argument("--vae-lr", type=float, default=1e-3)
     p.add_argument("--vae-init", default=None, help="continue VAE training from this diffusers folder")
     p.add_argument("--batch", type=int, default=64)
@@ -283,6 +304,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--blank-fraction", type=float, default=0.05,
+                   help=f"share of training samples replaced by a shape-less scene captioned {BLANK_CAPTION!r}")
     p.add_argument("--decoder-minutes", type=float, default=0.0,
                    help="after the UNet stage, fine-tune the VAE decoder alone (latent space unchanged)")
     p.add_argument("--skip-unet", action="store_true", help="skip the UNet stage (e.g. to run only the decoder stage)")
