@@ -63,6 +63,9 @@ def test_documents_and_table():
     doc = region_document(LAYOUTS[0])
     assert doc["prompt"] == "a red circle and a blue square"
     assert doc["regions"][0]["prompt"] == "a red circle" and doc["regions"][1]["x"] == 0.55
+    assert doc["regions"][-1]["role"] == "background"
+    from lib_regedit.documents.region import parse_region_document
+    assert parse_region_document(doc) is not None
     assert edited(LAYOUTS[0])[0][0] != LAYOUTS[0][0][0]
     rows = {"plain": {"adherence": [True, False], "centroid": [0.1, float("nan")], "ssim_in": [0.2], "ssim_out": [0.3]},
             "regions": {"adherence": [True, True], "centroid": [0.02, 0.04], "ssim_in": [0.3], "ssim_out": [0.9]}}

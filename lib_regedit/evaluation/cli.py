@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shapesworld.data import COLOURS, caption_for
+from ..shapesworld.data import BLANK_CAPTION, COLOURS, caption_for
 from . import metrics
 from .attention_probe import AttentionRecorder, block_of
 from .detector import detect
@@ -45,11 +45,19 @@ LAYOUTS = [
 ]
 
 
-def region_document(layout, prompt: str | None = None) -> dict:
+def region_document(layout, prompt: str | None = None, background: str | None = BLANK_CAPTION,
+                    mode: str | None = None) -> dict:
+    """One region per object; the whole caption as the whole prompt; a background region saying
+    "a blank background" (the model's caption for shape-less scenes) unless ``background`` is None."""
     phrases = [f"a {c} {s}" for c, s, _ in layout]
-    return {"prompt": prompt if prompt is not None else caption_for(phrases), "negative_prompt": "",
-            "regions": [{"x": b[0], "y": b[1], "w": b[2], "h": b[3], "prompt": p}
-                        for p, (_, _, b) in zip(phrases, layout)]}
+    regions = [{"x": b[0], "y": b[1], "w": b[2], "h": b[3], "prompt": p} for p, (_, _, b) in zip(phrases, layout)]
+    if background:
+        regions.append({"x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0, "prompt": background, "role": "background"})
+    doc = {"prompt": prompt if prompt is not None else caption_for(phrases), "negative_prompt": "",
+           "regions": regions}
+    if mode:
+        doc["mode"] = mode
+    return doc
 
 
 def edited(layout):
@@ -126,7 +134,8 @@ def load(model: str | None):
 
 
 def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: int | None = None,
-             layouts=None, image_dir: Path | None = None, log=print) -> dict:
+             layouts=None, image_dir: Path | None = None, background: str | None = BLANK_CAPTION,
+             mode: str | None = None, log=print) -> dict:
     size = size or pipe.unet.config.sample_size * (2 ** (len(pipe.vae.config.block_out_channels) - 1))
     layouts = layouts or LAYOUTS
     gen = Generator(pipe, steps, cfg, size)
@@ -135,8 +144,8 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
     loc: dict = {}
     t0 = time.time()
     for li, layout in enumerate(layouts):
-        doc = region_document(layout)
-        doc_edit = region_document(edited(layout))
+        doc = region_document(layout, background=background, mode=mode)
+        doc_edit = region_document(edited(layout), background=background, mode=mode)
         for seed in seeds:
             with AttentionRecorder(pipe.unet, (latent, latent)) as rec:
                 plain = gen.plain(doc["prompt"], seed)
@@ -210,6 +219,9 @@ def main(argv=None) -> int:
     p.add_argument("--images", default=None, help="folder to save every generated image")
     p.add_argument("--json", default=None, help="write the summary as JSON here")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--background", default=BLANK_CAPTION,
+                   help="prompt of the background region ('' for none: the whole prompt fills the background)")
+    p.add_argument("--mode", choices=("attention", "latent"), default=None, help="region fusion mode")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -217,6 +229,7 @@ def main(argv=None) -> int:
     pipe = load(args.model)
     summary = evaluate(pipe, seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, cfg=args.cfg,
                        layouts=LAYOUTS[:args.layouts], image_dir=Path(args.images) if args.images else None,
+                       background=args.background or None, mode=args.mode,
                        log=lambda m: print(m, file=sys.stderr))
     print(format_table(summary))
     if args.json:
