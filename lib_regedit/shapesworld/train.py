@@ -188,6 +188,15 @@ class EMA:
             s.copy_(v)
 
 
+def decay_factor(step: int, args) -> float:
+    """Linear learning-rate decay to ``--decay-to`` of the peak over ``--decay-steps`` steps from
+    ``--decay-start``; 1.0 when no decay is set."""
+    if args.decay_start is None or step < args.decay_start:
+        return 1.0
+    f = min(1.0, (step - args.decay_start) / max(1, args.decay_steps))
+    return 1.0 - f * (1.0 - args.decay_to)
+
+
 def unet_state(unet, text_encoder, ema, opt, step, elapsed):
     return {"unet": unet.state_dict(), "text": {k: v for k, v in text_encoder.state_dict().items()},
             "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
@@ -263,7 +272,7 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         cond = M.encode_tokens(text, ids)
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * decay_factor(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -309,6 +318,9 @@ def parse_args(argv=None):
     p.add_argument("--decoder-minutes", type=float, default=0.0,
                    help="after the UNet stage, fine-tune the VAE decoder alone (latent space unchanged)")
     p.add_argument("--skip-unet", action="store_true", help="skip the UNet stage (e.g. to run only the decoder stage)")
+    p.add_argument("--decay-start", type=int, default=None, help="step where a linear LR decay starts")
+    p.add_argument("--decay-steps", type=int, default=500)
+    p.add_argument("--decay-to", type=float, default=0.1, help="final LR as a fraction of --lr")
     p.add_argument("--max-steps", type=int, default=10 ** 9)
     p.add_argument("--max-minutes", type=float, default=600.0, help="UNet-stage training time, summed over resumes")
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
