@@ -7,6 +7,8 @@ are set. ``REGEDIT_E2E_WORK`` keeps the work folder (checkpoints, log) for a lat
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -49,8 +51,22 @@ def webui(request):
     if attach:  # a WebUI this harness started earlier and left running (debugging only)
         server.url = attach.rstrip("/")
         return server
+    def finish():
+        server.stop()
+        if not keep and request.session.testsfailed == 0:
+            shutil.rmtree(work, ignore_errors=True)  # kept after a failure: webui.log, screenshots
+        elif not keep:
+            log(f"e2e work folder kept for a look: {work}")
+
+    # SIGTERM (a CI timeout, `kill`) would end pytest without finalizers and orphan the WebUI: turn it
+    # into KeyboardInterrupt so the finalizer below still runs. (The child also dies with us anyway.)
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
     # The finalizer is registered before the start, so a failed or interrupted start is cleaned up too.
-    request.addfinalizer(server.stop)
+    request.addfinalizer(finish)
     server.start()
     log(f"WebUI ready at {server.url} (log: {server.log_path})")
     return server

@@ -60,6 +60,16 @@ class WebUIError(RuntimeError):
     pass
 
 
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM the WebUI if the test process dies without cleaning up."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux: the fixture finalizer is the only guard
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -155,7 +165,8 @@ class WebUI:
         self.log(f"launching the WebUI: cd {self.dir} && {' '.join(cmd)}")
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env(), stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
