@@ -26,6 +26,9 @@ HERE = Path(__file__).resolve().parent
 EXTENSION_NAME = "sd-webui-regedit-e2e"
 SD1 = "regedit-e2e-sd1"
 SDXL = "regedit-e2e-sdxl"
+SD15_FULL = "regedit-e2e-sd15-full"
+# Opt-in: the full SD 1.5 architecture with random weights (~2 GB on disk, slow on a CPU).
+FULL_SD15 = os.environ.get("REGEDIT_E2E_FULL_SD15") == "1"
 
 # Offline, CPU, loopback only. --skip-prepare-environment: no git clones and no pip (so the
 # extension's install.py is not run either); --api: the HTTP API next to the UI.
@@ -120,9 +123,12 @@ class WebUI:
 
     def make_models(self) -> None:
         out = self.work / "models"
-        if (out / "Stable-diffusion" / f"{SDXL}.safetensors").exists():
+        names = [SD1, SDXL] + ([SD15_FULL] if FULL_SD15 else [])
+        if all((out / "Stable-diffusion" / f"{n}.safetensors").exists() for n in names):
             return
         cmd = [self.py, str(HERE / "make_models.py"), "--webui", str(self.dir), "--out", str(out)]
+        if FULL_SD15:
+            cmd.append("--full-sd15")
         res = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             raise WebUIError(f"make_models.py failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")

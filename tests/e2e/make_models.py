@@ -157,7 +157,6 @@ def write_hf_cache(hf_home: Path, seed: int) -> None:
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    sys.path.insert(0, str(REPO))
     from lib_regedit.tokenizer import write_clip_tokenizer_files
 
     snap = hf_snapshot(hf_home, CLIP_L)
@@ -210,7 +209,36 @@ def quiet_vae_posterior(model) -> None:
         conv.bias[half:] = -1000.0
 
 
-def write_checkpoint(webui: Path, out: Path, name: str, config: dict, seed: int) -> Path:
+def full_sd15_yaml(clip_dir: Path) -> dict:
+    """SD 1.5 at full size (the WebUI's v1-inference.yaml), its text encoder read from ``clip_dir``."""
+    import copy
+
+    config = copy.deepcopy(SD1_YAML)
+    params = config["model"]["params"]
+    params["unet_config"]["params"].update(model_channels=320, attention_resolutions=[4, 2, 1], num_res_blocks=2,
+                                           channel_mult=[1, 2, 4, 4], num_heads=8, context_dim=768)
+    params["first_stage_config"]["params"]["ddconfig"] = dict(VAE, ch=128, ch_mult=[1, 2, 4, 4], num_res_blocks=2)
+    params["cond_stage_config"] = {"target": "ldm.modules.encoders.modules.FrozenCLIPEmbedder",
+                                   "params": {"version": str(clip_dir)}}
+    return config
+
+
+def write_full_clip(clip_dir: Path, seed: int) -> None:
+    """The full CLIP ViT-L/14 text model (random weights) with the offline tokenizer, as a folder."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from lib_regedit.tokenizer import write_clip_tokenizer_files
+
+    write_clip_tokenizer_files(clip_dir)
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                            num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+                            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=768)
+    torch.manual_seed(seed)
+    CLIPTextModel(config).save_pretrained(clip_dir, safe_serialization=True)
+
+
+def write_checkpoint(webui: Path, out: Path, name: str, config: dict, seed: int, dtype: str = "float32") -> Path:
     import torch
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
@@ -222,7 +250,12 @@ def write_checkpoint(webui: Path, out: Path, name: str, config: dict, seed: int)
     model = instantiate_from_config(OmegaConf.load(yaml_path).model)
     randomize(model, seed)
     quiet_vae_posterior(model)
-    state = {k: v.detach().float().contiguous().clone() for k, v in model.state_dict().items()}
+    import torch
+
+    cast = getattr(torch, dtype)
+    state = {k: v.detach().to(cast if v.is_floating_point() else v.dtype).contiguous().clone()
+             for k, v in model.state_dict().items()}
+    del model
     path = out / f"{name}.safetensors"
     save_file(state, str(path))
     return path
@@ -233,12 +266,15 @@ def main(argv=None) -> int:
     ap.add_argument("--webui", required=True, type=Path, help="the WebUI checkout (A1111_DIR)")
     ap.add_argument("--out", required=True, type=Path, help="where to write hf/ and Stable-diffusion/")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--full-sd15", action="store_true",
+                    help="also write regedit-e2e-sd15-full: the full SD 1.5 architecture, random fp16 weights (~2 GB)")
     args = ap.parse_args(argv)
 
     webui = args.webui.resolve()
     out = args.out.resolve()
     hf_home = out / "hf"
     os.environ.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    sys.path.insert(0, str(REPO))
     for sub in ("stable-diffusion-stability-ai", "generative-models", "k-diffusion"):
         sys.path.insert(0, str(webui / "repositories" / sub))
 
@@ -247,7 +283,15 @@ def main(argv=None) -> int:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     for name, config, seed in (("regedit-e2e-sd1", SD1_YAML, args.seed),
                                ("regedit-e2e-sdxl", SDXL_YAML, args.seed + 1)):
+        if (ckpt_dir / f"{name}.safetensors").exists():
+            continue
         path = write_checkpoint(webui, ckpt_dir, name, config, seed)
+        print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
+    if args.full_sd15 and not (ckpt_dir / "regedit-e2e-sd15-full.safetensors").exists():
+        clip_dir = out / "clip-vit-large-patch14-full"
+        write_full_clip(clip_dir, args.seed + 2)
+        path = write_checkpoint(webui, ckpt_dir, "regedit-e2e-sd15-full", full_sd15_yaml(clip_dir), args.seed + 2,
+                                dtype="float16")
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
     return 0
 

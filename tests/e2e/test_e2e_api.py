@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -312,3 +313,24 @@ def test_layout_preview_image(webui):
     res = webui.generate("txt2img", payload)
     assert len(res["images"]) == 3, "two images and the layout preview"
     assert decode_png(res["images"][2]).size == decode_png(res["images"][0]).size
+
+
+# ---- opt-in: the full SD 1.5 architecture (REGEDIT_E2E_FULL_SD15=1) ---------------------------------
+
+@pytest.mark.skipif(os.environ.get("REGEDIT_E2E_FULL_SD15") != "1",
+                    reason="set REGEDIT_E2E_FULL_SD15=1 to run regions on the full SD 1.5 architecture (~2 GB)")
+@pytest.mark.parametrize("sampler,batch,hires", [("Euler a", 1, False), ("DPM++ 2M", 2, True)])
+def test_full_sd15_architecture(webui, sampler, batch, hires):
+    from e2e_webui import SD15_FULL
+
+    over = dict(sampler_name=sampler, batch_size=batch, steps=2)
+    if hires:
+        over.update(HIRES)
+    plain = webui.generate("txt2img", plain_payload(**over), model=SD15_FULL)
+    res = webui.generate("txt2img", with_regions(plain_payload(**over), DOC), model=SD15_FULL)
+    assert len(res["images"]) == batch
+    for i, b64 in enumerate(res["images"]):
+        assert pixels(b64) != pixels(plain["images"][i])
+        assert regedit_value(infotext_of(b64))
+    again = webui.generate("txt2img", plain_payload(**over), model=SD15_FULL)
+    assert [pixels(b) for b in again["images"]] == [pixels(b) for b in plain["images"]]
