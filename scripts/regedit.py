@@ -244,7 +244,9 @@ def _wrap_sample(p) -> None:
 
 
 def _fail_sampling(p, exc: Exception) -> None:
-    """Fail this generation with the message (script errors in ``process`` are only logged)."""
+    """Fail this generation with the message (script errors in ``process`` are only logged). The API
+    answers 422 (the WebUI's exception handler reads ``status_code``)."""
+    exc.status_code = 422
 
     def sample(*args, **kwargs):
         raise exc
