@@ -158,9 +158,9 @@ class RegEditScript(scripts.Script):
             if obj is None:
                 return
             obj = dict(obj)
+            # the WebUI's prompt boxes are r_total's prompts (the rows' own conditioning)
             obj["prompt"] = p.prompt if isinstance(p.prompt, str) else str(p.prompt)
-            if "negative_prompt" not in obj:
-                obj["negative_prompt"] = p.negative_prompt if isinstance(p.negative_prompt, str) else ""
+            obj["negative_prompt"] = p.negative_prompt if isinstance(p.negative_prompt, str) else ""
             document = parse_region_document(obj)
         except RegEditError as exc:
             _fail_sampling(p, exc)
