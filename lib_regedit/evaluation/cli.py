@@ -156,18 +156,18 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
             reg = gen.regions(doc, seed)
             if reg is not None:
                 images["regions"] = (reg, gen.regions(doc_edit, seed))
-            for mode, (img, img_edit) in images.items():
-                d = dets if mode == "plain" else detect(img)
+            for column, (img, img_edit) in images.items():
+                d = dets if column == "plain" else detect(img)
                 for colour, shape, box in layout:
-                    rows[mode]["adherence"].append(metrics.box_adherence(d, box, colour, shape))
-                    rows[mode]["centroid"].append(metrics.centroid_distance(d, box, colour, shape))
+                    rows[column]["adherence"].append(metrics.box_adherence(d, box, colour, shape))
+                    rows[column]["centroid"].append(metrics.centroid_distance(d, box, colour, shape))
                 s_in, s_out = metrics.region_ssim(img, img_edit, layout[0][2])
-                rows[mode]["ssim_in"].append(s_in)
-                rows[mode]["ssim_out"].append(s_out)
+                rows[column]["ssim_in"].append(s_in)
+                rows[column]["ssim_out"].append(s_out)
                 if image_dir is not None:
                     image_dir.mkdir(parents=True, exist_ok=True)
-                    img.save(image_dir / f"layout{li}_seed{seed}_{mode}.png")
-                    img_edit.save(image_dir / f"layout{li}_seed{seed}_{mode}_edit.png")
+                    img.save(image_dir / f"layout{li}_seed{seed}_{column}.png")
+                    img_edit.save(image_dir / f"layout{li}_seed{seed}_{column}_edit.png")
         log(f"layout {li + 1}/{len(layouts)} done ({time.time() - t0:.0f}s)")
     return summarise(rows, loc)
 
