@@ -207,9 +207,11 @@ def _tokenizer():
     """Word tokens of a prompt as the WebUI encodes it: (position in its 77-token chunks, text)."""
     def tokenize(prompt: str):
         model = shared.sd_model.cond_stage_model
-        embedder = model if hasattr(model, "wrapped") else next(
-            (e for e in getattr(model, "embedders", []) if hasattr(e, "process_texts") and hasattr(e, "wrapped")), None)
-        if embedder is None or not hasattr(embedder.wrapped, "tokenizer"):
+        # SDXL: the conditioner's first CLIP embedder (CLIP-L; OpenCLIP-G has the same token positions)
+        candidates = list(getattr(model, "embedders", None) or [model])
+        embedder = next((e for e in candidates if hasattr(e, "process_texts")
+                         and hasattr(getattr(e, "wrapped", None), "tokenizer")), None)
+        if embedder is None:
             return []
         tokenizer = embedder.wrapped.tokenizer
         special = {embedder.id_start, embedder.id_end, embedder.id_pad}
