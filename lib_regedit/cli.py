@@ -27,7 +27,7 @@ def _generate(args) -> int:
     model = Path(args.model) if args.model else default_model_path()
     if not model.exists():
         raise SystemExit(f"--model: {model} does not exist (the bundled model is missing; pass --model PATH)")
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, config=args.config)
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,
                       width=args.width, height=args.height, mode=args.mode, model_name=model.name)
     out = Path(args.out)
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--regions", required=True, help="region document (JSON file)")
     gen.add_argument("--out", required=True, help="output PNG (carries the parameters text)")
     gen.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
+    gen.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=20)
     gen.add_argument("--cfg", type=float, default=7.5, help="classifier-free guidance scale")

@@ -28,18 +28,37 @@ def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32
             raise FileNotFoundError(f"--model: {path} has no model_index.json; is it a diffusers pipeline folder?")
         pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     else:
-        yaml = Path(config) if config else path.with_suffix(".yaml")
-        kwargs = {"dtype": dtype, "local_files_only": True}
-        if yaml.exists():
-            kwargs["original_config"] = str(yaml)
-        cls = StableDiffusionXLPipeline if _looks_like_sdxl(path) else StableDiffusionPipeline
-        pipe = cls.from_single_file(str(path), **kwargs)
+        pipe = _load_single_file(path, dtype, config)
     if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
         raise TypeError(f"--model: {path} is a {type(pipe).__name__}; RegEdit needs an SD 1.x or SDXL pipeline")
     pipe.set_progress_bar_config(disable=False)
     if getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None
     return pipe
+
+
+def _load_single_file(path: Path, dtype, config: str | None):
+    """A single-file checkpoint. Its components' configs come from ``config`` (a diffusers folder of the
+    same architecture) or a diffusers folder of the same name beside it; a ``.yaml`` beside it is the
+    original LDM config. Offline, diffusers cannot fetch the text encoder's config from the hub, so
+    without a local config folder the error says how to give one."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    kwargs = {"dtype": dtype, "local_files_only": True}
+    folder = Path(config) if config else path.with_suffix("")
+    if folder.is_dir() and (folder / "model_index.json").exists():
+        kwargs["config"] = str(folder)
+    elif path.with_suffix(".yaml").exists():
+        kwargs["original_config"] = str(path.with_suffix(".yaml"))
+    cls = StableDiffusionXLPipeline if _looks_like_sdxl(path) else StableDiffusionPipeline
+    try:
+        return cls.from_single_file(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        if "config" in kwargs:
+            raise
+        raise FileNotFoundError(
+            f"--model: {path} needs its components' configs, which cannot be downloaded here; pass --config with a "
+            f"diffusers folder of the same architecture (or put one named {path.stem}/ beside it). ({exc})") from exc
 
 
 def _looks_like_sdxl(path: Path) -> bool:

@@ -54,3 +54,22 @@ def test_missing_model_is_a_clear_error(tmp_path):
 def test_infotext_quoting_round_trips():
     for text in ["plain", 'a, b: "c"\nd', '{"x": 1}']:
         assert unquote(quote(text)) == text
+
+
+def test_single_file_checkpoint_loads_with_its_config_folder(tmp_path):
+    """The real loading code on a single-file checkpoint the test writes (LDM key layout + yaml)."""
+    import torch
+
+    from lib_regedit.models import load_pipeline
+    from lib_regedit.shapesworld.export import export
+    from test_shapesworld_export import tiny_models
+
+    vae, unet, text = tiny_models()
+    info = export(vae, unet, text, tmp_path, name="tiny", dtype=torch.float32)
+    pipe = load_pipeline(info["checkpoint"])  # finds tmp_path/tiny/ beside tiny.safetensors
+    folder = load_pipeline(info["folder"])
+    for a, b in zip(pipe.unet.state_dict().values(), folder.unet.state_dict().values()):
+        assert torch.equal(a, b)
+    moved = tmp_path / "elsewhere.safetensors"
+    moved.write_bytes(info["checkpoint"].read_bytes())
+    assert type(load_pipeline(moved, config=str(info["folder"]))).__name__ == "StableDiffusionPipeline"
