@@ -22,7 +22,8 @@ QUALITY = "masterpiece, best quality, highly detailed, sharp focus, award winnin
 def padded_document(layout, kssa: dict | None) -> dict:
     doc = region_document(layout)
     for region in doc["regions"]:
-        region["prompt"] = QUALITY + region["prompt"]
+        if region.get("role") != "background":
+            region["prompt"] = QUALITY + region["prompt"]
     if kssa is not None:
         doc["kssa"] = kssa
     return doc
