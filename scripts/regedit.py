@@ -7,6 +7,7 @@ string). Through the API a non-empty document enables RegEdit; an empty one ("" 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -158,10 +159,13 @@ class RegEditScript(scripts.Script):
             if obj is None:
                 return
             obj = dict(obj)
-            # the WebUI's prompt boxes are r_total's prompts (the rows' own conditioning)
+            # the WebUI's prompt boxes are r_total's prompts (the rows' own conditioning); a document's
+            # negative_prompt is still validated, then replaced by the negative prompt box
             obj["prompt"] = p.prompt if isinstance(p.prompt, str) else str(p.prompt)
-            obj["negative_prompt"] = p.negative_prompt if isinstance(p.negative_prompt, str) else ""
             document = parse_region_document(obj)
+            if document is not None:
+                negative = p.negative_prompt if isinstance(p.negative_prompt, str) else ""
+                document = dataclasses.replace(document, negative_prompt=negative)
         except RegEditError as exc:
             _fail_sampling(p, exc)
             return
