@@ -12,7 +12,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
-from .latent_hook import latent_hooked
+from .unet_hooks import latent_hooked, unet_pre_hook
 
 
 class RegEditAttnProcessor:
@@ -66,21 +66,14 @@ class RegEditAttnProcessor:
         return out / attn.rescale_output_factor
 
 
-def _unet_pre_hook(controller: Controller):
-    def hook(module, args, kwargs):
-        sample = args[0] if args else kwargs["sample"]
-        context = args[2] if len(args) > 2 else kwargs.get("encoder_hidden_states")
-        controller.begin_unet_call(context, sample.shape[0], tuple(sample.shape[-2:]))
-    return hook
-
-
 @contextlib.contextmanager
 def attached(unet, controller: Controller):
     """Install the processor on every attention layer of ``unet`` for the ``with`` block; restore after."""
     originals = dict(unet.attn_processors)
     processors = {name: RegEditAttnProcessor(controller, name.removesuffix(".processor"), proc)
                   for name, proc in originals.items()}
-    handle = unet.register_forward_pre_hook(_unet_pre_hook(controller), with_kwargs=True)
+    handle = unet.register_forward_pre_hook(unet_pre_hook(controller, "sample", "encoder_hidden_states"),
+                                            with_kwargs=True)
     unet.set_attn_processor(processors)
     try:
         yield controller
@@ -102,6 +95,6 @@ def _repack(output, fused):
 
 def latent_attached(unet, controller: Controller, fusion):
     """Latent mode on a diffusers UNet: after each call, rerun the UNet per region and fuse (Eq. 1)."""
-    return latent_hooked(unet, controller, fusion, _unet_pre_hook(controller),
+    return latent_hooked(unet, controller, fusion, unet_pre_hook(controller, "sample", "encoder_hidden_states"),
                          arg_names=["sample", "timestep", "encoder_hidden_states"], context_name="encoder_hidden_states",
                          unpack=_unpack, repack=_repack, extra_kwargs={"return_dict": False})

@@ -15,7 +15,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
-from .latent_hook import latent_hooked
+from .unet_hooks import latent_hooked, unet_pre_hook
 
 TAG = "_regedit_patch"
 ATTENTION_CLASSES = ("CrossAttention", "MemoryEfficientCrossAttention")
@@ -57,17 +57,9 @@ def _adapter(module, layer: str, controller: Controller):
     return forward
 
 
-def _unet_pre_hook(controller: Controller):
-    def hook(module, args, kwargs):
-        x = args[0] if args else kwargs["x"]
-        context = args[2] if len(args) > 2 else kwargs.get("context")
-        controller.begin_unet_call(context, x.shape[0], tuple(x.shape[-2:]))
-    return hook
-
-
 def patch(unet: torch.nn.Module, controller: Controller) -> list:
     """Patch every CrossAttention instance and return the undo list (see :func:`unpatch`)."""
-    undo = [unet.register_forward_pre_hook(_unet_pre_hook(controller), with_kwargs=True)]
+    undo = [unet.register_forward_pre_hook(unet_pre_hook(controller, "x", "context"), with_kwargs=True)]
     for name, module in attention_modules(unet):
         module.forward = _adapter(module, name, controller)
         undo.append(module)
@@ -105,5 +97,6 @@ def attached(unet: torch.nn.Module, controller: Controller):
 
 def latent_attached(unet: torch.nn.Module, controller: Controller, fusion):
     """Latent mode (MultiDiffusion) on an ldm/sgm UNetModel: rerun per region after each call and fuse."""
-    return latent_hooked(unet, controller, fusion, _unet_pre_hook(controller), arg_names=["x", "timesteps", "context", "y"],
+    return latent_hooked(unet, controller, fusion, unet_pre_hook(controller, "x", "context"),
+                         arg_names=["x", "timesteps", "context", "y"],
                          context_name="context", unpack=lambda out: out, repack=lambda out, fused: fused)

@@ -1,5 +1,6 @@
-"""Latent mode's UNet hook, shared by the backends: after each UNet call, rerun the UNet on the
-rows to fuse with each region's prompt and fuse the noise predictions (MultiDiffusion, Eq. 1)."""
+"""UNet-level hooks shared by the backends: the pre-hook that starts each UNet call (row layout,
+latent size), and latent mode's hook, which reruns the UNet on the rows to fuse with each region's
+prompt and fuses the noise predictions (MultiDiffusion, Eq. 1)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from typing import Callable
 import torch
 
 from ..attention.controller import Controller
+
+
+def unet_pre_hook(controller: Controller, sample_name: str, context_name: str):
+    """A forward pre-hook telling the controller a UNet call starts: its latent, batch and text context.
+    The names are the UNet's own (diffusers: sample / encoder_hidden_states; ldm: x / context)."""
+    def hook(module, args, kwargs):
+        sample = args[0] if args else kwargs[sample_name]
+        context = args[2] if len(args) > 2 else kwargs.get(context_name)
+        controller.begin_unet_call(context, sample.shape[0], tuple(sample.shape[-2:]))
+    return hook
 
 
 def select_rows(value, rows: list[int], batch: int):
