@@ -58,6 +58,15 @@ class GenerationState:
     uncond_reference: torch.Tensor | None = None
     cond_first: bool = True
     info: dict = field(default_factory=dict)
+    projections: dict = field(default_factory=dict)
+
+    def projected(self, layer: str, context: torch.Tensor, project) -> tuple[torch.Tensor, torch.Tensor]:
+        """A text context through ``layer``'s key and value projections, computed once per generation
+        (weights and contexts do not change while it runs) and shared by every effect."""
+        key = (layer, id(context))
+        if key not in self.projections:
+            self.projections[key] = (context, project(context))  # holding the context keeps its id unique
+        return self.projections[key][1]
 
     def classify_rows(self, context: torch.Tensor | None, batch: int) -> RowLayout:
         """Which rows of this UNet call are cond, read from the text context each row carries.
@@ -113,6 +122,9 @@ class Controller:
         return self.enabled and any(getattr(e, "cross" if is_cross else "self_", True) for e in self.effects)
 
     def attend(self, call: AttentionCall) -> torch.Tensor:
+        if call.project_context is not None:
+            project, layer = call.project_context, call.layer
+            call.project_context = lambda context: self.state.projected(layer, context, project)
         active = [e for e in self.effects if e.applies_to(call)]
         for effect in active:
             effect.prepare(call)

@@ -53,7 +53,6 @@ class KeywordSelection(Effect):
         self.next_refresh = 1
         self.refreshes = 0
         self.last_maps: dict[int, torch.Tensor] = {}
-        self._kv: dict = {}
 
     def target_hw(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
         """The capture resolution: latent/downscale, or the closest one the UNet has."""
@@ -81,10 +80,7 @@ class KeywordSelection(Effect):
 
     def region_probs(self, call: AttentionCall, region: RegionKeywords) -> torch.Tensor:
         """Attention probabilities (cond rows, heads, N, T) of the queries over the region's prompt."""
-        key = (call.layer, region.index)
-        if key not in self._kv:
-            self._kv[key] = call.project_context(region.context)
-        k, _ = self._kv[key]
+        k, _ = call.project_context(region.context)
         index = torch.tensor(call.rows.cond, device=call.q.device)
         q = call.q.index_select(0, index).float()
         return attention_probs(q, k.float().expand(q.shape[0], -1, -1, -1), scale=call.scale)

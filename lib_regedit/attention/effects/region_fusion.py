@@ -27,7 +27,6 @@ class RegionFusion(FusionSources, Effect):
 
     def __init__(self, regions: list[RegionPrompt], **kwargs):
         super().__init__(regions, **kwargs)
-        self._kv: dict = {}
         self._cast: dict = {}
 
     def applies_to(self, call: AttentionCall) -> bool:
@@ -41,11 +40,8 @@ class RegionFusion(FusionSources, Effect):
             self._cast[key] = weights.reshape(len(weights), 1, 1, -1, 1).to(device, dtype)
         return self._cast[key]
 
-    def _attend_to(self, call: AttentionCall, key, context: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        cache_key = (call.layer, key)
-        if cache_key not in self._kv:
-            self._kv[cache_key] = call.project_context(context)  # keys and values: once per layer
-        k, v = self._kv[cache_key]
+    def _attend_to(self, call: AttentionCall, context: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        k, v = call.project_context(context)  # projected once per layer by the controller
         rows = q.shape[0]
         return attend(q, k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), scale=call.scale)
 
@@ -57,10 +53,10 @@ class RegionFusion(FusionSources, Effect):
         n = len(self.regions)
         contexts, background = self.contexts(negative)
         fused = weights[n + 1] * own_rows
-        fused = fused + weights[n] * (self._attend_to(call, ("bg", negative), background, q)
+        fused = fused + weights[n] * (self._attend_to(call, background, q)
                                       if background is not None else own_rows)
         for i, context in enumerate(contexts):
-            fused = fused + weights[i] * (self._attend_to(call, (i, negative), context, q)
+            fused = fused + weights[i] * (self._attend_to(call, context, q)
                                           if context is not None else own_rows)
         return fused
 
