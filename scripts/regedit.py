@@ -16,7 +16,7 @@ import sys
 import gradio as gr
 import torch
 
-from modules import devices, script_callbacks, scripts, shared
+from modules import devices, processing, script_callbacks, scripts, shared
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib_regedit.documents import parse_region_document  # noqa: E402
@@ -24,6 +24,7 @@ from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
 from lib_regedit.infotext import INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
+from lib_regedit import webui_latent_scale  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
@@ -151,6 +152,9 @@ class RegEditScript(scripts.Script):
 
     def process(self, p, doc=None, enabled=False, preview=False, *args):
         p._regedit = None
+        # before the WebUI makes this generation's noise: a model switched by override_settings or
+        # taken from the checkpoint cache fires no on_model_loaded
+        webui_latent_scale.sync(processing, shared.sd_model)
         active = bool(enabled) or bool(getattr(p, "is_api", False))
         if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
             return
@@ -269,3 +273,5 @@ def _on_cfg_denoiser(params):
 
 
 script_callbacks.on_cfg_denoiser(_on_cfg_denoiser)
+script_callbacks.on_model_loaded(lambda sd_model: webui_latent_scale.sync(processing, sd_model))
+script_callbacks.on_script_unloaded(lambda: webui_latent_scale.reset(processing))

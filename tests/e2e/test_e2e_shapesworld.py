@@ -1,0 +1,81 @@
+"""ShapesWorld, the bundled model, in the real WebUI (issue 4, "loads and generates in the real WebUI").
+
+The shipped single-file checkpoint goes into the harness's checkpoint folder through
+``lib_regedit.shapesworld.webui_install`` (the command the model's README gives users), the WebUI
+loads it with its own ``ldm`` code from the yaml beside it, and the classical detector of
+``lib_regedit.evaluation`` scores what comes back: single-object prompts draw their object, and
+region prompts put each object in its box far more often than the plain multi-object prompt.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e_webui import decode_png, log, plain_payload, with_regions
+
+from lib_regedit.evaluation import metrics
+from lib_regedit.evaluation.cli import LAYOUTS, region_document
+from lib_regedit.evaluation.detector import detect
+from lib_regedit.shapesworld.webui_install import install
+
+SW = "shapesworld"
+SEEDS = 4  # images per prompt, as one batch
+
+
+def sw_payload(prompt: str, **over) -> dict:
+    settings = dict(prompt=prompt, steps=20, cfg_scale=7.5, sampler_name="DDIM", width=64, height=64, seed=100,
+                    batch_size=SEEDS)
+    settings.update(over)
+    return plain_payload(**settings)
+
+
+@pytest.fixture(scope="module")
+def shapesworld(webui):
+    written = install(webui.work / "models" / "Stable-diffusion")
+    assert written["yaml"].read_text().count(str(written["clip"])) == 1
+    r = webui.post("/sdapi/v1/refresh-checkpoints", {})
+    assert r.status_code == 200, r.text
+    titles = [m["title"] for m in webui.get("/sdapi/v1/sd-models").json()]
+    assert any(t.startswith(f"{SW}.safetensors") for t in titles), titles
+    yield SW
+    webui.use_model("regedit-e2e-sd1")  # give the other tests their model back
+
+
+def images(res) -> list:
+    return [decode_png(b).convert("RGB") for b in res["images"]]
+
+
+@pytest.mark.parametrize("colour,shape", [("red", "circle"), ("blue", "square"), ("green", "triangle")])
+def test_single_object_prompts_draw_their_object(webui, shapesworld, colour, shape):
+    res = webui.generate("txt2img", sw_payload(f"a {colour} {shape}"), model=shapesworld)
+    got = [any(d.colour == colour and d.shape == shape for d in detect(img)) for img in images(res)]
+    log(f"ShapesWorld in the WebUI, 'a {colour} {shape}': {sum(got)}/{len(got)} images hold it")
+    assert sum(got) >= len(got) - 1, f"'a {colour} {shape}' was drawn in only {sum(got)} of {len(got)} images"
+
+
+def test_regions_put_objects_in_their_boxes(webui, shapesworld, assert_plain_unchanged):
+    plain_hits, region_hits, boxes = 0, 0, 0
+    for layout in LAYOUTS[:6]:
+        doc = region_document(layout)
+        plain = images(webui.generate("txt2img", sw_payload(doc["prompt"]), model=shapesworld))
+        regions = images(webui.generate("txt2img", with_regions(sw_payload(doc["prompt"]), doc), model=shapesworld))
+        assert len(regions) == SEEDS
+        for p_img, r_img in zip(plain, regions):
+            p_det, r_det = detect(p_img), detect(r_img)
+            for colour, shape, box in layout:
+                plain_hits += metrics.box_adherence(p_det, box, colour, shape)
+                region_hits += metrics.box_adherence(r_det, box, colour, shape)
+                boxes += 1
+    plain_rate, region_rate = plain_hits / boxes, region_hits / boxes
+    log(f"ShapesWorld in the WebUI, per-box adherence over {boxes} boxes: plain {plain_rate:.3f}, "
+        f"regions {region_rate:.3f}")
+    assert region_rate >= plain_rate + 0.25, (plain_rate, region_rate)
+    assert_plain_unchanged("ShapesWorld runs (its VAE downsamples by 4; SD1's latents are 8x again)")
+
+
+def test_img2img_keeps_the_native_size(webui, shapesworld):
+    first = webui.generate("txt2img", sw_payload("a blue square", batch_size=1), model=shapesworld)["images"][0]
+    doc = region_document([("red", "circle", (0.05, 0.05, 0.4, 0.4))])
+    payload = dict(sw_payload(doc["prompt"], batch_size=1), init_images=[first], denoising_strength=0.6)
+    res = webui.generate("img2img", with_regions(payload, doc), model=shapesworld)
+    assert decode_png(res["images"][0]).size == (64, 64)
