@@ -24,6 +24,7 @@ from .backends import diffusers_backend
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
+from . import layout_init
 from .region_prompting import build_effects
 
 
@@ -106,6 +107,10 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     controller = Controller(effects, state)
     unet = pipe.unet
     with contextlib.ExitStack() as stack:
+        latents = None
+        if doc.init == "layout":  # before any hook is attached: the inversion is the plain model's
+            latents = _layout_latents(pipe, doc, seed=seed, steps=steps, width=width, height=height,
+                                      batch_size=batch_size)
         if mode == "latent":
             stack.enter_context(diffusers_backend.latent_attached(unet, controller, fusion))
             if capture:
@@ -113,7 +118,8 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
         else:
             stack.enter_context(diffusers_backend.attached(unet, controller))
         images = _run(pipe, state, cond, uncond, pooled, negative_pooled, seed=seed, steps=steps,
-                      guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size)
+                      guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size,
+                      latents=latents)
     params = _params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params[INFOTEXT_KEY] = doc.to_json()
     extras = {"notes": built.notes}
@@ -143,8 +149,30 @@ def _params(pipe, seed, steps, guidance_scale, width, height, model_name) -> dic
             "Size": f"{width}x{height}", "Model": model_name}
 
 
+def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> torch.Tensor:
+    """Layout init (``lib_regedit.layout_init``): the DDIM inversion of the boxes' sketch with the
+    empty prompt, mixed with the seed's noise, as the pipeline's initial ``latents``."""
+    vae, unet, sched = pipe.vae, pipe.unet, pipe.scheduler
+    boxes = [(r.x, r.y, r.w, r.h) for r in doc.object_regions]
+    sketch = layout_init.image_to_tensor(layout_init.layout_sketch(boxes, width, height))
+    context, _, pooled, _ = encode(pipe, "")
+    added = None
+    if pooled is not None:  # SDXL: pooled text and size conditioning
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=pooled.dtype, device=pooled.device)
+        added = {"text_embeds": pooled, "time_ids": time_ids}
+
+    def eps(z, t):
+        return unet(z.to(unet.dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+
+    with torch.no_grad():
+        z0 = vae.encode(sketch.to(vae.device, vae.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
+    noise = torch.randn((batch_size, *z0.shape[1:]), generator=torch.Generator("cpu").manual_seed(seed))
+    latents = layout_init.spatial_noise(eps, z0, sched.alphas_cumprod, steps, noise, doc.init_noise)
+    return latents.to(unet.device, unet.dtype)
+
+
 def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, guidance_scale, width, height,
-         batch_size):
+         batch_size, latents=None):
     def on_step_end(_pipe, i, _t, kwargs):
         state.step = i + 1
         return kwargs
@@ -152,6 +180,8 @@ def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, gui
     kwargs = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=steps,
                   guidance_scale=guidance_scale, width=width, height=height, num_images_per_prompt=batch_size,
                   generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=on_step_end)
+    if latents is not None:
+        kwargs["latents"] = latents
     if pooled is not None:
         kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=negative_pooled)
     with torch.no_grad():

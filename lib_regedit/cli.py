@@ -11,6 +11,8 @@ from .errors import RegEditError
 
 
 def _generate(args) -> int:
+    from dataclasses import replace
+
     from .api import generate
     from .documents import parse_region_document
     from .models import default_model_path, load_pipeline
@@ -24,6 +26,8 @@ def _generate(args) -> int:
     if document is None:
         raise SystemExit(f"--regions: {args.regions} is empty; write a region document (see README)")
     document = _with_kssa_options(document, args)
+    if args.init:
+        document = replace(document, init=args.init)
     model = Path(args.model) if args.model else default_model_path()
     if not model.exists():
         raise SystemExit(f"--model: {model} does not exist (the bundled model is missing; pass --model PATH)")
@@ -78,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
     gen.add_argument("--mode", choices=["attention", "latent"], help="override the document's mode")
+    gen.add_argument("--init", choices=["noise", "layout"],
+                     help="override the document's init: layout = spatial-aware initial latent from the boxes")
     gen.add_argument("--preview", help="also write the layout preview (boxes over the result) here")
     gen.add_argument("--kssa", action="store_true", help="keyword selection + keyword-selected self-attention (MRGD)")
     gen.add_argument("--keywords", type=int, help="keywords kept per region (N, default 15); implies --kssa")

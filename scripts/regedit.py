@@ -24,7 +24,7 @@ from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
 from lib_regedit.infotext import INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
-from lib_regedit import webui_latent_scale  # noqa: E402
+from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
@@ -241,6 +241,8 @@ def _wrap_sample(p) -> None:
         session = getattr(p, "_regedit", None)
         if session is None:
             return original(*args, **kwargs)
+        if session.document.init == "layout":
+            _start_from_layout(p, session.document)  # before the UNet is patched: the plain model inverts
         with session.sampling(shared.sd_model.model.diffusion_model):
             result = original(*args, **kwargs)
         for note in session.built.notes if session.built else []:
@@ -251,6 +253,62 @@ def _wrap_sample(p) -> None:
         return result
 
     p.sample = sample
+
+
+def _start_from_layout(p, document) -> None:
+    """Layout init (``lib_regedit.layout_init``): invert the boxes' sketch now, and mix the seed's
+    noise into it when the sampler draws its first noise (``p.rng.next``, seeds and subseeds kept)."""
+    if getattr(p, "init_images", None):
+        _note(p, "init layout applies to txt2img; img2img starts from your image")
+        return
+    model = shared.sd_model
+    try:
+        z_inv, alpha_bar = _invert_layout_sketch(model, document, p.width, p.height, p.steps)
+    except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
+        _note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
+        return
+    rng = getattr(p, "rng", None)
+    if rng is None:
+        return
+    draw = rng.next
+
+    def first_next():
+        rng.next = draw  # only the starting noise; hires fix and ancestral samplers draw plain noise
+        noise = draw()
+        start = layout_init.start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise)
+        return start.to(noise.device, noise.dtype)
+
+    rng.next = first_next
+
+
+def _note(p, text: str) -> None:
+    """A note under the image in the UI, and in the console (the API's info has no comments)."""
+    p.comment(f"RegEdit: {text}")
+    print(f"RegEdit: {text}")
+
+
+def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
+    boxes = [(r.x, r.y, r.w, r.h) for r in document.object_regions]
+    sketch = layout_init.image_to_tensor(layout_init.layout_sketch(boxes, width, height))
+    alphas = model.alphas_cumprod.detach().float().cpu()
+    v_prediction = getattr(model, "parameterization", "eps") == "v"
+    with torch.no_grad(), devices.autocast():
+        posterior = model.encode_first_stage(sketch.to(devices.device, devices.dtype_vae))
+        # ldm returns the posterior (its mean, scaled, is deterministic); sgm returns the scaled latent
+        z0 = posterior if isinstance(posterior, torch.Tensor) else posterior.mode() * model.scale_factor
+        cond = model.get_learned_conditioning([""])
+
+    def eps(z, t):
+        x = z.to(devices.device, devices.dtype_unet)
+        ts = torch.full((x.shape[0],), int(t), device=devices.device, dtype=torch.long)
+        with torch.no_grad(), devices.autocast():
+            out = model.apply_model(x, ts, cond).float().cpu()
+        if v_prediction:  # eps = sqrt(a) v + sqrt(1 - a) x_t
+            a = alphas[int(t)]
+            out = a.sqrt() * out + (1 - a).sqrt() * z
+        return out
+
+    return layout_init.invert_sketch(eps, z0.float().cpu(), alphas, steps)
 
 
 def _fail_sampling(p, exc: Exception) -> None:

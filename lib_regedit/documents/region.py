@@ -17,6 +17,10 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   1.0), ``feather`` (soft edge width as a fraction of the image, default 0.03), ``role`` ("object"
   or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
   ignored), ``keywords`` (user keywords, always kept by keyword selection).
+- ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
+  inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, seed 003; see
+  ``lib_regedit/layout_init.py``) and ``init_noise`` (the seed noise's share of the variance in
+  layout init, default 0.25).
 - ``kssa``: keyword selection and keyword-selected self-attention (MRGD §3.2), ``true`` or an object
   ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
   (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
@@ -35,10 +39,11 @@ MAX_REGIONS = 32
 MAX_PROMPT_CHARS = 4000
 BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
+INITS = ("noise", "layout")
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
-                   "whole_prompt_weight", "background_weight", "kssa")
+                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
 LEVELS = ("down", "mid", "up")
 
@@ -87,6 +92,8 @@ class RegionDocument:
     whole_prompt_weight: float = 0.5
     background_weight: float = 1.0
     kssa: KssaOptions = KssaOptions()
+    init: str = "noise"
+    init_noise: float = 0.25
     version: int = 1
 
     @property
@@ -160,6 +167,8 @@ def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument 
         whole_prompt_weight=get_number(obj, "whole_prompt_weight", "", default=0.5, lo=0.0, hi=10.0),
         background_weight=get_number(obj, "background_weight", "", default=1.0, lo=0.0, hi=10.0),
         kssa=_parse_kssa(obj.get("kssa"), "kssa"),
+        init=get_string(obj, "init", "", default="noise", choices=INITS),
+        init_noise=get_number(obj, "init_noise", "", default=0.25, lo=0.0, hi=1.0),
         version=int(version),
     )
 

@@ -4,7 +4,9 @@ For each fixed layout and seed:
 
 - **plain**: the whole caption ("a red circle and a blue square") with no regions;
 - **regions**: the same caption as the whole prompt plus one region per object ("a red circle" in
-  its box), through ``lib_regedit.api.generate``.
+  its box), through ``lib_regedit.api.generate``;
+- **regions+layout**: the same document with ``"init": "layout"``, the spatial-aware initial latent
+  of ``lib_regedit.layout_init`` (seed 003).
 
 Scores (see ``metrics.py``): per-box adherence (right colour and shape inside each box), the
 centroid distance from the box centre (of the nearest right object, where one exists), and a
@@ -46,7 +48,7 @@ LAYOUTS = [
 
 
 def region_document(layout, prompt: str | None = None, background: str | None = BLANK_CAPTION,
-                    mode: str | None = None) -> dict:
+                    mode: str | None = None, init: str | None = None) -> dict:
     """One region per object; the whole caption as the whole prompt; a background region saying
     "a blank background" (the model's caption for shape-less scenes) unless ``background`` is None."""
     phrases = [f"a {c} {s}" for c, s, _ in layout]
@@ -57,6 +59,8 @@ def region_document(layout, prompt: str | None = None, background: str | None = 
            "regions": regions}
     if mode:
         doc["mode"] = mode
+    if init:
+        doc["init"] = init
     return doc
 
 
@@ -135,27 +139,31 @@ def load(model: str | None):
 
 def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: int | None = None,
              layouts=None, image_dir: Path | None = None, background: str | None = BLANK_CAPTION,
-             mode: str | None = None, log=print) -> dict:
+             mode: str | None = None, inits=("noise", "layout"), log=print) -> dict:
     size = size or pipe.unet.config.sample_size * (2 ** (len(pipe.vae.config.block_out_channels) - 1))
     layouts = layouts or LAYOUTS
     gen = Generator(pipe, steps, cfg, size)
     latent = size // (2 ** (len(pipe.vae.config.block_out_channels) - 1))
-    rows = {m: {"adherence": [], "centroid": [], "ssim_in": [], "ssim_out": []} for m in ("plain", "regions")}
+    columns = {"noise": "regions", "layout": "regions+layout"}
+    rows = {m: {"adherence": [], "centroid": [], "ssim_in": [], "ssim_out": []}
+            for m in ["plain"] + [columns[i] for i in inits]}
     loc: dict = {}
     t0 = time.time()
     for li, layout in enumerate(layouts):
         doc = region_document(layout, background=background, mode=mode)
-        doc_edit = region_document(edited(layout), background=background, mode=mode)
         for seed in seeds:
             with AttentionRecorder(pipe.unet, (latent, latent)) as rec:
                 plain = gen.plain(doc["prompt"], seed)
             dets = detect(plain)
             for key, vals in localisation_scores(rec, pipe.tokenizer, doc["prompt"], layout, dets).items():
                 loc.setdefault(key, []).extend(vals)
-            images = {"plain": (plain, gen.plain(doc_edit["prompt"], seed))}
-            reg = gen.regions(doc, seed)
-            if reg is not None:
-                images["regions"] = (reg, gen.regions(doc_edit, seed))
+            images = {"plain": (plain, gen.plain(region_document(edited(layout))["prompt"], seed))}
+            for init in inits:
+                doc_i = region_document(layout, background=background, mode=mode, init=init)
+                reg = gen.regions(doc_i, seed)
+                if reg is not None:
+                    edit_i = region_document(edited(layout), background=background, mode=mode, init=init)
+                    images[columns[init]] = (reg, gen.regions(edit_i, seed))
             for column, (img, img_edit) in images.items():
                 d = dets if column == "plain" else detect(img)
                 for colour, shape, box in layout:
@@ -192,13 +200,15 @@ def summarise(rows: dict, loc: dict) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    lines = ["mode      boxes  adherence  centroid_dist  found  edit_SSIM_in  edit_SSIM_out"]
+    lines = ["mode            boxes  adherence  centroid_dist  found  edit_SSIM_in  edit_SSIM_out"]
     for mode, m in summary["modes"].items():
-        lines.append(f"{mode:8s}  {m['boxes']:5d}  {m['adherence']:9.3f}  {m['centroid_distance']:13.3f}  "
+        lines.append(f"{mode:14s}  {m['boxes']:5d}  {m['adherence']:9.3f}  {m['centroid_distance']:13.3f}  "
                      f"{m['objects_found']:5.2f}  {m['edit_ssim_inside']:12.3f}  {m['edit_ssim_outside']:13.3f}")
     modes = summary["modes"]
-    if "plain" in modes and "regions" in modes:
-        lines.append(f"adherence gain (regions - plain): {modes['regions']['adherence'] - modes['plain']['adherence']:+.3f}")
+    for column in ("regions", "regions+layout"):
+        if "plain" in modes and column in modes:
+            gain = modes[column]["adherence"] - modes["plain"]["adherence"]
+            lines.append(f"adherence gain ({column} - plain): {gain:+.3f}")
     lines.append("")
     lines.append("token localisation (plain prompt; attention share on object / area share, 1.0 = none)")
     lines.append("block            colour_words   shape_words")
@@ -222,6 +232,8 @@ def main(argv=None) -> int:
     p.add_argument("--background", default=BLANK_CAPTION,
                    help="prompt of the background region ('' for none: the whole prompt fills the background)")
     p.add_argument("--mode", choices=("attention", "latent"), default=None, help="region fusion mode")
+    p.add_argument("--init", choices=("noise", "layout", "both"), default="both",
+                   help="initial latent of the region runs: the seed's noise, layout init, or both columns")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -230,6 +242,7 @@ def main(argv=None) -> int:
     summary = evaluate(pipe, seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, cfg=args.cfg,
                        layouts=LAYOUTS[:args.layouts], image_dir=Path(args.images) if args.images else None,
                        background=args.background or None, mode=args.mode,
+                       inits=("noise", "layout") if args.init == "both" else (args.init,),
                        log=lambda m: print(m, file=sys.stderr))
     print(format_table(summary))
     if args.json:

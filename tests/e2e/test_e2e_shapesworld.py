@@ -79,3 +79,17 @@ def test_img2img_keeps_the_native_size(webui, shapesworld):
     payload = dict(sw_payload(doc["prompt"], batch_size=1), init_images=[first], denoising_strength=0.6)
     res = webui.generate("img2img", with_regions(payload, doc), model=shapesworld)
     assert decode_png(res["images"][0]).size == (64, 64)
+
+
+def test_layout_init_puts_objects_in_their_boxes(webui, shapesworld):
+    hits, boxes = 0, 0
+    for layout in LAYOUTS[:6]:
+        doc = region_document(layout, init="layout")
+        res = webui.generate("txt2img", with_regions(sw_payload(doc["prompt"]), doc), model=shapesworld)
+        for img in images(res):
+            det = detect(img)
+            for colour, shape, box in layout:
+                hits += metrics.box_adherence(det, box, colour, shape)
+                boxes += 1
+    log(f"ShapesWorld in the WebUI, per-box adherence with layout init over {boxes} boxes: {hits / boxes:.3f}")
+    assert hits / boxes >= 0.75
