@@ -73,3 +73,17 @@ def test_documents_and_table():
     assert s["modes"]["regions"]["adherence"] == 1.0 and s["modes"]["plain"]["objects_found"] == 0.5
     table = format_table(s)
     assert "+0.500" in table and "3.50" in table
+
+
+def test_evaluate_runs_every_column_on_a_real_pipeline(tmp_path):
+    from lib_regedit.evaluation.cli import evaluate
+    from tiny_models import tiny_sd_pipeline
+
+    pipe = tiny_sd_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    summary = evaluate(pipe, seeds=(0,), steps=2, layouts=LAYOUTS[:1], image_dir=tmp_path, log=lambda m: None)
+    assert list(summary["modes"]) == ["plain", "regions", "regions+layout"]
+    assert all(m["boxes"] == 2 for m in summary["modes"].values())
+    assert len(list(tmp_path.glob("*.png"))) == 6  # each column's image and its edit
+    table = format_table(summary)
+    assert "regions+layout" in table and "adherence gain (regions+layout - plain)" in table
