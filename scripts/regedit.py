@@ -56,12 +56,14 @@ def _table_to_doc(table, doc_text: str, *settings):
     return _with_settings(obj, *settings)
 
 
-def _with_settings(obj: dict, mode, whole_start, kssa, keywords, scale, reweight, levels) -> str:
+def _with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels) -> str:
     obj = dict(obj)
     obj.setdefault("prompt", "")
     obj.setdefault("regions", [])
     obj["mode"] = mode
     obj["whole_prompt_start"] = float(whole_start)
+    obj["init"] = "layout" if layout else "noise"
+    obj["init_noise"] = float(init_noise)
     obj["kssa"] = {"enabled": bool(kssa), "keywords": int(keywords), "scale": float(scale), "reweight": reweight,
                    "levels": list(levels) or ["down"]}
     return json.dumps(obj)
@@ -105,6 +107,10 @@ class RegEditScript(scripts.Script):
                                 info="attention: one UNet pass; latent: MultiDiffusion, a pass per region")
                 whole_start = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Whole prompt joins after (fraction of steps)")
             with gr.Row():
+                layout = gr.Checkbox(False, label="Layout init (txt2img)", elem_id=f"regedit_layout_{tab}",
+                                     info="start from the DDIM inversion of a sketch of the boxes (seed 003)")
+                init_noise = gr.Slider(0.0, 1.0, value=0.25, step=0.05, label="Layout init: seed noise share")
+            with gr.Row():
                 kssa = gr.Checkbox(False, label="Keyword selection + KSSA", elem_id=f"regedit_kssa_{tab}",
                                    info="entropy picks each region's object words; self-attention leans on them")
                 keywords = gr.Slider(1, 75, value=15, step=1, label="Keywords per region (N)")
@@ -129,18 +135,20 @@ class RegEditScript(scripts.Script):
                 with gr.Accordion("Drag regions (RegionDrag input; the copy-paste preview only in this release)",
                                   open=False):
                     gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
-        settings = [mode, whole_start, kssa, keywords, scale, reweight, levels]
+        settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
-        for control in (mode, kssa, reweight, levels):
+        for control in (mode, layout, kssa, reweight, levels):
             control.change(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
-        for control in (whole_start, keywords, scale):
+        for control in (whole_start, init_noise, keywords, scale):
             control.release(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [
             (doc, INFOTEXT_KEY),
             (enabled, lambda params: INFOTEXT_KEY in params),
             (mode, _from_infotext(lambda d: d.mode)),
             (whole_start, _from_infotext(lambda d: d.whole_prompt_start)),
+            (layout, _from_infotext(lambda d: d.init == "layout")),
+            (init_noise, _from_infotext(lambda d: d.init_noise)),
             (kssa, _from_infotext(lambda d: d.kssa.enabled)),
             (keywords, _from_infotext(lambda d: d.kssa.keywords)),
             (scale, _from_infotext(lambda d: d.kssa.scale)),
