@@ -14,9 +14,16 @@ def region_colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+MIN_PREVIEW_SIDE = 256
+
+
 def draw_layout(image: Image.Image, document) -> Image.Image:
-    """A copy of ``image`` with each object region's box, index and prompt drawn on it."""
+    """A copy of ``image`` with each object region's box, index and prompt drawn on it. Images with a
+    side under 256 px (ShapesWorld's 64x64) are enlarged first, pixel for pixel, so labels stay legible."""
     out = image.convert("RGB").copy()
+    scale = -(-MIN_PREVIEW_SIDE // min(out.size))  # ceil
+    if scale > 1:
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(out, "RGBA")
     width, height = out.size
     line = max(1, round(min(width, height) / 128))

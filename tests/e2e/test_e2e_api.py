@@ -312,7 +312,8 @@ def test_layout_preview_image(webui):
     payload["alwayson_scripts"] = {"regedit": {"args": [DOC, True, True]}}  # document, enabled, preview
     res = webui.generate("txt2img", payload)
     assert len(res["images"]) == 3, "two images and the layout preview"
-    assert decode_png(res["images"][2]).size == decode_png(res["images"][0]).size
+    # a 64x64 image is enlarged 4x, pixel for pixel, so the labels stay legible
+    assert decode_png(res["images"][2]).size == tuple(4 * side for side in decode_png(res["images"][0]).size)
 
 
 # ---- opt-in: the full SD 1.5 architecture (REGEDIT_E2E_FULL_SD15=1) ---------------------------------
