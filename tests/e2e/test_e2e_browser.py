@@ -151,10 +151,14 @@ def test_txt2img_with_regions_and_paste(page, webui):
     setup_tab(page, "txt2img", "a landscape")
     open_accordion(page, "txt2img")
     draw_regions(page, "txt2img", BOXES)
+    page.locator("#regedit_layout_txt2img input").check()  # layout init: the document follows the box
+    page.wait_for_function("(document.querySelector('#regedit_doc_txt2img textarea').value || '')"
+                           ".includes('\"init\": \"layout\"')", timeout=30_000)
     info, image = generate_and_read(page, webui, "txt2img")
     assert image.size == (64, 64)
     infotext = image.info.get("parameters", "")
     assert "RegEdit" in infotext and "a red circle" in infotext and "a blue square" in infotext, infotext
+    assert '\\"init\\":\\"layout\\"' in infotext, infotext
 
     # Paste: a fresh page, the infotext in the prompt box, the WebUI's paste button.
     page.reload()
@@ -170,6 +174,7 @@ def test_txt2img_with_regions_and_paste(page, webui):
     # The user opens the accordion: the enable box is ticked and the canvas shows the pasted boxes.
     page.locator("#regedit_txt2img > .label-wrap").click()
     assert page.locator("#regedit_enable_txt2img input").is_checked()
+    assert page.locator("#regedit_layout_txt2img input").is_checked()
     page.wait_for_function("window.RegEditRegionPanels.txt2img.regions.length === 2", timeout=10_000)
     assert page.input_value("#txt2img_prompt textarea") == "a landscape"
     assert not our_errors(page), our_errors(page)
