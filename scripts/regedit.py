@@ -19,12 +19,12 @@ import torch
 from modules import devices, processing, script_callbacks, scripts, shared
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
 from lib_regedit.documents import parse_region_document  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
 from lib_regedit.infotext import INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
-from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
@@ -160,6 +160,7 @@ class RegEditScript(scripts.Script):
 
     def process(self, p, doc=None, enabled=False, preview=False, *args):
         p._regedit = None
+        p._regedit_layout = None
         # before the WebUI makes this generation's noise: a model switched by override_settings or
         # taken from the checkpoint cache fires no on_model_loaded
         webui_latent_scale.sync(processing, shared.sd_model)
@@ -269,12 +270,15 @@ def _start_from_layout(p, document) -> None:
     if getattr(p, "init_images", None):
         _note(p, "init layout applies to txt2img; img2img starts from your image")
         return
-    model = shared.sd_model
-    try:
-        z_inv, alpha_bar = _invert_layout_sketch(model, document, p.width, p.height, p.steps)
-    except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
-        _note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
-        return
+    inverted = getattr(p, "_regedit_layout", None)  # the same for every batch of this generation
+    if inverted is None:
+        try:
+            inverted = _invert_layout_sketch(shared.sd_model, document, p.width, p.height, p.steps)
+        except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
+            _note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
+            return
+        p._regedit_layout = inverted
+    z_inv, alpha_bar = inverted
     rng = getattr(p, "rng", None)
     if rng is None:
         return

@@ -29,9 +29,10 @@ def test_layout_init_changes_the_start_and_keeps_seeds(webui, model, sampler, as
 def test_layout_init_with_hires_fix_and_img2img(webui, assert_plain_unchanged):
     doc = dict(DOC, init="layout")
     hires = plain_payload(steps=3, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
-                          hr_second_pass_steps=2)
+                          hr_second_pass_steps=2, n_iter=2)  # two batches: the sketch is inverted once
     res = webui.generate("txt2img", with_regions(hires, doc))
-    assert decode_png(res["images"][0]).size == (128, 128)
+    assert [decode_png(b).size for b in res["images"]] == [(128, 128)] * 2
+    assert pixel_diff(res["images"][0], res["images"][1])[1] > 0.5
     init = png_b64(decode_png(res["images"][0]).resize((64, 64)))
     img2img = dict(plain_payload(steps=3), init_images=[init], denoising_strength=0.5)
     offset = webui.log_size()
