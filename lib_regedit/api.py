@@ -18,13 +18,13 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from . import layout_init
 from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
-from . import layout_init
 from .region_prompting import build_effects
 
 
