@@ -153,8 +153,7 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     """Layout init (``lib_regedit.layout_init``): the DDIM inversion of the boxes' sketch with the
     empty prompt, mixed with the seed's noise, as the pipeline's initial ``latents``."""
     vae, unet, sched = pipe.vae, pipe.unet, pipe.scheduler
-    boxes = [(r.x, r.y, r.w, r.h) for r in doc.object_regions]
-    sketch = layout_init.image_to_tensor(layout_init.layout_sketch(boxes, width, height))
+    sketch = layout_init.document_sketch(doc, width, height)
     context, _, pooled, _ = encode(pipe, "")
     added = None
     if pooled is not None:  # SDXL: pooled text and size conditioning

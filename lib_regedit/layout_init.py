@@ -48,6 +48,12 @@ def layout_sketch(boxes: Sequence[tuple[float, float, float, float]], width: int
     return image
 
 
+def document_sketch(document, width: int, height: int) -> torch.Tensor:
+    """The sketch of a region document's object boxes as a VAE input, (1, 3, H, W) in [-1, 1]."""
+    boxes = [(r.x, r.y, r.w, r.h) for r in document.object_regions]
+    return image_to_tensor(layout_sketch(boxes, width, height))
+
+
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """(1, 3, H, W) in [-1, 1], as VAEs take it."""
     arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0

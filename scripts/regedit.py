@@ -270,6 +270,9 @@ def _start_from_layout(p, document) -> None:
     if getattr(p, "init_images", None):
         _note(p, "init layout applies to txt2img; img2img starts from your image")
         return
+    rng = getattr(p, "rng", None)
+    if rng is None:
+        return
     inverted = getattr(p, "_regedit_layout", None)  # the same for every batch of this generation
     if inverted is None:
         try:
@@ -279,9 +282,6 @@ def _start_from_layout(p, document) -> None:
             return
         p._regedit_layout = inverted
     z_inv, alpha_bar = inverted
-    rng = getattr(p, "rng", None)
-    if rng is None:
-        return
     draw = rng.next
 
     def first_next():
@@ -300,8 +300,7 @@ def _note(p, text: str) -> None:
 
 
 def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
-    boxes = [(r.x, r.y, r.w, r.h) for r in document.object_regions]
-    sketch = layout_init.image_to_tensor(layout_init.layout_sketch(boxes, width, height))
+    sketch = layout_init.document_sketch(document, width, height)
     alphas = model.alphas_cumprod.detach().float().cpu()
     v_prediction = getattr(model, "parameterization", "eps") == "v"
     with torch.no_grad(), devices.autocast():

@@ -121,7 +121,7 @@ def _run_worker(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _compare(modes: list[str], args) -> tuple[dict, dict, dict]:
+def _compare(modes: list[str], args) -> tuple[dict, dict]:
     common = ["--size", str(args.size), "--threads", str(args.threads)]
     timing = _run_worker("timing", ",".join(modes), "--steps", str(args.steps), *common)
     rss = {m: _run_worker("memory", m, *common)["rss_mb"] for m in modes}
@@ -130,11 +130,11 @@ def _compare(modes: list[str], args) -> tuple[dict, dict, dict]:
               f"peak RSS {rss[mode]:.0f} MB", flush=True)
     print(f"SD1.5 UNet (random weights), {args.size}x{args.size}, {len(REGIONS)} regions + whole prompt, CFG batch 2, "
           f"{args.threads} thread(s)")
-    return timing, rss, {}
+    return timing, rss
 
 
 def regions(args) -> None:
-    step, rss, _ = _compare(["plain", "attention", "latent"], args)
+    step, rss = _compare(["plain", "attention", "latent"], args)
     print(f"latent mode vs plain: ratio_time={step['latent'] / step['plain']:.3f} "
           f"ratio_rss={rss['latent'] / rss['plain']:.3f}")
     print(f"attention mode vs latent mode: ratio_time={step['attention'] / step['latent']:.3f}")
@@ -143,7 +143,7 @@ def regions(args) -> None:
 
 
 def kssa(args) -> None:
-    step, rss, _ = _compare(["attention", "kssa"], args)
+    step, rss = _compare(["attention", "kssa"], args)
     print(f"KSSA applied in {step['kssa_applied']} self-attention calls; {step['keyword_refreshes']} keyword selections")
     print(f"regions + keyword selection + KSSA vs regions alone: ratio_rss={rss['kssa'] / rss['attention']:.3f}")
     print(f"ratio_time={step['kssa'] / step['attention']:.3f}")

@@ -150,20 +150,22 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
     loc: dict = {}
     t0 = time.time()
     for li, layout in enumerate(layouts):
-        doc = region_document(layout, background=background, mode=mode)
+        prompt = region_document(layout)["prompt"]
+        edit_prompt = region_document(edited(layout))["prompt"]
+        docs = {init: (region_document(layout, background=background, mode=mode, init=init),
+                       region_document(edited(layout), background=background, mode=mode, init=init))
+                for init in inits}
         for seed in seeds:
             with AttentionRecorder(pipe.unet, (latent, latent)) as rec:
-                plain = gen.plain(doc["prompt"], seed)
+                plain = gen.plain(prompt, seed)
             dets = detect(plain)
-            for key, vals in localisation_scores(rec, pipe.tokenizer, doc["prompt"], layout, dets).items():
+            for key, vals in localisation_scores(rec, pipe.tokenizer, prompt, layout, dets).items():
                 loc.setdefault(key, []).extend(vals)
-            images = {"plain": (plain, gen.plain(region_document(edited(layout))["prompt"], seed))}
-            for init in inits:
-                doc_i = region_document(layout, background=background, mode=mode, init=init)
-                reg = gen.regions(doc_i, seed)
+            images = {"plain": (plain, gen.plain(edit_prompt, seed))}
+            for init, (doc, doc_edit) in docs.items():
+                reg = gen.regions(doc, seed)
                 if reg is not None:
-                    edit_i = region_document(edited(layout), background=background, mode=mode, init=init)
-                    images[columns[init]] = (reg, gen.regions(edit_i, seed))
+                    images[columns[init]] = (reg, gen.regions(doc_edit, seed))
             for column, (img, img_edit) in images.items():
                 d = dets if column == "plain" else detect(img)
                 for colour, shape, box in layout:
