@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +20,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from . import layout_init
+from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+from .layout_guidance import LayoutGuidance, bound_tokens
 from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
@@ -104,6 +107,13 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     capture = MapCapture() if capture_maps else None
     if capture:
         effects.append(capture)
+    guidance = None
+    if doc.guidance.enabled:
+        if mode == "attention":
+            guidance = _layout_guidance(pipe, doc, steps)
+            effects.append(guidance.capture)
+        else:
+            built.notes.append("layout guidance runs in attention mode only; it was skipped in latent mode")
     controller = Controller(effects, state)
     unet = pipe.unet
     with contextlib.ExitStack() as stack:
@@ -117,12 +127,21 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
                 stack.enter_context(diffusers_backend.attached(unet, controller))
         else:
             stack.enter_context(diffusers_backend.attached(unet, controller))
+        step_hook = None
+        if guidance is not None:
+            forward = _cond_forward(pipe, cond, pooled, width, height)
+            latents = _guide_start(pipe, guidance, forward, steps, latents if latents is not None else
+                                   _seed_noise(pipe, seed, batch_size, width, height))
+            step_hook = _guide_step(guidance, forward)
         images = _run(pipe, state, cond, uncond, pooled, negative_pooled, seed=seed, steps=steps,
                       guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size,
-                      latents=latents)
+                      latents=latents, step_hook=step_hook)
     params = _params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params[INFOTEXT_KEY] = doc.to_json()
     extras = {"notes": built.notes}
+    if guidance is not None:
+        extras["guidance"] = guidance.history
+        built.notes.append(f"layout guidance: {guidance.summary()}")
     if built.selection is not None:
         params[KEYWORDS_KEY] = built.selection.summary()
         extras["keywords"] = [r.selected_words() for r in built.selection.regions]
@@ -155,13 +174,10 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     vae, unet, sched = pipe.vae, pipe.unet, pipe.scheduler
     sketch = layout_init.document_sketch(doc, width, height)
     context, _, pooled, _ = encode(pipe, "")
-    added = None
-    if pooled is not None:  # SDXL: pooled text and size conditioning
-        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=pooled.dtype, device=pooled.device)
-        added = {"text_embeds": pooled, "time_ids": time_ids}
+    added = _unet_kwargs(pipe, pooled, 1, width, height)
 
     def eps(z, t):
-        return unet(z.to(unet.dtype), t, encoder_hidden_states=context, added_cond_kwargs=added).sample
+        return unet(z.to(unet.dtype), t, encoder_hidden_states=context, **added).sample
 
     with torch.no_grad():
         z0 = vae.encode(sketch.to(vae.device, vae.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
@@ -170,10 +186,76 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     return latents.to(unet.device, unet.dtype)
 
 
+def _layout_guidance(pipe, doc, steps) -> LayoutGuidance:
+    """Each object region bound to its prompt's tokens (``layout_guidance.bound_tokens``)."""
+    regions = [GuidedRegion((r.x, r.y, r.w, r.h), _context(pipe, r.prompt), bound_tokens(tokenize(pipe, r.prompt),
+                                                                                       r.keywords))
+               for r in doc.object_regions]
+    options = doc.guidance
+    capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
+    return LayoutGuidance(capture, options, steps, pipe.scheduler.alphas_cumprod)
+
+
+def _unet_kwargs(pipe, pooled, rows: int, width: int, height: int) -> dict:
+    """SDXL's added conditioning (pooled text, size and crop) for ``rows`` rows; nothing for SD."""
+    if pooled is None:
+        return {}
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=pooled.dtype, device=pooled.device)
+    return {"added_cond_kwargs": {"text_embeds": pooled.expand(rows, -1), "time_ids": time_ids.expand(rows, -1)}}
+
+
+def _cond_forward(pipe, cond, pooled, width, height):
+    """``forward(z, t)``: the UNet on the conditional rows, for a guidance pass."""
+    unet = pipe.unet
+
+    def forward(z, t):
+        rows = z.shape[0]
+        return unet(z.to(unet.dtype), t, encoder_hidden_states=cond.expand(rows, -1, -1),
+                    return_dict=False, **_unet_kwargs(pipe, pooled, rows, width, height))
+    return forward
+
+
+def _seed_noise(pipe, seed, batch_size, width, height) -> torch.Tensor:
+    """The initial noise the pipeline would draw for ``seed`` (unit variance), drawn here so the
+    first step can be guided before sampling starts."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    factor = pipe.vae_scale_factor
+    shape = (batch_size, pipe.unet.config.in_channels, height // factor, width // factor)
+    return randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=pipe._execution_device,
+                        dtype=pipe.unet.dtype)
+
+
+def _input_scale(scheduler, latents, t) -> torch.Tensor:
+    """c with ``scheduler.scale_model_input(x, t) = c * x``: latents to the UNet's input (z_t)."""
+    return scheduler.scale_model_input(torch.ones_like(latents[:1, :1, :1, :1]), t).reshape(())
+
+
+def _guide_start(pipe, guidance, forward, steps, latents):
+    """Guide step 0 before sampling: the pipeline takes unit noise and scales it by its initial sigma."""
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.set_timesteps(steps, device=latents.device)
+    t = scheduler.timesteps[0]
+    c = scheduler.init_noise_sigma * _input_scale(scheduler, latents, t)
+    return guidance.apply(latents * c, t, forward) / c
+
+
+def _guide_step(guidance, forward):
+    def hook(pipe, step, latents):
+        if not guidance.wants(step) or step >= len(pipe.scheduler.timesteps):
+            return latents
+        t = pipe.scheduler.timesteps[step]
+        c = _input_scale(pipe.scheduler, latents, t)
+        return guidance.apply(latents * c, t, forward) / c
+    return hook
+
+
 def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, guidance_scale, width, height,
-         batch_size, latents=None):
+         batch_size, latents=None, step_hook=None):
     def on_step_end(_pipe, i, _t, kwargs):
         state.step = i + 1
+        if step_hook is not None:
+            kwargs["latents"] = step_hook(_pipe, i + 1, kwargs["latents"])
         return kwargs
 
     kwargs = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=steps,

@@ -28,6 +28,10 @@ def _generate(args) -> int:
     document = _with_kssa_options(document, args)
     if args.init:
         document = replace(document, init=args.init)
+    if args.guidance is not None:
+        data = document.to_dict()
+        data["guidance"] = dict(data["guidance"], enabled=True, scale=args.guidance)
+        document = replace(document, guidance=parse_region_document(data, field="--guidance").guidance)
     model = Path(args.model) if args.model else default_model_path()
     if not model.exists():
         raise SystemExit(f"--model: {model} does not exist (the bundled model is missing; pass --model PATH)")
@@ -38,6 +42,8 @@ def _generate(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     result.image.save(out, pnginfo=result.pnginfo())
     print(f"wrote {out}")
+    for note in result.extras.get("notes", []):
+        print(note)
     if "keywords" in result.extras:
         for i, words in enumerate(result.extras["keywords"]):
             print(f"region {i + 1} keywords: {', '.join(words) or '-'}")
@@ -84,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mode", choices=["attention", "latent"], help="override the document's mode")
     gen.add_argument("--init", choices=["noise", "layout"],
                      help="override the document's init: layout = spatial-aware initial latent from the boxes")
+    gen.add_argument("--guidance", nargs="?", type=float, const=30.0, metavar="ETA",
+                     help="layout guidance: backward guidance on each region's attention maps (eta, default 30)")
     gen.add_argument("--preview", help="also write the layout preview (boxes over the result) here")
     gen.add_argument("--kssa", action="store_true", help="keyword selection + keyword-selected self-attention (MRGD)")
     gen.add_argument("--keywords", type=int, help="keywords kept per region (N, default 15); implies --kssa")

@@ -29,6 +29,19 @@ def layer_hw(latent_hw: tuple[int, int], tokens: int) -> tuple[int, int]:
     return h, tokens // h
 
 
+def map_resolution(latent_hw: tuple[int, int], downscale: int, available) -> tuple[int, int]:
+    """Where token maps are read: ``latent / downscale`` ("16×16" for SD's 64×64 latent at 4), or, when
+    the UNet has no layer there, the available (h, w) of the same aspect closest to it in area (the
+    finer one on a tie)."""
+    target = (math.ceil(latent_hw[0] / downscale), math.ceil(latent_hw[1] / downscale))
+    available = list(available)
+    candidates = [hw for hw in available if hw[0] * latent_hw[1] == hw[1] * latent_hw[0]] or available
+    if not candidates or target in candidates:
+        return target
+    area = target[0] * target[1]
+    return min(candidates, key=lambda hw: (abs(math.log(hw[0] * hw[1] / area)), -hw[0]))
+
+
 def _axis_profile(start: float, length: float, feather: float, cells: int) -> torch.Tensor:
     """Per-cell weight along one axis: the box's coverage of each cell, softened by a linear ramp
     ``feather`` wide (a fraction of the image) centred on each edge. Coverage keeps a box that is

@@ -252,6 +252,9 @@ def _wrap_sample(p) -> None:
             return original(*args, **kwargs)
         if session.document.init == "layout":
             _start_from_layout(p, session.document)  # before the UNet is patched: the plain model inverts
+        if session.document.guidance.enabled and not getattr(p, "_regedit_guidance_noted", False):
+            p._regedit_guidance_noted = True
+            _note(p, "layout guidance runs in the Python API and the command line; the WebUI skipped it")
         with session.sampling(shared.sd_model.model.diffusion_model):
             result = original(*args, **kwargs)
         for note in session.built.notes if session.built else []:

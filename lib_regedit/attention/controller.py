@@ -65,7 +65,8 @@ class GenerationState:
         (weights and contexts do not change while it runs) and shared by every effect."""
         key = (layer, id(context))
         if key not in self.projections:
-            self.projections[key] = (context, project(context))  # holding the context keeps its id unique
+            with torch.no_grad():  # constants even inside a guidance pass, which differentiates z only
+                self.projections[key] = (context, project(context))  # holding the context keeps its id unique
         return self.projections[key][1]
 
     def classify_rows(self, context: torch.Tensor | None, batch: int) -> RowLayout:

@@ -24,6 +24,11 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - ``kssa``: keyword selection and keyword-selected self-attention (MRGD §3.2), ``true`` or an object
   ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
   (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
+- ``guidance``: layout guidance, backward guidance on each region's cross-attention maps (Chen et al.
+  2023, the attention guidance of seed 003; see ``lib_regedit/layout_guidance.py``), ``true`` or an
+  object ``{"enabled", "scale" (eta, 30), "until" (fraction of the steps guided, 0.2), "iterations"
+  (per step, 5), "threshold" (stop a step's iterations below this loss, 0.2), "levels" (["down",
+  "up"]), "downscale" (map resolution = latent / 4)}``.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ INITS = ("noise", "layout")
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
-                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise")
+                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "guidance")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
+GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale")
 LEVELS = ("down", "mid", "up")
 
 
@@ -60,6 +66,22 @@ class KssaOptions:
     reweight: str = "logit"
     levels: tuple[str, ...] = ("down",)
     refresh: int = 5
+    downscale: int = 4
+
+
+@dataclass(frozen=True)
+class GuidanceOptions:
+    """Layout guidance (Chen et al. 2023, backward guidance; used with layout init by seed 003).
+    Defaults from Chen et al.: eta = 30, up to 5 iterations per step while the loss is above 0.2, in
+    the first 10 of 50 steps (``until`` 0.2). Maps are read at a quarter of the latent size, in the
+    down and up blocks, as keyword selection reads them."""
+
+    enabled: bool = False
+    scale: float = 30.0
+    until: float = 0.2
+    iterations: int = 5
+    threshold: float = 0.2
+    levels: tuple[str, ...] = ("down", "up")
     downscale: int = 4
 REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords")
 
@@ -94,6 +116,7 @@ class RegionDocument:
     kssa: KssaOptions = KssaOptions()
     init: str = "noise"
     init_noise: float = 0.25
+    guidance: GuidanceOptions = GuidanceOptions()
     version: int = 1
 
     @property
@@ -108,6 +131,7 @@ class RegionDocument:
         data = asdict(self)
         data["regions"] = [_region_dict(r) for r in self.regions]
         data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
+        data["guidance"] = dict(asdict(self.guidance), levels=list(self.guidance.levels))
         return data
 
     def to_json(self, full: bool = False) -> str:
@@ -119,6 +143,8 @@ class RegionDocument:
             data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
             if "kssa" in data:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
+            if "guidance" in data:
+                data["guidance"] = _drop_defaults(data["guidance"], GuidanceOptions())
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -130,7 +156,7 @@ def _drop_defaults(data: dict, default) -> dict:
 def _plain(value):
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, KssaOptions):
+    if isinstance(value, (KssaOptions, GuidanceOptions)):
         return dict(asdict(value), levels=list(value.levels))
     return value
 
@@ -169,6 +195,7 @@ def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument 
         kssa=_parse_kssa(obj.get("kssa"), "kssa"),
         init=get_string(obj, "init", "", default="noise", choices=INITS),
         init_noise=get_number(obj, "init_noise", "", default=0.25, lo=0.0, hi=1.0),
+        guidance=_parse_guidance(obj.get("guidance"), "guidance"),
         version=int(version),
     )
 
@@ -182,26 +209,51 @@ def _parse_kssa(obj: Any, field: str) -> KssaOptions:
         raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
                            'write {"enabled": true, "keywords": 15, "scale": 1.5}')
     reject_unknown(obj, KSSA_FIELDS, field)
-    keywords = get_number(obj, "keywords", field, default=15, lo=1, hi=75)
-    refresh = get_number(obj, "refresh", field, default=5, lo=1, hi=1000)
-    downscale = get_number(obj, "downscale", field, default=4, lo=1, hi=64)
-    for name, value in (("keywords", keywords), ("refresh", refresh), ("downscale", downscale)):
-        if value != int(value):
-            raise RegEditError(f"{field}.{name}", f"{value:g} is not a whole number", "write a whole number")
-    levels = get_list(obj, "levels", field, max_items=3) if "levels" in obj else ["down"]
+    return KssaOptions(
+        enabled=get_bool(obj, "enabled", field, default=True),
+        keywords=_whole(obj, "keywords", field, default=15, lo=1, hi=75),
+        scale=get_number(obj, "scale", field, default=1.5, lo=0.0, hi=10.0, lo_open=True),
+        reweight=get_string(obj, "reweight", field, default="logit", choices=("logit", "softmax")),
+        levels=_parse_levels(obj, field, ["down"]),
+        refresh=_whole(obj, "refresh", field, default=5, lo=1, hi=1000),
+        downscale=_whole(obj, "downscale", field, default=4, lo=1, hi=64),
+    )
+
+
+def _parse_levels(obj: dict, field: str, default: list[str]) -> tuple[str, ...]:
+    levels = get_list(obj, "levels", field, max_items=3) if "levels" in obj else default
     for i, level in enumerate(levels):
         if level not in LEVELS:
             raise RegEditError(f"{field}.levels[{i}]", f"{level!r} is not a UNet level", f"use {', '.join(LEVELS)}")
     if not levels:
-        raise RegEditError(f"{field}.levels", "is empty", 'name at least one level, e.g. ["down"]')
-    return KssaOptions(
+        raise RegEditError(f"{field}.levels", "is empty", f"name at least one level, e.g. {json.dumps(default)}")
+    return tuple(dict.fromkeys(levels))
+
+
+def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> int:
+    value = get_number(obj, name, field, default=default, lo=lo, hi=hi)
+    if value != int(value):
+        raise RegEditError(f"{field}.{name}", f"{value:g} is not a whole number", "write a whole number")
+    return int(value)
+
+
+def _parse_guidance(obj: Any, field: str) -> GuidanceOptions:
+    if obj is None:
+        return GuidanceOptions()
+    if isinstance(obj, bool):
+        return GuidanceOptions(enabled=obj)
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
+                           'write true, or {"enabled": true, "scale": 30, "until": 0.2}')
+    reject_unknown(obj, GUIDANCE_FIELDS, field)
+    return GuidanceOptions(
         enabled=get_bool(obj, "enabled", field, default=True),
-        keywords=int(keywords),
-        scale=get_number(obj, "scale", field, default=1.5, lo=0.0, hi=10.0, lo_open=True),
-        reweight=get_string(obj, "reweight", field, default="logit", choices=("logit", "softmax")),
-        levels=tuple(dict.fromkeys(levels)),
-        refresh=int(refresh),
-        downscale=int(downscale),
+        scale=get_number(obj, "scale", field, default=30.0, lo=0.0, hi=10000.0, lo_open=True),
+        until=get_number(obj, "until", field, default=0.2, lo=0.0, hi=1.0, lo_open=True),
+        iterations=_whole(obj, "iterations", field, default=5, lo=1, hi=50),
+        threshold=get_number(obj, "threshold", field, default=0.2, lo=0.0, hi=1.0),
+        levels=_parse_levels(obj, field, ["down", "up"]),
+        downscale=_whole(obj, "downscale", field, default=4, lo=1, hi=64),
     )
 
 

@@ -6,7 +6,8 @@ For each fixed layout and seed:
 - **regions**: the same caption as the whole prompt plus one region per object ("a red circle" in
   its box), through ``lib_regedit.api.generate``;
 - **regions+layout**: the same document with ``"init": "layout"``, the spatial-aware initial latent
-  of ``lib_regedit.layout_init`` (seed 003).
+  of ``lib_regedit.layout_init`` (seed 003);
+- with ``--guidance [ETA]``, both region columns add layout guidance (``lib_regedit.layout_guidance``).
 
 Scores (see ``metrics.py``): per-box adherence (right colour and shape inside each box), the
 centroid distance from the box centre (of the nearest right object, where one exists), and a
@@ -48,7 +49,7 @@ LAYOUTS = [
 
 
 def region_document(layout, prompt: str | None = None, background: str | None = BLANK_CAPTION,
-                    mode: str | None = None, init: str | None = None) -> dict:
+                    mode: str | None = None, init: str | None = None, guidance: dict | None = None) -> dict:
     """One region per object; the whole caption as the whole prompt; a background region saying
     "a blank background" (the model's caption for shape-less scenes) unless ``background`` is None."""
     phrases = [f"a {c} {s}" for c, s, _ in layout]
@@ -61,6 +62,8 @@ def region_document(layout, prompt: str | None = None, background: str | None = 
         doc["mode"] = mode
     if init:
         doc["init"] = init
+    if guidance:
+        doc["guidance"] = guidance
     return doc
 
 
@@ -139,12 +142,14 @@ def load(model: str | None):
 
 def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: int | None = None,
              layouts=None, image_dir: Path | None = None, background: str | None = BLANK_CAPTION,
-             mode: str | None = None, inits=("noise", "layout"), log=print) -> dict:
+             mode: str | None = None, inits=("noise", "layout"), guidance: dict | None = None, log=print) -> dict:
     size = size or pipe.unet.config.sample_size * (2 ** (len(pipe.vae.config.block_out_channels) - 1))
     layouts = layouts or LAYOUTS
     gen = Generator(pipe, steps, cfg, size)
     latent = size // (2 ** (len(pipe.vae.config.block_out_channels) - 1))
     columns = {"noise": "regions", "layout": "regions+layout"}
+    if guidance:
+        columns = {k: v + "+guidance" for k, v in columns.items()}
     rows = {m: {"adherence": [], "centroid": [], "ssim_in": [], "ssim_out": []}
             for m in ["plain"] + [columns[i] for i in inits]}
     loc: dict = {}
@@ -152,8 +157,9 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
     for li, layout in enumerate(layouts):
         prompt = region_document(layout)["prompt"]
         edit_prompt = region_document(edited(layout))["prompt"]
-        docs = {init: (region_document(layout, background=background, mode=mode, init=init),
-                       region_document(edited(layout), background=background, mode=mode, init=init))
+        docs = {init: (region_document(layout, background=background, mode=mode, init=init, guidance=guidance),
+                       region_document(edited(layout), background=background, mode=mode, init=init,
+                                       guidance=guidance))
                 for init in inits}
         for seed in seeds:
             with AttentionRecorder(pipe.unet, (latent, latent)) as rec:
@@ -202,13 +208,13 @@ def summarise(rows: dict, loc: dict) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    lines = ["mode            boxes  adherence  centroid_dist  found  edit_SSIM_in  edit_SSIM_out"]
+    lines = ["mode                     boxes  adherence  centroid_dist  found  edit_SSIM_in  edit_SSIM_out"]
     for mode, m in summary["modes"].items():
-        lines.append(f"{mode:14s}  {m['boxes']:5d}  {m['adherence']:9.3f}  {m['centroid_distance']:13.3f}  "
+        lines.append(f"{mode:23s}  {m['boxes']:5d}  {m['adherence']:9.3f}  {m['centroid_distance']:13.3f}  "
                      f"{m['objects_found']:5.2f}  {m['edit_ssim_inside']:12.3f}  {m['edit_ssim_outside']:13.3f}")
     modes = summary["modes"]
-    for column in ("regions", "regions+layout"):
-        if "plain" in modes and column in modes:
+    for column in modes:
+        if column != "plain" and "plain" in modes:
             gain = modes[column]["adherence"] - modes["plain"]["adherence"]
             lines.append(f"adherence gain ({column} - plain): {gain:+.3f}")
     lines.append("")
@@ -236,6 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--mode", choices=("attention", "latent"), default=None, help="region fusion mode")
     p.add_argument("--init", choices=("noise", "layout", "both"), default="both",
                    help="initial latent of the region runs: the seed's noise, layout init, or both columns")
+    p.add_argument("--guidance", nargs="?", type=float, const=30.0, metavar="ETA",
+                   help="add layout guidance (eta, default 30) to the region runs")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -245,6 +253,7 @@ def main(argv=None) -> int:
                        layouts=LAYOUTS[:args.layouts], image_dir=Path(args.images) if args.images else None,
                        background=args.background or None, mode=args.mode,
                        inits=("noise", "layout") if args.init == "both" else (args.init,),
+                       guidance={"scale": args.guidance} if args.guidance is not None else None,
                        log=lambda m: print(m, file=sys.stderr))
     print(format_table(summary))
     if args.json:

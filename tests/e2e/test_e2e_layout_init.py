@@ -39,3 +39,15 @@ def test_layout_init_with_hires_fix_and_img2img(webui, assert_plain_unchanged):
     webui.generate("img2img", with_regions(img2img, doc))
     assert "RegEdit: init layout applies to txt2img" in webui.log_since(offset)
     assert_plain_unchanged("layout init with hires fix and in img2img")
+
+
+def test_layout_guidance_is_noted_and_skipped(webui, assert_plain_unchanged):
+    """Layout guidance runs in the Python API and the CLI; the WebUI says so once and draws the regions."""
+    payload = plain_payload(steps=3, n_iter=2)
+    regions = webui.generate("txt2img", with_regions(payload, DOC))
+    offset = webui.log_size()
+    guided = webui.generate("txt2img", with_regions(payload, dict(DOC, guidance=True)))
+    assert webui.log_since(offset).count("RegEdit: layout guidance runs in the Python API") == 1
+    assert pixel_diff(guided["images"][0], regions["images"][0])[0] == 0
+    assert '\\"guidance\\":{\\"enabled\\":true}' in infotext_of(guided["images"][0])
+    assert_plain_unchanged("a document asking for layout guidance")

@@ -9,12 +9,12 @@ user keywords plus the lowest-entropy word tokens, N in all (default 15).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
 from ...keywords import DEFAULT_KEYWORDS, select_keywords
+from ...masks import map_resolution
 from ..call import AttentionCall, attention_probs
 from ..controller import Effect, GenerationState
 
@@ -56,12 +56,7 @@ class KeywordSelection(Effect):
 
     def target_hw(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
         """The capture resolution: latent/downscale, or the closest one the UNet has."""
-        target = (math.ceil(latent_hw[0] / self.downscale), math.ceil(latent_hw[1] / self.downscale))
-        candidates = [hw for hw in self.seen if hw[0] * latent_hw[1] == hw[1] * latent_hw[0]] or list(self.seen)
-        if not candidates or target in candidates:
-            return target
-        area = target[0] * target[1]
-        return min(candidates, key=lambda hw: (abs(math.log(hw[0] * hw[1] / area)), -hw[0]))
+        return map_resolution(latent_hw, self.downscale, self.seen)
 
     def applies_to(self, call: AttentionCall) -> bool:
         return call.is_cross and bool(call.rows.cond) and call.project_context is not None and call.level in self.levels
