@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from lib_regedit.evaluation import metrics
-from lib_regedit.evaluation.cli import LAYOUTS, edited, format_table, region_document, summarise
+from lib_regedit.evaluation.cli import LAYOUTS, edited, format_table, held_out_layouts, region_document, summarise
 from lib_regedit.evaluation.detector import detect
 from lib_regedit.shapesworld.data import Scene, ShapeObject, render, scene_for
 
@@ -87,3 +87,16 @@ def test_evaluate_runs_every_column_on_a_real_pipeline(tmp_path):
     assert len(list(tmp_path.glob("*.png"))) == 6  # each column's image and its edit
     table = format_table(summary)
     assert "regions+layout" in table and "adherence gain (regions+layout - plain)" in table
+    guided = evaluate(pipe, seeds=(0,), steps=2, layouts=LAYOUTS[:1], inits=("noise",), log=lambda m: None,
+                      guidance={"scale": 30, "iterations": 1})
+    assert list(guided["modes"]) == ["plain", "regions+guidance"]
+
+
+def test_held_out_layouts_come_from_an_unseen_seed():
+    layouts = held_out_layouts(5)
+    assert layouts == held_out_layouts(5) and len(layouts) == 5
+    assert all(2 <= len(layout) <= 3 for layout in layouts)
+    assert layouts[0] == [(o.colour, o.shape, o.box) for o in scene_for(7, 1000).objects] or \
+        len(scene_for(7, 1000).objects) < 2
+    training = {tuple(o.box for o in scene_for(0, i).objects) for i in range(2000)}
+    assert not any(tuple(box for _, _, box in layout) in training for layout in layouts)

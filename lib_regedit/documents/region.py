@@ -83,6 +83,8 @@ class GuidanceOptions:
     threshold: float = 0.2
     levels: tuple[str, ...] = ("down", "up")
     downscale: int = 4
+
+
 REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..shapesworld.data import BLANK_CAPTION, COLOURS, caption_for
+from ..shapesworld.data import BLANK_CAPTION, COLOURS, caption_for, scene_for
 from . import metrics
 from .attention_probe import AttentionRecorder, block_of
 from .detector import detect
@@ -46,6 +46,21 @@ LAYOUTS = [
     [("yellow", "triangle", (0.05, 0.60, 0.32, 0.32)), ("blue", "circle", (0.34, 0.05, 0.32, 0.32)),
      ("red", "square", (0.63, 0.60, 0.32, 0.32))],
 ]
+
+
+HELD_OUT_SEED = 7  # the training data is seed 0
+
+
+def held_out_layouts(n: int, seed: int = HELD_OUT_SEED) -> list:
+    """``n`` layouts of 2-3 objects drawn by the data generator from a seed training never saw. Their
+    boxes fit the shapes tightly and run down to 0.2 of the image, so they are harder than ``LAYOUTS``."""
+    layouts, index = [], 1000
+    while len(layouts) < n:
+        scene = scene_for(seed, index)
+        index += 1
+        if len(scene.objects) >= 2:
+            layouts.append([(o.colour, o.shape, o.box) for o in scene.objects])
+    return layouts
 
 
 def region_document(layout, prompt: str | None = None, background: str | None = BLANK_CAPTION,
@@ -234,6 +249,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--layouts", type=int, default=len(LAYOUTS), help="use the first N layouts")
+    p.add_argument("--held-out", type=int, default=0, metavar="N",
+                   help=f"instead of the fixed layouts, N layouts from the data generator's seed {HELD_OUT_SEED} "
+                        "(training used seed 0)")
     p.add_argument("--images", default=None, help="folder to save every generated image")
     p.add_argument("--json", default=None, help="write the summary as JSON here")
     p.add_argument("--threads", type=int, default=None)
@@ -250,7 +268,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     pipe = load(args.model)
     summary = evaluate(pipe, seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, cfg=args.cfg,
-                       layouts=LAYOUTS[:args.layouts], image_dir=Path(args.images) if args.images else None,
+                       layouts=held_out_layouts(args.held_out) if args.held_out else LAYOUTS[:args.layouts],
+                       image_dir=Path(args.images) if args.images else None,
                        background=args.background or None, mode=args.mode,
                        inits=("noise", "layout") if args.init == "both" else (args.init,),
                        guidance={"scale": args.guidance} if args.guidance is not None else None,

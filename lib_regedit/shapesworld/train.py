@@ -213,6 +213,12 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
     blank_mean, blank_std = blank_latents(out)
     ids_blank = M.tokenize(tokenizer, [BLANK_CAPTION])[0]
 
+    grounding = None
+    if args.grounding > 0:
+        from . import grounding as G
+        positions, obj_boxes = G.targets(tokenizer, args.seed, len(captions), ids_all)
+        log(out, f"grounding targets for {len(captions)} scenes, weight {args.grounding}")
+
     torch.manual_seed(args.seed + 2)
     unet = M.build_unet()
     text = M.build_text_encoder()
@@ -247,15 +253,18 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    if args.grounding > 0:
+        grounding = G.install(unet)
     unet.train()
     t0 = time.time()
     last_ckpt = t0
-    avg, seen = None, 0
+    avg, avg_ground, seen = None, None, 0
     n = len(mean)
     while not stop["now"] and step < args.max_steps and (elapsed + time.time() - t0) < args.max_minutes * 60:
         idx = torch.randint(n, (args.batch,))
         z = (mean[idx].float() + std[idx].float() * torch.randn(args.batch, 4, M.LATENT_SIZE, M.LATENT_SIZE)) * scale
         ids = ids_all[idx].clone()
+        blank = torch.zeros(args.batch, dtype=torch.bool)
         if args.blank_fraction > 0:
             blank = torch.rand(args.batch) < args.blank_fraction
             if blank.any():
@@ -270,8 +279,17 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * z + (1 - a).sqrt() * noise
         cond = M.encode_tokens(text, ids)
+        if grounding is not None:
+            grounding.clear()
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
+        noise_loss = loss.item()
+        if grounding is not None:
+            pos = positions[idx].clone()
+            pos[drop | blank] = -1  # no caption, no target
+            ground = G.loss(grounding, pos, obj_boxes[idx], M.LATENT_SIZE)
+            avg_ground = ground.item() if avg_ground is None else 0.99 * avg_ground + 0.01 * ground.item()
+            loss = loss + args.grounding * ground
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * decay_factor(step, args)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -282,10 +300,11 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         ema.update(step)
         step += 1
         seen += args.batch
-        avg = loss.item() if avg is None else 0.99 * avg + 0.01 * loss.item()
+        avg = noise_loss if avg is None else 0.99 * avg + 0.01 * noise_loss
         if step % args.log_every == 0:
             dt = time.time() - t0
-            log(out, f"step {step} loss {avg:.4f} lr {lr:.1e} {seen / dt:.1f} samples/s "
+            ground_text = f" grounding {avg_ground:.3f}" if avg_ground is not None else ""
+            log(out, f"step {step} loss {avg:.4f}{ground_text} lr {lr:.1e} {seen / dt:.1f} samples/s "
                      f"{(elapsed + dt) / 60:.1f} min")
         if time.time() - last_ckpt > args.ckpt_minutes * 60:
             save()
@@ -322,6 +341,8 @@ def parse_args(argv=None):
     p.add_argument("--decay-steps", type=int, default=500)
     p.add_argument("--decay-to", type=float, default=0.1, help="final LR as a fraction of --lr")
     p.add_argument("--max-steps", type=int, default=10 ** 9)
+    p.add_argument("--grounding", type=float, default=0.0,
+                   help="weight of the token grounding loss (grounding.py; TokenCompose's token loss); 0 = off")
     p.add_argument("--max-minutes", type=float, default=600.0, help="UNet-stage training time, summed over resumes")
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     p.add_argument("--log-every", type=int, default=25)
