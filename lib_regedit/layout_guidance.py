@@ -33,7 +33,7 @@ def bound_tokens(words: list[tuple[int, str]], keywords=()) -> list[int]:
     """Positions bound to a box: the user's keywords' tokens when any are given and found, else the
     word tokens that are not function words. ``words``: (position, token text), specials left out."""
     if keywords:
-        wanted = {k.lower() for k in keywords}
+        wanted = {w.lower() for k in keywords for w in k.split()}
         chosen = [p for p, t in words if t.lower() in wanted]
         if chosen:
             return chosen

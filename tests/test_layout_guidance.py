@@ -32,6 +32,7 @@ def test_bound_tokens_skip_function_words_and_honour_keywords():
     words = [(1, "a"), (2, "red"), (3, "circle"), (4, "with"), (5, "the"), (6, "dots"), (7, ",")]
     assert lg.bound_tokens(words) == [2, 3, 6]
     assert lg.bound_tokens(words, ["Circle"]) == [3]
+    assert lg.bound_tokens(words, ["red circle"]) == [2, 3]
     assert lg.bound_tokens(words, ["unicorn"]) == [2, 3, 6]  # keywords not in the prompt: the default
 
 
