@@ -39,10 +39,10 @@ def test_loss_is_zero_inside_and_one_outside():
     inside[0, 0, 3] = 1.0  # cell (0, 0) of 4x4 lies in the top-left quarter
     outside = torch.zeros(1, 16, 77)
     outside[0, 15, 3] = 1.0
-    assert G.loss([inside], positions, boxes, 16).item() == 0.0
-    assert G.loss([outside], positions, boxes, 16).item() == 1.0
-    assert G.loss([inside, outside], positions, boxes, 16).item() == 0.5  # mean over layers
-    assert G.loss([inside], torch.tensor([[-1, -1]]), boxes, 16).item() == 0.0  # no target
+    assert G.loss([inside], positions, boxes).item() == 0.0
+    assert G.loss([outside], positions, boxes).item() == 1.0
+    assert G.loss([inside, outside], positions, boxes).item() == 0.5  # mean over layers
+    assert G.loss([inside], torch.tensor([[-1, -1]]), boxes).item() == 0.0  # no target
 
 
 def test_probs_processor_matches_the_stock_attention_and_fills_the_store():

@@ -95,7 +95,7 @@ def install(unet) -> list:
     return store
 
 
-def loss(store: list, positions: torch.Tensor, boxes: torch.Tensor, latent: int) -> torch.Tensor:
+def loss(store: list, positions: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """L_ground over the captured layers. ``positions`` (B, K) with -1 for none, ``boxes`` (B, K, 4)."""
     valid = positions >= 0
     if not valid.any():

@@ -287,7 +287,7 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         if grounding is not None:
             pos = positions[idx].clone()
             pos[drop | blank] = -1  # no caption, no target
-            ground = G.loss(grounding, pos, obj_boxes[idx], M.LATENT_SIZE)
+            ground = G.loss(grounding, pos, obj_boxes[idx])
             avg_ground = ground.item() if avg_ground is None else 0.99 * avg_ground + 0.01 * ground.item()
             loss = loss + args.grounding * ground
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * decay_factor(step, args)
