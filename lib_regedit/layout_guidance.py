@@ -15,7 +15,8 @@ latent is moved so that those tokens' cross-attention falls inside the box.
   conjunctions and prepositions. The maps are those of the region's own prompt (as region fusion
   attends to it inside the box), so the whole prompt need not repeat the phrase.
 
-Each guided step costs up to ``iterations`` forward and backward passes of the conditional rows.
+Each guided step costs up to ``iterations`` forward and backward passes of the conditional rows:
+2.51x the time of regions alone on ShapesWorld (``python -m lib_regedit.bench guidance``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""``python -m lib_regedit.bench regions|kssa|layout``: region prompting against plain sampling, keyword
-selection + KSSA against regions alone, and layout init against regions alone (``layout.py``).
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance``: region prompting against plain
+sampling, keyword selection + KSSA against regions alone, and layout init and layout guidance
+against regions alone (whole generations, ``whole_generation.py``).
 
 The full SD 1.5 UNet architecture (diffusers' UNet2DConditionModel with 320/640/1280/1280 channels
 and cross-attention dim 768) with random weights, at 256×256 (a 32×32 latent), classifier-free
@@ -158,11 +159,13 @@ def main(argv=None) -> None:
         p.add_argument("--steps", type=int, default=steps, help="timed UNet calls per mode")
         p.add_argument("--size", type=int, default=256)
         p.add_argument("--threads", type=int, default=1)
-    lay = sub.add_parser("layout", help="layout init against regions alone, whole generations")
-    lay.add_argument("--model", default=None, help="diffusers folder or single file (default: bundled ShapesWorld)")
-    lay.add_argument("--steps", type=int, default=20)
-    lay.add_argument("--runs", type=int, default=6)
-    lay.add_argument("--threads", type=int, default=1)
+    for name in ("layout", "guidance"):
+        whole = sub.add_parser(name, help=f"layout {'init' if name == 'layout' else 'guidance'} against regions "
+                                          "alone, whole generations")
+        whole.add_argument("--model", default=None, help="diffusers folder or single file (default: bundled ShapesWorld)")
+        whole.add_argument("--steps", type=int, default=20)
+        whole.add_argument("--runs", type=int, default=6)
+        whole.add_argument("--threads", type=int, default=1)
     worker = sub.add_parser("_worker")
     worker.add_argument("kind", choices=["timing", "memory"])
     worker.add_argument("modes")
@@ -178,10 +181,10 @@ def main(argv=None) -> None:
         print(json.dumps(result))
     elif args.bench == "kssa":
         kssa(args)
-    elif args.bench == "layout":
-        from .layout import layout
+    elif args.bench in ("layout", "guidance"):
+        from . import whole_generation
 
-        layout(args)
+        getattr(whole_generation, args.bench)(args)
     else:
         regions(args)
 
