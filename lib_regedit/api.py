@@ -110,7 +110,7 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     guidance = None
     if doc.guidance.enabled:
         if mode == "attention":
-            guidance = _layout_guidance(pipe, doc, steps)
+            guidance = _layout_guidance(pipe, doc, steps, [r.context for r in fusion.regions])
             effects.append(guidance.capture)
         else:
             built.notes.append("layout guidance runs in attention mode only; it was skipped in latent mode")
@@ -186,11 +186,12 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     return latents.to(unet.device, unet.dtype)
 
 
-def _layout_guidance(pipe, doc, steps) -> LayoutGuidance:
-    """Each object region bound to its prompt's tokens (``layout_guidance.bound_tokens``)."""
-    regions = [GuidedRegion((r.x, r.y, r.w, r.h), _context(pipe, r.prompt), bound_tokens(tokenize(pipe, r.prompt),
-                                                                                       r.keywords))
-               for r in doc.object_regions]
+def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:
+    """Each object region bound to its prompt's tokens (``layout_guidance.bound_tokens``). ``contexts``
+    are the regions' prompts as region fusion encoded them: the same tensors, so each layer projects
+    them once for both (``GenerationState.projected``)."""
+    regions = [GuidedRegion((r.x, r.y, r.w, r.h), context, bound_tokens(tokenize(pipe, r.prompt), r.keywords))
+               for r, context in zip(doc.object_regions, contexts)]
     options = doc.guidance
     capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
     return LayoutGuidance(capture, options, steps, pipe.scheduler.alphas_cumprod)
@@ -231,13 +232,17 @@ def _input_scale(scheduler, latents, t) -> torch.Tensor:
     return scheduler.scale_model_input(torch.ones_like(latents[:1, :1, :1, :1]), t).reshape(())
 
 
+def _guided(guidance, forward, latents, t, c):
+    """Guide the UNet's input ``c * latents`` at ``t`` and bring it back to the sampler's latents."""
+    return guidance.apply(latents * c, t, forward) / c
+
+
 def _guide_start(pipe, guidance, forward, steps, latents):
     """Guide step 0 before sampling: the pipeline takes unit noise and scales it by its initial sigma."""
     scheduler = copy.deepcopy(pipe.scheduler)
     scheduler.set_timesteps(steps, device=latents.device)
     t = scheduler.timesteps[0]
-    c = scheduler.init_noise_sigma * _input_scale(scheduler, latents, t)
-    return guidance.apply(latents * c, t, forward) / c
+    return _guided(guidance, forward, latents, t, scheduler.init_noise_sigma * _input_scale(scheduler, latents, t))
 
 
 def _guide_step(guidance, forward):
@@ -245,8 +250,7 @@ def _guide_step(guidance, forward):
         if not guidance.wants(step) or step >= len(pipe.scheduler.timesteps):
             return latents
         t = pipe.scheduler.timesteps[step]
-        c = _input_scale(pipe.scheduler, latents, t)
-        return guidance.apply(latents * c, t, forward) / c
+        return _guided(guidance, forward, latents, t, _input_scale(pipe.scheduler, latents, t))
     return hook
 
 
