@@ -202,15 +202,25 @@ def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument 
     )
 
 
-def _parse_kssa(obj: Any, field: str) -> KssaOptions:
+def _options_shorthand(obj: Any, field: str, options, allowed, example: str):
+    """What every options object (``kssa``, ``guidance``) accepts besides its fields: absent gives the
+    defaults, ``true``/``false`` switches it on or off with defaults. Returns those options, or
+    ``None`` when ``obj`` is an object of known fields for the caller to read."""
     if obj is None:
-        return KssaOptions()
+        return options()
     if isinstance(obj, bool):
-        return KssaOptions(enabled=obj)
+        return options(enabled=obj)
     if not isinstance(obj, dict):
-        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
-                           'write {"enabled": true, "keywords": 15, "scale": 1.5}')
-    reject_unknown(obj, KSSA_FIELDS, field)
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}", f"write {example}")
+    reject_unknown(obj, allowed, field)
+    return None
+
+
+def _parse_kssa(obj: Any, field: str) -> KssaOptions:
+    shorthand = _options_shorthand(obj, field, KssaOptions, KSSA_FIELDS,
+                                   '{"enabled": true, "keywords": 15, "scale": 1.5}')
+    if shorthand is not None:
+        return shorthand
     return KssaOptions(
         enabled=get_bool(obj, "enabled", field, default=True),
         keywords=_whole(obj, "keywords", field, default=15, lo=1, hi=75),
@@ -240,14 +250,10 @@ def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> 
 
 
 def _parse_guidance(obj: Any, field: str) -> GuidanceOptions:
-    if obj is None:
-        return GuidanceOptions()
-    if isinstance(obj, bool):
-        return GuidanceOptions(enabled=obj)
-    if not isinstance(obj, dict):
-        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
-                           'write true, or {"enabled": true, "scale": 30, "until": 0.2}')
-    reject_unknown(obj, GUIDANCE_FIELDS, field)
+    shorthand = _options_shorthand(obj, field, GuidanceOptions, GUIDANCE_FIELDS,
+                                   'true, or {"enabled": true, "scale": 30, "until": 0.2}')
+    if shorthand is not None:
+        return shorthand
     return GuidanceOptions(
         enabled=get_bool(obj, "enabled", field, default=True),
         scale=get_number(obj, "scale", field, default=30.0, lo=0.0, hi=10000.0, lo_open=True),
