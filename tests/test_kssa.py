@@ -9,18 +9,12 @@ from lib_regedit.attention.call import AttentionCall, RowLayout
 from lib_regedit.attention.effects.keyword_selection import KeywordSelection, RegionKeywords
 from lib_regedit.attention.effects.kssa import KeywordSelfAttention
 from lib_regedit.documents import parse_region_document
-from tiny_models import tiny_sd_pipeline
 
 QUALITY = "masterpiece, best quality, highly detailed, sharp, "
 DOC = {"prompt": "a red circle and a blue square", "regions": [
     {"x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": QUALITY + "a red circle", "keywords": ["circle"]},
     {"x": 0.5, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": QUALITY + "a blue square"}],
     "kssa": {"keywords": 3, "refresh": 1, "downscale": 2, "levels": ["down", "up"]}}
-
-
-@pytest.fixture(scope="module")
-def sd():
-    return tiny_sd_pipeline()
 
 
 @pytest.mark.parametrize("reweight", ["logit", "softmax"])

@@ -9,7 +9,7 @@ from lib_regedit import layout_guidance as lg
 from lib_regedit.api import generate
 from lib_regedit.documents import parse_region_document
 from lib_regedit.errors import RegEditError
-from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
+from tiny_models import pixels, tiny_sd_pipeline, tiny_sdxl_pipeline
 
 DOC = {"prompt": "a red circle and a blue square", "guidance": {"scale": 30, "until": 0.5, "iterations": 2},
        "regions": [{"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"},
@@ -70,22 +70,13 @@ def test_document_fields_and_errors():
             parse_region_document(dict(DOC, guidance=bad))
 
 
-@pytest.fixture(scope="module")
-def sd():
-    return tiny_sd_pipeline()
-
-
-def _arr(image):
-    return np.asarray(image, dtype=np.float64)
-
-
 def test_guidance_moves_attention_into_the_boxes_on_a_real_pipeline(sd):
     """One small step along the gradient the guidance computes lowers the energy it reports."""
     guided = generate(sd, DOC, seed=2, steps=4)
     plain = generate(sd, dict(DOC, guidance=False), seed=2, steps=4)
     again = generate(sd, DOC, seed=2, steps=4)
-    assert np.array_equal(_arr(guided.image), _arr(again.image))
-    assert np.abs(_arr(guided.image) - _arr(plain.image)).mean() > 0.1
+    assert np.array_equal(pixels(guided.image), pixels(again.image))
+    assert np.abs(pixels(guided.image) - pixels(plain.image)).mean() > 0.1
     history = guided.extras["guidance"]
     assert len(history) == 2  # until 0.5 of 4 steps
     assert all(len(h) == 2 for h in history)  # two iterations each (the threshold is not reached)
@@ -100,7 +91,7 @@ def test_guidance_off_leaves_the_seed_noise_path_unchanged(sd):
     """Guidance draws the seed's noise itself; with no guided step (until ~ 0) the image is the plain one."""
     plain = generate(sd, dict(DOC, guidance=False), seed=5, steps=3)
     no_steps = generate(sd, dict(DOC, guidance={"scale": 1e-9, "iterations": 1}), seed=5, steps=3)
-    assert np.abs(_arr(no_steps.image) - _arr(plain.image)).max() <= 1
+    assert np.abs(pixels(no_steps.image) - pixels(plain.image)).max() <= 1
 
 
 def test_guidance_with_euler_layout_init_and_latent_mode():

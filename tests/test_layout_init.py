@@ -8,7 +8,7 @@ from lib_regedit import layout_init
 from lib_regedit.api import generate, generate_plain
 from lib_regedit.documents import parse_region_document
 from lib_regedit.errors import RegEditError
-from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
+from tiny_models import pixels, tiny_sdxl_pipeline
 
 DOC = {"prompt": "a red circle and a blue square", "init": "layout", "regions": [
     {"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"},
@@ -59,30 +59,21 @@ def test_document_fields_and_errors():
         parse_region_document(dict(DOC, init_noise=1.5))
 
 
-@pytest.fixture(scope="module")
-def sd():
-    return tiny_sd_pipeline()
-
-
-def _arr(image):
-    return np.asarray(image, dtype=np.float64)
-
-
 def test_layout_init_through_a_real_pipeline(sd):
     plain_before = generate_plain(sd, DOC["prompt"], seed=3, steps=3)
     noise = generate(sd, dict(DOC, init="noise"), seed=3, steps=3)
     layout = generate(sd, DOC, seed=3, steps=3)
     again = generate(sd, DOC, seed=3, steps=3)
     other_seed = generate(sd, DOC, seed=4, steps=3)
-    assert np.array_equal(_arr(layout.image), _arr(again.image))
-    assert np.abs(_arr(layout.image) - _arr(noise.image)).mean() > 0.5
-    assert np.abs(_arr(layout.image) - _arr(other_seed.image)).mean() > 0.5  # the seed still matters
+    assert np.array_equal(pixels(layout.image), pixels(again.image))
+    assert np.abs(pixels(layout.image) - pixels(noise.image)).mean() > 0.5
+    assert np.abs(pixels(layout.image) - pixels(other_seed.image)).mean() > 0.5  # the seed still matters
     assert '\\"init\\":\\"layout\\"' in layout.parameters  # quoted inside the infotext
     # all seed noise: the same start as noise init, up to the 1 / sqrt(1 - alpha_bar_T) rescaling
     all_noise = generate(sd, dict(DOC, init_noise=1.0), seed=3, steps=3)
-    near = np.abs(_arr(all_noise.image) - _arr(noise.image)).mean()
-    assert near < 0.25 * np.abs(_arr(layout.image) - _arr(noise.image)).mean(), near
-    assert np.array_equal(_arr(generate_plain(sd, DOC["prompt"], seed=3, steps=3).image), _arr(plain_before.image))
+    near = np.abs(pixels(all_noise.image) - pixels(noise.image)).mean()
+    assert near < 0.25 * np.abs(pixels(layout.image) - pixels(noise.image)).mean(), near
+    assert np.array_equal(pixels(generate_plain(sd, DOC["prompt"], seed=3, steps=3).image), pixels(plain_before.image))
     assert not sd.unet._forward_pre_hooks and not sd.unet._forward_hooks
 
 
@@ -90,4 +81,4 @@ def test_layout_init_on_sdxl_with_a_batch():
     pipe = tiny_sdxl_pipeline()
     result = generate(pipe, DOC, seed=1, steps=2, batch_size=2)
     assert len(result.images) == 2
-    assert np.abs(_arr(result.images[0]) - _arr(result.images[1])).mean() > 0.1
+    assert np.abs(pixels(result.images[0]) - pixels(result.images[1])).mean() > 0.1

@@ -8,21 +8,12 @@ from lib_regedit.api import generate, generate_plain
 from lib_regedit.attention.call import AttentionCall, RowLayout
 from lib_regedit.attention.controller import GenerationState
 from lib_regedit.attention.effects.region_fusion import RegionFusion, RegionPrompt
-from tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
+from tiny_models import pixels, tiny_sdxl_pipeline
 
 PROMPT = "a red circle and a blue square"
 DOC = {"prompt": PROMPT, "negative_prompt": "blurry", "regions": [
     {"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"},
     {"x": 0.5, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": "a blue square", "negative_prompt": "green"}]}
-
-
-@pytest.fixture(scope="module")
-def sd():
-    return tiny_sd_pipeline()
-
-
-def _arr(image):
-    return np.asarray(image, dtype=np.float64)
 
 
 def test_plain_run_is_bit_identical_before_and_after_regions(sd):
@@ -33,7 +24,7 @@ def test_plain_run_is_bit_identical_before_and_after_regions(sd):
     with pytest.raises(Exception):
         generate(sd, DOC, seed=3, steps=3, width=33)
     after = generate_plain(sd, PROMPT, "blurry", seed=3, steps=3)
-    assert np.array_equal(_arr(before.image), _arr(after.image))
+    assert np.array_equal(pixels(before.image), pixels(after.image))
     assert {k: type(v) for k, v in sd.unet.attn_processors.items()} == processors
     assert not sd.unet._forward_pre_hooks and not sd.unet._forward_hooks
 
@@ -45,20 +36,20 @@ def test_regions_that_repeat_the_whole_prompt_change_nothing(sd, mode):
         {"x": 0.3, "y": 0.3, "w": 0.7, "h": 0.7, "prompt": PROMPT, "weight": 2.5}]}
     plain = generate_plain(sd, PROMPT, "blurry", seed=5, steps=3)
     fused = generate(sd, doc, seed=5, steps=3, mode=mode)
-    assert np.abs(_arr(plain.image) - _arr(fused.image)).max() <= 2
+    assert np.abs(pixels(plain.image) - pixels(fused.image)).max() <= 2
 
 
 @pytest.mark.parametrize("mode", ["attention", "latent"])
 def test_region_prompts_change_the_image(sd, mode):
     plain = generate_plain(sd, PROMPT, "blurry", seed=5, steps=3)
     fused = generate(sd, DOC, seed=5, steps=3, mode=mode)
-    assert np.abs(_arr(plain.image) - _arr(fused.image)).mean() > 1
+    assert np.abs(pixels(plain.image) - pixels(fused.image)).mean() > 1
 
 
 def test_attention_and_latent_modes_agree_in_kind(sd):
-    a = _arr(generate(sd, DOC, seed=2, steps=3).image)
-    b = _arr(generate(sd, DOC, seed=2, steps=3, mode="latent").image)
-    plain = _arr(generate_plain(sd, PROMPT, "blurry", seed=2, steps=3).image)
+    a = pixels(generate(sd, DOC, seed=2, steps=3).image)
+    b = pixels(generate(sd, DOC, seed=2, steps=3, mode="latent").image)
+    plain = pixels(generate_plain(sd, PROMPT, "blurry", seed=2, steps=3).image)
     assert np.abs(a - b).mean() < np.abs(a - plain).mean() + np.abs(b - plain).mean()
 
 
@@ -75,9 +66,9 @@ def test_sdxl_pipeline_with_regions_and_batch():
     for mode in ("attention", "latent"):
         result = generate(pipe, DOC, seed=1, steps=2, batch_size=2, mode=mode)
         assert len(result.images) == 2 and result.image.size == plain.image.size
-        assert np.abs(_arr(plain.image) - _arr(result.image)).mean() > 0.5
+        assert np.abs(pixels(plain.image) - pixels(result.image)).mean() > 0.5
     again = generate_plain(pipe, PROMPT, "blurry", seed=1, steps=2)
-    assert np.array_equal(_arr(plain.image), _arr(again.image))
+    assert np.array_equal(pixels(plain.image), pixels(again.image))
 
 
 def _call(q, k, v, rows, step=0, total=10, hw=(2, 2)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import tempfile
 
+import numpy as np
 import torch
 
 
@@ -75,3 +76,8 @@ def tiny_sdxl_pipeline(seed=0):
                                      scheduler=sched, force_zeros_for_empty_prompt=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def pixels(image) -> np.ndarray:
+    """An image's pixels as float64, for differences between images."""
+    return np.asarray(image, dtype=np.float64)
