@@ -219,6 +219,16 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         positions, obj_boxes = G.targets(tokenizer, args.seed, len(captions), ids_all)
         log(out, f"grounding targets for {len(captions)} scenes, weight {args.grounding}")
 
+    regional = None
+    if args.region_training > 0:
+        from . import region_training as RT
+        if args.grounding > 0:
+            raise SystemExit("--region-training and --grounding both replace the cross-attention processors; "
+                             "use one of them")
+        slot_index, slot_boxes = RT.scene_targets(args.seed, len(captions))
+        ids_phrases = M.tokenize(tokenizer, RT.phrases())
+        log(out, f"region training: {args.region_training:.0%} of captioned rows, {len(captions)} scenes")
+
     torch.manual_seed(args.seed + 2)
     unet = M.build_unet()
     text = M.build_text_encoder()
@@ -255,6 +265,8 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
 
     if args.grounding > 0:
         grounding = G.install(unet)
+    if args.region_training > 0:
+        regional = RT.install(unet)
     unet.train()
     t0 = time.time()
     last_ckpt = t0
@@ -281,6 +293,16 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
         cond = M.encode_tokens(text, ids)
         if grounding is not None:
             grounding.clear()
+        if regional is not None:
+            chosen = (~(drop | blank) & (torch.rand(args.batch) < args.region_training)).nonzero().flatten()
+            whole = (torch.rand(len(chosen)) < 0.5).float() * RT.WHOLE_WEIGHT
+            index = slot_index[idx[chosen]]
+            boxes = slot_boxes[idx[chosen]]
+            if args.region_loosen > 1:
+                boxes = RT.loosen(boxes, args.region_loosen)
+            masks = RT.slot_masks(index, boxes, M.LATENT_SIZE)
+            own_bg = torch.rand(len(chosen)) < args.region_own_background if args.region_own_background > 0 else None
+            regional["plan"] = RT.Plan(chosen, index, masks, whole, M.encode_tokens(text, ids_phrases), own_bg)
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
         noise_loss = loss.item()
@@ -343,6 +365,13 @@ def parse_args(argv=None):
     p.add_argument("--max-steps", type=int, default=10 ** 9)
     p.add_argument("--grounding", type=float, default=0.0,
                    help="weight of the token grounding loss (grounding.py; TokenCompose's token loss); 0 = off")
+    p.add_argument("--region-training", type=float, default=0.0, metavar="P",
+                   help="share of captioned rows trained with region-fused cross-attention (region_training.py); 0 = off")
+    p.add_argument("--region-loosen", type=float, default=1.0, metavar="S",
+                   help="with --region-training: grow each training box by a random factor up to S per side (1 = exact)")
+    p.add_argument("--region-own-background", type=float, default=0.0, metavar="Q",
+                   help="with --region-training: share of region rows whose background is their own caption "
+                        "instead of the blank one")
     p.add_argument("--max-minutes", type=float, default=600.0, help="UNet-stage training time, summed over resumes")
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     p.add_argument("--log-every", type=int, default=25)
