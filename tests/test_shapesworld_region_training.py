@@ -118,3 +118,20 @@ def test_rows_without_a_background_region_give_its_weight_to_their_own_caption()
     assert w[1, blank, outside] == 0 and w[1, own, outside] > 0.99
     torch.testing.assert_close(w.sum(1), torch.ones(2, 16))
     torch.testing.assert_close(w[0, 0], w[1, 0])  # the object's weight is the same either way
+
+
+def test_batch_plan_covers_the_rows_boxes_and_whole_caption():
+    torch.manual_seed(0)
+    index, boxes = RT.scene_targets(0, 8)
+    rows = torch.arange(8)
+    plan = RT.batch_plan(rows, index, boxes, torch.zeros(13, 77, 8), 16)
+    w = plan.weights(256)
+    assert w.shape == (8, RT.MAX_OBJECTS + 2, 256)
+    torch.testing.assert_close(w.sum(1), torch.ones(8, 256))
+    whole = w[:, -1]  # r_total weighs 0, or 0.5 against 1 for the box or the background: 1/3
+    assert ((whole == 0) | ((whole - 1 / 3).abs() < 1e-3)).all()
+    for i in range(8):  # every object slot weighs exactly where its exact box lies
+        for j in range(RT.MAX_OBJECTS):
+            inside = box_mask(*boxes[i, j].tolist(), 16, 16).reshape(-1) > 0
+            assert (w[i, j][~inside] == 0).all()
+            assert index[i, j] < 0 or (w[i, j][inside] > 0).all()

@@ -109,7 +109,8 @@ class Plan:
         self._masks = masks.float()  # (R, 3, H, W) at the latent resolution
         self._whole = whole
         # rows whose background is their own caption (no background region) rather than the blank one
-        self._own_background = own_background if own_background is not None else torch.zeros(len(rows), dtype=torch.bool)
+        self._own_background = own_background if own_background is not None else \
+            torch.zeros(len(rows), dtype=torch.bool)
         self._weights: dict = {}
 
     def weights(self, tokens: int) -> torch.Tensor:
@@ -125,6 +126,18 @@ class Plan:
             w[:, MAX_OBJECTS] *= 1 - own
             self._weights[tokens] = w
         return self._weights[tokens]
+
+
+def batch_plan(rows: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor, sources: torch.Tensor, cells: int, *,
+               loosen_to: float = 1.0, own_background: float = 0.0) -> Plan:
+    """The plan of one training step: ``rows`` of the batch, their scenes' slot ``index`` and exact
+    ``boxes``; r_total joins at ``WHOLE_WEIGHT`` on half of the rows; boxes loosened up to
+    ``loosen_to`` per side (1: exact); a share ``own_background`` of rows without the blank caption."""
+    whole = (torch.rand(len(rows)) < 0.5).float() * WHOLE_WEIGHT
+    if loosen_to > 1:
+        boxes = loosen(boxes, loosen_to)
+    own = torch.rand(len(rows)) < own_background if own_background > 0 else None
+    return Plan(rows, index, slot_masks(index, boxes, cells), whole, sources, own)
 
 
 class RegionTrainingProcessor:

@@ -295,14 +295,10 @@ def stage_unet(out: Path, args, captions: list[str]) -> None:
             grounding.clear()
         if regional is not None:
             chosen = (~(drop | blank) & (torch.rand(args.batch) < args.region_training)).nonzero().flatten()
-            whole = (torch.rand(len(chosen)) < 0.5).float() * RT.WHOLE_WEIGHT
-            index = slot_index[idx[chosen]]
-            boxes = slot_boxes[idx[chosen]]
-            if args.region_loosen > 1:
-                boxes = RT.loosen(boxes, args.region_loosen)
-            masks = RT.slot_masks(index, boxes, M.LATENT_SIZE)
-            own_bg = torch.rand(len(chosen)) < args.region_own_background if args.region_own_background > 0 else None
-            regional["plan"] = RT.Plan(chosen, index, masks, whole, M.encode_tokens(text, ids_phrases), own_bg)
+            regional["plan"] = RT.batch_plan(chosen, slot_index[idx[chosen]], slot_boxes[idx[chosen]],
+                                             M.encode_tokens(text, ids_phrases), M.LATENT_SIZE,
+                                             loosen_to=args.region_loosen,
+                                             own_background=args.region_own_background)
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
         noise_loss = loss.item()
