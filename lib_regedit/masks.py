@@ -63,6 +63,19 @@ def box_mask(x: float, y: float, w: float, h: float, height: int, width: int, fe
     return _axis_profile(y, h, feather, height)[:, None] * _axis_profile(x, w, feather, width)[None, :]
 
 
+def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(..., 4) boxes (x, y, w, h fractions) to (..., height, width) masks: each cell's covered share,
+    as :func:`box_mask` with no feather, for many boxes at once (training builds them every step)."""
+
+    def axis(start, length, cells):
+        edges = torch.arange(cells + 1, dtype=torch.float32) / cells
+        start, end = start[..., None], (start + length)[..., None]
+        return ((torch.minimum(edges[1:], end) - torch.maximum(edges[:-1], start)).clamp(min=0) * cells).clamp(max=1)
+
+    x, y, w, h = boxes.float().unbind(-1)
+    return axis(y, h, height)[..., :, None] * axis(x, w, width)[..., None, :]
+
+
 def region_masks(regions, height: int, width: int) -> torch.Tensor:
     """Stack of masks (R, height, width) for object regions (objects with ``x, y, w, h, feather``)."""
     if not regions:

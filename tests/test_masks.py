@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lib_regedit.masks import box_mask, fusion_weights, layer_hw
+from lib_regedit.masks import box_coverage, box_mask, fusion_weights, layer_hw
 
 
 def test_hard_box_covers_its_cells():
@@ -47,3 +47,12 @@ def test_whole_prompt_weight_applies_everywhere_once_joined():
     masks = box_mask(0, 0, 1, 1, 2, 2)[None]
     w = fusion_weights(masks, [1.0], background_weight=1.0, whole_weight=1.0)
     assert w[0].sub(0.5).abs().max() < 1e-3 and w[2].sub(0.5).abs().max() < 1e-3
+
+
+def test_box_coverage_is_box_mask_for_many_boxes_at_once():
+    boxes = torch.tensor([[0.05, 0.3, 0.4, 0.4], [0.0, 0.0, 1.0, 1.0], [0.33, 0.61, 0.21, 0.2]])
+    for height, width in ((16, 16), (8, 8), (4, 4), (16, 8)):
+        got = box_coverage(boxes, height, width)
+        assert got.shape == (3, height, width)
+        for box, mask in zip(boxes.tolist(), got):
+            torch.testing.assert_close(mask, box_mask(*box, height, width))

@@ -6,23 +6,15 @@ import torch
 from lib_regedit.attention.controller import Controller, GenerationState
 from lib_regedit.attention.effects.region_fusion import RegionFusion, RegionPrompt
 from lib_regedit.backends import diffusers_backend
-from lib_regedit.masks import box_mask, fusion_weights
+from lib_regedit.masks import box_coverage, box_mask, fusion_weights
 from lib_regedit.shapesworld import model as M
 from lib_regedit.shapesworld import region_training as RT
 from lib_regedit.shapesworld.data import BLANK_CAPTION, scene_for
 
 
-def test_coverage_matches_the_inference_box_masks():
-    boxes = torch.tensor([[0.05, 0.3, 0.4, 0.4], [0.0, 0.0, 1.0, 1.0], [0.33, 0.61, 0.21, 0.2]])
-    for cells in (16, 8, 4):
-        got = RT.coverage(boxes, cells)
-        for box, mask in zip(boxes.tolist(), got):
-            torch.testing.assert_close(mask, box_mask(*box, cells, cells))
-
-
 def test_coarse_weights_pool_the_latent_masks_exactly():
     boxes = torch.tensor([[[0.05, 0.3, 0.4, 0.4], [0.55, 0.1, 0.3, 0.25], [0.0, 0.0, 0.0, 0.0]]])
-    masks = RT.coverage(boxes, 16) * torch.tensor([[1.0, 1.0, 0.0]])[..., None, None]
+    masks = box_coverage(boxes, 16, 16) * torch.tensor([[1.0, 1.0, 0.0]])[..., None, None]
     plan = RT.Plan(torch.tensor([0]), torch.tensor([[0, 4, -1]]), masks, torch.tensor([0.5]), torch.zeros(13, 77, 8))
     for cells in (16, 8, 4):
         expected = fusion_weights(torch.stack([box_mask(*b, cells, cells) for b in boxes[0, :2].tolist()]),
@@ -82,7 +74,8 @@ def test_processor_is_stock_attention_without_a_plan_and_region_fusion_with_one(
             inference = unet(x, t, encoder_hidden_states=whole).sample
         holder = RT.install(unet)
         plain = unet(x, t, encoder_hidden_states=whole).sample
-        masks = RT.coverage(torch.tensor([boxes + [(0, 0, 0, 0)]]), 16) * torch.tensor([[1.0, 1.0, 0.0]])[..., None, None]
+        masks = box_coverage(torch.tensor([boxes + [(0, 0, 0, 0)]]), 16, 16) * \
+            torch.tensor([[1.0, 1.0, 0.0]])[..., None, None]
         holder["plan"] = RT.Plan(torch.tensor([1]), torch.tensor([slots + [-1]]), masks, torch.tensor([0.0]), sources)
         trained = unet(x, t, encoder_hidden_states=whole).sample
     torch.testing.assert_close(plain, stock, atol=1e-4, rtol=1e-4)
@@ -97,7 +90,8 @@ def test_region_training_gradients_reach_the_phrase_embeddings():
     holder = RT.install(unet)
     ids = torch.randint(1, 400, (len(RT.phrases()), 77))
     sources = M.encode_tokens(text, ids)
-    masks = RT.coverage(torch.tensor([[(0.1, 0.1, 0.5, 0.5)] * 3]), 16) * torch.tensor([[1.0, 0, 0]])[..., None, None]
+    masks = box_coverage(torch.tensor([[(0.1, 0.1, 0.5, 0.5)] * 3]), 16, 16) * \
+        torch.tensor([[1.0, 0, 0]])[..., None, None]
     holder["plan"] = RT.Plan(torch.tensor([0]), torch.tensor([[2, -1, -1]]), masks, torch.tensor([0.0]), sources)
     out = unet(torch.randn(1, 4, 16, 16), torch.tensor([500]), encoder_hidden_states=torch.randn(1, 77, M.TEXT_HIDDEN))
     out.sample.square().mean().backward()
@@ -106,7 +100,7 @@ def test_region_training_gradients_reach_the_phrase_embeddings():
 
 
 def test_rows_without_a_background_region_give_its_weight_to_their_own_caption():
-    masks = RT.coverage(torch.tensor([[(0.0, 0.0, 0.5, 0.5)] * 3]), 4).repeat(2, 1, 1, 1)
+    masks = box_coverage(torch.tensor([[(0.0, 0.0, 0.5, 0.5)] * 3]), 4, 4).repeat(2, 1, 1, 1)
     masks[:, 1:] = 0
     index = torch.tensor([[0, -1, -1]] * 2)
     plan = RT.Plan(torch.tensor([0, 1]), index, masks, torch.tensor([0.0, 0.0]), torch.zeros(13, 77, 8),

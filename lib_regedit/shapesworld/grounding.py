@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ..masks import box_mask
+from ..masks import box_coverage
 from .data import scene_for
 
 MAX_OBJECTS = 3
@@ -54,10 +54,7 @@ def targets(tokenizer, seed: int, n: int, ids: torch.Tensor) -> tuple[torch.Tens
 
 def box_masks(boxes: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """(..., 4) boxes to (..., h·w) masks (coverage of each cell)."""
-    flat = boxes.reshape(-1, 4).tolist()
-    masks = torch.stack([box_mask(x, y, w, h, *hw).reshape(-1) for x, y, w, h in flat]) if flat else \
-        torch.zeros(0, hw[0] * hw[1])
-    return masks.reshape(*boxes.shape[:-1], hw[0] * hw[1])
+    return box_coverage(boxes, *hw).reshape(*boxes.shape[:-1], hw[0] * hw[1])
 
 
 class ProbsProcessor:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..masks import box_coverage
 from .data import BLANK_CAPTION, COLOURS, SHAPES, scene_for
 
 MAX_OBJECTS = 3
@@ -40,20 +41,6 @@ def phrases() -> list[str]:
 
 def phrase_index(colour: str, shape: str) -> int:
     return list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
-
-
-def coverage(boxes: torch.Tensor, cells: int) -> torch.Tensor:
-    """(..., 4) boxes (x, y, w, h fractions) to (..., cells, cells) masks: each cell's covered share,
-    as ``lib_regedit.masks.box_mask`` with no feather, for many boxes at once."""
-    edges = torch.arange(cells + 1, dtype=torch.float32) / cells
-    lo, hi = edges[:-1], edges[1:]
-
-    def axis(start, length):
-        start, end = start[..., None], (start + length)[..., None]
-        return ((torch.minimum(hi, end) - torch.maximum(lo, start)).clamp(min=0) * cells).clamp(max=1)
-
-    x, y, w, h = boxes.unbind(-1)
-    return axis(y, h)[..., :, None] * axis(x, w)[..., None, :]
 
 
 def scene_targets(seed: int, n: int):
@@ -84,7 +71,7 @@ def loosen(boxes: torch.Tensor, max_scale: float = LOOSE_MAX) -> torch.Tensor:
 
 def slot_masks(index: torch.Tensor, boxes: torch.Tensor, cells: int) -> torch.Tensor:
     """(B, 3, cells, cells) box masks, zero for empty slots."""
-    return coverage(boxes, cells) * (index >= 0)[..., None, None].to(boxes.dtype)
+    return box_coverage(boxes, cells, cells) * (index >= 0)[..., None, None].to(boxes.dtype)
 
 
 def weights(masks: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
