@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from . import generation_limits as limits
 from . import layout_init
 from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
 from .layout_guidance import LayoutGuidance, bound_tokens
@@ -78,27 +79,36 @@ def tokenize(pipe, prompt: str) -> list[tuple[int, str]]:
     return [(i, tok.convert_ids_to_tokens(t).replace("</w>", "")) for i, t in enumerate(ids) if t not in special]
 
 
-def _check_size(pipe, width, height):
-    factor = pipe.vae_scale_factor
-    native = pipe.unet.config.sample_size * factor
-    width, height = width or native, height or native
-    for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or value < factor or value > 8192 or value % factor:
-            raise RegEditError(name, f"{value} is not a usable size", f"use a multiple of {factor} up to 8192")
-    return width, height
+def native_size(pipe) -> int:
+    return pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+
+def check_settings(pipe, *, seed, steps, guidance_scale, width, height, batch_size, allow_large=False):
+    """Every generation setting checked before any work starts (``lib_regedit.generation_limits``).
+    Returns the width and height (the model's native size where ``None``)."""
+    limits.check_seed(seed)
+    limits.check_steps(steps, pipe.scheduler.config.num_train_timesteps)
+    limits.check_guidance_scale(guidance_scale, "guidance_scale")
+    limits.check_batch_size(batch_size)
+    return limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe),
+                             allow_large=allow_large)
 
 
 def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
              width: int | None = None, height: int | None = None, mode: str | None = None,
-             batch_size: int = 1, capture_maps: bool = False, model_name: str | None = None) -> GenerationResult:
-    """Generate with region prompts. ``document`` is a region document (dict, JSON string or parsed)."""
+             batch_size: int = 1, capture_maps: bool = False, model_name: str | None = None,
+             allow_large: bool = False) -> GenerationResult:
+    """Generate with region prompts. ``document`` is a region document (dict, JSON string or parsed).
+    Bad settings raise :class:`RegEditError` before any work; sizes beyond 4x the model's native area
+    need ``allow_large``."""
     doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
     if doc is None:
         raise RegEditError("regedit", "the region document is empty", 'give {"prompt": "...", "regions": [...]}')
     mode = mode or doc.mode
     if mode not in ("attention", "latent"):
         raise RegEditError("mode", f"{mode!r} is not a mode", "use attention or latent")
-    width, height = _check_size(pipe, width, height)
+    width, height = check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width,
+                                   height=height, batch_size=batch_size, allow_large=allow_large)
     cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
     built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode)
     fusion = built.fusion
@@ -118,7 +128,7 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     unet = pipe.unet
     with contextlib.ExitStack() as stack:
         latents = None
-        if doc.init == "layout":  # before any hook is attached: the inversion is the plain model's
+        if doc.uses_layout_init():  # before any hook is attached: the inversion is the plain model's
             latents = _layout_latents(pipe, doc, seed=seed, steps=steps, width=width, height=height,
                                       batch_size=batch_size)
         if mode == "latent":
@@ -152,9 +162,10 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
 
 def generate_plain(pipe, prompt: str, negative_prompt: str = "", *, seed: int = 0, steps: int = 20,
                    guidance_scale: float = 7.5, width: int | None = None, height: int | None = None,
-                   batch_size: int = 1, model_name: str | None = None) -> GenerationResult:
+                   batch_size: int = 1, model_name: str | None = None, allow_large: bool = False) -> GenerationResult:
     """The same sampling with no extension attached: the baseline for benchmarks and evaluation."""
-    width, height = _check_size(pipe, width, height)
+    width, height = check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width,
+                                   height=height, batch_size=batch_size, allow_large=allow_large)
     cond, uncond, pooled, negative_pooled = encode(pipe, prompt, negative_prompt)
     state = GenerationState(total_steps=steps)
     images = _run(pipe, state, cond, uncond, pooled, negative_pooled, seed=seed, steps=steps,

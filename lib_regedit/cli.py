@@ -18,13 +18,16 @@ def _generate(args) -> int:
     from .models import default_model_path, load_pipeline
     from .preview import draw_layout
 
+    _check_arguments(args)
     try:
         text = Path(args.regions).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SystemExit(f"--regions: cannot read {args.regions}: {exc.strerror}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegEditError("--regions", f"cannot read {args.regions} ({getattr(exc, 'strerror', None) or exc})",
+                           "give the path of a region document (a JSON file; see examples/two_shapes.json)")
     document = parse_region_document(text, field=f"--regions {args.regions}")
     if document is None:
-        raise SystemExit(f"--regions: {args.regions} is empty; write a region document (see README)")
+        raise RegEditError("--regions", f"{args.regions} is empty",
+                           "write a region document (see examples/two_shapes.json)")
     document = _with_kssa_options(document, args)
     if args.init:
         document = replace(document, init=args.init)
@@ -33,11 +36,13 @@ def _generate(args) -> int:
         data["guidance"] = dict(data["guidance"], enabled=True, scale=args.guidance)
         document = replace(document, guidance=parse_region_document(data, field="--guidance").guidance)
     model = Path(args.model) if args.model else default_model_path()
-    if not model.exists():
-        raise SystemExit(f"--model: {model} does not exist (the bundled model is missing; pass --model PATH)")
-    pipe = load_pipeline(model, config=args.config)
+    if not model.exists() and not args.model:
+        raise RegEditError("--model", f"the bundled model is missing ({model})",
+                           "restore models/ from the repository, or pass --model PATH")
+    pipe = load_pipeline(model, config=args.config, field="--model")
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,
-                      width=args.width, height=args.height, mode=args.mode, model_name=model.name)
+                      width=args.width, height=args.height, mode=args.mode, model_name=model.name,
+                      allow_large=args.allow_large)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.image.save(out, pnginfo=result.pnginfo())
@@ -57,6 +62,27 @@ def _generate(args) -> int:
             draw_keyword_maps(result.image, document, result.extras["keyword_maps"], result.extras["keywords"]).save(maps_path)
             print(f"wrote {maps_path}")
     return 0
+
+
+def _check_arguments(args) -> None:
+    """What can be checked before the model loads; the rest (sizes against the model's native size,
+    steps against its schedule) is checked by ``api.generate`` before sampling."""
+    from . import generation_limits as limits
+
+    limits.check_seed(args.seed, "--seed")
+    limits.check_steps(args.steps, 1000, "--steps")
+    limits.check_guidance_scale(args.cfg, "--cfg")
+    for name in ("width", "height"):
+        value = getattr(args, name)
+        if value is not None and (value < limits.PIPELINE_MULTIPLE or value > limits.MAX_SIDE
+                                  or value % limits.PIPELINE_MULTIPLE):
+            nearest = max(8, min(limits.MAX_SIDE, round(value / 8) * 8))
+            raise RegEditError(f"--{name}", f"{value} is not a usable size",
+                               f"use a multiple of 8 from 8 to {limits.MAX_SIDE}, e.g. {nearest}")
+    for name in ("regions", "config"):
+        value = getattr(args, name)
+        if value and not Path(value).exists():
+            raise RegEditError(f"--{name}", f"{value} does not exist", "check the path")
 
 
 def _with_kssa_options(document, args):
@@ -88,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
     gen.add_argument("--mode", choices=["attention", "latent"], help="override the document's mode")
-    gen.add_argument("--init", choices=["noise", "layout"],
+    gen.add_argument("--init", choices=["auto", "noise", "layout"],
                      help="override the document's init: layout = spatial-aware initial latent from the boxes")
     gen.add_argument("--guidance", nargs="?", type=float, const=30.0, metavar="ETA",
                      help="layout guidance: backward guidance on each region's attention maps (eta, default 30)")
+    gen.add_argument("--allow-large", action="store_true",
+                     help="allow sizes beyond 4x the model's native area (refused by default: hours and GBs)")
     gen.add_argument("--preview", help="also write the layout preview (boxes over the result) here")
     gen.add_argument("--kssa", action="store_true", help="keyword selection + keyword-selected self-attention (MRGD)")
     gen.add_argument("--keywords", type=int, help="keywords kept per region (N, default 15); implies --kssa")

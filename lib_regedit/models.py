@@ -7,7 +7,10 @@ from pathlib import Path
 
 import torch
 
+from .errors import RegEditError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 def default_model_path() -> Path:
@@ -15,29 +18,43 @@ def default_model_path() -> Path:
     return REPO_ROOT / "models" / "shapesworld"
 
 
-def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, config: str | None = None):
+def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, config: str | None = None,
+                  field: str = "model"):
     """A StableDiffusionPipeline or StableDiffusionXLPipeline from a diffusers folder or a single file
-    (``.safetensors``/``.ckpt``; a ``.yaml`` beside it is used as its original config). Never downloads."""
+    (``.safetensors``/``.ckpt``; a ``.yaml`` beside it is used as its original config). Never downloads.
+    A path that is not such a model raises :class:`RegEditError` naming ``field``."""
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     path = Path(path)
+    fix = "give a diffusers pipeline folder (with model_index.json) or a .safetensors/.ckpt checkpoint"
     if not path.exists():
-        raise FileNotFoundError(f"--model: {path} does not exist; give a diffusers folder or a .safetensors/.ckpt file")
+        raise RegEditError(field, f"{path} does not exist", fix)
     if path.is_dir():
         if not (path / "model_index.json").exists():
-            raise FileNotFoundError(f"--model: {path} has no model_index.json; is it a diffusers pipeline folder?")
-        pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+            raise RegEditError(field, f"{path} is a folder without model_index.json, so not a diffusers pipeline", fix)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RegEditError(field, f"{path} could not be loaded as a pipeline ({_first_line(exc)})",
+                               f"check that the folder is complete, or {fix}") from exc
+    elif path.suffix not in SINGLE_FILE_SUFFIXES:
+        raise RegEditError(field, f"{path} is a {path.suffix or 'suffix-less'} file, not a checkpoint", fix)
     else:
-        pipe = _load_single_file(path, dtype, config)
+        pipe = _load_single_file(path, dtype, config, field)
     if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
-        raise TypeError(f"--model: {path} is a {type(pipe).__name__}; RegEdit needs an SD 1.x or SDXL pipeline")
+        raise RegEditError(field, f"{path} is a {type(pipe).__name__}", "give an SD 1.x or SDXL pipeline")
     pipe.set_progress_bar_config(disable=False)
     if getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None
     return pipe
 
 
-def _load_single_file(path: Path, dtype, config: str | None):
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _load_single_file(path: Path, dtype, config: str | None, field: str):
     """A single-file checkpoint. Its components' configs come from ``config`` (a diffusers folder of the
     same architecture) or a diffusers folder of the same name beside it; a ``.yaml`` beside it is the
     original LDM config. Offline, diffusers cannot fetch the text encoder's config from the hub, so
@@ -53,12 +70,15 @@ def _load_single_file(path: Path, dtype, config: str | None):
     cls = StableDiffusionXLPipeline if _looks_like_sdxl(path) else StableDiffusionPipeline
     try:
         return cls.from_single_file(str(path), **kwargs)
-    except (OSError, ValueError) as exc:
-        if "config" in kwargs:
-            raise
-        raise FileNotFoundError(
-            f"--model: {path} needs its components' configs, which cannot be downloaded here; pass --config with a "
-            f"diffusers folder of the same architecture (or put one named {path.stem}/ beside it). ({exc})") from exc
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        if "config" in kwargs or "original_config" in kwargs:
+            raise RegEditError(field, f"{path} could not be loaded ({_first_line(exc)})",
+                               "check the file and the config beside it (--config: a diffusers folder of the "
+                               "same architecture)") from exc
+        raise RegEditError(field, f"{path} needs its components' configs, which cannot be downloaded here "
+                                  f"({_first_line(exc)})",
+                           f"pass --config with a diffusers folder of the same architecture (or put one named "
+                           f"{path.stem}/ beside it)") from exc
 
 
 def _looks_like_sdxl(path: Path) -> bool:

@@ -12,6 +12,7 @@ from .attention.controller import Effect
 from .attention.effects.keyword_selection import KeywordSelection, RegionKeywords
 from .attention.effects.kssa import KeywordSelfAttention
 from .attention.effects.region_fusion import RegionFusion, RegionPrompt
+from .background import rest_of_prompt
 from .documents import RegionDocument
 from .latent_fusion import LatentFusion
 
@@ -29,11 +30,27 @@ def build_fusion(document: RegionDocument, encode: Encode, mode: str | None = No
                             encode(r.negative_prompt) if r.negative_prompt else None)
                for r, ctx in zip(document.object_regions, contexts)]
     bg = document.background
-    kwargs = dict(background_context=encode(bg.prompt) if bg and bg.prompt.strip() else None,
+    kwargs = dict(background_context=background_context(document, encode),
                   background_negative=encode(bg.negative_prompt) if bg and bg.negative_prompt else None,
                   background_weight=document.background_weight, whole_start=document.whole_prompt_start,
                   whole_weight=document.whole_prompt_weight)
     return (LatentFusion if mode == "latent" else RegionFusion)(regions, **kwargs)
+
+
+def background_context(document: RegionDocument, encode: Encode) -> torch.Tensor | None:
+    """r_bg's context: the background region's prompt, or what ``background_prompt`` names when there
+    is none (``lib_regedit/background.py``). ``None`` means each row's own prompt (``"whole"``)."""
+    bg = document.background
+    if bg is not None:
+        return encode(bg.prompt) if bg.prompt.strip() else None
+    source = document.background_prompt
+    if source == "rest":
+        return encode(rest_of_prompt(document.prompt, [r.prompt for r in document.object_regions]))
+    if source == "empty":
+        return encode("")
+    if source == "negative":
+        return encode(document.negative_prompt)
+    return None
 
 
 def _forced_positions(words: list[tuple[int, str]], keywords, tokenize: Tokenize) -> list[int]:

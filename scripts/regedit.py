@@ -28,6 +28,8 @@ from lib_regedit.preview import draw_layout  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
+# Measured on the bundled model (README, "Defaults"); shown when the user unticks layout init.
+LAYOUT_OFF_COST = "Layout init is off: objects land in their boxes less often."
 
 
 def _doc_to_table(doc_text: str):
@@ -62,7 +64,7 @@ def _with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywo
     obj.setdefault("regions", [])
     obj["mode"] = mode
     obj["whole_prompt_start"] = float(whole_start)
-    obj["init"] = "layout" if layout else "noise"
+    obj["init"] = "auto" if layout else "noise"
     obj["init_noise"] = float(init_noise)
     obj["kssa"] = {"enabled": bool(kssa), "keywords": int(keywords), "scale": float(scale), "reweight": reweight,
                    "levels": list(levels) or ["down"]}
@@ -77,11 +79,33 @@ def _settings_to_doc(doc_text: str, *settings):
     return doc_text if obj is None else _with_settings(obj, *settings)
 
 
+def _pasted_document(params):
+    """The infotext's region document for the hidden field. One written before document versions
+    existed is tagged ``"version": 1``, so it keeps the defaults it was made with."""
+    text = params.get(INFOTEXT_KEY)
+    try:
+        obj = load_json_object(text, INFOTEXT_KEY)
+    except RegEditError:
+        return text  # shown as it is; generating names the problem
+    if obj is None or "version" in obj:
+        return text
+    return json.dumps(dict(obj, version=1))
+
+
+def _outside_note(layout: bool) -> str:
+    """The accordion's line on what covers the area outside the boxes and what layout init does."""
+    outside = ("Outside the boxes: the main prompt without the region phrases (add a background region to say "
+               "more). ")
+    if layout:
+        return outside + "Layout init places each object in its box (txt2img; about 1.6x the time)."
+    return outside + LAYOUT_OFF_COST
+
+
 def _from_infotext(read):
     """An infotext paste function: reads one setting out of the pasted region document."""
     def paste(params):
         try:
-            doc = parse_region_document(params.get(INFOTEXT_KEY))
+            doc = parse_region_document(params.get(INFOTEXT_KEY), untagged_version=1)
         except RegEditError:
             return gr.update()
         return gr.update() if doc is None else read(doc)
@@ -107,8 +131,9 @@ class RegEditScript(scripts.Script):
                                 info="attention: one UNet pass; latent: MultiDiffusion, a pass per region")
                 whole_start = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Whole prompt joins after (fraction of steps)")
             with gr.Row():
-                layout = gr.Checkbox(False, label="Layout init (txt2img)", elem_id=f"regedit_layout_{tab}",
-                                     info="start from the DDIM inversion of a sketch of the boxes (seed 003)")
+                layout = gr.Checkbox(True, label="Layout init (txt2img)", elem_id=f"regedit_layout_{tab}",
+                                     info="start from the DDIM inversion of a sketch of the boxes "
+                                          "(Sun et al. 2024, spatial-aware latent initialisation)")
                 init_noise = gr.Slider(0.0, 1.0, value=0.25, step=0.05, label="Layout init: seed noise share")
             with gr.Row():
                 kssa = gr.Checkbox(False, label="Keyword selection + KSSA", elem_id=f"regedit_kssa_{tab}",
@@ -119,6 +144,7 @@ class RegEditScript(scripts.Script):
                 reweight = gr.Radio(["logit", "softmax"], value="logit", label="KSSA reweighting",
                                     info="logit: pre-softmax ×scale (paper); softmax: post-softmax, renormalised")
                 levels = gr.CheckboxGroup(["down", "mid", "up"], value=["down"], label="KSSA layers")
+            note = gr.Markdown(_outside_note(True), elem_id=f"regedit_note_{tab}")
             gr.HTML("", elem_id=f"regedit_canvas_{tab}")
             with gr.Accordion("Regions as a table", open=False):
                 table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "number", "number", "number", "number"],
@@ -140,14 +166,15 @@ class RegEditScript(scripts.Script):
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
         for control in (mode, layout, kssa, reweight, levels):
             control.change(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
+        layout.change(_outside_note, inputs=[layout], outputs=[note])
         for control in (whole_start, init_noise, keywords, scale):
             control.release(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [
-            (doc, INFOTEXT_KEY),
+            (doc, _pasted_document),
             (enabled, lambda params: INFOTEXT_KEY in params),
             (mode, _from_infotext(lambda d: d.mode)),
             (whole_start, _from_infotext(lambda d: d.whole_prompt_start)),
-            (layout, _from_infotext(lambda d: d.init == "layout")),
+            (layout, _from_infotext(lambda d: d.init != "noise")),
             (init_noise, _from_infotext(lambda d: d.init_noise)),
             (kssa, _from_infotext(lambda d: d.kssa.enabled)),
             (keywords, _from_infotext(lambda d: d.kssa.keywords)),
@@ -250,7 +277,8 @@ def _wrap_sample(p) -> None:
         session = getattr(p, "_regedit", None)
         if session is None:
             return original(*args, **kwargs)
-        if session.document.init == "layout":
+        if session.document.uses_layout_init(from_image=bool(getattr(p, "init_images", None))) \
+                or session.document.init == "layout":  # an explicit "layout" in img2img gets the note
             _start_from_layout(p, session.document)  # before the UNet is patched: the plain model inverts
         if session.document.guidance.enabled and not getattr(p, "_regedit_guidance_noted", False):
             p._regedit_guidance_noted = True

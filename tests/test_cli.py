@@ -45,11 +45,12 @@ def test_bad_document_exits_with_the_message(model_dir, tmp_path, capsys):
     assert "regions[0].w" in capsys.readouterr().err
 
 
-def test_missing_model_is_a_clear_error(tmp_path):
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
     regions = tmp_path / "r.json"
     regions.write_text('{"prompt": "p", "regions": []}')
-    with pytest.raises(SystemExit, match="--model"):
-        main(["generate", "--regions", str(regions), "--out", str(tmp_path / "o.png"), "--model", str(tmp_path / "nope")])
+    assert main(["generate", "--regions", str(regions), "--out", str(tmp_path / "o.png"), "--model",
+                 str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.startswith("RegEdit: --model: ")
 
 
 def test_infotext_quoting_round_trips():

@@ -52,7 +52,9 @@ def test_document_fields_and_errors():
     doc = parse_region_document(DOC)
     assert doc.init == "layout" and doc.init_noise == 0.25
     assert parse_region_document(doc.to_json()) == doc and '"init":"layout"' in doc.to_json()
-    assert "init" not in parse_region_document(dict(DOC, init="noise")).to_json()
+    assert '"init":"noise"' in parse_region_document(dict(DOC, init="noise")).to_json()  # not the default
+    assert '"init"' not in parse_region_document(dict(DOC, init="auto")).to_json()
+    assert '"init"' not in parse_region_document(dict(DOC, init="noise", version=1)).to_json()  # v1's default
     with pytest.raises(RegEditError, match="init: 'sketch' is not allowed"):
         parse_region_document(dict(DOC, init="sketch"))
     with pytest.raises(RegEditError, match="init_noise"):

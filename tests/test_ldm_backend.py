@@ -99,7 +99,7 @@ def test_cond_and_uncond_rows_are_read_from_the_sampler(unet, mode, fusion_mode)
 
 
 def test_identical_prompts_reproduce_the_plain_output(unet):
-    doc = parse_region_document({"prompt": "whole", "regions": [
+    doc = parse_region_document({"prompt": "whole", "background_prompt": "whole", "regions": [
         {"x": 0.1, "y": 0.1, "w": 0.5, "h": 0.7, "prompt": "whole"}]})
     x = torch.randn(1, 4, 16, 16)
     cond, uncond = ENCODE("whole"), ENCODE("")

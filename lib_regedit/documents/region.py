@@ -18,9 +18,18 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
   ignored), ``keywords`` (user keywords, always kept by keyword selection).
 - ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
-  inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, seed 003; see
-  ``lib_regedit/layout_init.py``) and ``init_noise`` (the seed noise's share of the variance in
-  layout init, default 0.25).
+  inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, seed 003, see
+  ``lib_regedit/layout_init.py``; "auto", the default: layout where the generation starts from noise
+  and the document has an object box, the seed's noise where it starts from an image, img2img) and
+  ``init_noise`` (the seed noise's share of the variance in layout init, default 0.25).
+- ``background_prompt``: what the background r_bg says when no region has the background role
+  ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
+  see ``lib_regedit/background.py``).
+- ``version``: the defaults a document was written against. Version 2 (the current one) has the
+  defaults above, chosen by measurement (README, "Defaults"). Version 1 documents, and infotexts
+  written before version 2 existed (read with ``untagged_version=1``), keep the old defaults: the
+  whole prompt fills the background and ``init`` is "noise". A document without ``prompt`` uses its
+  object regions' prompts joined with " and ".
 - ``kssa``: keyword selection and keyword-selected self-attention (MRGD §3.2), ``true`` or an object
   ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
   (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
@@ -37,6 +46,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..background import SOURCES as BACKGROUND_SOURCES
 from ..errors import RegEditError
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
 
@@ -44,11 +54,18 @@ MAX_REGIONS = 32
 MAX_PROMPT_CHARS = 4000
 BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
-INITS = ("noise", "layout")
+INITS = ("auto", "noise", "layout")
+VERSION = 2
+# The defaults that changed between document versions; a document keeps those of its version.
+VERSION_DEFAULTS = {
+    1: {"init": "noise", "background_prompt": "whole"},
+    2: {"init": "auto", "background_prompt": "rest"},
+}
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
-                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "guidance")
+                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "guidance",
+                   "background_prompt")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
 GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale")
 LEVELS = ("down", "mid", "up")
@@ -116,10 +133,18 @@ class RegionDocument:
     whole_prompt_weight: float = 0.5
     background_weight: float = 1.0
     kssa: KssaOptions = KssaOptions()
-    init: str = "noise"
+    init: str = VERSION_DEFAULTS[VERSION]["init"]
     init_noise: float = 0.25
     guidance: GuidanceOptions = GuidanceOptions()
-    version: int = 1
+    background_prompt: str = VERSION_DEFAULTS[VERSION]["background_prompt"]
+    version: int = VERSION
+
+    def uses_layout_init(self, from_image: bool = False) -> bool:
+        """Whether this generation starts from layout init: ``"layout"``, or ``"auto"`` when it starts
+        from noise (not img2img, ``from_image``) and there is an object box to sketch."""
+        if self.init == "layout":
+            return True
+        return self.init == "auto" and not from_image and bool(self.object_regions)
 
     @property
     def object_regions(self) -> tuple[Region, ...]:
@@ -141,7 +166,8 @@ class RegionDocument:
         ``full``; it parses back to an equal document."""
         data = self.to_dict()
         if not full:
-            data = _drop_defaults(data, RegionDocument("", ()))
+            data = _drop_defaults(data, RegionDocument("", (), version=self.version,
+                                                       **VERSION_DEFAULTS[self.version]))
             data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
             if "kssa" in data:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
@@ -151,7 +177,7 @@ class RegionDocument:
 
 
 def _drop_defaults(data: dict, default) -> dict:
-    keep = {"prompt", "regions", "x", "y", "w", "h", "enabled"}
+    keep = {"version", "prompt", "regions", "x", "y", "w", "h", "enabled"}
     return {k: v for k, v in data.items() if k in keep or v != _plain(getattr(default, k))}
 
 
@@ -169,23 +195,30 @@ def _region_dict(region: Region) -> dict:
     return data
 
 
-def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument | None:
+def parse_region_document(value: Any, field: str = "regedit", untagged_version: int = VERSION) -> RegionDocument | None:
     """Validate a region document given as a dict or a JSON string.
 
+    A document without ``version`` is read as ``untagged_version``: the current one, except for
+    infotexts, whose untagged documents were written before versions existed (pass 1).
     Returns ``None`` for an empty value (no regions requested). Raises :class:`RegEditError`.
     """
     obj = load_json_object(value, field)
     if obj is None:
         return None
     reject_unknown(obj, DOCUMENT_FIELDS, "")
-    version = get_number(obj, "version", "", default=1, lo=1, hi=1)
-    prompt = get_string(obj, "prompt", "", required=True, max_chars=MAX_PROMPT_CHARS)
-    negative = get_string(obj, "negative_prompt", "", default="", max_chars=MAX_PROMPT_CHARS)
+    version = _whole(obj, "version", "", default=untagged_version, lo=1, hi=VERSION)
+    defaults = VERSION_DEFAULTS[version]
     raw_regions = get_list(obj, "regions", "", max_items=MAX_REGIONS, required=True)
     regions = tuple(_parse_region(r, f"regions[{i}]") for i, r in enumerate(raw_regions))
     if sum(r.is_background for r in regions) > 1:
         raise RegEditError("regions", "more than one region has role \"background\"",
                            "keep one background region and make the others \"object\"")
+    joined = " and ".join(r.prompt.strip() for r in regions if not r.is_background)
+    if "prompt" not in obj and not joined:
+        raise RegEditError("prompt", "is missing and there is no object region to take it from",
+                           'write the whole-image prompt, e.g. "prompt": "a red circle and a blue square"')
+    prompt = get_string(obj, "prompt", "", default=joined, max_chars=MAX_PROMPT_CHARS)
+    negative = get_string(obj, "negative_prompt", "", default="", max_chars=MAX_PROMPT_CHARS)
     return RegionDocument(
         prompt=prompt,
         negative_prompt=negative,
@@ -195,10 +228,12 @@ def parse_region_document(value: Any, field: str = "regedit") -> RegionDocument 
         whole_prompt_weight=get_number(obj, "whole_prompt_weight", "", default=0.5, lo=0.0, hi=10.0),
         background_weight=get_number(obj, "background_weight", "", default=1.0, lo=0.0, hi=10.0),
         kssa=_parse_kssa(obj.get("kssa"), "kssa"),
-        init=get_string(obj, "init", "", default="noise", choices=INITS),
+        init=get_string(obj, "init", "", default=defaults["init"], choices=INITS),
         init_noise=get_number(obj, "init_noise", "", default=0.25, lo=0.0, hi=1.0),
         guidance=_parse_guidance(obj.get("guidance"), "guidance"),
-        version=int(version),
+        background_prompt=get_string(obj, "background_prompt", "", default=defaults["background_prompt"],
+                                     choices=BACKGROUND_SOURCES),
+        version=version,
     )
 
 
@@ -245,7 +280,7 @@ def _parse_levels(obj: dict, field: str, default: list[str]) -> tuple[str, ...]:
 def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> int:
     value = get_number(obj, name, field, default=default, lo=lo, hi=hi)
     if value != int(value):
-        raise RegEditError(f"{field}.{name}", f"{value:g} is not a whole number", "write a whole number")
+        raise RegEditError(f"{field}.{name}" if field else name, f"{value:g} is not a whole number", "write a whole number")
     return int(value)
 
 
