@@ -81,10 +81,14 @@ def test_evaluate_runs_every_column_on_a_real_pipeline(tmp_path):
 
     pipe = tiny_sd_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    summary = evaluate(pipe, seeds=(0,), steps=2, layouts=LAYOUTS[:1], image_dir=tmp_path, log=lambda m: None)
-    assert list(summary["modes"]) == ["plain", "regions", "regions+layout"]
+    summary = evaluate(pipe, seeds=(0,), steps=2, layouts=LAYOUTS[:1], image_dir=tmp_path, log=lambda m: None,
+                       defaults_rows=True)
+    assert list(summary["modes"]) == ["plain", "defaults", "old defaults", "regions", "regions+layout"]
     assert all(m["boxes"] == 2 for m in summary["modes"].values())
-    assert len(list(tmp_path.glob("*.png"))) == 6  # each column's image and its edit
+    assert len(list(tmp_path.glob("*.png"))) == 10  # each column's image and its edit
+    # the defaults row is a document with only regions; the old one the same at version 1
+    assert not (tmp_path / "layout0_seed0_defaults.png").read_bytes() == \
+        (tmp_path / "layout0_seed0_old_defaults.png").read_bytes()
     table = format_table(summary)
     assert "regions+layout" in table and "adherence gain (regions+layout - plain)" in table
     guided = evaluate(pipe, seeds=(0,), steps=2, layouts=LAYOUTS[:1], inits=("noise",), log=lambda m: None,

@@ -173,6 +173,7 @@ class RegionDocument:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
             if "guidance" in data:
                 data["guidance"] = _drop_defaults(data["guidance"], GuidanceOptions())
+        data = {"version": data.pop("version"), **data}  # first: it says which defaults the rest leaves out
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 

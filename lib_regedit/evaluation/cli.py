@@ -3,8 +3,13 @@
 For each fixed layout and seed:
 
 - **plain**: the whole caption ("a red circle and a blue square") with no regions;
+- **defaults**: what a new user writes, the whole caption and one region per object and nothing
+  else, so every setting is the document's default (version 2: the rest of the prompt outside the
+  boxes, layout init); **old defaults**: the same document at version 1 (the whole prompt outside the
+  boxes, noise init). ``--no-defaults`` leaves these two out;
 - **regions**: the same caption as the whole prompt plus one region per object ("a red circle" in
-  its box), through ``lib_regedit.api.generate``;
+  its box) and a background region with the model's blank caption, from the seed's noise, through
+  ``lib_regedit.api.generate``;
 - **regions+layout**: the same document with ``"init": "layout"``, the spatial-aware initial latent
   of ``lib_regedit.layout_init`` (seed 003);
 - with ``--guidance [ETA]``, both region columns add layout guidance (``lib_regedit.layout_guidance``).
@@ -157,7 +162,8 @@ def load(model: str | None):
 
 def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: int | None = None,
              layouts=None, image_dir: Path | None = None, background: str | None = BLANK_CAPTION,
-             mode: str | None = None, inits=("noise", "layout"), guidance: dict | None = None, log=print) -> dict:
+             mode: str | None = None, inits=("noise", "layout"), guidance: dict | None = None,
+             defaults_rows: bool = False, log=print) -> dict:
     size = size or pipe.unet.config.sample_size * (2 ** (len(pipe.vae.config.block_out_channels) - 1))
     layouts = layouts or LAYOUTS
     gen = Generator(pipe, steps, cfg, size)
@@ -165,8 +171,9 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
     columns = {"noise": "regions", "layout": "regions+layout"}
     if guidance:
         columns = {k: v + "+guidance" for k, v in columns.items()}
+    defaults = {"defaults": {}, "old defaults": {"version": 1}} if defaults_rows else {}
     rows = {m: {"adherence": [], "centroid": [], "ssim_in": [], "ssim_out": []}
-            for m in ["plain"] + [columns[i] for i in inits]}
+            for m in ["plain"] + list(defaults) + [columns[i] for i in inits]}
     loc: dict = {}
     t0 = time.time()
     for li, layout in enumerate(layouts):
@@ -176,6 +183,8 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
                        region_document(edited(layout), background=background, mode=mode, init=init,
                                        guidance=guidance))
                 for init in inits}
+        for column, fields in defaults.items():
+            docs[column] = tuple(dict(region_document(lay, background=None), **fields) for lay in (layout, edited(layout)))
         for seed in seeds:
             with AttentionRecorder(pipe.unet, (latent, latent)) as rec:
                 plain = gen.plain(prompt, seed)
@@ -183,10 +192,10 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
             for key, vals in localisation_scores(rec, pipe.tokenizer, prompt, layout, dets).items():
                 loc.setdefault(key, []).extend(vals)
             images = {"plain": (plain, gen.plain(edit_prompt, seed))}
-            for init, (doc, doc_edit) in docs.items():
+            for key, (doc, doc_edit) in docs.items():
                 reg = gen.regions(doc, seed)
                 if reg is not None:
-                    images[columns[init]] = (reg, gen.regions(doc_edit, seed))
+                    images[columns.get(key, key)] = (reg, gen.regions(doc_edit, seed))
             for column, (img, img_edit) in images.items():
                 d = dets if column == "plain" else detect(img)
                 for colour, shape, box in layout:
@@ -197,8 +206,9 @@ def evaluate(pipe, *, seeds=(0, 1, 2), steps: int = 20, cfg: float = 7.5, size: 
                 rows[column]["ssim_out"].append(s_out)
                 if image_dir is not None:
                     image_dir.mkdir(parents=True, exist_ok=True)
-                    img.save(image_dir / f"layout{li}_seed{seed}_{column}.png")
-                    img_edit.save(image_dir / f"layout{li}_seed{seed}_{column}_edit.png")
+                    name = column.replace(" ", "_")
+                    img.save(image_dir / f"layout{li}_seed{seed}_{name}.png")
+                    img_edit.save(image_dir / f"layout{li}_seed{seed}_{name}_edit.png")
         log(f"layout {li + 1}/{len(layouts)} done ({time.time() - t0:.0f}s)")
     return summarise(rows, loc)
 
@@ -262,6 +272,8 @@ def main(argv=None) -> int:
                    help="initial latent of the region runs: the seed's noise, layout init, or both columns")
     p.add_argument("--guidance", nargs="?", type=float, const=30.0, metavar="ETA",
                    help="add layout guidance (eta, default 30) to the region runs")
+    p.add_argument("--no-defaults", action="store_true",
+                   help="leave out the rows of a document with only regions (the defaults, and version 1's)")
     args = p.parse_args(argv)
     if args.threads:
         import torch
@@ -273,7 +285,7 @@ def main(argv=None) -> int:
                        background=args.background or None, mode=args.mode,
                        inits=("noise", "layout") if args.init == "both" else (args.init,),
                        guidance={"scale": args.guidance} if args.guidance is not None else None,
-                       log=lambda m: print(m, file=sys.stderr))
+                       defaults_rows=not args.no_defaults, log=lambda m: print(m, file=sys.stderr))
     print(format_table(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))

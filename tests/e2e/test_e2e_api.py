@@ -98,6 +98,20 @@ def test_pasting_the_infotext_restores_the_regions(webui, model):
     assert pixels(pasted["images"][0]) == pixels(first["images"][0]), "pasting did not reproduce the image"
 
 
+def test_an_infotext_from_before_versions_pastes_to_the_old_defaults(webui):
+    """Infotexts written before document version 2 carry no version: pasting one brings back the old
+    defaults (the whole prompt outside the boxes, noise init) and reproduces its image."""
+    old = webui.generate("txt2img", with_regions(plain_payload(), dict(DOC, version=1)))
+    new = webui.generate("txt2img", with_regions(plain_payload(), DOC))
+    assert pixels(old["images"][0]) != pixels(new["images"][0]), "the defaults did not change"
+    text = json.loads(old["info"])["infotexts"][0]
+    assert '\\"version\\":1,' in text, text
+    untagged = text.replace('\\"version\\":1,', "")  # as the extension wrote it before versions
+    pasted = webui.generate("txt2img", {"infotext": untagged, "width": 64, "height": 64})
+    assert pixels(pasted["images"][0]) == pixels(old["images"][0]), "the old infotext did not reproduce its image"
+    assert json.loads(regedit_value(json.loads(pasted["info"])["infotexts"][0]))["version"] == 1
+
+
 def test_bad_document_fails_clearly_and_leaves_no_trace(webui, assert_plain_unchanged):
     bad = {"prompt": "x", "regions": [{"x": 0.5, "y": 0.0, "w": 0.8, "h": 0.5, "prompt": "too wide"}]}
     r = webui.post("/sdapi/v1/txt2img", with_regions(plain_payload(), bad))

@@ -151,14 +151,24 @@ def test_txt2img_with_regions_and_paste(page, webui):
     setup_tab(page, "txt2img", "a landscape")
     open_accordion(page, "txt2img")
     draw_regions(page, "txt2img", BOXES)
-    page.locator("#regedit_layout_txt2img input").check()  # layout init: the document follows the box
+    # A fresh page: layout init is on, and one line says what covers the outside of the boxes.
+    layout = page.locator("#regedit_layout_txt2img input")
+    note = page.locator("#regedit_note_txt2img")
+    assert layout.is_checked()
+    assert "Outside the boxes" in note.inner_text() and "Layout init places" in note.inner_text()
+    layout.uncheck()  # switched off: the document follows the box, and the line says what it costs
     page.wait_for_function("(document.querySelector('#regedit_doc_txt2img textarea').value || '')"
-                           ".includes('\"init\": \"layout\"')", timeout=30_000)
+                           ".includes('\"init\": \"noise\"')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#regedit_note_txt2img').innerText.includes('Layout init is off')",
+                           timeout=30_000)
+    layout.check()
+    page.wait_for_function("(document.querySelector('#regedit_doc_txt2img textarea').value || '')"
+                           ".includes('\"init\": \"auto\"')", timeout=30_000)
     info, image = generate_and_read(page, webui, "txt2img")
     assert image.size == (64, 64)
     infotext = image.info.get("parameters", "")
     assert "RegEdit" in infotext and "a red circle" in infotext and "a blue square" in infotext, infotext
-    assert '\\"init\\":\\"layout\\"' in infotext, infotext
+    assert '\\"version\\":2' in infotext and '\\"init\\"' not in infotext, infotext  # the defaults
 
     # Paste: a fresh page, the infotext in the prompt box, the WebUI's paste button.
     page.reload()

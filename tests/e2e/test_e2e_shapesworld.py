@@ -93,3 +93,28 @@ def test_layout_init_puts_objects_in_their_boxes(webui, shapesworld):
                 boxes += 1
     log(f"ShapesWorld in the WebUI, per-box adherence with layout init over {boxes} boxes: {hits / boxes:.3f}")
     assert hits / boxes >= 0.75
+
+
+FIRST_TRY = {"regions": [{"x": 0.05, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a red circle"},
+                         {"x": 0.55, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a blue square"}]}
+
+
+def both_in_their_boxes(image) -> bool:
+    det = detect(image)
+    return all(metrics.box_adherence(det, (r["x"], r["y"], r["w"], r["h"]), *r["prompt"].split()[1:])
+               for r in FIRST_TRY["regions"])
+
+
+@pytest.mark.parametrize("sampler", ["DPM++ 2M", "Euler a"])
+def test_two_boxes_with_default_settings_land_on_the_first_try(webui, shapesworld, sampler):
+    """A new user's first try: the whole prompt, a box on the left and one on the right, nothing else
+    set (the document holds only the regions), the WebUI's default steps and CFG, seeds 1-10. Version
+    1 documents keep the old defaults (whole prompt outside the boxes, noise init), logged beside."""
+    payload = sw_payload("a red circle and a blue square", sampler_name=sampler, cfg_scale=7.0, seed=1,
+                         batch_size=10)
+    new = images(webui.generate("txt2img", with_regions(payload, FIRST_TRY), model=shapesworld))
+    old = images(webui.generate("txt2img", with_regions(payload, dict(FIRST_TRY, version=1)), model=shapesworld))
+    new_hits, old_hits = sum(map(both_in_their_boxes, new)), sum(map(both_in_their_boxes, old))
+    log(f"ShapesWorld first try in the WebUI, {sampler}, seeds 1-10: both objects in their boxes "
+        f"{new_hits}/10 with the defaults, {old_hits}/10 with the version-1 defaults")
+    assert len(new) == 10 and new_hits >= 9, new_hits
