@@ -19,12 +19,8 @@ def _generate(args) -> int:
     from .preview import draw_layout
 
     _check_arguments(args)
-    try:
-        text = Path(args.regions).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RegEditError("--regions", f"cannot read {args.regions} ({getattr(exc, 'strerror', None) or exc})",
-                           "give the path of a region document (a JSON file; see examples/two_shapes.json)")
-    document = parse_region_document(text, field=f"--regions {args.regions}")
+    text, untagged = _read_regions(args.regions)
+    document = parse_region_document(text, field=f"--regions {args.regions}", untagged_version=untagged)
     if document is None:
         raise RegEditError("--regions", f"{args.regions} is empty",
                            "write a region document (see examples/two_shapes.json)")
@@ -62,6 +58,32 @@ def _generate(args) -> int:
             draw_keyword_maps(result.image, document, result.extras["keyword_maps"], result.extras["keywords"]).save(maps_path)
             print(f"wrote {maps_path}")
     return 0
+
+
+def _read_regions(path: str) -> tuple[str, int]:
+    """The document text, and the version a document without one is read as: a JSON file is read as
+    today's; a PNG's parameters text (ours or the WebUI's) was written before versions existed when it
+    has none, so it keeps the defaults it was made with."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .documents.region import VERSION
+    from .infotext import regions_entry
+
+    fix = "give a region document (a JSON file; see examples/two_shapes.json) or a PNG made with RegEdit"
+    if Path(path).suffix.lower() == ".png":
+        try:
+            with Image.open(path) as image:
+                parameters = image.text.get("parameters", "")
+        except (OSError, UnidentifiedImageError) as exc:
+            raise RegEditError("--regions", f"cannot read {path} as a PNG ({exc})", fix)
+        entry = regions_entry(parameters)
+        if entry is None:
+            raise RegEditError("--regions", f"{path} carries no RegEdit regions in its parameters", fix)
+        return entry, 1
+    try:
+        return Path(path).read_text(encoding="utf-8"), VERSION
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegEditError("--regions", f"cannot read {path} ({getattr(exc, 'strerror', None) or exc})", fix)
 
 
 def _check_arguments(args) -> None:
@@ -104,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib_regedit", description="Region-level control for Stable Diffusion.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate an image from a region document")
-    gen.add_argument("--regions", required=True, help="region document (JSON file)")
+    gen.add_argument("--regions", required=True,
+                     help="region document (JSON file), or a PNG made with RegEdit (its document, its defaults)")
     gen.add_argument("--out", required=True, help="output PNG (carries the parameters text)")
     gen.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
     gen.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")

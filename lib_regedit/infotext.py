@@ -28,6 +28,22 @@ def unquote(text: str) -> str:
         return text
 
 
+def regions_entry(parameters: str) -> str | None:
+    """The ``RegEdit regions`` value of a parameters text (its last line), unquoted, or None."""
+    line = parameters.rsplit("\n", 1)[-1]
+    start = line.find(INFOTEXT_KEY + ": ")
+    if start < 0:
+        return None
+    rest = line[start + len(INFOTEXT_KEY) + 2:]
+    if rest.startswith('"'):
+        try:
+            value, _ = json.JSONDecoder().raw_decode(rest)
+            return value
+        except json.JSONDecodeError:
+            return None
+    return rest.split(", ", 1)[0]
+
+
 def parameters_text(prompt: str, negative_prompt: str, params: dict) -> str:
     lines = [prompt]
     if negative_prompt:

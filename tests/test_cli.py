@@ -75,3 +75,36 @@ def test_single_file_checkpoint_loads_with_its_config_folder(tmp_path):
     moved = tmp_path / "elsewhere.safetensors"
     moved.write_bytes(info["checkpoint"].read_bytes())
     assert type(load_pipeline(moved, config=str(info["folder"]))).__name__ == "StableDiffusionPipeline"
+
+
+def test_a_png_from_before_versions_regenerates_with_its_old_defaults(model_dir, tmp_path):
+    """``--regions IMAGE.png`` reads the document from the PNG's parameters; one written before
+    document versions (no "version") keeps version 1's defaults and reproduces its image."""
+    import numpy as np
+    from PIL import PngImagePlugin
+
+    regions = {"prompt": "a red circle and a dog", "regions": [
+        {"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"}]}
+    common = ["--model", str(model_dir), "--steps", "3", "--seed", "4"]
+    v1, v2 = tmp_path / "v1.json", tmp_path / "v2.json"
+    v1.write_text(json.dumps(dict(regions, version=1)))
+    v2.write_text(json.dumps(regions))
+    assert main(["generate", "--regions", str(v1), "--out", str(tmp_path / "v1.png"), *common]) == 0
+    assert main(["generate", "--regions", str(v2), "--out", str(tmp_path / "v2.png"), *common]) == 0
+    old = Image.open(tmp_path / "v1.png")
+    text = old.text["parameters"]
+    assert '\\"version\\":1,' in text
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text.replace('\\"version\\":1,', ""))  # as written before versions
+    old.save(tmp_path / "saved.png", pnginfo=info)
+    assert main(["generate", "--regions", str(tmp_path / "saved.png"), "--out", str(tmp_path / "again.png"),
+                 *common]) == 0
+    pixels = [np.asarray(Image.open(tmp_path / n), dtype=np.int16) for n in ("v1.png", "again.png", "v2.png")]
+    assert np.array_equal(pixels[0], pixels[1])
+    assert np.abs(pixels[0] - pixels[2]).max() > 0  # the defaults did change
+
+
+def test_regions_from_a_png_without_them(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    assert main(["generate", "--regions", str(tmp_path / "plain.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert capsys.readouterr().err.startswith("RegEdit: --regions: ")
