@@ -28,6 +28,7 @@ its their his her while plus some two three four
 """.split())
 ARTICLES = frozenset({"a", "an", "the", "some"})
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
+EXTRA_NETWORK = re.compile(r"<[^<>]*>")  # the WebUI's <lora:name:1> tags: not words, applied to the whole model
 
 
 def _words(text: str) -> list[str]:
@@ -37,14 +38,14 @@ def _words(text: str) -> list[str]:
 def rest_of_prompt(prompt: str, region_prompts) -> str:
     """``prompt`` with each region prompt taken out, then each remaining word that a region prompt
     names (other than joining words; plurals match), and the joining words left dangling. Commas
-    separate parts.
+    separate parts; the WebUI's extra-network tags (``<lora:name:1>``) are dropped.
 
     >>> rest_of_prompt("a red circle and a blue square", ["a red circle", "a blue square"])
     ''
     >>> rest_of_prompt("a photo of a cat and a dog on the grass, best quality", ["a cat", "a dog"])
     'a photo on the grass, best quality'
     """
-    text = prompt
+    text = EXTRA_NETWORK.sub(" ", prompt)
     phrases = sorted({p.strip() for p in region_prompts if p and p.strip()}, key=len, reverse=True)
     for phrase in phrases:
         text = re.sub(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", " , " if "," in phrase else " ", text,

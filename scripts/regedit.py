@@ -29,7 +29,8 @@ from lib_regedit.webui_session import WebUISession  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
 # Measured on the bundled model (README, "Defaults"); shown when the user unticks layout init.
-LAYOUT_OFF_COST = "Layout init is off: objects land in their boxes less often."
+LAYOUT_OFF_COST = ("Layout init is off: generation is about 1.6x faster, but objects often land outside their "
+                   "boxes (on a test model not trained for regions, 0.20 of boxes held their object instead of 0.89).")
 
 
 def _doc_to_table(doc_text: str):

@@ -24,6 +24,7 @@ BOXES = [{"x": 0.05, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a red circle"},
     ("A Red Circle and the blue square", ["a red circle", "blue square"], ""),
     ("a red circle and a blue square on a blank background", ["a red circle", "a blue square"], "a blank background"),
     ("landscape, mountains", ["a castle"], "landscape, mountains"),
+    ("<lora:film:0.8> a castle on a hill, film grain", ["a castle"], "a hill, film grain"),
     # a region phrase not in the prompt: the words it names are still taken out
     ("two cats sleeping on a sofa", ["a sleeping cat, fluffy"], "a sofa"),
 ])
