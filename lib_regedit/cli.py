@@ -60,6 +60,44 @@ def _generate(args) -> int:
     return 0
 
 
+def _drag(args) -> int:
+    """``python -m lib_regedit drag``: RegionDrag on an image (``lib_regedit.drag``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from . import generation_limits as limits
+    from .documents import parse_drag_document
+    from .drag.diffusers_drag import check_options, drag
+    from .drag.region_drag import DragOptions
+    from .models import default_model_path, load_pipeline
+
+    limits.check_seed(args.seed, "--seed")
+    options = DragOptions(steps=args.steps, start_t=args.start_t, end_t=args.end_t, handle_noise=args.handle_noise,
+                          mutual_self_attention=not args.no_mutual_self_attention,
+                          copy_paste_every_step=args.copy_paste_every_step)
+    check_options(options, 1000)
+    try:
+        text = Path(args.drag).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegEditError("--drag", f"cannot read {args.drag} ({getattr(exc, 'strerror', None) or exc})",
+                           "give a drag document (a JSON file; see examples/drag_square.json)")
+    document = parse_drag_document(text, field="--drag")
+    if document is None:
+        raise RegEditError("--drag", f"{args.drag} is empty", "write a drag document (see examples/drag_square.json)")
+    try:
+        image = Image.open(args.image)
+        image.load()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RegEditError("--image", f"cannot read {args.image} as an image ({exc})", "give a PNG or JPEG file")
+    model = Path(args.model) if args.model else default_model_path()
+    pipe = load_pipeline(model, config=args.config, field="--model")
+    result = drag(pipe, image, document, prompt=args.prompt, seed=args.seed, options=options, model_name=model.name)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.image.save(out, pnginfo=result.pnginfo())
+    print(f"wrote {out}")
+    return 0
+
+
 def _read_regions(path: str) -> tuple[str, int]:
     """The document text, and the version a document without one is read as: a JSON file is read as
     today's; a PNG's parameters text (ours or the WebUI's) was written before versions existed when it
@@ -150,6 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--kssa-reweight", choices=["logit", "softmax"], help="pre-softmax (default) or post-softmax")
     gen.add_argument("--kssa-levels", help="comma-separated UNet levels for KSSA: down,mid,up (default down)")
     gen.set_defaults(func=_generate)
+    dr = sub.add_parser("drag", help="RegionDrag: move image regions onto targets (gradient-free)")
+    dr.add_argument("--image", required=True, help="the image to edit (its sides multiples of 8 and the VAE factor)")
+    dr.add_argument("--drag", required=True, help="drag document: handle and target regions (JSON file)")
+    dr.add_argument("--out", required=True, help="output PNG (carries the parameters text)")
+    dr.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
+    dr.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
+    dr.add_argument("--prompt", default="", help="what the image shows (default: empty, a neutral prompt)")
+    dr.add_argument("--seed", type=int, default=0)
+    dr.add_argument("--steps", type=int, default=20)
+    dr.add_argument("--start-t", type=float, default=0.5, help="how far to invert, a fraction of the schedule")
+    dr.add_argument("--end-t", type=float, default=0.2, help="copy-paste while the timestep is above this fraction")
+    dr.add_argument("--handle-noise", type=float, default=0.6, help="noise share of the first copy-paste")
+    dr.add_argument("--copy-paste-every-step", action="store_true",
+                    help="paste at every step whatever --end-t says (the reference implementation's behaviour)")
+    dr.add_argument("--no-mutual-self-attention", action="store_true", help="for comparison: keep each branch's own keys")
+    dr.set_defaults(func=_drag)
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)
     return parser

@@ -336,9 +336,7 @@ def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
     alphas = model.alphas_cumprod.detach().float().cpu()
     v_prediction = getattr(model, "parameterization", "eps") == "v"
     with torch.no_grad(), devices.autocast():
-        posterior = model.encode_first_stage(sketch.to(devices.device, devices.dtype_vae))
-        # ldm returns the posterior (its mean, scaled, is deterministic); sgm returns the scaled latent
-        z0 = posterior if isinstance(posterior, torch.Tensor) else posterior.mode() * model.scale_factor
+        z0 = _posterior_mean(model, sketch.to(devices.device, devices.dtype_vae))
         cond = model.get_learned_conditioning([""])
 
     def eps(z, t):
@@ -352,6 +350,18 @@ def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
         return out
 
     return layout_init.invert_sketch(eps, z0.float().cpu(), alphas, steps)
+
+
+def _posterior_mean(model, image):
+    """The sketch's scaled latent, deterministic: the mean of the VAE's posterior. sgm's (SDXL)
+    ``encode_first_stage`` samples the posterior with the unseeded global RNG, which made layout init
+    on SDXL differ between two runs of one seed; the mean is read from the encoder's moments there."""
+    vae = model.first_stage_model
+    encoder, quant_conv = getattr(vae, "encoder", None), getattr(vae, "quant_conv", None)
+    if encoder is not None and isinstance(quant_conv, torch.nn.Module):
+        return quant_conv(encoder(image)).chunk(2, dim=1)[0] * model.scale_factor
+    posterior = model.encode_first_stage(image)  # ldm returns the posterior, others a tensor
+    return posterior if isinstance(posterior, torch.Tensor) else posterior.mode() * model.scale_factor
 
 
 def _fail_sampling(p, exc: Exception) -> None:

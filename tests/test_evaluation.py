@@ -104,3 +104,39 @@ def test_held_out_layouts_come_from_an_unseen_seed():
         len(scene_for(7, 1000).objects) < 2
     training = {tuple(o.box for o in scene_for(0, i).objects) for i in range(2000)}
     assert not any(tuple(box for _, _, box in layout) in training for layout in layouts)
+
+
+def test_drag_cases_and_their_scoring():
+    from lib_regedit.documents import parse_drag_document
+    from lib_regedit.evaluation import drag_eval
+    from lib_regedit.shapesworld.data import Scene, ShapeObject, render
+
+    cases = drag_eval.cases(6)
+    assert [c["kind"] for c in cases] == ["polygon", "mask"] * 3
+    for case in cases:
+        parse_drag_document(case["document"])  # every case is a valid document
+        t = case["target"]
+        assert 0 <= t[0] and t[0] + t[2] <= 1 and 0 <= t[1] and t[1] + t[3] <= 1
+    # scoring: the object rendered at its target succeeds (in most cases: the detector reads a few
+    # small squares as circles); left in place, or also left in place, it fails
+    scored = []
+    for case in cases:
+        obj, (dx, dy) = case["object"], case["offset"]
+        moved = ShapeObject(obj.shape, obj.colour, (obj.box[0] + dx, obj.box[1] + dy, obj.box[2], obj.box[3]),
+                            obj.rgb)
+        scored.append(drag_eval.success(render(Scene(case["scene"].background, (moved,))), case))
+    assert sum(scored) >= 4, scored
+    case = cases[scored.index(True)]
+    obj, (dx, dy) = case["object"], case["offset"]
+    moved = ShapeObject(obj.shape, obj.colour, (obj.box[0] + dx, obj.box[1] + dy, obj.box[2], obj.box[3]), obj.rgb)
+    assert not drag_eval.success(render(Scene(case["scene"].background, (obj,))), case)
+    assert not drag_eval.success(render(Scene(case["scene"].background, (obj, moved))), case)
+
+
+def test_drag_eval_runs_every_column(sd):
+    from lib_regedit.evaluation import drag_eval
+
+    summary = drag_eval.evaluate(sd, n=1, log=lambda m: None)
+    assert list(summary) == list(drag_eval.COLUMNS)
+    assert all(r["cases"] == 1 and 0 <= r["ssim_outside"] <= 1 for r in summary.values())
+    assert "SSIM_outside" in drag_eval.format_table(summary)

@@ -272,6 +272,9 @@ def main(argv=None) -> int:
                    help="initial latent of the region runs: the seed's noise, layout init, or both columns")
     p.add_argument("--guidance", nargs="?", type=float, const=30.0, metavar="ETA",
                    help="add layout guidance (eta, default 30) to the region runs")
+    p.add_argument("--drag", action="store_true",
+                   help="evaluate RegionDrag instead (lib_regedit/evaluation/drag_eval.py): success, SSIM outside, time")
+    p.add_argument("--drag-cases", type=int, default=16, help="with --drag: how many cases")
     p.add_argument("--no-defaults", action="store_true",
                    help="leave out the rows of a document with only regions (the defaults, and version 1's)")
     args = p.parse_args(argv)
@@ -279,6 +282,14 @@ def main(argv=None) -> int:
         import torch
         torch.set_num_threads(args.threads)
     pipe = load(args.model)
+    if args.drag:
+        from . import drag_eval
+
+        drag_summary = drag_eval.evaluate(pipe, n=args.drag_cases, log=lambda m: print(m, file=sys.stderr))
+        print(drag_eval.format_table(drag_summary))
+        if args.json:
+            Path(args.json).write_text(json.dumps(drag_summary, indent=1))
+        return 0
     summary = evaluate(pipe, seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, cfg=args.cfg,
                        layouts=held_out_layouts(args.held_out) if args.held_out else LAYOUTS[:args.layouts],
                        image_dir=Path(args.images) if args.images else None,
