@@ -67,14 +67,17 @@ def _drag(args) -> int:
     from . import generation_limits as limits
     from .documents import parse_drag_document
     from .drag.diffusers_drag import check_options, drag
-    from .drag.region_drag import DragOptions
+    from .drag.region_drag import DragOptions, options_for
     from .models import default_model_path, load_pipeline
 
     limits.check_seed(args.seed, "--seed")
-    options = DragOptions(steps=args.steps, start_t=args.start_t, end_t=args.end_t, handle_noise=args.handle_noise,
-                          mutual_self_attention=not args.no_mutual_self_attention,
-                          copy_paste_every_step=args.copy_paste_every_step)
-    check_options(options, 1000)
+    limits.check_steps(args.steps, 1000, "--steps")
+    try:
+        check_options(DragOptions(steps=args.steps, start_t=0.5 if args.start_t is None else args.start_t,
+                                  end_t=0.2 if args.end_t is None else args.end_t,
+                                  handle_noise=0.6 if args.handle_noise is None else args.handle_noise), 1000)
+    except RegEditError as exc:  # named as the flag the user typed
+        raise RegEditError("--" + exc.field.replace("_", "-"), exc.problem, exc.fix) from None
     try:
         text = Path(args.drag).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -83,6 +86,9 @@ def _drag(args) -> int:
     document = parse_drag_document(text, field="--drag")
     if document is None:
         raise RegEditError("--drag", f"{args.drag} is empty", "write a drag document (see examples/drag_square.json)")
+    options = options_for(document, args.steps, start_t=args.start_t, end_t=args.end_t, handle_noise=args.handle_noise,
+                          mutual_self_attention=False if args.no_mutual_self_attention else None,
+                          copy_paste_every_step=True if args.copy_paste_every_step else None)
     try:
         image = Image.open(args.image)
         image.load()
@@ -197,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--prompt", default="", help="what the image shows (default: empty, a neutral prompt)")
     dr.add_argument("--seed", type=int, default=0)
     dr.add_argument("--steps", type=int, default=20)
-    dr.add_argument("--start-t", type=float, default=0.5, help="how far to invert, a fraction of the schedule")
-    dr.add_argument("--end-t", type=float, default=0.2, help="copy-paste while the timestep is above this fraction")
-    dr.add_argument("--handle-noise", type=float, default=0.6, help="noise share of the first copy-paste")
+    dr.add_argument("--start-t", type=float, help="how far to invert, a fraction of the schedule (default 0.5)")
+    dr.add_argument("--end-t", type=float, help="copy-paste while the timestep is above this fraction (default 0.2)")
+    dr.add_argument("--handle-noise", type=float, help="noise share of the first copy-paste (default 0.6)")
     dr.add_argument("--copy-paste-every-step", action="store_true",
                     help="paste at every step whatever --end-t says (the reference implementation's behaviour)")
     dr.add_argument("--no-mutual-self-attention", action="store_true", help="for comparison: keep each branch's own keys")

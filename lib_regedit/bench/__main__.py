@@ -1,6 +1,7 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance``: region prompting against plain
-sampling, keyword selection + KSSA against regions alone, and layout init and layout guidance
-against regions alone (whole generations, ``whole_generation.py``).
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag``: region prompting against plain
+sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
+against regions alone (whole generations, ``whole_generation.py``), and a RegionDrag edit against
+a plain txt2img (``drag_bench.py``).
 
 The full SD 1.5 UNet architecture (diffusers' UNet2DConditionModel with 320/640/1280/1280 channels
 and cross-attention dim 768) with random weights, at 256×256 (a 32×32 latent), classifier-free
@@ -166,6 +167,11 @@ def main(argv=None) -> None:
         whole.add_argument("--steps", type=int, default=20)
         whole.add_argument("--runs", type=int, default=6)
         whole.add_argument("--threads", type=int, default=1)
+    dragging = sub.add_parser("drag", help="one RegionDrag edit against one plain txt2img, whole runs")
+    dragging.add_argument("--steps", type=int, default=20)
+    dragging.add_argument("--size", type=int, default=256)
+    dragging.add_argument("--runs", type=int, default=3)
+    dragging.add_argument("--threads", type=int, default=1)
     worker = sub.add_parser("_worker")
     worker.add_argument("kind", choices=["timing", "memory"])
     worker.add_argument("modes")
@@ -181,6 +187,10 @@ def main(argv=None) -> None:
         print(json.dumps(result))
     elif args.bench == "kssa":
         kssa(args)
+    elif args.bench == "drag":
+        from . import drag_bench
+
+        drag_bench.run(args)
     elif args.bench in ("layout", "guidance"):
         from . import whole_generation
 

@@ -12,7 +12,12 @@ height), like the region document. A minimal document::
         "target": {"type": "mask", "strokes": [{"points": [[0.6, 0.6], [0.75, 0.7]], "radius": 0.03}]}}
      ]}
 
-Regions (RegionDrag, seed 002, "Dense mapping between user-defined regions"):
+Optional settings (RegionDrag's defaults): ``start_t`` (how far the image is inverted, a fraction of
+the schedule, 0.5), ``end_t`` (copy-paste while the timestep is above this fraction, 0.2),
+``handle_noise`` (the first copy-paste's noise share, 0.6), ``copy_paste_every_step`` (the reference
+implementation's behaviour, false) and ``mutual_self_attention`` (true).
+
+Regions (RegionDrag, "Dense mapping between user-defined regions"):
 
 - ``polygon``: 3 points (a triangle, mapped by an affine transform) or 4 points (a quad, mapped by a
   perspective transform). The handle and the target of a pair must both be polygons with the same
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from ..errors import RegEditError
-from .fields import get_list, get_number, get_string, load_json_object, reject_unknown, type_name
+from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown, type_name
 
 MAX_PAIRS = 16
 MAX_STROKES = 64
@@ -41,7 +46,11 @@ MAX_RADIUS = 0.5
 MIN_POLYGON_AREA = 1e-6  # as a fraction of the image area: about a quarter pixel at 512x512
 REGION_TYPES = ("polygon", "mask")
 
-DOCUMENT_FIELDS = ("version", "pairs")
+DOCUMENT_FIELDS = ("version", "pairs", "start_t", "end_t", "handle_noise", "copy_paste_every_step",
+                   "mutual_self_attention")
+# RegionDrag's settings, optional in the document (its defaults: lib_regedit/drag/region_drag.py)
+SETTING_DEFAULTS = {"start_t": 0.5, "end_t": 0.2, "handle_noise": 0.6, "copy_paste_every_step": False,
+                    "mutual_self_attention": True}
 PAIR_FIELDS = ("handle", "target")
 POLYGON_FIELDS = ("type", "points")
 MASK_FIELDS = ("type", "strokes")
@@ -126,9 +135,18 @@ class DragPair:
 class DragDocument:
     pairs: tuple[DragPair, ...]
     version: int = 1
+    start_t: float = SETTING_DEFAULTS["start_t"]
+    end_t: float = SETTING_DEFAULTS["end_t"]
+    handle_noise: float = SETTING_DEFAULTS["handle_noise"]
+    copy_paste_every_step: bool = SETTING_DEFAULTS["copy_paste_every_step"]
+    mutual_self_attention: bool = SETTING_DEFAULTS["mutual_self_attention"]
+
+    def settings(self) -> dict:
+        return {name: getattr(self, name) for name in SETTING_DEFAULTS}
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "pairs": [p.to_dict() for p in self.pairs]}
+        changed = {k: v for k, v in self.settings().items() if v != SETTING_DEFAULTS[k]}
+        return {"version": self.version, "pairs": [p.to_dict() for p in self.pairs], **changed}
 
     def to_json(self) -> str:
         """Compact JSON for the infotext and the hidden field; parses back to an equal document."""
@@ -149,7 +167,12 @@ def parse_drag_document(value: Any, field: str = "drag") -> DragDocument | None:
     raw_pairs = get_list(obj, "pairs", field, max_items=MAX_PAIRS, required=True)
     budget = [MAX_TOTAL_POINTS]
     pairs = tuple(_parse_pair(p, _path(field, f"pairs[{i}]"), budget) for i, p in enumerate(raw_pairs))
-    return DragDocument(pairs=pairs, version=int(version))
+    settings = {name: get_number(obj, name, field, default=SETTING_DEFAULTS[name], lo=0.0, hi=1.0,
+                                 lo_open=name == "start_t")
+                for name in ("start_t", "end_t", "handle_noise")}
+    for name in ("copy_paste_every_step", "mutual_self_attention"):
+        settings[name] = get_bool(obj, name, field, default=SETTING_DEFAULTS[name])
+    return DragDocument(pairs=pairs, version=int(version), **settings)
 
 
 def _path(field: str, key: str) -> str:

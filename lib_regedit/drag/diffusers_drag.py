@@ -23,7 +23,7 @@ from ..documents import DragDocument, parse_drag_document
 from ..errors import RegEditError
 from ..infotext import parameters_text
 from .mapping import dense_mapping
-from .region_drag import DragOptions, drag_latent
+from .region_drag import DragOptions, drag_latent, options_for
 
 DRAG_INFOTEXT_KEY = "RegEdit drag"
 COMPOSITE_FEATHER = 0.02  # of the image width: the soft edge where the original is composited back
@@ -78,13 +78,15 @@ def composite_mask(document: DragDocument, width: int, height: int, feather: flo
     return np.maximum(np.asarray(soft, dtype=np.float32) / 255, np.asarray(union, dtype=np.float32) / 255)[..., None]
 
 
-def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: DragOptions = DragOptions(),
+def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: DragOptions | None = None,
          progress: bool = True, model_name: str | None = None) -> DragResult:
-    """Drag the handle regions of ``document`` onto its targets in ``image`` (RegionDrag)."""
+    """Drag the handle regions of ``document`` onto its targets in ``image`` (RegionDrag). ``options``
+    default to the document's settings at 20 steps."""
     doc = document if isinstance(document, DragDocument) else parse_drag_document(document)
     if doc is None or not doc.pairs:
         raise RegEditError("drag", "the drag document has no pairs", 'draw at least one handle and target, '
                            'e.g. {"pairs": [{"handle": {...}, "target": {...}}]}')
+    options = options_for(doc) if options is None else options
     limits.check_seed(seed)
     options = check_options(options, pipe.scheduler.config.num_train_timesteps)
     image = check_image(image, pipe.vae_scale_factor)

@@ -47,6 +47,13 @@ class DragOptions:
 Eps = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
+def options_for(document, steps: int = 20, **overrides) -> DragOptions:
+    """The options a drag document asks for (its settings), with ``overrides`` given by the caller."""
+    values = dict(document.settings(), steps=steps)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DragOptions(**values)
+
+
 def pastes_at(options: DragOptions, timestep: int, num_train_timesteps: int) -> bool:
     """Whether the denoise step at ``timestep`` copy-pastes (``end_t`` honoured)."""
     return options.copy_paste_every_step or timestep > options.end_t * num_train_timesteps
