@@ -492,9 +492,20 @@
             this.lastValue = value;
             this.fieldError = null;
             if (field) this.U.writeField(field, value);
+            this.enableOnFirstPair();
             this.previewKey = null;
             this.updateSide();
             this.render();
+        }
+
+        // The first complete pair ticks "Enable" (once: a later untick is respected), as the first box does.
+        enableOnFirstPair() {
+            const count = this.pairs.filter((p) => p.handle && p.target).length;
+            if (count > 0 && !this.hadPairs) {
+                const box = this.U.app().querySelector(`#regedit_enable_${this.tab} input[type=checkbox]`);
+                if (box && !box.checked) box.click();
+            }
+            this.hadPairs = count > 0;
         }
 
         readField(initial) {
@@ -526,6 +537,7 @@
             this.base = Object.assign({}, obj);
             delete this.base.pairs;
             this.pairs = pairs;
+            this.hadPairs = pairs.length > 0;  // loaded, not drawn: leave "Enable" as it is
             this.pending = null;
             if (!initial && before !== this.snapshot()) this.history.push(before);
             if (this.selected && !this.regionAt(this.selected)) this.selected = null;

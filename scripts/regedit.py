@@ -20,7 +20,11 @@ from modules import devices, processing, script_callbacks, scripts, shared
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
-from lib_regedit.documents import parse_region_document  # noqa: E402
+from lib_regedit.documents import parse_drag_document, parse_region_document  # noqa: E402
+from lib_regedit.drag import webui_drag  # noqa: E402
+from lib_regedit.drag.composite import composite  # noqa: E402
+from lib_regedit.drag.diffusers_drag import DRAG_INFOTEXT_KEY  # noqa: E402
+from lib_regedit.drag.region_drag import options_for  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
 from lib_regedit.infotext import INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
@@ -156,11 +160,13 @@ class RegEditScript(scripts.Script):
                     load = gr.Button("Regions → table", elem_id=f"regedit_load_{tab}")
             with gr.Group(elem_classes=["regedit-hidden"]):
                 doc = gr.Textbox("", label="Region document (JSON)", elem_id=f"regedit_doc_{tab}", lines=1)
-                if is_img2img:
-                    gr.Textbox("", label="Drag document (JSON)", elem_id=f"regedit_drag_{tab}", lines=1)
+                drag_doc = gr.Textbox("", label="Drag document (JSON)", elem_id=f"regedit_drag_{tab}", lines=1)
             if is_img2img:
-                with gr.Accordion("Drag regions (RegionDrag input; the copy-paste preview only in this release)",
-                                  open=False):
+                with gr.Accordion("Drag regions (RegionDrag)", open=False):
+                    gr.Markdown("Draw a handle region and where it should go (its target); Generate moves it, in "
+                                "about the time of one generation. The sampler and CFG are not used: RegionDrag "
+                                "inverts the image and denoises it again (Lu et al. 2024).",
+                                elem_id=f"regedit_drag_note_{tab}")
                     gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
@@ -172,7 +178,7 @@ class RegEditScript(scripts.Script):
             control.release(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [
             (doc, _pasted_document),
-            (enabled, lambda params: INFOTEXT_KEY in params),
+            (enabled, lambda params: INFOTEXT_KEY in params or DRAG_INFOTEXT_KEY in params),
             (mode, _from_infotext(lambda d: d.mode)),
             (whole_start, _from_infotext(lambda d: d.whole_prompt_start)),
             (layout, _from_infotext(lambda d: d.init != "noise")),
@@ -183,16 +189,20 @@ class RegEditScript(scripts.Script):
             (reweight, _from_infotext(lambda d: d.kssa.reweight)),
             (levels, _from_infotext(lambda d: list(d.kssa.levels))),
         ]
-        self.paste_field_names = [INFOTEXT_KEY]
-        return [doc, enabled, preview]
+        self.infotext_fields.append((drag_doc, DRAG_INFOTEXT_KEY))
+        self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY]
+        return [doc, enabled, preview, drag_doc]
 
-    def process(self, p, doc=None, enabled=False, preview=False, *args):
+    def process(self, p, doc=None, enabled=False, preview=False, drag_doc=None, *args):
         p._regedit = None
         p._regedit_layout = None
+        p._regedit_drag = None
         # before the WebUI makes this generation's noise: a model switched by override_settings or
         # taken from the checkpoint cache fires no on_model_loaded
         webui_latent_scale.sync(processing, shared.sd_model)
         active = bool(enabled) or bool(getattr(p, "is_api", False))
+        if active and _start_drag(p, drag_doc):
+            return
         if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
             return
         try:
@@ -221,6 +231,14 @@ class RegEditScript(scripts.Script):
         p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
         _wrap_sample(p)
 
+    def postprocess_image(self, p, pp, *args):
+        drag = getattr(p, "_regedit_drag", None)
+        if drag is not None and getattr(p, "init_images", None):
+            from modules import images
+
+            original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+            pp.image = composite(original, pp.image, drag)
+
     def postprocess(self, p, processed, *args):
         session = getattr(p, "_regedit", None)
         if session is None:
@@ -239,6 +257,86 @@ class RegEditScript(scripts.Script):
 
             remove_leftovers(shared.sd_model.model.diffusion_model)
             p._regedit = None
+
+
+def _start_drag(p, drag_doc) -> bool:
+    """RegionDrag in img2img when the drag document has pairs: check it and the checkpoint, then
+    replace the sampling. Returns whether a drag (or its error) took this generation."""
+    try:
+        document = parse_drag_document(drag_doc, field="drag")
+    except RegEditError as exc:
+        _fail_sampling(p, exc)
+        return True
+    if document is None or not document.pairs:
+        return False
+    problem = None
+    if not getattr(p, "init_images", None):
+        problem = RegEditError("drag", "dragging moves part of an image, and this generation has none",
+                               "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")
+    elif _needs_image_conditioning(shared.sd_model):
+        problem = RegEditError("drag", "this checkpoint is an inpainting or instruct-pix2pix model, which "
+                                       "RegionDrag does not support", "load an ordinary SD 1.x or SDXL checkpoint")
+    elif getattr(p, "image_mask", None) is not None:
+        problem = RegEditError("drag", "an inpainting mask is set; a drag edits the regions it moves",
+                               "clear the mask, or use the img2img tab without one")
+    if problem is not None:
+        _fail_sampling(p, problem)
+        return True
+    p._regedit_drag = document
+    p.extra_generation_params[DRAG_INFOTEXT_KEY] = document.to_json()
+    original = p.sample
+
+    @functools.wraps(original)
+    def sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        return _drag_sample(p, document, seeds, prompts)
+
+    p.sample = sample
+    return True
+
+
+def _needs_image_conditioning(model) -> bool:
+    key = getattr(getattr(model, "model", None), "conditioning_key", None)
+    return key in ("hybrid", "concat", "crossattn-adm") or getattr(model, "is_sdxl_inpaint", False)
+
+
+def _drag_sample(p, document, seeds, prompts):
+    """img2img's sampling replaced by RegionDrag on ``p.init_latent`` (``lib_regedit.drag.webui_drag``),
+    with the WebUI's progress bar and interrupt."""
+    from modules import prompt_parser
+
+    model = shared.sd_model
+    with torch.no_grad(), devices.autocast():
+        conds = [model.get_learned_conditioning(prompt_parser.SdConditioning([prompt], width=p.width, height=p.height))
+                 for prompt in prompts]
+    rows = p.init_latent.shape[0]
+    options = options_for(document, p.steps)
+    shared.state.sampling_steps = options.evaluations * rows
+    shared.state.sampling_step = 0
+
+    def progress(done, total):
+        shared.state.sampling_step += 1
+
+    def should_stop():
+        return bool(shared.state.interrupted or shared.state.skipped)
+
+    def eps_of_row(i, x, t):
+        return _model_eps(model, x, t, conds[min(i, len(conds) - 1)])
+
+    latents = webui_drag.drag_batch(model.model.diffusion_model, eps_of_row, p.init_latent, seeds, document, p.steps,
+                                    model.alphas_cumprod.detach(), progress, should_stop)
+    return latents.to(p.init_latent.device, p.init_latent.dtype)
+
+
+def _model_eps(model, z, t, cond):
+    """The checkpoint's noise prediction for latents ``z`` at timestep ``t`` (v-prediction converted)."""
+    x = z.to(devices.device, devices.dtype_unet)
+    ts = torch.full((x.shape[0],), int(t), device=devices.device, dtype=torch.long)
+    with torch.no_grad(), devices.autocast():
+        out = model.apply_model(x, ts, cond).float()
+    if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
+        a = model.alphas_cumprod[int(t)].float().to(out.device)
+        out = a.sqrt() * out + (1 - a).sqrt() * z.to(out.device).float()
+    return out
 
 
 def _encoder():
@@ -334,20 +432,12 @@ def _note(p, text: str) -> None:
 def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
     sketch = layout_init.document_sketch(document, width, height)
     alphas = model.alphas_cumprod.detach().float().cpu()
-    v_prediction = getattr(model, "parameterization", "eps") == "v"
     with torch.no_grad(), devices.autocast():
         z0 = _posterior_mean(model, sketch.to(devices.device, devices.dtype_vae))
         cond = model.get_learned_conditioning([""])
 
     def eps(z, t):
-        x = z.to(devices.device, devices.dtype_unet)
-        ts = torch.full((x.shape[0],), int(t), device=devices.device, dtype=torch.long)
-        with torch.no_grad(), devices.autocast():
-            out = model.apply_model(x, ts, cond).float().cpu()
-        if v_prediction:  # eps = sqrt(a) v + sqrt(1 - a) x_t
-            a = alphas[int(t)]
-            out = a.sqrt() * out + (1 - a).sqrt() * z
-        return out
+        return _model_eps(model, z, t, cond).cpu()
 
     return layout_init.invert_sketch(eps, z0.float().cpu(), alphas, steps)
 

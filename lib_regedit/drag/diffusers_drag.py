@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .. import generation_limits as limits
@@ -22,11 +22,11 @@ from ..backends import diffusers_backend
 from ..documents import DragDocument, parse_drag_document
 from ..errors import RegEditError
 from ..infotext import parameters_text
+from .composite import composite
 from .mapping import dense_mapping
 from .region_drag import DragOptions, drag_latent, options_for
 
 DRAG_INFOTEXT_KEY = "RegEdit drag"
-COMPOSITE_FEATHER = 0.02  # of the image width: the soft edge where the original is composited back
 
 
 @dataclass
@@ -67,15 +67,6 @@ def check_options(options: DragOptions, train_timesteps: int) -> DragOptions:
                                if name == "start_t" else f"use a number from {lo:g} to {hi:g}")
     return replace(options, start_t=float(options.start_t), end_t=float(options.end_t),
                    handle_noise=float(options.handle_noise))
-
-
-def composite_mask(document: DragDocument, width: int, height: int, feather: float = COMPOSITE_FEATHER) -> np.ndarray:
-    """(H, W, 1) in [0, 1]: 1 over the union of handles and targets, feathered outwards."""
-    m = dense_mapping(document, height, width)
-    union = Image.fromarray(((m.handles | m.targets) * 255).astype(np.uint8))
-    radius = max(1, round(feather * width))
-    soft = union.filter(ImageFilter.MaxFilter(2 * radius + 1)).filter(ImageFilter.GaussianBlur(radius / 2))
-    return np.maximum(np.asarray(soft, dtype=np.float32) / 255, np.asarray(union, dtype=np.float32) / 255)[..., None]
 
 
 def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: DragOptions | None = None,
@@ -126,9 +117,7 @@ def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: Dra
     with torch.no_grad():
         decoded = vae.decode((z / vae.config.scaling_factor).to(vae.dtype)).sample.float()
     edited = ((decoded[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
-    mask = composite_mask(doc, width, height)
-    out = np.asarray(image, dtype=np.float32) * (1 - mask) + edited * mask
-    result = Image.fromarray(out.round().astype(np.uint8))
+    result = composite(image, Image.fromarray(edited.round().astype(np.uint8)), doc)
     params = {"Steps": options.steps, "Sampler": "RegionDrag (Cycle-SDE)", "Seed": seed, "Size": f"{width}x{height}",
               "Model": model_name, "RegEdit drag options": _options_text(options), DRAG_INFOTEXT_KEY: doc.to_json()}
     return DragResult(result, parameters_text(prompt, "", params), doc, options)

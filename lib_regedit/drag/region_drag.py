@@ -62,9 +62,12 @@ def pastes_at(options: DragOptions, timestep: int, num_train_timesteps: int) -> 
 def drag_latent(eps: Eps, z0: torch.Tensor, mapping: DenseMapping, alphas_cumprod: torch.Tensor,
                 options: DragOptions = DragOptions(), generator: torch.Generator | None = None,
                 attention: MutualSelfAttention | None = None,
-                progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """The dragged latent of ``z0`` (1, C, H, W). ``eps(x, t, j)`` is the model's noise prediction at
-    timestep ``t`` for step ``j``; the caller's backend reports ``j`` to ``attention``."""
+    timestep ``t`` for step ``j``; the caller's backend reports ``j`` to ``attention``. When
+    ``should_stop()`` turns true (the WebUI's interrupt), the drag stops: during the inversion it
+    returns ``z0`` unchanged, during the denoising the latent it has reached."""
     num_train = len(alphas_cumprod)
     timesteps = drag_timesteps(num_train, options.steps, options.start_t)
     total = 2 * len(timesteps)
@@ -78,18 +81,40 @@ def drag_latent(eps: Eps, z0: torch.Tensor, mapping: DenseMapping, alphas_cumpro
             progress(done, total)
         return out
 
+    def stop() -> bool:
+        return should_stop is not None and should_stop()
+
+    def inverting(x, t, j):
+        if stop():
+            raise _Stopped
+        return counted(x, t, j)
+
     if attention is not None:
         attention.mode = "record" if options.mutual_self_attention else "off"
-    cache = invert(counted, z0, alphas_cumprod, timesteps, generator)
+    try:
+        cache = invert(inverting, z0, alphas_cumprod, timesteps, generator)
+    except _Stopped:
+        _finish(attention)
+        return z0
     if attention is not None:
         attention.mode = "replace" if options.mutual_self_attention else "off"
     x = paste_with_noise(cache.latents[0], cache.latents[0], mapping, options.handle_noise, generator,
                          options.clear_handles)
     for j, t in enumerate(timesteps):
+        if stop():
+            break
         if j > 0 and pastes_at(options, t, num_train):
             x = paste(x, cache.latents[j], mapping)
         x = denoise_step(cache, x, counted(x, t, j), j, noise=paste(cache.noises[j], cache.noises[j], mapping))
+    _finish(attention)
+    return x
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _finish(attention: MutualSelfAttention | None) -> None:
     if attention is not None:
         attention.mode = "off"
         attention.store.clear()
-    return x

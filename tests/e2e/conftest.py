@@ -101,3 +101,18 @@ def assert_plain_unchanged(webui, baseline):
             got = [pixels(b) for b in res["images"]]
             assert got == baseline[key], f"a plain generation ({key}) changed after {context}: hooks left behind?"
     return check
+
+
+@pytest.fixture(scope="module")
+def shapesworld(webui):
+    """The bundled ShapesWorld checkpoint, installed with the command its README gives users."""
+    from lib_regedit.shapesworld.webui_install import install
+
+    written = install(webui.work / "models" / "Stable-diffusion")
+    assert written["yaml"].read_text().count(str(written["clip"])) == 1
+    r = webui.post("/sdapi/v1/refresh-checkpoints", {})
+    assert r.status_code == 200, r.text
+    titles = [m["title"] for m in webui.get("/sdapi/v1/sd-models").json()]
+    assert any(t.startswith("shapesworld.safetensors") for t in titles), titles
+    yield "shapesworld"
+    webui.use_model(SD1)  # give the other tests their model back

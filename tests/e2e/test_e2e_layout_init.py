@@ -16,7 +16,7 @@ DOC = {"prompt": "a landscape", "regions": [
 @pytest.mark.parametrize("sampler", ["Euler a", "DDIM", "DPM++ 2M"])
 def test_layout_init_changes_the_start_and_keeps_seeds(webui, model, sampler, assert_plain_unchanged):
     payload = plain_payload(steps=4, batch_size=2, sampler_name=sampler)
-    noise = webui.generate("txt2img", with_regions(payload, DOC), model=model)
+    noise = webui.generate("txt2img", with_regions(payload, dict(DOC, init="noise")), model=model)
     layout = webui.generate("txt2img", with_regions(payload, dict(DOC, init="layout")), model=model)
     again = webui.generate("txt2img", with_regions(payload, dict(DOC, init="layout")), model=model)
     assert pixel_diff(layout["images"][0], noise["images"][0])[1] > 0.5

@@ -95,7 +95,8 @@ def doc_cases():
     for key, values in (("whole_prompt_start", [-0.1, 1.5, NAN, "soon", []]),
                         ("whole_prompt_weight", [-1, 11, INF, "x"]),
                         ("background_weight", [-1, 11, NAN, {}]),
-                        ("version", [0, 2, "one", 1.5, NAN])):
+                        ("version", [0, 3, "one", 1.5, NAN]),
+                        ("background_prompt", ["all", 1, [], "REST"])):
         for i, v in enumerate(values):
             cases.append((f"{key}-{i}", top_doc(**{key: v}), key))
     for i, v in enumerate([123, [], {}, "n" * 5000, "a\x00b"]):

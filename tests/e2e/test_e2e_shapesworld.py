@@ -16,9 +16,7 @@ from e2e_webui import decode_png, log, plain_payload, with_regions
 from lib_regedit.evaluation import metrics
 from lib_regedit.evaluation.cli import LAYOUTS, region_document
 from lib_regedit.evaluation.detector import detect
-from lib_regedit.shapesworld.webui_install import install
 
-SW = "shapesworld"
 SEEDS = 4  # images per prompt, as one batch
 
 
@@ -27,18 +25,6 @@ def sw_payload(prompt: str, **over) -> dict:
                     batch_size=SEEDS)
     settings.update(over)
     return plain_payload(**settings)
-
-
-@pytest.fixture(scope="module")
-def shapesworld(webui):
-    written = install(webui.work / "models" / "Stable-diffusion")
-    assert written["yaml"].read_text().count(str(written["clip"])) == 1
-    r = webui.post("/sdapi/v1/refresh-checkpoints", {})
-    assert r.status_code == 200, r.text
-    titles = [m["title"] for m in webui.get("/sdapi/v1/sd-models").json()]
-    assert any(t.startswith(f"{SW}.safetensors") for t in titles), titles
-    yield SW
-    webui.use_model("regedit-e2e-sd1")  # give the other tests their model back
 
 
 def images(res) -> list:
