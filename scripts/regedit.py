@@ -1,8 +1,10 @@
-"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes (API key: ``regedit``).
+"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes, and RegionDrag in img2img
+(API key: ``regedit``).
 
 Only glue lives here: UI, argument parsing, hook/unhook, infotext and API. The engine is ``lib_regedit``.
-API: ``"alwayson_scripts": {"regedit": {"args": [DOC]}}`` with DOC the region document (object or JSON
-string). Through the API a non-empty document enables RegEdit; an empty one ("" or null) disables it.
+API: ``"alwayson_scripts": {"regedit": {"args": [DOC, enabled, preview, DRAG]}}`` with DOC the region
+document and DRAG the drag document (objects or JSON strings). Through the API a non-empty document
+enables RegEdit; an empty one ("" or null) disables it.
 """
 
 from __future__ import annotations
@@ -322,9 +324,25 @@ def _drag_sample(p, document, seeds, prompts):
     def eps_of_row(i, x, t):
         return _model_eps(model, x, t, conds[min(i, len(conds) - 1)])
 
-    latents = webui_drag.drag_batch(model.model.diffusion_model, eps_of_row, p.init_latent, seeds, document, p.steps,
-                                    model.alphas_cumprod.detach(), progress, should_stop)
+    latents = webui_drag.drag_batch(model.model.diffusion_model, eps_of_row, _init_means(p, model), seeds, document,
+                                    p.steps, model.alphas_cumprod.detach(), progress, should_stop)
     return latents.to(p.init_latent.device, p.init_latent.dtype)
+
+
+def _init_means(p, model):
+    """The init images' latents as the VAE posterior's mean. The WebUI's ``p.init_latent`` samples the
+    posterior with the unseeded global RNG; the drag's inversion retraces its input exactly, so a
+    deterministic input makes a drag reproducible (and its infotext paste redo it)."""
+    from modules import images
+
+    rows = p.init_latent.shape[0]
+    sources = [images.resize_image(getattr(p, "resize_mode", 0), img, p.width, p.height) for img in p.init_images]
+    batch = torch.cat([layout_init.image_to_tensor(sources[min(i, len(sources) - 1)]) for i in range(rows)])
+    with torch.no_grad(), devices.autocast():
+        means = _posterior_mean(model, batch.to(devices.device, devices.dtype_vae))
+    if means.shape != p.init_latent.shape:  # a VAE the WebUI encodes differently (e.g. TAESD): keep its latent
+        return p.init_latent
+    return means.to(p.init_latent.dtype)
 
 
 def _model_eps(model, z, t, cond):
