@@ -205,3 +205,48 @@ def test_img2img_with_regions(page, webui, tmp_path):
     assert image.size == (64, 64)
     assert "a red circle" in image.info.get("parameters", "")
     assert not our_errors(page), our_errors(page)
+
+
+def click_at(page, selector: str, f) -> None:
+    bb = page.locator(selector).bounding_box()
+    page.mouse.click(bb["x"] + f[0] * bb["width"], bb["y"] + f[1] * bb["height"])
+
+
+def test_img2img_drag_from_the_panel(page, webui, shapesworld, tmp_path):
+    """The drag panel's document reaches a generation: a quad dragged in img2img moves the bundled
+    model's red square onto its target."""
+    from lib_regedit.documents import parse_drag_document
+    from lib_regedit.evaluation.detector import detect
+    from lib_regedit.shapesworld.data import Scene, ShapeObject, render
+
+    init = tmp_path / "init.png"
+    render(Scene((235, 235, 230), (ShapeObject("square", "red", (0.1, 0.1, 0.3, 0.3), (220, 40, 40)),))).save(init)
+    webui.use_model(shapesworld)
+    page.click("#tabs > .tab-nav > button:has-text('img2img')")
+    page.locator("#img2img_image input[type=file]").set_input_files(str(init))
+    page.wait_for_selector("#img2img_image img", timeout=30_000)
+    setup_tab(page, "img2img", "a red square")
+    set_number(page, "img2img_steps", 20)
+    acc = page.locator("#regedit_img2img > .label-wrap")
+    acc.scroll_into_view_if_needed()
+    acc.click()
+    canvas = "#regedit_drag_canvas_img2img canvas"
+    if not page.evaluate(f"gradioApp().querySelector('{canvas}').clientWidth > 0"):
+        page.locator("#regedit_img2img .label-wrap:has-text('Drag regions')").click()
+    page.wait_for_function(f"gradioApp().querySelector('{canvas}').clientWidth > 0 && "
+                           "!!window.RegEditDragPanels.img2img.images.image", timeout=30_000)
+    page.locator(canvas).scroll_into_view_if_needed()
+    for point in [(0.08, 0.08), (0.42, 0.08), (0.42, 0.42), (0.08, 0.42),   # the handle: around the square
+                  (0.55, 0.55), (0.9, 0.55), (0.9, 0.9), (0.55, 0.9)]:     # its target
+        click_at(page, canvas, point)
+    page.wait_for_function("(document.querySelector('#regedit_drag_img2img textarea').value || '').includes('pairs')",
+                           timeout=30_000)
+    doc = parse_drag_document(page.evaluate("document.querySelector('#regedit_drag_img2img textarea').value"))
+    assert [p.kind for p in doc.pairs] == ["perspective"]
+    assert page.locator("#regedit_enable_img2img input").is_checked()  # the first pair ticked Enable
+    info, image = generate_and_read(page, webui, "img2img")
+    assert "RegEdit drag" in image.info.get("parameters", ""), image.info
+    found = [d for d in detect(image.convert("RGB")) if d.colour == "red"]
+    assert len(found) == 1 and min(found[0].centroid) > 0.6, [d.centroid for d in found]  # moved, not copied
+    page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / "drag_img2img_panel.png"))
+    assert not our_errors(page), our_errors(page)
