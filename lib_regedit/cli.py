@@ -74,9 +74,15 @@ def _drag(args) -> int:
     try:
         check_options(DragOptions(steps=args.steps, start_t=0.5 if args.start_t is None else args.start_t,
                                   end_t=0.2 if args.end_t is None else args.end_t,
-                                  handle_noise=0.6 if args.handle_noise is None else args.handle_noise), 1000)
+                                  handle_noise=1.0 if args.handle_noise is None else args.handle_noise), 1000)
     except RegEditError as exc:  # named as the flag the user typed
         raise RegEditError("--" + exc.field.replace("_", "-"), exc.problem, exc.fix) from None
+    if args.dragbench:
+        return _dragbench(args)
+    for name in ("image", "drag"):
+        if not getattr(args, name):
+            raise RegEditError(f"--{name}", "is missing", "give --image IN.png and --drag DRAG.json "
+                                                          "(or --dragbench DIR for a DragBench-SR/DR folder)")
     try:
         text = Path(args.drag).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -100,6 +106,44 @@ def _drag(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     result.image.save(out, pnginfo=result.pnginfo())
     print(f"wrote {out}")
+    return 0
+
+
+def _dragbench(args) -> int:
+    """Every DragBench-SR/DR case below ``--dragbench``, one result per case under ``--out``."""
+    import numpy as np
+    from PIL import Image
+
+    from .drag import dragbench
+    from .drag.diffusers_drag import drag_mapped
+    from .drag.region_drag import DragOptions
+    from .models import default_model_path, load_pipeline
+
+    root = Path(args.dragbench)
+    cases = dragbench.find_cases(root) if root.is_dir() else []
+    if not cases:
+        raise RegEditError("--dragbench", f"no case under {root}", f"give a folder whose cases hold "
+                                                                   f"{dragbench.IMAGE_NAME} and {dragbench.META_NAME}")
+    model = Path(args.model) if args.model else default_model_path()
+    pipe = load_pipeline(model, config=args.config, field="--model")
+    options = DragOptions(steps=args.steps, **{k: v for k, v in (
+        ("start_t", args.start_t), ("end_t", args.end_t), ("handle_noise", args.handle_noise)) if v is not None},
+        mutual_self_attention=not args.no_mutual_self_attention, copy_paste_every_step=args.copy_paste_every_step)
+    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    out_root = Path(args.out)
+    for folder in cases:
+        case = dragbench.read_case(folder, root)
+        size = dragbench.fitted_size(case.image, int(np.lcm(8, pipe.vae_scale_factor)), native)
+        image = case.image.resize(size, Image.LANCZOS)
+        mapping = dragbench.latent_mapping(case, *size, pipe.vae_scale_factor)
+        edited = drag_mapped(pipe, image, mapping, prompt=args.prompt or case.prompt, seed=args.seed, options=options,
+                             progress=False)
+        mask = np.asarray(Image.fromarray(case.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST))[..., None] > 0
+        result = Image.fromarray(np.where(mask, np.asarray(edited), np.asarray(image)))
+        path = (out_root / case.name).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.save(path)
+        print(f"wrote {path}")
     return 0
 
 
@@ -194,9 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--kssa-levels", help="comma-separated UNet levels for KSSA: down,mid,up (default down)")
     gen.set_defaults(func=_generate)
     dr = sub.add_parser("drag", help="RegionDrag: move image regions onto targets (gradient-free)")
-    dr.add_argument("--image", required=True, help="the image to edit (its sides multiples of 8 and the VAE factor)")
-    dr.add_argument("--drag", required=True, help="drag document: handle and target regions (JSON file)")
-    dr.add_argument("--out", required=True, help="output PNG (carries the parameters text)")
+    dr.add_argument("--image", help="the image to edit (its sides multiples of 8 and the VAE factor)")
+    dr.add_argument("--drag", help="drag document: handle and target regions (JSON file)")
+    dr.add_argument("--dragbench", help="instead of --image/--drag: a DragBench-SR/DR folder, one result per case")
+    dr.add_argument("--out", required=True, help="output PNG (with --dragbench: a folder)")
     dr.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
     dr.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
     dr.add_argument("--prompt", default="", help="what the image shows (default: empty, a neutral prompt)")
@@ -204,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--steps", type=int, default=20)
     dr.add_argument("--start-t", type=float, help="how far to invert, a fraction of the schedule (default 0.5)")
     dr.add_argument("--end-t", type=float, help="copy-paste while the timestep is above this fraction (default 0.2)")
-    dr.add_argument("--handle-noise", type=float, help="noise share of the first copy-paste (default 0.6)")
+    dr.add_argument("--handle-noise", type=float, help="noise share of the handle at the start (default 1.0; 0.6 tends to leave a copy behind)")
     dr.add_argument("--copy-paste-every-step", action="store_true",
                     help="paste at every step whatever --end-t says (the reference implementation's behaviour)")
     dr.add_argument("--no-mutual-self-attention", action="store_true", help="for comparison: keep each branch's own keys")

@@ -130,7 +130,8 @@ class RegEditScript(scripts.Script):
         tab = "img2img" if is_img2img else "txt2img"
         with gr.Accordion("RegEdit", open=False, elem_id=f"regedit_{tab}"):
             with gr.Row():
-                enabled = gr.Checkbox(False, label="Enable region prompts", elem_id=f"regedit_enable_{tab}")
+                enabled = gr.Checkbox(False, label="Enable region prompts and drag" if is_img2img else "Enable region prompts",
+                                      elem_id=f"regedit_enable_{tab}")
                 preview = gr.Checkbox(False, label="Add preview images (layout; keyword maps with KSSA)",
                                       elem_id=f"regedit_preview_{tab}")
             with gr.Row():

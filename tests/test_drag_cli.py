@@ -56,3 +56,34 @@ def test_bad_files(red_circle, tmp_path, capsys):
     assert "RegEdit: image: its size 60x64 is not a multiple of 8" in capsys.readouterr().err
     assert main(["drag", "--image", str(tmp_path / "none.png"), "--drag", str(EXAMPLE), "--out", str(tmp_path / "o.png")]) == 2
     assert capsys.readouterr().err.startswith("RegEdit: --image: ")
+
+
+def test_dragbench_folder(tmp_path, capsys):
+    """A DragBench-SR style folder the test writes: each case's dense points drive a drag."""
+    import pickle
+
+    import numpy as np
+
+    case = tmp_path / "bench" / "animals" / "case1"
+    case.mkdir(parents=True)
+    image = render(Scene((235, 235, 230), (ShapeObject("circle", "red", (0.12, 0.12, 0.3, 0.3), (220, 40, 40)),)))
+    image.resize((128, 128)).save(case / "original_image.png")
+    ys, xs = np.mgrid[10:58, 10:58]  # the handle square, in pixels of the 128x128 image
+    source = np.stack([xs.ravel(), ys.ravel()], 1)
+    points = np.empty((2 * len(source), 2), dtype=np.int64)
+    points[0::2], points[1::2] = source, source + 56
+    mask = np.zeros((128, 128), dtype=np.uint8)
+    mask[5:120, 5:120] = 1
+    with open(case / "meta_data_region.pkl", "wb") as f:
+        pickle.dump({"prompt": "a red circle", "mask": mask, "points": points}, f)
+    out = tmp_path / "out"
+    assert main(["drag", "--dragbench", str(tmp_path / "bench"), "--out", str(out), "--handle-noise", "1"]) == 0
+    result = Image.open(out / "animals" / "case1.png")
+    assert result.size == (64, 64)  # fitted to the bundled model's native size
+    found = [d for d in detect(result) if (d.colour, d.shape) == ("red", "circle")]
+    assert len(found) == 1 and min(found[0].centroid) > 0.55, [d.centroid for d in found]
+    # a pickle that is not plain data is refused, not run
+    with open(case / "meta_data_region.pkl", "wb") as f:
+        pickle.dump({"prompt": "x", "mask": mask, "points": points, "evil": Path("/")}, f)
+    assert main(["drag", "--dragbench", str(tmp_path / "bench"), "--out", str(out)]) == 2
+    assert "is not plain data" in capsys.readouterr().err

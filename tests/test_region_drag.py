@@ -90,8 +90,8 @@ def test_end_t_decides_how_often_the_targets_are_pasted(sd):
         finally:
             rd.paste = real
         pasted_steps[name] = len(calls)
-    # each step drags the stored noise (one paste); steps above end_t also paste the latents
-    assert pasted_steps == {"ours": 10 + 5, "reference": 10 + 9}
+    # each step drags the stored noise (one paste); the first step and those above end_t paste the latents
+    assert pasted_steps == {"ours": 10 + 6, "reference": 10 + 10}
 
 
 def test_mutual_self_attention_swaps_keys_and_values_only_in_self_attention(sd):

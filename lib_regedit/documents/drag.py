@@ -14,7 +14,8 @@ height), like the region document. A minimal document::
 
 Optional settings (RegionDrag's defaults): ``start_t`` (how far the image is inverted, a fraction of
 the schedule, 0.5), ``end_t`` (copy-paste while the timestep is above this fraction, 0.2),
-``handle_noise`` (the first copy-paste's noise share, 0.6), ``copy_paste_every_step`` (the reference
+``handle_noise`` (the noise share of the handle at the start, 1.0; RegionDrag's interface uses 0.6,
+which on ShapesWorld left the object behind in every case, ``eval --drag``), ``copy_paste_every_step`` (the reference
 implementation's behaviour, false) and ``mutual_self_attention`` (true).
 
 Regions (RegionDrag, "Dense mapping between user-defined regions"):
@@ -49,7 +50,7 @@ REGION_TYPES = ("polygon", "mask")
 DOCUMENT_FIELDS = ("version", "pairs", "start_t", "end_t", "handle_noise", "copy_paste_every_step",
                    "mutual_self_attention")
 # RegionDrag's settings, optional in the document (its defaults: lib_regedit/drag/region_drag.py)
-SETTING_DEFAULTS = {"start_t": 0.5, "end_t": 0.2, "handle_noise": 0.6, "copy_paste_every_step": False,
+SETTING_DEFAULTS = {"start_t": 0.5, "end_t": 0.2, "handle_noise": 1.0, "copy_paste_every_step": False,
                     "mutual_self_attention": True}
 PAIR_FIELDS = ("handle", "target")
 POLYGON_FIELDS = ("type", "points")

@@ -22,17 +22,11 @@ def paste(x: torch.Tensor, source: torch.Tensor, mapping: DenseMapping) -> torch
     return out
 
 
-def paste_with_noise(x: torch.Tensor, source: torch.Tensor, mapping: DenseMapping, share: float,
-                     generator: torch.Generator | None = None, clear_handles: bool = True) -> torch.Tensor:
-    """The first copy-paste: the handle latents go to the targets as ``sqrt(1 - s²) z + s ε`` (``s``
-    the handle noise share, RegionDrag: 0.6 in its interface, 1.0 in its evaluation); with
-    ``clear_handles``, the handle cells no target covers become fresh noise, so the model paints
-    what was behind the object instead of keeping it where it was."""
+def noise_handles(x: torch.Tensor, mapping: DenseMapping, share: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The handle cells as ``sqrt(1 - s²) z + s ε`` (``s`` the handle noise share; RegionDrag: 0.6 in
+    its interface, 1.0 in its evaluation, where the handle is pure noise), so the model paints what
+    was behind the object where no target covers it."""
     noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-    mixed = (1 - share * share) ** 0.5 * source + share * noise
-    out = paste(x, mixed, mapping)
-    if clear_handles:
-        vacated = torch.as_tensor(mapping.handles & ~mapping.targets, device=x.device)
-        fresh = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-        out = torch.where(vacated, fresh, out)
-    return out
+    handles = torch.as_tensor(mapping.handles, device=x.device)
+    return torch.where(handles, (1 - share * share) ** 0.5 * x + share * noise, x)

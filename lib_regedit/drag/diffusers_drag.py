@@ -82,10 +82,21 @@ def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: Dra
     options = check_options(options, pipe.scheduler.config.num_train_timesteps)
     image = check_image(image, pipe.vae_scale_factor)
     width, height = image.size
+    mapping = dense_mapping(doc, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    edited = drag_mapped(pipe, image, mapping, prompt=prompt, seed=seed, options=options, progress=progress)
+    result = composite(image, edited, doc)
+    params = {"Steps": options.steps, "Sampler": "RegionDrag (Cycle-SDE)", "Seed": seed, "Size": f"{width}x{height}",
+              "Model": model_name, "RegEdit drag options": _options_text(options), DRAG_INFOTEXT_KEY: doc.to_json()}
+    return DragResult(result, parameters_text(prompt, "", params), doc, options)
+
+
+def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, options: DragOptions,
+                progress: bool = True) -> Image.Image:
+    """The drag itself on a checked image and a latent-resolution mapping: the decoded edit, before
+    the original is composited back."""
+    width, height = image.size
     limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=pipe.unet.config.sample_size * pipe.vae_scale_factor)
     device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
-    latent_hw = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    mapping = dense_mapping(doc, *latent_hw)
     from ..api import _unet_kwargs, encode
 
     context, _, pooled, _ = encode(pipe, prompt)
@@ -117,10 +128,7 @@ def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: Dra
     with torch.no_grad():
         decoded = vae.decode((z / vae.config.scaling_factor).to(vae.dtype)).sample.float()
     edited = ((decoded[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
-    result = composite(image, Image.fromarray(edited.round().astype(np.uint8)), doc)
-    params = {"Steps": options.steps, "Sampler": "RegionDrag (Cycle-SDE)", "Seed": seed, "Size": f"{width}x{height}",
-              "Model": model_name, "RegEdit drag options": _options_text(options), DRAG_INFOTEXT_KEY: doc.to_json()}
-    return DragResult(result, parameters_text(prompt, "", params), doc, options)
+    return Image.fromarray(edited.round().astype(np.uint8))
 
 
 def _options_text(options: DragOptions) -> str:
