@@ -10,6 +10,7 @@ import json
 
 INFOTEXT_KEY = "RegEdit regions"
 KEYWORDS_KEY = "RegEdit keywords"
+DRAG_INFOTEXT_KEY = "RegEdit drag"
 
 
 def quote(text: str) -> str:

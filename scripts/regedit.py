@@ -25,11 +25,10 @@ from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
 from lib_regedit.documents import parse_drag_document, parse_region_document  # noqa: E402
 from lib_regedit.drag import webui_drag  # noqa: E402
 from lib_regedit.drag.composite import composite  # noqa: E402
-from lib_regedit.drag.diffusers_drag import DRAG_INFOTEXT_KEY  # noqa: E402
 from lib_regedit.drag.region_drag import options_for  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
-from lib_regedit.infotext import INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
+from lib_regedit.infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 

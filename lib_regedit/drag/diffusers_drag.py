@@ -21,12 +21,11 @@ from ..attention.effects.mutual_self_attention import MutualSelfAttention
 from ..backends import diffusers_backend
 from ..documents import DragDocument, parse_drag_document
 from ..errors import RegEditError
-from ..infotext import parameters_text
+from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
 from .composite import composite
 from .mapping import dense_mapping
 from .region_drag import DragOptions, drag_latent, options_for
 
-DRAG_INFOTEXT_KEY = "RegEdit drag"
 
 
 @dataclass
