@@ -103,9 +103,10 @@ def assert_plain_unchanged(webui, baseline):
     return check
 
 
-@pytest.fixture(scope="module")
-def shapesworld(webui):
-    """The bundled ShapesWorld checkpoint, installed with the command its README gives users."""
+@pytest.fixture(scope="session")
+def shapesworld_installed(webui):
+    """The bundled ShapesWorld checkpoint, installed once with the command its README gives users
+    (installing again while the WebUI runs makes it see a changed file and fall back to another)."""
     from lib_regedit.shapesworld.webui_install import install
 
     written = install(webui.work / "models" / "Stable-diffusion")
@@ -114,5 +115,10 @@ def shapesworld(webui):
     assert r.status_code == 200, r.text
     titles = [m["title"] for m in webui.get("/sdapi/v1/sd-models").json()]
     assert any(t.startswith("shapesworld.safetensors") for t in titles), titles
-    yield "shapesworld"
+    return "shapesworld"
+
+
+@pytest.fixture(scope="module")
+def shapesworld(webui, shapesworld_installed):
+    yield shapesworld_installed
     webui.use_model(SD1)  # give the other tests their model back

@@ -31,8 +31,8 @@ def red_circle_image():
 @pytest.mark.parametrize("model", [SD1, SDXL])
 def test_a_drag_moves_a_region_and_keeps_the_rest(webui, model, assert_plain_unchanged):
     source = red_circle_image()
-    res = webui.generate("img2img", drag_payload(source, DRAG, batch_size=2), model=model)
-    assert len(res["images"]) == 2
+    res = webui.generate("img2img", drag_payload(source, DRAG, batch_size=2, n_iter=2), model=model)
+    assert len(res["images"]) == 4  # batch count 2 x batch size 2, each its own seed
     import numpy as np
 
     src = np.asarray(source, dtype=np.int16)
@@ -42,10 +42,12 @@ def test_a_drag_moves_a_region_and_keeps_the_rest(webui, model, assert_plain_unc
         assert np.abs(out[:, 40:][:20] - src[:, 40:][:20]).max() <= 1
         assert np.abs(out[40:, :20] - src[40:, :20]).max() <= 1
         assert np.abs(out[34:58, 34:58] - src[34:58, 34:58]).mean() > 2  # the target changed
-    assert pixel_diff(res["images"][0], res["images"][1])[1] > 0  # each row its own seed
+    for i in range(4):
+        for j in range(i):
+            assert pixel_diff(res["images"][i], res["images"][j])[1] > 0, (i, j)  # each image its own seed
     text = json.loads(res["info"])["infotexts"][0]
     assert "RegEdit drag: " in text and "RegEdit drag: " in infotext_of(res["images"][0])
-    again = webui.generate("img2img", drag_payload(source, DRAG, batch_size=2), model=model)
+    again = webui.generate("img2img", drag_payload(source, DRAG, batch_size=2, n_iter=2), model=model)
     assert [pixels(b) for b in again["images"]] == [pixels(b) for b in res["images"]], "not reproducible"
     # the WebUI's img2img API leaves the prompt out of a pasted infotext (txt2img's keeps it): give it
     pasted = webui.generate("img2img", {"infotext": text, "prompt": "a landscape", "init_images": [png_b64(source)],
