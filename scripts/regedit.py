@@ -23,6 +23,7 @@ from modules import devices, processing, script_callbacks, scripts, shared
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
 from lib_regedit.documents import parse_drag_document, parse_region_document  # noqa: E402
+from lib_regedit.documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS  # noqa: E402
 from lib_regedit.drag import webui_drag  # noqa: E402
 from lib_regedit.drag.composite import composite  # noqa: E402
 from lib_regedit.drag.region_drag import options_for  # noqa: E402
@@ -107,6 +108,28 @@ def _outside_note(layout: bool) -> str:
     return outside + LAYOUT_OFF_COST
 
 
+def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
+    """The drag sliders written into the drag document (the panel keeps keys it does not draw)."""
+    try:
+        obj = load_json_object(drag_text, "drag") or {"version": 1, "pairs": []}
+    except RegEditError:
+        return drag_text
+    values = {"start_t": float(start_t), "end_t": float(end_t), "handle_noise": float(handle_noise)}
+    obj = {k: v for k, v in obj.items() if k not in values}
+    obj.update({k: v for k, v in values.items() if v != DRAG_DEFAULTS[k]})
+    return json.dumps(obj)
+
+
+def _from_drag_infotext(name: str):
+    def paste(params):
+        try:
+            doc = parse_drag_document(params.get(DRAG_INFOTEXT_KEY))
+        except RegEditError:
+            return gr.update()
+        return gr.update() if doc is None else getattr(doc, name)
+    return paste
+
+
 def _from_infotext(read):
     """An infotext paste function: reads one setting out of the pasted region document."""
     def paste(params):
@@ -170,6 +193,21 @@ class RegEditScript(scripts.Script):
                                 "inverts the image and denoises it again (Lu et al. 2024).",
                                 elem_id=f"regedit_drag_note_{tab}")
                     gr.HTML("", elem_id=f"regedit_drag_canvas_{tab}")
+                    with gr.Row():
+                        start_t = gr.Slider(0.05, 1.0, value=DRAG_DEFAULTS["start_t"], step=0.05,
+                                            label="Drag: invert to (fraction of the steps)",
+                                            elem_id=f"regedit_drag_start_{tab}")
+                        end_t = gr.Slider(0.0, 1.0, value=DRAG_DEFAULTS["end_t"], step=0.05,
+                                          label="Drag: copy-paste until (fraction of the timesteps)",
+                                          elem_id=f"regedit_drag_end_{tab}")
+                        handle_noise = gr.Slider(0.0, 1.0, value=DRAG_DEFAULTS["handle_noise"], step=0.05,
+                                                 label="Drag: handle noise (1 moves, lower may leave a copy)",
+                                                 elem_id=f"regedit_drag_noise_{tab}")
+                drag_settings = [start_t, end_t, handle_noise]
+                for control in drag_settings:
+                    control.change(_drag_settings_to_doc, inputs=[drag_doc, *drag_settings], outputs=[drag_doc])
+                self._drag_fields = [(control, _from_drag_infotext(name))
+                                     for control, name in zip(drag_settings, ("start_t", "end_t", "handle_noise"))]
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
@@ -192,6 +230,7 @@ class RegEditScript(scripts.Script):
             (levels, _from_infotext(lambda d: list(d.kssa.levels))),
         ]
         self.infotext_fields.append((drag_doc, DRAG_INFOTEXT_KEY))
+        self.infotext_fields.extend(getattr(self, "_drag_fields", []) if is_img2img else [])
         self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY]
         return [doc, enabled, preview, drag_doc]
 

@@ -248,8 +248,14 @@ def test_img2img_drag_from_the_panel(page, webui, shapesworld, tmp_path, model):
     doc = parse_drag_document(page.evaluate("document.querySelector('#regedit_drag_img2img textarea').value"))
     assert [p.kind for p in doc.pairs] == ["perspective"]
     assert page.locator("#regedit_enable_img2img input").is_checked()  # the first pair ticked Enable
+    if model != shapesworld:  # a drag slider writes its setting into the document, and so the infotext
+        set_number(page, "regedit_drag_start_img2img", 0.4)
+        page.wait_for_function("(document.querySelector('#regedit_drag_img2img textarea').value || '')"
+                               ".includes('\"start_t\": 0.4')", timeout=30_000)
     info, image = generate_and_read(page, webui, "img2img")
     assert "RegEdit drag" in image.info.get("parameters", ""), image.info
+    if model != shapesworld:
+        assert '\\"start_t\\":0.4' in image.info["parameters"], image.info
     if model == shapesworld:
         found = [d for d in detect(image.convert("RGB")) if d.colour == "red"]
         assert len(found) == 1 and min(found[0].centroid) > 0.6, [d.centroid for d in found]  # moved, not copied
