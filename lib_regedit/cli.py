@@ -14,7 +14,7 @@ def _generate(args) -> int:
 
     from .api import generate
     from .documents import parse_region_document
-    from .models import default_model_path, load_pipeline
+    from .models import load_pipeline
     from .preview import draw_layout
 
     _check_arguments(args)
@@ -30,10 +30,7 @@ def _generate(args) -> int:
         data = document.to_dict()
         data["guidance"] = dict(data["guidance"], enabled=True, scale=args.guidance)
         document = replace(document, guidance=parse_region_document(data, field="--guidance").guidance)
-    model = Path(args.model) if args.model else default_model_path()
-    if not model.exists() and not args.model:
-        raise RegEditError("--model", f"the bundled model is missing ({model})",
-                           "restore models/ from the repository, or pass --model PATH")
+    model = _model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,
                       width=args.width, height=args.height, mode=args.mode, model_name=model.name,
@@ -67,7 +64,7 @@ def _drag(args) -> int:
     from .documents import parse_drag_document
     from .drag.diffusers_drag import check_options, drag
     from .drag.region_drag import DragOptions, options_for
-    from .models import default_model_path, load_pipeline
+    from .models import load_pipeline
 
     limits.check_seed(args.seed, "--seed")
     limits.check_steps(args.steps, 1000, "--steps")
@@ -99,7 +96,7 @@ def _drag(args) -> int:
         image.load()
     except (OSError, UnidentifiedImageError) as exc:
         raise RegEditError("--image", f"cannot read {args.image} as an image ({exc})", "give a PNG or JPEG file")
-    model = Path(args.model) if args.model else default_model_path()
+    model = _model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
     result = drag(pipe, image, document, prompt=args.prompt, seed=args.seed, options=options, model_name=model.name)
     out = Path(args.out)
@@ -117,14 +114,14 @@ def _dragbench(args) -> int:
     from .drag import dragbench
     from .drag.diffusers_drag import drag_mapped
     from .drag.region_drag import DragOptions
-    from .models import default_model_path, load_pipeline
+    from .models import load_pipeline
 
     root = Path(args.dragbench)
     cases = dragbench.find_cases(root) if root.is_dir() else []
     if not cases:
         raise RegEditError("--dragbench", f"no case under {root}", f"give a folder whose cases hold "
                                                                    f"{dragbench.IMAGE_NAME} and {dragbench.META_NAME}")
-    model = Path(args.model) if args.model else default_model_path()
+    model = _model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
     options = DragOptions(steps=args.steps, **{k: v for k, v in (
         ("start_t", args.start_t), ("end_t", args.end_t), ("handle_noise", args.handle_noise)) if v is not None},
@@ -171,6 +168,20 @@ def _read_regions(path: str) -> tuple[str, int]:
         return Path(path).read_text(encoding="utf-8"), VERSION
     except (OSError, UnicodeDecodeError) as exc:
         raise RegEditError("--regions", f"cannot read {path} ({getattr(exc, 'strerror', None) or exc})", fix)
+
+
+def _model_path(args) -> Path:
+    """``--model``, or the bundled ShapesWorld model, which must then be there."""
+    from .models import default_model_path
+
+    if args.model:
+        return Path(args.model)
+    model = default_model_path()
+    if not (model / "model_index.json").exists():
+        raise RegEditError("--model", f"the bundled model is not at {model} (an installed package has no checkout "
+                                      "beside it)", "pass --model PATH, or set REGEDIT_MODEL to a checkout's "
+                                                    "models/shapesworld")
+    return model
 
 
 def _check_arguments(args) -> None:
@@ -257,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)
     return parser
+
+
+def console() -> None:
+    """The ``regedit`` command that ``pip install .`` puts on the PATH."""
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,10 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
 def default_model_path() -> Path:
-    """The bundled ShapesWorld model (diffusers format), trained by ``lib_regedit.shapesworld``."""
-    return REPO_ROOT / "models" / "shapesworld"
+    """The bundled ShapesWorld model (diffusers format), trained by ``lib_regedit.shapesworld``: in the
+    checkout's ``models/``, or where ``REGEDIT_MODEL`` points (a package installed from a wheel has no
+    checkout beside it)."""
+    return Path(os.environ["REGEDIT_MODEL"]) if os.environ.get("REGEDIT_MODEL") else REPO_ROOT / "models" / "shapesworld"
 
 
 def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, config: str | None = None,

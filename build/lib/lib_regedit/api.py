@@ -1,0 +1,284 @@
+"""Python API on diffusers: region generation with a StableDiffusionPipeline or StableDiffusionXLPipeline.
+
+>>> from lib_regedit.models import load_pipeline
+>>> from lib_regedit.api import generate
+>>> pipe = load_pipeline("models/shapesworld")
+>>> result = generate(pipe, {"prompt": "a red circle and a blue square", "regions": [
+...     {"x": 0.0, "y": 0.2, "w": 0.5, "h": 0.6, "prompt": "a red circle"},
+...     {"x": 0.5, "y": 0.2, "w": 0.5, "h": 0.6, "prompt": "a blue square"}]}, seed=1)
+>>> result.image.save("out.png", pnginfo=result.pnginfo())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from . import generation_limits as limits
+from . import layout_init
+from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+from .layout_guidance import LayoutGuidance, bound_tokens
+from .attention.controller import Controller, GenerationState
+from .attention.effects.map_capture import MapCapture
+from .backends import diffusers_backend
+from .documents import RegionDocument, parse_region_document
+from .errors import RegEditError
+from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
+from .region_prompting import build_effects
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    parameters: str
+    document: RegionDocument | None
+    maps: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image.Image:
+        return self.images[0]
+
+    def pnginfo(self) -> PngInfo:
+        info = PngInfo()
+        info.add_text("parameters", self.parameters)
+        return info
+
+
+def _is_sdxl(pipe) -> bool:
+    return hasattr(pipe, "text_encoder_2")
+
+
+def encode(pipe, prompt: str, negative_prompt: str | None = None):
+    """(cond, uncond, pooled, negative_pooled) embeddings; pooled ones only for SDXL."""
+    device = pipe._execution_device
+    with torch.no_grad():
+        if _is_sdxl(pipe):
+            return pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
+                                      do_classifier_free_guidance=negative_prompt is not None,
+                                      negative_prompt=negative_prompt)
+        cond, uncond = pipe.encode_prompt(prompt, device, 1, negative_prompt is not None,
+                                          negative_prompt=negative_prompt)
+        return cond, uncond, None, None
+
+
+def _context(pipe, prompt: str) -> torch.Tensor:
+    return encode(pipe, prompt)[0]
+
+
+def tokenize(pipe, prompt: str) -> list[tuple[int, str]]:
+    """Word tokens of ``prompt`` as (position in the encoded context, text): no BOS, EOS or padding."""
+    tok = pipe.tokenizer
+    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
+    special = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}
+    return [(i, tok.convert_ids_to_tokens(t).replace("</w>", "")) for i, t in enumerate(ids) if t not in special]
+
+
+def native_size(pipe) -> int:
+    return pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+
+def check_settings(pipe, *, seed, steps, guidance_scale, width, height, batch_size, allow_large=False):
+    """Every generation setting checked before any work starts (``lib_regedit.generation_limits``).
+    Returns the width and height (the model's native size where ``None``)."""
+    limits.check_seed(seed)
+    limits.check_steps(steps, pipe.scheduler.config.num_train_timesteps)
+    limits.check_guidance_scale(guidance_scale, "guidance_scale")
+    limits.check_batch_size(batch_size)
+    return limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe),
+                             allow_large=allow_large)
+
+
+def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
+             width: int | None = None, height: int | None = None, mode: str | None = None,
+             batch_size: int = 1, capture_maps: bool = False, model_name: str | None = None,
+             allow_large: bool = False) -> GenerationResult:
+    """Generate with region prompts. ``document`` is a region document (dict, JSON string or parsed).
+    Bad settings raise :class:`RegEditError` before any work; sizes beyond 4x the model's native area
+    need ``allow_large``."""
+    doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
+    if doc is None:
+        raise RegEditError("regedit", "the region document is empty", 'give {"prompt": "...", "regions": [...]}')
+    mode = mode or doc.mode
+    if mode not in ("attention", "latent"):
+        raise RegEditError("mode", f"{mode!r} is not a mode", "use attention or latent")
+    width, height = check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width,
+                                   height=height, batch_size=batch_size, allow_large=allow_large)
+    cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
+    built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode)
+    fusion = built.fusion
+    state = GenerationState(total_steps=steps, cond_reference=cond, uncond_reference=uncond, cond_first=False)
+    effects = list(built.effects)
+    capture = MapCapture() if capture_maps else None
+    if capture:
+        effects.append(capture)
+    guidance = None
+    if doc.guidance.enabled:
+        if mode == "attention":
+            guidance = _layout_guidance(pipe, doc, steps, [r.context for r in fusion.regions])
+            effects.append(guidance.capture)
+        else:
+            built.notes.append("layout guidance runs in attention mode only; it was skipped in latent mode")
+    controller = Controller(effects, state)
+    unet = pipe.unet
+    with contextlib.ExitStack() as stack:
+        latents = None
+        if doc.uses_layout_init():  # before any hook is attached: the inversion is the plain model's
+            latents = _layout_latents(pipe, doc, seed=seed, steps=steps, width=width, height=height,
+                                      batch_size=batch_size)
+        if mode == "latent":
+            stack.enter_context(diffusers_backend.latent_attached(unet, controller, fusion))
+            if capture:
+                stack.enter_context(diffusers_backend.attached(unet, controller))
+        else:
+            stack.enter_context(diffusers_backend.attached(unet, controller))
+        step_hook = None
+        if guidance is not None:
+            forward = _cond_forward(pipe, cond, pooled, width, height)
+            latents = _guide_start(pipe, guidance, forward, steps, latents if latents is not None else
+                                   _seed_noise(pipe, seed, batch_size, width, height))
+            step_hook = _guide_step(guidance, forward)
+        images = _run(pipe, state, cond, uncond, pooled, negative_pooled, seed=seed, steps=steps,
+                      guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size,
+                      latents=latents, step_hook=step_hook)
+    params = _params(pipe, seed, steps, guidance_scale, width, height, model_name)
+    params[INFOTEXT_KEY] = doc.to_json()
+    extras = {"notes": built.notes}
+    if guidance is not None:
+        extras["guidance"] = guidance.history
+        built.notes.append(f"layout guidance: {guidance.summary()}")
+    if built.selection is not None:
+        params[KEYWORDS_KEY] = built.selection.summary()
+        extras["keywords"] = [r.selected_words() for r in built.selection.regions]
+        extras["keyword_maps"] = built.selection.keyword_maps()
+    return GenerationResult(images, parameters_text(doc.prompt, doc.negative_prompt, params), doc,
+                            capture.maps() if capture and capture.sums else None, extras)
+
+
+def generate_plain(pipe, prompt: str, negative_prompt: str = "", *, seed: int = 0, steps: int = 20,
+                   guidance_scale: float = 7.5, width: int | None = None, height: int | None = None,
+                   batch_size: int = 1, model_name: str | None = None, allow_large: bool = False) -> GenerationResult:
+    """The same sampling with no extension attached: the baseline for benchmarks and evaluation."""
+    width, height = check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width,
+                                   height=height, batch_size=batch_size, allow_large=allow_large)
+    cond, uncond, pooled, negative_pooled = encode(pipe, prompt, negative_prompt)
+    state = GenerationState(total_steps=steps)
+    images = _run(pipe, state, cond, uncond, pooled, negative_pooled, seed=seed, steps=steps,
+                  guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size)
+    params = _params(pipe, seed, steps, guidance_scale, width, height, model_name)
+    return GenerationResult(images, parameters_text(prompt, negative_prompt, params), None)
+
+
+def _params(pipe, seed, steps, guidance_scale, width, height, model_name) -> dict:
+    return {"Steps": steps, "Sampler": type(pipe.scheduler).__name__, "CFG scale": guidance_scale, "Seed": seed,
+            "Size": f"{width}x{height}", "Model": model_name}
+
+
+def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> torch.Tensor:
+    """Layout init (``lib_regedit.layout_init``): the DDIM inversion of the boxes' sketch with the
+    empty prompt, mixed with the seed's noise, as the pipeline's initial ``latents``."""
+    vae, unet, sched = pipe.vae, pipe.unet, pipe.scheduler
+    sketch = layout_init.document_sketch(doc, width, height)
+    context, _, pooled, _ = encode(pipe, "")
+    added = _unet_kwargs(pipe, pooled, 1, width, height)
+
+    def eps(z, t):
+        return unet(z.to(unet.dtype), t, encoder_hidden_states=context, **added).sample
+
+    with torch.no_grad():
+        z0 = vae.encode(sketch.to(vae.device, vae.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
+    noise = torch.randn((batch_size, *z0.shape[1:]), generator=torch.Generator("cpu").manual_seed(seed))
+    latents = layout_init.spatial_noise(eps, z0, sched.alphas_cumprod, steps, noise, doc.init_noise)
+    return latents.to(unet.device, unet.dtype)
+
+
+def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:
+    """Each object region bound to its prompt's tokens (``layout_guidance.bound_tokens``). ``contexts``
+    are the regions' prompts as region fusion encoded them: the same tensors, so each layer projects
+    them once for both (``GenerationState.projected``)."""
+    regions = [GuidedRegion((r.x, r.y, r.w, r.h), context, bound_tokens(tokenize(pipe, r.prompt), r.keywords))
+               for r, context in zip(doc.object_regions, contexts)]
+    options = doc.guidance
+    capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
+    return LayoutGuidance(capture, options, steps, pipe.scheduler.alphas_cumprod)
+
+
+def _unet_kwargs(pipe, pooled, rows: int, width: int, height: int) -> dict:
+    """SDXL's added conditioning (pooled text, size and crop) for ``rows`` rows; nothing for SD."""
+    if pooled is None:
+        return {}
+    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=pooled.dtype, device=pooled.device)
+    return {"added_cond_kwargs": {"text_embeds": pooled.expand(rows, -1), "time_ids": time_ids.expand(rows, -1)}}
+
+
+def _cond_forward(pipe, cond, pooled, width, height):
+    """``forward(z, t)``: the UNet on the conditional rows, for a guidance pass."""
+    unet = pipe.unet
+
+    def forward(z, t):
+        rows = z.shape[0]
+        return unet(z.to(unet.dtype), t, encoder_hidden_states=cond.expand(rows, -1, -1),
+                    return_dict=False, **_unet_kwargs(pipe, pooled, rows, width, height))
+    return forward
+
+
+def _seed_noise(pipe, seed, batch_size, width, height) -> torch.Tensor:
+    """The initial noise the pipeline would draw for ``seed`` (unit variance), drawn here so the
+    first step can be guided before sampling starts."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    factor = pipe.vae_scale_factor
+    shape = (batch_size, pipe.unet.config.in_channels, height // factor, width // factor)
+    return randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=pipe._execution_device,
+                        dtype=pipe.unet.dtype)
+
+
+def _input_scale(scheduler, latents, t) -> torch.Tensor:
+    """c with ``scheduler.scale_model_input(x, t) = c * x``: latents to the UNet's input (z_t)."""
+    return scheduler.scale_model_input(torch.ones_like(latents[:1, :1, :1, :1]), t).reshape(())
+
+
+def _guided(guidance, forward, latents, t, c):
+    """Guide the UNet's input ``c * latents`` at ``t`` and bring it back to the sampler's latents."""
+    return guidance.apply(latents * c, t, forward) / c
+
+
+def _guide_start(pipe, guidance, forward, steps, latents):
+    """Guide step 0 before sampling: the pipeline takes unit noise and scales it by its initial sigma."""
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.set_timesteps(steps, device=latents.device)
+    t = scheduler.timesteps[0]
+    return _guided(guidance, forward, latents, t, scheduler.init_noise_sigma * _input_scale(scheduler, latents, t))
+
+
+def _guide_step(guidance, forward):
+    def hook(pipe, step, latents):
+        if not guidance.wants(step) or step >= len(pipe.scheduler.timesteps):
+            return latents
+        t = pipe.scheduler.timesteps[step]
+        return _guided(guidance, forward, latents, t, _input_scale(pipe.scheduler, latents, t))
+    return hook
+
+
+def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, guidance_scale, width, height,
+         batch_size, latents=None, step_hook=None):
+    def on_step_end(_pipe, i, _t, kwargs):
+        state.step = i + 1
+        if step_hook is not None:
+            kwargs["latents"] = step_hook(_pipe, i + 1, kwargs["latents"])
+        return kwargs
+
+    kwargs = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=steps,
+                  guidance_scale=guidance_scale, width=width, height=height, num_images_per_prompt=batch_size,
+                  generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=on_step_end)
+    if latents is not None:
+        kwargs["latents"] = latents
+    if pooled is not None:
+        kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=negative_pooled)
+    with torch.no_grad():
+        return pipe(**kwargs).images

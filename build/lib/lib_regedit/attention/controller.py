@@ -1,0 +1,141 @@
+"""The controller composes effects over each :class:`AttentionCall`; the generation state holds what
+one generation needs and is dropped when it ends.
+
+Order of composition, for every call (each stage in effect order):
+
+1. ``prepare(call)``: effects that change the inputs. Planned, in this order:
+   key/value replacement (RegionDrag's mutual self-attention, seed 002: target queries read the
+   source's keys and values), token masking (LIME's regularisation, seed 000: a pre-softmax bias on
+   unrelated tokens inside the RoI), self-attention reweighting (KSSA, seed 001 §3.2: a pre-softmax
+   bias on keyword positions). They add to ``call.extras["bias"]`` or replace ``call.k``/``call.v``.
+2. ``compute(call)``: the first effect that returns a tensor produces the output. Region fusion
+   lives here; prompt-to-prompt map injection (MRGD Eq. 5) will too, before fusion.
+3. ``observe(call, out)``: effects that read. Attention-map capture (previews, keyword selection)
+   lives here; differentiable capture for layout guidance (seed 003) will too, keeping the graph.
+
+No effect knows whether it runs in the WebUI or in diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .call import AttentionCall, RowLayout, attend
+
+
+class Effect:
+    """Base class: every hook is optional."""
+
+    name = "effect"
+
+    def begin_unet_call(self, state: "GenerationState") -> None:
+        pass
+
+    def prepare(self, call: AttentionCall) -> None:
+        pass
+
+    def compute(self, call: AttentionCall) -> torch.Tensor | None:
+        return None
+
+    def observe(self, call: AttentionCall, out: torch.Tensor) -> None:
+        pass
+
+    def applies_to(self, call: AttentionCall) -> bool:
+        return True
+
+
+@dataclass
+class GenerationState:
+    """Everything one generation needs, created when it starts and dropped when it ends."""
+
+    total_steps: int = 1
+    step: int = 0
+    latent_hw: tuple[int, int] = (64, 64)
+    rows: RowLayout | None = None
+    cond_reference: torch.Tensor | None = None
+    uncond_reference: torch.Tensor | None = None
+    cond_first: bool = True
+    info: dict = field(default_factory=dict)
+    projections: dict = field(default_factory=dict)
+
+    def projected(self, layer: str, context: torch.Tensor, project) -> tuple[torch.Tensor, torch.Tensor]:
+        """A text context through ``layer``'s key and value projections, computed once per generation
+        (weights and contexts do not change while it runs) and shared by every effect."""
+        key = (layer, id(context))
+        if key not in self.projections:
+            with torch.no_grad():  # constants even inside a guidance pass, which differentiates z only
+                self.projections[key] = (context, project(context))  # holding the context keeps its id unique
+        return self.projections[key][1]
+
+    def classify_rows(self, context: torch.Tensor | None, batch: int) -> RowLayout:
+        """Which rows of this UNet call are cond, read from the text context each row carries.
+
+        A row whose context equals a row of the sampler's conditional tensor is cond; one equal to
+        the unconditional tensor is uncond. When a row matches both (identical prompts) or neither,
+        a full batch falls back to the sampler's order (``cond_first``), otherwise it counts as cond.
+        """
+        if context is None or self.cond_reference is None:
+            return RowLayout.all_cond(batch)
+        cond_hits = _matches(context, self.cond_reference)
+        uncond_hits = _matches(context, self.uncond_reference) if self.uncond_reference is not None else \
+            torch.zeros_like(cond_hits)
+        n_cond = self.cond_reference.shape[0]
+        n_uncond = 0 if self.uncond_reference is None else self.uncond_reference.shape[0]
+        cond, uncond = [], []
+        for row in range(batch):
+            c, u = bool(cond_hits[row]), bool(uncond_hits[row])
+            if c == u and batch == n_cond + n_uncond:
+                c = row < n_cond if self.cond_first else row >= n_uncond
+            (cond if c or not u else uncond).append(row)
+        return RowLayout(tuple(cond), tuple(uncond))
+
+
+def _matches(context: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """For each row of ``context`` (B, T, C): does it equal some row of ``reference`` (R, T', C)?
+    Only the common prefix of tokens is compared, since the WebUI pads cond and uncond to a common
+    length by repeating chunks."""
+    t = min(context.shape[1], reference.shape[1])
+    if context.shape[-1] != reference.shape[-1]:
+        return torch.zeros(context.shape[0], dtype=torch.bool)
+    a = context[:, :t].to(reference.dtype).reshape(context.shape[0], 1, -1)
+    b = reference[:, :t].to(a.device).reshape(1, reference.shape[0], -1)
+    return (a == b).all(-1).any(-1).cpu()
+
+
+class Controller:
+    """Holds the effects of one generation and composes them over each attention call."""
+
+    def __init__(self, effects: list[Effect], state: GenerationState):
+        self.effects = list(effects)
+        self.state = state
+        self.enabled = True
+
+    def begin_unet_call(self, context: torch.Tensor | None, batch: int, latent_hw: tuple[int, int]) -> None:
+        self.state.latent_hw = latent_hw
+        self.state.rows = self.state.classify_rows(context, batch)
+        for effect in self.effects:
+            effect.begin_unet_call(self.state)
+
+    def wants(self, is_cross: bool) -> bool:
+        """Whether any effect may act on this kind of call (backends skip the rest cheaply)."""
+        return self.enabled and any(getattr(e, "cross" if is_cross else "self_", True) for e in self.effects)
+
+    def attend(self, call: AttentionCall) -> torch.Tensor:
+        if call.project_context is not None:
+            project, layer = call.project_context, call.layer
+            call.project_context = lambda context: self.state.projected(layer, context, project)
+        active = [e for e in self.effects if e.applies_to(call)]
+        for effect in active:
+            effect.prepare(call)
+        out = None
+        for effect in active:
+            out = effect.compute(call)
+            if out is not None:
+                break
+        if out is None:
+            out = attend(call.q, call.k, call.v, call.extras.get("bias"), call.scale)
+        for effect in active:
+            effect.observe(call, out)
+        return out

@@ -1,0 +1,339 @@
+"""The region document: boxes with their own prompts.
+
+Boxes are fractions of the image with a top-left origin (``x, y, w, h`` in [0, 1]). The minimal
+document is::
+
+    {"prompt": "whole-image prompt", "negative_prompt": "",
+     "regions": [{"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"}]}
+
+Optional fields and defaults (MRGD, seed 001 §3.1 and §4.1: R = {r_bg, r_1..r_n, r_total}, with
+r_total joining after T_total steps "to avert unexpected disturbances to the initial layout"):
+
+- document: ``mode`` ("attention": fusion inside cross-attention in one UNet pass; "latent":
+  MultiDiffusion itself, one denoiser pass per region), ``whole_prompt_start`` (T_total as a fraction
+  of the steps, default 0.3), ``whole_prompt_weight`` (weight of r_total once it joins, default 0.5),
+  ``background_weight`` (weight of r_bg outside the boxes, default 1.0).
+- region: ``negative_prompt`` (fused into the unconditional rows inside the box), ``weight`` (default
+  1.0), ``feather`` (soft edge width as a fraction of the image, default 0.03), ``role`` ("object"
+  or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
+  ignored), ``keywords`` (user keywords, always kept by keyword selection).
+- ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
+  inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, seed 003, see
+  ``lib_regedit/layout_init.py``; "auto", the default: layout where the generation starts from noise
+  and the document has an object box, the seed's noise where it starts from an image, img2img) and
+  ``init_noise`` (the seed noise's share of the variance in layout init, default 0.25).
+- ``background_prompt``: what the background r_bg says when no region has the background role
+  ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
+  see ``lib_regedit/background.py``).
+- ``version``: the defaults a document was written against. Version 2 (the current one) has the
+  defaults above, chosen by measurement (README, "Defaults"). Version 1 documents, and infotexts
+  written before version 2 existed (read with ``untagged_version=1``), keep the old defaults: the
+  whole prompt fills the background and ``init`` is "noise". A document without ``prompt`` uses its
+  object regions' prompts joined with " and ".
+- ``kssa``: keyword selection and keyword-selected self-attention (MRGD §3.2), ``true`` or an object
+  ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
+  (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
+- ``guidance``: layout guidance, backward guidance on each region's cross-attention maps (Chen et al.
+  2023, the attention guidance of seed 003; see ``lib_regedit/layout_guidance.py``), ``true`` or an
+  object ``{"enabled", "scale" (eta, 30), "until" (fraction of the steps guided, 0.2), "iterations"
+  (per step, 5), "threshold" (stop a step's iterations below this loss, 0.2), "levels" (["down",
+  "up"]), "downscale" (map resolution = latent / 4)}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..background import SOURCES as BACKGROUND_SOURCES
+from ..errors import RegEditError
+from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
+
+MAX_REGIONS = 32
+MAX_PROMPT_CHARS = 4000
+BOX_TOLERANCE = 1e-6
+MODES = ("attention", "latent")
+INITS = ("auto", "noise", "layout")
+VERSION = 2
+# The defaults that changed between document versions; a document keeps those of its version.
+VERSION_DEFAULTS = {
+    1: {"init": "noise", "background_prompt": "whole"},
+    2: {"init": "auto", "background_prompt": "rest"},
+}
+ROLES = ("object", "background")
+
+DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
+                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "guidance",
+                   "background_prompt")
+KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
+GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale")
+LEVELS = ("down", "mid", "up")
+
+
+@dataclass(frozen=True)
+class KssaOptions:
+    """Keyword selection and keyword-selected self-attention (MRGD §3.2). Defaults from the paper:
+    N = 15 keywords, logits of keyword positions × 1.5 in the down blocks; maps read at a quarter of
+    the latent size ("16×16" for SD's 64×64 latent), refreshed every ``refresh`` steps."""
+
+    enabled: bool = False
+    keywords: int = 15
+    scale: float = 1.5
+    reweight: str = "logit"
+    levels: tuple[str, ...] = ("down",)
+    refresh: int = 5
+    downscale: int = 4
+
+
+@dataclass(frozen=True)
+class GuidanceOptions:
+    """Layout guidance (Chen et al. 2023, backward guidance; used with layout init by seed 003).
+    Defaults from Chen et al.: eta = 30, up to 5 iterations per step while the loss is above 0.2, in
+    the first 10 of 50 steps (``until`` 0.2). Maps are read at a quarter of the latent size, in the
+    down and up blocks, as keyword selection reads them."""
+
+    enabled: bool = False
+    scale: float = 30.0
+    until: float = 0.2
+    iterations: int = 5
+    threshold: float = 0.2
+    levels: tuple[str, ...] = ("down", "up")
+    downscale: int = 4
+
+
+REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords")
+
+
+@dataclass(frozen=True)
+class Region:
+    x: float
+    y: float
+    w: float
+    h: float
+    prompt: str
+    negative_prompt: str = ""
+    weight: float = 1.0
+    feather: float = 0.03
+    role: str = "object"
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def is_background(self) -> bool:
+        return self.role == "background"
+
+
+@dataclass(frozen=True)
+class RegionDocument:
+    prompt: str
+    regions: tuple[Region, ...]
+    negative_prompt: str = ""
+    mode: str = "attention"
+    whole_prompt_start: float = 0.3
+    whole_prompt_weight: float = 0.5
+    background_weight: float = 1.0
+    kssa: KssaOptions = KssaOptions()
+    init: str = VERSION_DEFAULTS[VERSION]["init"]
+    init_noise: float = 0.25
+    guidance: GuidanceOptions = GuidanceOptions()
+    background_prompt: str = VERSION_DEFAULTS[VERSION]["background_prompt"]
+    version: int = VERSION
+
+    def uses_layout_init(self, from_image: bool = False) -> bool:
+        """Whether this generation starts from layout init: ``"layout"``, or ``"auto"`` when it starts
+        from noise (not img2img, ``from_image``) and there is an object box to sketch."""
+        if self.init == "layout":
+            return True
+        return self.init == "auto" and not from_image and bool(self.object_regions)
+
+    @property
+    def object_regions(self) -> tuple[Region, ...]:
+        return tuple(r for r in self.regions if not r.is_background)
+
+    @property
+    def background(self) -> Region | None:
+        return next((r for r in self.regions if r.is_background), None)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["regions"] = [_region_dict(r) for r in self.regions]
+        data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
+        data["guidance"] = dict(asdict(self.guidance), levels=list(self.guidance.levels))
+        return data
+
+    def to_json(self, full: bool = False) -> str:
+        """JSON for the infotext and the hidden field, leaving out fields at their defaults unless
+        ``full``; it parses back to an equal document."""
+        data = self.to_dict()
+        if not full:
+            data = _drop_defaults(data, RegionDocument("", (), version=self.version,
+                                                       **VERSION_DEFAULTS[self.version]))
+            data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
+            if "kssa" in data:
+                data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
+            if "guidance" in data:
+                data["guidance"] = _drop_defaults(data["guidance"], GuidanceOptions())
+        data = {"version": data.pop("version"), **data}  # first: it says which defaults the rest leaves out
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _drop_defaults(data: dict, default) -> dict:
+    keep = {"version", "prompt", "regions", "x", "y", "w", "h", "enabled"}
+    return {k: v for k, v in data.items() if k in keep or v != _plain(getattr(default, k))}
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, (KssaOptions, GuidanceOptions)):
+        return dict(asdict(value), levels=list(value.levels))
+    return value
+
+
+def _region_dict(region: Region) -> dict:
+    data = asdict(region)
+    data["keywords"] = list(region.keywords)
+    return data
+
+
+def parse_region_document(value: Any, field: str = "regedit", untagged_version: int = VERSION) -> RegionDocument | None:
+    """Validate a region document given as a dict or a JSON string.
+
+    A document without ``version`` is read as ``untagged_version``: the current one, except for
+    infotexts, whose untagged documents were written before versions existed (pass 1).
+    Returns ``None`` for an empty value (no regions requested). Raises :class:`RegEditError`.
+    """
+    obj = load_json_object(value, field)
+    if obj is None:
+        return None
+    reject_unknown(obj, DOCUMENT_FIELDS, "")
+    version = _whole(obj, "version", "", default=untagged_version, lo=1, hi=VERSION)
+    defaults = VERSION_DEFAULTS[version]
+    raw_regions = get_list(obj, "regions", "", max_items=MAX_REGIONS, required=True)
+    regions = tuple(_parse_region(r, f"regions[{i}]") for i, r in enumerate(raw_regions))
+    if sum(r.is_background for r in regions) > 1:
+        raise RegEditError("regions", "more than one region has role \"background\"",
+                           "keep one background region and make the others \"object\"")
+    joined = " and ".join(r.prompt.strip() for r in regions if not r.is_background)
+    if "prompt" not in obj and not joined:
+        raise RegEditError("prompt", "is missing and there is no object region to take it from",
+                           'write the whole-image prompt, e.g. "prompt": "a red circle and a blue square"')
+    prompt = get_string(obj, "prompt", "", default=joined, max_chars=MAX_PROMPT_CHARS)
+    negative = get_string(obj, "negative_prompt", "", default="", max_chars=MAX_PROMPT_CHARS)
+    return RegionDocument(
+        prompt=prompt,
+        negative_prompt=negative,
+        regions=regions,
+        mode=get_string(obj, "mode", "", default="attention", choices=MODES),
+        whole_prompt_start=get_number(obj, "whole_prompt_start", "", default=0.3, lo=0.0, hi=1.0),
+        whole_prompt_weight=get_number(obj, "whole_prompt_weight", "", default=0.5, lo=0.0, hi=10.0),
+        background_weight=get_number(obj, "background_weight", "", default=1.0, lo=0.0, hi=10.0),
+        kssa=_parse_kssa(obj.get("kssa"), "kssa"),
+        init=get_string(obj, "init", "", default=defaults["init"], choices=INITS),
+        init_noise=get_number(obj, "init_noise", "", default=0.25, lo=0.0, hi=1.0),
+        guidance=_parse_guidance(obj.get("guidance"), "guidance"),
+        background_prompt=get_string(obj, "background_prompt", "", default=defaults["background_prompt"],
+                                     choices=BACKGROUND_SOURCES),
+        version=version,
+    )
+
+
+def _options_shorthand(obj: Any, field: str, options, allowed, example: str):
+    """What every options object (``kssa``, ``guidance``) accepts besides its fields: absent gives the
+    defaults, ``true``/``false`` switches it on or off with defaults. Returns those options, or
+    ``None`` when ``obj`` is an object of known fields for the caller to read."""
+    if obj is None:
+        return options()
+    if isinstance(obj, bool):
+        return options(enabled=obj)
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}", f"write {example}")
+    reject_unknown(obj, allowed, field)
+    return None
+
+
+def _parse_kssa(obj: Any, field: str) -> KssaOptions:
+    shorthand = _options_shorthand(obj, field, KssaOptions, KSSA_FIELDS,
+                                   '{"enabled": true, "keywords": 15, "scale": 1.5}')
+    if shorthand is not None:
+        return shorthand
+    return KssaOptions(
+        enabled=get_bool(obj, "enabled", field, default=True),
+        keywords=_whole(obj, "keywords", field, default=15, lo=1, hi=75),
+        scale=get_number(obj, "scale", field, default=1.5, lo=0.0, hi=10.0, lo_open=True),
+        reweight=get_string(obj, "reweight", field, default="logit", choices=("logit", "softmax")),
+        levels=_parse_levels(obj, field, ["down"]),
+        refresh=_whole(obj, "refresh", field, default=5, lo=1, hi=1000),
+        downscale=_whole(obj, "downscale", field, default=4, lo=1, hi=64),
+    )
+
+
+def _parse_levels(obj: dict, field: str, default: list[str]) -> tuple[str, ...]:
+    levels = get_list(obj, "levels", field, max_items=3) if "levels" in obj else default
+    for i, level in enumerate(levels):
+        if level not in LEVELS:
+            raise RegEditError(f"{field}.levels[{i}]", f"{level!r} is not a UNet level", f"use {', '.join(LEVELS)}")
+    if not levels:
+        raise RegEditError(f"{field}.levels", "is empty", f"name at least one level, e.g. {json.dumps(default)}")
+    return tuple(dict.fromkeys(levels))
+
+
+def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> int:
+    value = get_number(obj, name, field, default=default, lo=lo, hi=hi)
+    if value != int(value):
+        raise RegEditError(f"{field}.{name}" if field else name, f"{value:g} is not a whole number", "write a whole number")
+    return int(value)
+
+
+def _parse_guidance(obj: Any, field: str) -> GuidanceOptions:
+    shorthand = _options_shorthand(obj, field, GuidanceOptions, GUIDANCE_FIELDS,
+                                   'true, or {"enabled": true, "scale": 30, "until": 0.2}')
+    if shorthand is not None:
+        return shorthand
+    return GuidanceOptions(
+        enabled=get_bool(obj, "enabled", field, default=True),
+        scale=get_number(obj, "scale", field, default=30.0, lo=0.0, hi=10000.0, lo_open=True),
+        until=get_number(obj, "until", field, default=0.2, lo=0.0, hi=1.0, lo_open=True),
+        iterations=_whole(obj, "iterations", field, default=5, lo=1, hi=50),
+        threshold=get_number(obj, "threshold", field, default=0.2, lo=0.0, hi=1.0),
+        levels=_parse_levels(obj, field, ["down", "up"]),
+        downscale=_whole(obj, "downscale", field, default=4, lo=1, hi=64),
+    )
+
+
+def _parse_region(obj: Any, field: str) -> Region:
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
+                           'write {"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.4, "prompt": "..."}')
+    reject_unknown(obj, REGION_FIELDS, field)
+    role = get_string(obj, "role", field, default="object", choices=ROLES)
+    background = role == "background"
+    # A background region covers what the boxes do not; its box may be left out.
+    x = get_number(obj, "x", field, lo=0.0, hi=1.0, required=not background, default=0.0 if background else None)
+    y = get_number(obj, "y", field, lo=0.0, hi=1.0, required=not background, default=0.0 if background else None)
+    w = get_number(obj, "w", field, lo=0.0, hi=1.0, lo_open=True, required=not background,
+                   default=1.0 if background else None)
+    h = get_number(obj, "h", field, lo=0.0, hi=1.0, lo_open=True, required=not background,
+                   default=1.0 if background else None)
+    if x + w > 1.0 + BOX_TOLERANCE:
+        raise RegEditError(f"{field}.w", f"the box runs past the right edge (x + w = {x + w:.4g})",
+                           "make x + w at most 1 (boxes are fractions of the image width)")
+    if y + h > 1.0 + BOX_TOLERANCE:
+        raise RegEditError(f"{field}.h", f"the box runs past the bottom edge (y + h = {y + h:.4g})",
+                           "make y + h at most 1 (boxes are fractions of the image height)")
+    prompt = get_string(obj, "prompt", field, required=True, max_chars=MAX_PROMPT_CHARS)
+    if not prompt.strip() and not background:
+        raise RegEditError(f"{field}.prompt", "is empty", "describe what goes in this box, or delete the box")
+    keywords = get_list(obj, "keywords", field, max_items=64)
+    for j, kw in enumerate(keywords):
+        if not isinstance(kw, str) or not kw.strip() or len(kw) > 100:
+            raise RegEditError(f"{field}.keywords[{j}]", "must be a non-empty word", "write each keyword as text")
+    return Region(
+        x=x, y=y, w=min(w, 1.0 - x), h=min(h, 1.0 - y),
+        prompt=prompt,
+        negative_prompt=get_string(obj, "negative_prompt", field, default="", max_chars=MAX_PROMPT_CHARS),
+        weight=get_number(obj, "weight", field, default=1.0, lo=0.0, hi=10.0, lo_open=True),
+        feather=get_number(obj, "feather", field, default=0.03, lo=0.0, hi=0.5),
+        role=role,
+        keywords=tuple(k.strip() for k in keywords),
+    )

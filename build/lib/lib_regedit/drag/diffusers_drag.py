@@ -1,0 +1,136 @@
+"""RegionDrag on a diffusers StableDiffusionPipeline or StableDiffusionXLPipeline (the Python API).
+
+>>> from lib_regedit.drag.diffusers_drag import drag
+>>> result = drag(pipe, Image.open("in.png"), drag_document, prompt="", seed=0)
+>>> result.image.save("out.png", pnginfo=result.pnginfo())
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .. import generation_limits as limits
+from .. import layout_init
+from ..attention.controller import Controller, GenerationState
+from ..attention.effects.mutual_self_attention import MutualSelfAttention
+from ..backends import diffusers_backend
+from ..documents import DragDocument, parse_drag_document
+from ..errors import RegEditError
+from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
+from .composite import composite
+from .mapping import dense_mapping
+from .region_drag import DragOptions, drag_latent, options_for
+
+
+
+@dataclass
+class DragResult:
+    image: Image.Image
+    parameters: str
+    document: DragDocument
+    options: DragOptions
+
+    def pnginfo(self) -> PngInfo:
+        info = PngInfo()
+        info.add_text("parameters", self.parameters)
+        return info
+
+
+def check_image(image, vae_factor: int, field: str = "image") -> Image.Image:
+    """An RGB image whose sides are multiples of the VAE factor and of 8, or a clear error."""
+    if not isinstance(image, Image.Image):
+        raise RegEditError(field, f"expected a PIL image, got {type(image).__name__}", "open the file with PIL.Image.open")
+    if image.mode not in ("RGB", "RGBA", "L", "P"):
+        raise RegEditError(field, f"mode {image.mode} is not supported", "save the image as 8-bit RGB")
+    multiple = int(np.lcm(limits.PIPELINE_MULTIPLE, vae_factor))
+    w, h = image.size
+    if w % multiple or h % multiple or w < multiple or h < multiple:
+        raise RegEditError(field, f"its size {w}x{h} is not a multiple of {multiple}",
+                           f"crop or resize it to a multiple of {multiple}, e.g. "
+                           f"{max(multiple, w // multiple * multiple)}x{max(multiple, h // multiple * multiple)}")
+    return image.convert("RGB")
+
+
+def check_options(options: DragOptions, train_timesteps: int) -> DragOptions:
+    limits.check_steps(options.steps, train_timesteps)
+    for name, lo, hi in (("start_t", 0.0, 1.0), ("end_t", 0.0, 1.0), ("handle_noise", 0.0, 1.0)):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi \
+                or (name == "start_t" and value == 0):
+            raise RegEditError(name, f"{value!r} is out of range", f"use a number in ({lo:g}, {hi:g}]"
+                               if name == "start_t" else f"use a number from {lo:g} to {hi:g}")
+    return replace(options, start_t=float(options.start_t), end_t=float(options.end_t),
+                   handle_noise=float(options.handle_noise))
+
+
+def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: DragOptions | None = None,
+         progress: bool = True, model_name: str | None = None) -> DragResult:
+    """Drag the handle regions of ``document`` onto its targets in ``image`` (RegionDrag). ``options``
+    default to the document's settings at 20 steps."""
+    doc = document if isinstance(document, DragDocument) else parse_drag_document(document)
+    if doc is None or not doc.pairs:
+        raise RegEditError("drag", "the drag document has no pairs", 'draw at least one handle and target, '
+                           'e.g. {"pairs": [{"handle": {...}, "target": {...}}]}')
+    options = options_for(doc) if options is None else options
+    limits.check_seed(seed)
+    options = check_options(options, pipe.scheduler.config.num_train_timesteps)
+    image = check_image(image, pipe.vae_scale_factor)
+    width, height = image.size
+    mapping = dense_mapping(doc, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    edited = drag_mapped(pipe, image, mapping, prompt=prompt, seed=seed, options=options, progress=progress)
+    result = composite(image, edited, doc)
+    params = {"Steps": options.steps, "Sampler": "RegionDrag (Cycle-SDE)", "Seed": seed, "Size": f"{width}x{height}",
+              "Model": model_name, "RegEdit drag options": _options_text(options), DRAG_INFOTEXT_KEY: doc.to_json()}
+    return DragResult(result, parameters_text(prompt, "", params), doc, options)
+
+
+def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, options: DragOptions,
+                progress: bool = True) -> Image.Image:
+    """The drag itself on a checked image and a latent-resolution mapping: the decoded edit, before
+    the original is composited back."""
+    width, height = image.size
+    limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
+    from ..api import _unet_kwargs, encode
+
+    context, _, pooled, _ = encode(pipe, prompt)
+    added = _unet_kwargs(pipe, pooled, 1, width, height)
+    attention = MutualSelfAttention()
+    state = GenerationState(total_steps=options.steps)
+    controller = Controller([attention], state)
+    alphas = pipe.scheduler.alphas_cumprod.float()
+    generator = torch.Generator("cpu").manual_seed(seed)
+    bar = pipe.progress_bar(total=options.evaluations) if progress else None
+
+    def eps(x, t, j):
+        state.step = j
+        with torch.no_grad():
+            out = unet(x.to(unet.dtype), torch.tensor(t, device=device), encoder_hidden_states=context, **added).sample
+        return out.float()
+
+    def step(done, total):
+        if bar is not None:
+            bar.update(1)
+
+    with torch.no_grad():
+        pixels = layout_init.image_to_tensor(image).to(device, vae.dtype)
+        z0 = vae.encode(pixels).latent_dist.mean.float() * vae.config.scaling_factor
+    with diffusers_backend.attached(unet, controller):
+        z = drag_latent(eps, z0, mapping, alphas, options, generator, attention, step)
+    if bar is not None:
+        bar.close()
+    with torch.no_grad():
+        decoded = vae.decode((z / vae.config.scaling_factor).to(vae.dtype)).sample.float()
+    edited = ((decoded[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
+    return Image.fromarray(edited.round().astype(np.uint8))
+
+
+def _options_text(options: DragOptions) -> str:
+    defaults = asdict(DragOptions())
+    changed = {k: v for k, v in asdict(options).items() if v != defaults[k] or k in ("start_t", "end_t", "handle_noise")}
+    return " ".join(f"{k}={v}" for k, v in changed.items())

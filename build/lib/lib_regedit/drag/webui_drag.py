@@ -1,0 +1,49 @@
+"""RegionDrag in the WebUI's img2img, kept free of the WebUI's ``modules`` so it is tested here.
+
+``scripts/regedit.py`` replaces img2img's sampling with :func:`drag_batch` when the drag document has
+pairs: it hands in the model's noise prediction per batch row (``apply_model`` with that row's
+prompt, no classifier-free guidance, as RegionDrag runs), the init latents the WebUI encoded, the
+seeds, and the WebUI's progress and interrupt. Mutual self-attention patches the UNet's
+CrossAttention instances through the ``ldm`` backend for the length of the drag, and always restores
+them. The WebUI decodes the result; the script composites the original back outside the edit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..attention.controller import Controller, GenerationState
+from ..attention.effects.mutual_self_attention import MutualSelfAttention
+from ..backends import ldm_backend
+from ..documents import DragDocument
+from .mapping import dense_mapping
+from .region_drag import DragOptions, drag_latent, options_for
+
+
+def drag_batch(unet: torch.nn.Module, eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor],
+               init_latent: torch.Tensor, seeds, document: DragDocument, steps: int, alphas_cumprod: torch.Tensor,
+               progress: Callable[[int, int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+    """Each row of ``init_latent`` (B, C, H, W) dragged with its own seed; returns (B, C, H, W)."""
+    options: DragOptions = options_for(document, steps)
+    mapping = dense_mapping(document, *init_latent.shape[-2:])
+    attention = MutualSelfAttention()
+    state = GenerationState(total_steps=options.steps, latent_hw=tuple(init_latent.shape[-2:]))
+    controller = Controller([attention], state)
+    rows = []
+    ldm_backend.remove_leftovers(unet)
+    with ldm_backend.attached(unet, controller):
+        for i in range(init_latent.shape[0]):
+            def eps(x, t, j, row=i):
+                state.step = j
+                return eps_of_row(row, x, t).float()
+
+            generator = torch.Generator("cpu").manual_seed(int(seeds[i]) if i < len(seeds) else int(seeds[0]) + i)
+            rows.append(drag_latent(eps, init_latent[i:i + 1].float(), mapping, alphas_cumprod.float().cpu(), options,
+                                    generator, attention, progress, should_stop))
+            if should_stop is not None and should_stop():
+                rows.extend(init_latent[j:j + 1].float() for j in range(i + 1, init_latent.shape[0]))
+                break
+    return torch.cat(rows).to(init_latent.dtype)

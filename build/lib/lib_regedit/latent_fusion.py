@@ -1,0 +1,36 @@
+"""Latent mode: MultiDiffusion itself (Bar-Tal et al. 2023; MRGD Eq. 1).
+
+One denoiser pass per region prompt over the whole latent, and the noise predictions fused with the
+normalised pixel-wise weights at latent resolution. It costs a UNet pass per region and is the
+reference that attention mode (one pass) is measured against.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .fusion_sources import FusionSources
+
+
+class LatentFusion(FusionSources):
+    def fuse(self, eps: torch.Tensor, rows: tuple[int, ...], uncond_rows: tuple[int, ...], progress: float,
+             run: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
+        """``eps``: the UNet output for the whole batch with each row's own prompt.
+        ``run(context, rows)`` reruns the UNet on ``rows`` with ``context`` (1, T, C)."""
+        weights = self.weights(tuple(eps.shape[-2:]), progress).to(eps.device, eps.dtype)[:, None, None]
+        n = len(self.regions)
+        out = eps
+        targets = [(rows, False)] + ([(uncond_rows, True)] if self.fuse_uncond else [])
+        for target, negative in targets:
+            if not target:
+                continue
+            own = eps[list(target)]
+            contexts, background = self.contexts(negative)
+            fused = weights[n + 1] * own + weights[n] * (run(background, target) if background is not None else own)
+            for i, context in enumerate(contexts):
+                fused = fused + weights[i] * (run(context, target) if context is not None else own)
+            out = out.clone() if out is eps else out
+            out[list(target)] = fused
+        return out

@@ -1,0 +1,102 @@
+"""Region masks at any resolution and MultiDiffusion's fusion weights.
+
+All pure functions on small tensors. Boxes are fractions of the image with a top-left origin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def layer_hw(latent_hw: tuple[int, int], tokens: int) -> tuple[int, int]:
+    """The (h, w) of an attention layer with ``tokens`` positions inside a UNet fed ``latent_hw``.
+
+    The UNet halves the latent with stride-2 convolutions (padding 1), so each level is
+    ``ceil(size / 2)`` of the one above; this also covers sizes that are not powers of two.
+    """
+    h, w = latent_hw
+    for _ in range(8):
+        if h * w == tokens:
+            return h, w
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    # Not a level of this latent (a layer run at another resolution): fall back to the aspect ratio.
+    ratio = latent_hw[1] / latent_hw[0]
+    h = max(1, round(math.sqrt(tokens / ratio)))
+    if tokens % h:
+        raise ValueError(f"cannot map {tokens} attention positions onto a latent of {latent_hw}")
+    return h, tokens // h
+
+
+def map_resolution(latent_hw: tuple[int, int], downscale: int, available) -> tuple[int, int]:
+    """Where token maps are read: ``latent / downscale`` ("16×16" for SD's 64×64 latent at 4), or, when
+    the UNet has no layer there, the available (h, w) of the same aspect closest to it in area (the
+    finer one on a tie)."""
+    target = (math.ceil(latent_hw[0] / downscale), math.ceil(latent_hw[1] / downscale))
+    available = list(available)
+    candidates = [hw for hw in available if hw[0] * latent_hw[1] == hw[1] * latent_hw[0]] or available
+    if not candidates or target in candidates:
+        return target
+    area = target[0] * target[1]
+    return min(candidates, key=lambda hw: (abs(math.log(hw[0] * hw[1] / area)), -hw[0]))
+
+
+def _axis_profile(start: float, length: float, feather: float, cells: int) -> torch.Tensor:
+    """Per-cell weight along one axis: the box's coverage of each cell, softened by a linear ramp
+    ``feather`` wide (a fraction of the image) centred on each edge. Coverage keeps a box that is
+    smaller than one cell from vanishing at coarse layers."""
+    edges = torch.arange(cells + 1, dtype=torch.float64) / cells
+    lo, hi = edges[:-1], edges[1:]
+    coverage = ((torch.minimum(hi, torch.tensor(start + length)) - torch.maximum(lo, torch.tensor(start)))
+                .clamp(min=0) * cells)
+    if feather <= 0:
+        return coverage.float()
+    centre = (lo + hi) / 2
+    inside = torch.minimum(centre - start, start + length - centre)  # signed distance to the nearest edge
+    ramp = (inside / feather + 0.5).clamp(0, 1)
+    return torch.maximum(coverage, ramp).clamp(max=1).float()
+
+
+def box_mask(x: float, y: float, w: float, h: float, height: int, width: int, feather: float = 0.0) -> torch.Tensor:
+    """A (height, width) mask in [0, 1] for the box, with soft edges ``feather`` wide."""
+    return _axis_profile(y, h, feather, height)[:, None] * _axis_profile(x, w, feather, width)[None, :]
+
+
+def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(..., 4) boxes (x, y, w, h fractions) to (..., height, width) masks: each cell's covered share,
+    as :func:`box_mask` with no feather, for many boxes at once (training builds them every step)."""
+
+    def axis(start, length, cells):
+        edges = torch.arange(cells + 1, dtype=torch.float32) / cells
+        start, end = start[..., None], (start + length)[..., None]
+        return ((torch.minimum(edges[1:], end) - torch.maximum(edges[:-1], start)).clamp(min=0) * cells).clamp(max=1)
+
+    x, y, w, h = boxes.float().unbind(-1)
+    return axis(y, h, height)[..., :, None] * axis(x, w, width)[..., None, :]
+
+
+def region_masks(regions, height: int, width: int) -> torch.Tensor:
+    """Stack of masks (R, height, width) for object regions (objects with ``x, y, w, h, feather``)."""
+    if not regions:
+        return torch.zeros(0, height, width)
+    return torch.stack([box_mask(r.x, r.y, r.w, r.h, height, width, r.feather) for r in regions])
+
+
+def fusion_weights(masks: torch.Tensor, region_weights, background_weight: float,
+                   whole_weight: float, eps: float = 1e-4) -> torch.Tensor:
+    """MultiDiffusion's normalised pixel-wise weights (Bar-Tal et al. 2023; MRGD Eq. 1).
+
+    Sources are the R object regions, then the background region r_bg and the whole-image region
+    r_total. r_bg weighs ``background_weight`` where no box covers the image (1 - the union of the
+    masks); r_total weighs ``whole_weight`` everywhere (0 until it joins after T_total). A small
+    ``eps`` on r_bg keeps the sum positive. Returns (R + 2, h, w) weights that sum to 1 per pixel.
+    """
+    r, h, w = masks.shape
+    weights = torch.as_tensor(list(region_weights), dtype=masks.dtype).reshape(r, 1, 1)
+    regions = masks * weights
+    union = masks.amax(0) if r else torch.zeros(h, w, dtype=masks.dtype)
+    background = background_weight * (1 - union) + eps
+    whole = torch.full((h, w), float(whole_weight), dtype=masks.dtype)
+    stacked = torch.cat([regions, background[None], whole[None]], 0)
+    return stacked / stacked.sum(0, keepdim=True)

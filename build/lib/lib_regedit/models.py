@@ -1,0 +1,92 @@
+"""Loading models: diffusers folders and single-file checkpoints, from local files only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import RegEditError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def default_model_path() -> Path:
+    """The bundled ShapesWorld model (diffusers format), trained by ``lib_regedit.shapesworld``: in the
+    checkout's ``models/``, or where ``REGEDIT_MODEL`` points (a package installed from a wheel has no
+    checkout beside it)."""
+    return Path(os.environ["REGEDIT_MODEL"]) if os.environ.get("REGEDIT_MODEL") else REPO_ROOT / "models" / "shapesworld"
+
+
+def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, config: str | None = None,
+                  field: str = "model"):
+    """A StableDiffusionPipeline or StableDiffusionXLPipeline from a diffusers folder or a single file
+    (``.safetensors``/``.ckpt``; a ``.yaml`` beside it is used as its original config). Never downloads.
+    A path that is not such a model raises :class:`RegEditError` naming ``field``."""
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    path = Path(path)
+    fix = "give a diffusers pipeline folder (with model_index.json) or a .safetensors/.ckpt checkpoint"
+    if not path.exists():
+        raise RegEditError(field, f"{path} does not exist", fix)
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise RegEditError(field, f"{path} is a folder without model_index.json, so not a diffusers pipeline", fix)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RegEditError(field, f"{path} could not be loaded as a pipeline ({_first_line(exc)})",
+                               f"check that the folder is complete, or {fix}") from exc
+    elif path.suffix not in SINGLE_FILE_SUFFIXES:
+        raise RegEditError(field, f"{path} is a {path.suffix or 'suffix-less'} file, not a checkpoint", fix)
+    else:
+        pipe = _load_single_file(path, dtype, config, field)
+    if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
+        raise RegEditError(field, f"{path} is a {type(pipe).__name__}", "give an SD 1.x or SDXL pipeline")
+    pipe.set_progress_bar_config(disable=False)
+    if getattr(pipe, "safety_checker", None) is not None:
+        pipe.safety_checker = None
+    return pipe
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _load_single_file(path: Path, dtype, config: str | None, field: str):
+    """A single-file checkpoint. Its components' configs come from ``config`` (a diffusers folder of the
+    same architecture) or a diffusers folder of the same name beside it; a ``.yaml`` beside it is the
+    original LDM config. Offline, diffusers cannot fetch the text encoder's config from the hub, so
+    without a local config folder the error says how to give one."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    kwargs = {"dtype": dtype, "local_files_only": True}
+    folder = Path(config) if config else path.with_suffix("")
+    if folder.is_dir() and (folder / "model_index.json").exists():
+        kwargs["config"] = str(folder)
+    elif path.with_suffix(".yaml").exists():
+        kwargs["original_config"] = str(path.with_suffix(".yaml"))
+    cls = StableDiffusionXLPipeline if _looks_like_sdxl(path) else StableDiffusionPipeline
+    try:
+        return cls.from_single_file(str(path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        if "config" in kwargs or "original_config" in kwargs:
+            raise RegEditError(field, f"{path} could not be loaded ({_first_line(exc)})",
+                               "check the file and the config beside it (--config: a diffusers folder of the "
+                               "same architecture)") from exc
+        raise RegEditError(field, f"{path} needs its components' configs, which cannot be downloaded here "
+                                  f"({_first_line(exc)})",
+                           f"pass --config with a diffusers folder of the same architecture (or put one named "
+                           f"{path.stem}/ beside it)") from exc
+
+
+def _looks_like_sdxl(path: Path) -> bool:
+    if path.suffix != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return any(k.startswith("conditioner.embedders.1") for k in f.keys())

@@ -1,0 +1,67 @@
+"""Layout preview: labelled boxes drawn over an image."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+           "#fabed4", "#469990", "#dcbeff", "#9a6324"]
+
+
+def region_colour(index: int) -> str:
+    """The colour of region ``index``; the JavaScript canvas uses the same palette."""
+    return PALETTE[index % len(PALETTE)]
+
+
+MIN_PREVIEW_SIDE = 256
+
+
+def draw_layout(image: Image.Image, document) -> Image.Image:
+    """A copy of ``image`` with each object region's box, index and prompt drawn on it. Images with a
+    side under 256 px (ShapesWorld's 64x64) are enlarged first, pixel for pixel, so labels stay legible."""
+    out = image.convert("RGB").copy()
+    scale = -(-MIN_PREVIEW_SIDE // min(out.size))  # ceil
+    if scale > 1:
+        out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(out, "RGBA")
+    width, height = out.size
+    line = max(1, round(min(width, height) / 128))
+    for i, region in enumerate(r for r in document.regions if not r.is_background):
+        colour = region_colour(i)
+        box = (region.x * width, region.y * height, (region.x + region.w) * width - 1, (region.y + region.h) * height - 1)
+        draw.rectangle(box, outline=colour, width=line)
+        label = f"{i + 1}: {region.prompt}"[:60]
+        tw = draw.textlength(label)
+        draw.rectangle((box[0], box[1], box[0] + tw + 4, box[1] + 12), fill=colour + "c0")
+        draw.text((box[0] + 2, box[1]), label, fill="white")
+    return out
+
+
+def draw_keyword_maps(image: Image.Image, document, maps, keywords: list[list[str]]) -> Image.Image:
+    """The image with each region's keyword attention map (selected keywords, averaged) as a red
+    heat overlay inside a grid of tiles, one tile per region, labelled with the keywords."""
+    base = image.convert("RGB")
+    width, height = base.size
+    regions = [r for r in document.regions if not r.is_background]
+    tiles = []
+    for i, (region, heat) in enumerate(zip(regions, maps)):
+        tile = base.copy()
+        if heat is not None:
+            h = heat.float()
+            h = (h - h.min()) / (h.max() - h.min()).clamp_min(1e-12)
+            alpha = Image.fromarray((h.numpy() * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
+            tile = Image.composite(Image.new("RGB", (width, height), (255, 0, 0)), tile,
+                                   alpha.point(lambda v: int(v * 0.6)))
+        draw = ImageDraw.Draw(tile)
+        box = (region.x * width, region.y * height, (region.x + region.w) * width - 1, (region.y + region.h) * height - 1)
+        draw.rectangle(box, outline=region_colour(i), width=max(1, round(min(width, height) / 128)))
+        words = keywords[i] if i < len(keywords) else []
+        draw.text((2, 2), f"{i + 1}: {', '.join(words) or '-'}"[:80], fill="white", stroke_width=1, stroke_fill="black")
+        tiles.append(tile)
+    if not tiles:
+        return base.copy()
+    grid = Image.new("RGB", (width * len(tiles), height))
+    for i, tile in enumerate(tiles):
+        grid.paste(tile, (i * width, 0))
+    return grid

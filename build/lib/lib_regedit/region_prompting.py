@@ -1,0 +1,99 @@
+"""Region prompting set-up shared by every backend: encode each region's prompt once and build the
+effects the document asks for (region fusion, keyword selection, KSSA)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .attention.controller import Effect
+from .attention.effects.keyword_selection import KeywordSelection, RegionKeywords
+from .attention.effects.kssa import KeywordSelfAttention
+from .attention.effects.region_fusion import RegionFusion, RegionPrompt
+from .background import rest_of_prompt
+from .documents import RegionDocument
+from .latent_fusion import LatentFusion
+
+Encode = Callable[[str], torch.Tensor]
+Tokenize = Callable[[str], list[tuple[int, str]]]
+
+
+def build_fusion(document: RegionDocument, encode: Encode, mode: str | None = None, contexts=None):
+    """``encode(prompt)`` gives the cross-attention context (1, T, C) of a prompt in the backend's own way
+    (the WebUI's 75-token chunks and emphasis, or the diffusers text encoders). Returns a
+    :class:`RegionFusion` (attention mode, one UNet pass) or a :class:`LatentFusion` (latent mode)."""
+    mode = mode or document.mode
+    contexts = contexts if contexts is not None else [encode(r.prompt) for r in document.object_regions]
+    regions = [RegionPrompt(r.x, r.y, r.w, r.h, r.feather, r.weight, ctx,
+                            encode(r.negative_prompt) if r.negative_prompt else None)
+               for r, ctx in zip(document.object_regions, contexts)]
+    bg = document.background
+    kwargs = dict(background_context=background_context(document, encode),
+                  background_negative=encode(bg.negative_prompt) if bg and bg.negative_prompt else None,
+                  background_weight=document.background_weight, whole_start=document.whole_prompt_start,
+                  whole_weight=document.whole_prompt_weight)
+    return (LatentFusion if mode == "latent" else RegionFusion)(regions, **kwargs)
+
+
+def background_context(document: RegionDocument, encode: Encode) -> torch.Tensor | None:
+    """r_bg's context: the background region's prompt, or what ``background_prompt`` names when there
+    is none (``lib_regedit/background.py``). ``None`` means each row's own prompt (``"whole"``)."""
+    bg = document.background
+    if bg is not None:
+        return encode(bg.prompt) if bg.prompt.strip() else None
+    source = document.background_prompt
+    if source == "rest":
+        return encode(rest_of_prompt(document.prompt, [r.prompt for r in document.object_regions]))
+    if source == "empty":
+        return encode("")
+    if source == "negative":
+        return encode(document.negative_prompt)
+    return None
+
+
+def _forced_positions(words: list[tuple[int, str]], keywords, tokenize: Tokenize) -> list[int]:
+    wanted = {text for kw in keywords for _, text in tokenize(kw)}
+    return [pos for pos, text in words if text in wanted]
+
+
+@dataclass
+class RegionEffects:
+    """What one generation runs: the effects in controller order, and handles for reporting."""
+
+    effects: list[Effect]
+    fusion: RegionFusion | LatentFusion
+    selection: KeywordSelection | None = None
+    kssa: KeywordSelfAttention | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize | None = None,
+                  mode: str | None = None) -> RegionEffects:
+    """Effects in the controller's order: KSSA (``prepare`` on self-attention), region fusion
+    (``compute`` on cross-attention), keyword selection (``observe``)."""
+    mode = mode or document.mode
+    contexts = [encode(r.prompt) for r in document.object_regions]
+    fusion = build_fusion(document, encode, mode, contexts)
+    result = RegionEffects([fusion] if mode == "attention" else [], fusion)
+    options = document.kssa
+    if not options.enabled:
+        return result
+    if mode != "attention":
+        result.notes.append("KSSA runs in attention mode only; it was skipped in latent mode")
+        return result
+    if tokenize is None:
+        result.notes.append("KSSA skipped: this backend gave no tokenizer")
+        return result
+    keyword_regions = []
+    for i, (region, ctx) in enumerate(zip(document.object_regions, contexts)):
+        words = [(p, t) for p, t in tokenize(region.prompt) if p < ctx.shape[1] and any(c.isalnum() for c in t)]
+        keyword_regions.append(RegionKeywords(i, (region.x, region.y, region.w, region.h), ctx, words,
+                                              _forced_positions(words, region.keywords, tokenize)))
+    selection = KeywordSelection(keyword_regions, n=options.keywords, refresh_every=options.refresh,
+                                 downscale=options.downscale)
+    kssa = KeywordSelfAttention(selection, scale=options.scale, reweight=options.reweight, levels=options.levels)
+    result.effects = [kssa, fusion, selection]
+    result.selection, result.kssa = selection, kssa
+    return result

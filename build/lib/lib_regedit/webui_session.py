@@ -1,0 +1,78 @@
+"""One WebUI generation's RegEdit session, kept free of the WebUI's ``modules`` so it can be tested.
+
+``scripts/regedit.py`` creates a session in ``process`` and wraps ``p.sample`` with :meth:`sampling`,
+so the UNet is patched only while the sampler runs (hires-fix second pass included) and always
+restored in a ``finally``. The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+from .attention.controller import Controller, GenerationState
+from .backends import ldm_backend
+from .documents import RegionDocument
+from .region_prompting import build_effects
+
+
+def crossattn(cond):
+    """The cross-attention tensor of a WebUI conditioning (SDXL's is a dict)."""
+    if isinstance(cond, dict):
+        return cond.get("crossattn")
+    return cond
+
+
+class WebUISession:
+    def __init__(self, document: RegionDocument, encode: Callable[[str], torch.Tensor],
+                 tokenize: Callable[[str], list[tuple[int, str]]] | None = None):
+        self.document = document
+        self.encode = encode
+        self.tokenize = tokenize
+        self.built = None
+        self.fusion = None
+        self.state = GenerationState(cond_first=True)
+        self.controller: Controller | None = None
+
+    def _prepare(self):
+        if self.fusion is None:
+            with torch.no_grad():
+                self.built = build_effects(self.document, lambda prompt: crossattn(self.encode(prompt)), self.tokenize)
+            self.fusion = self.built.fusion
+            self.controller = Controller(self.built.effects, self.state)
+
+    def keyword_preview(self, image):
+        """Keyword attention maps over ``image`` (one tile per region), or None without keyword selection."""
+        if self.built is None or self.built.selection is None:
+            return None
+        from .preview import draw_keyword_maps
+
+        selection = self.built.selection
+        return draw_keyword_maps(image, self.document, selection.keyword_maps(),
+                                 [r.selected_words() for r in selection.regions])
+
+    def keywords_text(self) -> str | None:
+        """The keywords selected per region, for the infotext (None when keyword selection is off)."""
+        if self.built is None or self.built.selection is None:
+            return None
+        return self.built.selection.summary()
+
+    def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
+        self.state.step = int(sampling_step)
+        self.state.total_steps = max(1, int(total_steps))
+        self.state.cond_reference = crossattn(text_cond)
+        self.state.uncond_reference = crossattn(text_uncond)
+
+    @contextlib.contextmanager
+    def sampling(self, unet: torch.nn.Module):
+        """Patch ``unet`` for the ``with`` block; restore whatever happens."""
+        self._prepare()
+        ldm_backend.remove_leftovers(unet)
+        if self.document.mode == "latent":
+            cm = ldm_backend.latent_attached(unet, self.controller, self.fusion)
+        else:
+            cm = ldm_backend.attached(unet, self.controller)
+        with cm:
+            yield self
