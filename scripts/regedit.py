@@ -21,7 +21,7 @@ import torch
 from modules import devices, processing, script_callbacks, scripts, shared
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib_regedit import layout_init, webui_latent_scale  # noqa: E402
+from lib_regedit import layout_init, webui_latent_scale, xyz_axes  # noqa: E402
 from lib_regedit.documents import parse_drag_document, parse_region_document  # noqa: E402
 from lib_regedit.documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS  # noqa: E402
 from lib_regedit.drag import webui_drag  # noqa: E402
@@ -247,7 +247,7 @@ class RegEditScript(scripts.Script):
         if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
             return
         try:
-            obj = load_json_object(doc, "regedit")
+            obj = xyz_axes.apply_overrides(load_json_object(doc, "regedit"), _xyz_overrides(p), "regions")
             if obj is None:
                 return
             obj = dict(obj)
@@ -304,7 +304,8 @@ def _start_drag(p, drag_doc) -> bool:
     """RegionDrag in img2img when the drag document has pairs: check it and the checkpoint, then
     replace the sampling. Returns whether a drag (or its error) took this generation."""
     try:
-        document = parse_drag_document(drag_doc, field="drag")
+        document = parse_drag_document(xyz_axes.apply_overrides(load_json_object(drag_doc, "drag"), _xyz_overrides(p),
+                                                                "drag"), field="drag")
     except RegEditError as exc:
         _fail_sampling(p, exc)
         return True
@@ -530,6 +531,36 @@ def _on_cfg_denoiser(params):
                                 params.text_uncond)
 
 
+def _xyz_overrides(p) -> dict:
+    return getattr(p, "_regedit_xyz", None) or {}
+
+
+def _register_xyz_axes() -> None:
+    """RegEdit's settings as axes of the WebUI's X/Y/Z plot (``lib_regedit.xyz_axes``), once."""
+    xyz = next((d.module for d in scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"), None)
+    if xyz is None or any(str(getattr(o, "label", "")).startswith("[RegEdit]") for o in xyz.axis_options):
+        return
+    for axis in xyz_axes.AXES:
+        xyz.axis_options.append(xyz.AxisOption(axis.label, axis.type, _xyz_apply(axis), confirm=_xyz_confirm(axis),
+                                               choices=(lambda a=axis: list(a.choices)) if axis.choices else None))
+
+
+def _xyz_apply(axis):
+    def apply(p, value, values):
+        p._regedit_xyz = dict(_xyz_overrides(p), **{axis.label: value})  # each cell has its own copy of p
+    return apply
+
+
+def _xyz_confirm(axis):
+    def confirm(p, values):
+        try:
+            xyz_axes.check_values(axis, values)
+        except RegEditError as exc:
+            raise RuntimeError(str(exc)) from None  # xyz_grid shows a RuntimeError before the grid starts
+    return confirm
+
+
+script_callbacks.on_before_ui(_register_xyz_axes)
 script_callbacks.on_cfg_denoiser(_on_cfg_denoiser)
 script_callbacks.on_model_loaded(lambda sd_model: webui_latent_scale.sync(processing, sd_model))
 script_callbacks.on_script_unloaded(lambda: webui_latent_scale.reset(processing))

@@ -1,0 +1,49 @@
+"""RegEdit's X/Y/Z plot axes: values checked before a grid starts, written into the documents."""
+
+import pytest
+
+from lib_regedit import xyz_axes
+from lib_regedit.documents import parse_drag_document, parse_region_document
+from lib_regedit.errors import RegEditError
+
+AXES = {a.label: a for a in xyz_axes.AXES}
+DOC = {"prompt": "p", "regions": [{"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a"},
+                                  {"x": 0.5, "y": 0, "w": 0.5, "h": 0.5, "prompt": "b"}]}
+
+
+def test_every_axis_writes_a_valid_document():
+    for axis in xyz_axes.AXES:
+        value = axis.choices[-1] if axis.choices else (axis.lo + axis.hi) / 2
+        xyz_axes.check_values(axis, [value])
+        if axis.document == "regions":
+            doc = parse_region_document(xyz_axes.apply_overrides(DOC, {axis.label: value}, "regions"))
+            assert doc is not None
+        else:
+            drag = {"pairs": [], "start_t": 0.5}
+            assert parse_drag_document(xyz_axes.apply_overrides(drag, {axis.label: value}, "drag")) is not None
+
+
+def test_values_reach_the_fields():
+    over = {"[RegEdit] Whole prompt start": 0.6, "[RegEdit] Feather": 0.1, "[RegEdit] KSSA scale": 2.0,
+            "[RegEdit] Init": "noise", "[RegEdit] Drag end": 0.4}
+    doc = parse_region_document(xyz_axes.apply_overrides(DOC, over, "regions"))
+    assert doc.whole_prompt_start == 0.6 and doc.init == "noise"
+    assert all(r.feather == 0.1 for r in doc.regions)
+    assert doc.kssa.enabled and doc.kssa.scale == 2.0
+    assert '"whole_prompt_start":0.6' in doc.to_json()  # the infotext carries the axis value
+    off = parse_region_document(xyz_axes.apply_overrides(dict(DOC, kssa=True), {"[RegEdit] KSSA": "off"}, "regions"))
+    assert not off.kssa.enabled
+    drag = parse_drag_document(xyz_axes.apply_overrides({"pairs": []}, over, "drag"))
+    assert drag.end_t == 0.4 and drag.start_t == 0.5  # only the drag's axes
+    assert xyz_axes.apply_overrides(None, over, "regions") is None
+
+
+@pytest.mark.parametrize("label,values,fix", [
+    ("[RegEdit] Whole prompt start", [0.2, 1.5], "from 0 to 1"),
+    ("[RegEdit] Fusion mode", ["attention", "both"], "use one of attention, latent"),
+    ("[RegEdit] KSSA scale", [0], "from 0 to 10"),
+])
+def test_out_of_range_values_are_refused_before_the_grid(label, values, fix):
+    with pytest.raises(RegEditError, match=fix) as info:
+        xyz_axes.check_values(AXES[label], values)
+    assert str(info.value).startswith(f"RegEdit: {label}: ")
