@@ -44,8 +44,8 @@ def test_a_grid_over_two_axes(webui, assert_plain_unchanged):
     assert len(cells) == 4
     expected = [("0.0", "noise"), ("1.0", "noise"), ("0.0", "layout"), ("1.0", "layout")]
     for (_, text), (start, init) in zip(cells, expected):
-        assert f'\\\\"whole_prompt_start\\\\":{start}' in text or (start == "0.3"), text
-        assert f'\\\\"init\\\\":\\\\"{init}\\\\"' in text, text
+        assert f'\\"whole_prompt_start\\":{start}' in text, text
+        assert f'\\"init\\":\\"{init}\\"' in text, text
     assert pixel_diff(cells[0][0], cells[1][0])[1] > 0  # T_total changed the image
     assert pixel_diff(cells[0][0], cells[2][0])[1] > 0.5  # so did layout init
     assert_plain_unchanged("an X/Y/Z grid over RegEdit axes")
