@@ -88,5 +88,8 @@ def _looks_like_sdxl(path: Path) -> bool:
         return False
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        return any(k.startswith("conditioner.embedders.1") for k in f.keys())
+    try:
+        with safe_open(str(path), "pt") as f:
+            return any(k.startswith("conditioner.embedders.1") for k in f.keys())
+    except Exception:  # noqa: BLE001 - not a readable safetensors file: loading it names the problem
+        return False

@@ -59,6 +59,13 @@ def test_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert code == 2 and err.startswith("RegEdit: --model: ") and "not a checkpoint" in err
 
 
+def test_a_broken_checkpoint_file(tmp_path, capsys):
+    broken = tmp_path / "model.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    code, err = run(["--out", str(tmp_path / "o.png"), "--model", str(broken)], capsys)
+    assert code == 2 and err.startswith("RegEdit: --model: ")
+
+
 def test_missing_regions_file(tmp_path, capsys):
     code = main(["generate", "--regions", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o.png")])
     err = capsys.readouterr().err
