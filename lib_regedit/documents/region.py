@@ -18,7 +18,7 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
   ignored), ``keywords`` (user keywords, always kept by keyword selection).
 - ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
-  inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, seed 003, see
+  inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, see
   ``lib_regedit/layout_init.py``; "auto", the default: layout where the generation starts from noise
   and the document has an object box, the seed's noise where it starts from an image, img2img) and
   ``init_noise`` (the seed noise's share of the variance in layout init, default 0.25).
