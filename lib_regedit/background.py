@@ -29,6 +29,17 @@ its their his her while plus some two three four
 ARTICLES = frozenset({"a", "an", "the", "some"})
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
 EXTRA_NETWORK = re.compile(r"<[^<>]*>")  # the WebUI's <lora:name:1> tags: not words, applied to the whole model
+EMPHASIS_WEIGHT = re.compile(r":\s*-?(\d+\.?\d*|\.\d+)\s*(?=[)\]])")  # "(red circle:1.2)": the ":1.2"
+BREAK = re.compile(r"\bBREAK\b")
+
+
+def _plain_text(prompt: str) -> str:
+    """The prompt without the WebUI's syntax: extra-network tags go, emphasis brackets and weights go
+    (their words stay), and ``BREAK`` separates parts like a comma."""
+    text = EXTRA_NETWORK.sub(" ", prompt)
+    text = EMPHASIS_WEIGHT.sub(" ", text)
+    text = re.sub(r"[()\[\]{}]", " ", text)
+    return BREAK.sub(",", text)
 
 
 def _words(text: str) -> list[str]:
@@ -38,15 +49,17 @@ def _words(text: str) -> list[str]:
 def rest_of_prompt(prompt: str, region_prompts) -> str:
     """``prompt`` with each region prompt taken out, then each remaining word that a region prompt
     names (other than joining words; plurals match), and the joining words left dangling. Commas
-    separate parts; the WebUI's extra-network tags (``<lora:name:1>``) are dropped.
+    separate parts; the WebUI's syntax (``<lora:name:1>`` tags, ``(emphasis:1.2)``, ``BREAK``) is
+    read as plain text first.
 
     >>> rest_of_prompt("a red circle and a blue square", ["a red circle", "a blue square"])
     ''
     >>> rest_of_prompt("a photo of a cat and a dog on the grass, best quality", ["a cat", "a dog"])
     'a photo on the grass, best quality'
     """
-    text = EXTRA_NETWORK.sub(" ", prompt)
-    phrases = sorted({p.strip() for p in region_prompts if p and p.strip()}, key=len, reverse=True)
+    text = _plain_text(prompt)
+    phrases = sorted({_plain_text(p).strip() for p in region_prompts if p and _plain_text(p).strip()}, key=len,
+                     reverse=True)
     for phrase in phrases:
         text = re.sub(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", " , " if "," in phrase else " ", text,
                       flags=re.IGNORECASE)

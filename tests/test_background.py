@@ -25,6 +25,9 @@ BOXES = [{"x": 0.05, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a red circle"},
     ("a red circle and a blue square on a blank background", ["a red circle", "a blue square"], "a blank background"),
     ("landscape, mountains", ["a castle"], "landscape, mountains"),
     ("<lora:film:0.8> a castle on a hill, film grain", ["a castle"], "a hill, film grain"),
+    # the WebUI's emphasis and BREAK: the words count, the syntax does not
+    ("(a red circle:1.2) and [a blue square], (masterpiece:1.1) BREAK blank background",
+     ["a red circle", "(blue square:1.3)"], "masterpiece, blank background"),
     # a region phrase not in the prompt: the words it names are still taken out
     ("two cats sleeping on a sofa", ["a sleeping cat, fluffy"], "a sofa"),
 ])
