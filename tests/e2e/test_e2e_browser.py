@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from e2e_webui import decode_png
+from e2e_webui import decode_png, log
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -263,3 +263,49 @@ def test_img2img_drag_from_the_panel(page, webui, shapesworld, tmp_path, model):
     page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / f"drag_panel_{model}.png"))
     webui.use_model("regedit-e2e-sd1")
     assert not our_errors(page), our_errors(page)
+
+
+def test_a_new_users_first_try_in_the_browser(page, webui, shapesworld):
+    """The first try from the defaults issue, by hand in the UI: the bundled model, the main prompt,
+    a box on the left and one on the right, nothing else touched (so the WebUI's default sampler,
+    DPM++ 2M), a batch of 10 from seed 1: both objects land in their boxes in at least 9."""
+    import base64
+
+    from lib_regedit.evaluation import metrics
+    from lib_regedit.evaluation.detector import detect
+
+    webui.use_model(shapesworld)
+    page.reload()
+    page.wait_for_selector("#txt2img_prompt textarea", timeout=LOAD_TIMEOUT_MS)
+    page.wait_for_function("!!(window.RegEditRegionPanels || {}).txt2img", timeout=60_000)
+    assert page.input_value("#txt2img_sampling input") == "DPM++ 2M"  # the WebUI's default
+    page.fill("#txt2img_prompt textarea", "a red circle and a blue square")
+    for name, value in (("width", 64), ("height", 64), ("batch_size", 8)):
+        set_number(page, f"txt2img_{name}", value)
+    page.fill("#txt2img_seed input", "1")
+    open_accordion(page, "txt2img")
+    boxes = [((0.05, 0.3), (0.45, 0.7), "a red circle"), ((0.55, 0.3), (0.95, 0.7), "a blue square")]
+    draw_regions(page, "txt2img", boxes)
+    assert page.locator("#regedit_layout_txt2img input").is_checked()
+    hits, total = 0, 0
+    for first_seed in (1, 9):  # the batch slider stops at 8: seeds 1-8, then 9-16 (the first 10 count)
+        page.fill("#txt2img_seed input", str(first_seed))
+        page.click("#txt2img_generate")
+        page.wait_for_function("(document.querySelector('#html_info_txt2img') || {}).innerText?.includes('Seed: "
+                               f"{first_seed},')", timeout=GENERATE_TIMEOUT_MS)
+        page.wait_for_function("document.querySelectorAll('#txt2img_gallery .thumbnail-item img').length >= 8",
+                               timeout=30_000)
+        srcs = page.eval_on_selector_all("#txt2img_gallery .thumbnail-item img", "els => els.map(e => e.src)")
+        for src in srcs[-8:]:  # after the grid
+            if total == 10:
+                break
+            body = page.request.get(src).body()
+            image = decode_png(base64.b64encode(body).decode()).convert("RGB")
+            det = detect(image)
+            hits += all(metrics.box_adherence(det, (a[0], a[1], b[0] - a[0], b[1] - a[1]), *p.split()[1:])
+                        for a, b, p in boxes)
+            total += 1
+    page.locator("#txt2img_gallery").screenshot(path=str(webui.work / "screenshots" / "first_try_gallery.png"))
+    log(f"ShapesWorld first try in the browser, DPM++ 2M, seeds 1-10: both objects in their boxes in {hits}/{total}")
+    assert total == 10 and hits >= 9, (hits, total)
+    webui.use_model("regedit-e2e-sd1")
