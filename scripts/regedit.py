@@ -108,6 +108,47 @@ def _outside_note(layout: bool) -> str:
     return outside + LAYOUT_OFF_COST
 
 
+UI_SETTINGS = 9  # mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels
+# Settings → RegEdit: the accordion's starting values (read when the page is built; Reload UI after a
+# change) and previews (read when a generation starts).
+SETTING_DEFAULTS = {"mode": "attention", "whole_start": 0.3, "layout_init": True, "init_noise": 0.25, "kssa": False}
+
+
+def _setting(name: str):
+    return shared.opts.data.get(f"regedit_default_{name}", SETTING_DEFAULTS[name])
+
+
+def _on_ui_settings() -> None:
+    section = ("regedit", "RegEdit")
+    slider = {"minimum": 0.0, "maximum": 1.0, "step": 0.05}
+    options = {
+        "regedit_default_mode": shared.OptionInfo("attention", "Fusion mode a new page starts with", gr.Radio,
+                                                  {"choices": ["attention", "latent"]}, section=section),
+        "regedit_default_whole_start": shared.OptionInfo(0.3, "Whole prompt joins after (fraction of steps), to start with",
+                                                         gr.Slider, slider, section=section),
+        "regedit_default_layout_init": shared.OptionInfo(True, "Layout init ticked to start with (txt2img)",
+                                                         section=section),
+        "regedit_default_init_noise": shared.OptionInfo(0.25, "Layout init seed noise share, to start with", gr.Slider,
+                                                        slider, section=section),
+        "regedit_default_kssa": shared.OptionInfo(False, "Keyword selection + KSSA ticked to start with",
+                                                  section=section),
+        "regedit_always_preview": shared.OptionInfo(False, "Always add the preview images (layout; keyword maps)",
+                                                    section=section),
+    }
+    for key, info in options.items():
+        if key.startswith("regedit_default"):
+            info = info.needs_reload_ui()
+        shared.opts.add_option(key, info)
+
+
+def _has_pairs(drag_text) -> bool:
+    try:
+        obj = load_json_object(drag_text, "drag")
+    except RegEditError:
+        return False
+    return isinstance(obj, dict) and bool(obj.get("pairs"))
+
+
 def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
     """The drag sliders written into the drag document (the panel keeps keys it does not draw)."""
     try:
@@ -157,16 +198,17 @@ class RegEditScript(scripts.Script):
                 preview = gr.Checkbox(False, label="Add preview images (layout; keyword maps with KSSA)",
                                       elem_id=f"regedit_preview_{tab}")
             with gr.Row():
-                mode = gr.Radio(["attention", "latent"], value="attention", label="Fusion mode",
+                mode = gr.Radio(["attention", "latent"], value=_setting("mode"), label="Fusion mode",
                                 info="attention: one UNet pass; latent: MultiDiffusion, a pass per region")
-                whole_start = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Whole prompt joins after (fraction of steps)")
+                whole_start = gr.Slider(0.0, 1.0, value=_setting("whole_start"), step=0.05,
+                                        label="Whole prompt joins after (fraction of steps)", elem_id=f"regedit_whole_{tab}")
             with gr.Row():
-                layout = gr.Checkbox(True, label="Layout init (txt2img)", elem_id=f"regedit_layout_{tab}",
+                layout = gr.Checkbox(_setting("layout_init"), label="Layout init (txt2img)", elem_id=f"regedit_layout_{tab}",
                                      info="start from the DDIM inversion of a sketch of the boxes "
                                           "(Sun et al. 2024, spatial-aware latent initialisation)")
-                init_noise = gr.Slider(0.0, 1.0, value=0.25, step=0.05, label="Layout init: seed noise share")
+                init_noise = gr.Slider(0.0, 1.0, value=_setting("init_noise"), step=0.05, label="Layout init: seed noise share")
             with gr.Row():
-                kssa = gr.Checkbox(False, label="Keyword selection + KSSA", elem_id=f"regedit_kssa_{tab}",
+                kssa = gr.Checkbox(_setting("kssa"), label="Keyword selection + KSSA", elem_id=f"regedit_kssa_{tab}",
                                    info="entropy picks each region's object words; self-attention leans on them")
                 keywords = gr.Slider(1, 75, value=15, step=1, label="Keywords per region (N)")
                 scale = gr.Slider(1.0, 3.0, value=1.5, step=0.05, label="KSSA scale")
@@ -174,7 +216,7 @@ class RegEditScript(scripts.Script):
                 reweight = gr.Radio(["logit", "softmax"], value="logit", label="KSSA reweighting",
                                     info="logit: pre-softmax ×scale (paper); softmax: post-softmax, renormalised")
                 levels = gr.CheckboxGroup(["down", "mid", "up"], value=["down"], label="KSSA layers")
-            note = gr.Markdown(_outside_note(True), elem_id=f"regedit_note_{tab}")
+            note = gr.Markdown(_outside_note(_setting("layout_init")), elem_id=f"regedit_note_{tab}")
             gr.HTML("", elem_id=f"regedit_canvas_{tab}")
             with gr.Accordion("Regions as a table", open=False):
                 table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "number", "number", "number", "number"],
@@ -204,6 +246,7 @@ class RegEditScript(scripts.Script):
                                                  label="Drag: handle noise (1 moves, lower may leave a copy)",
                                                  elem_id=f"regedit_drag_noise_{tab}")
                 drag_settings = [start_t, end_t, handle_noise]
+                self._drag_settings = drag_settings
                 for control in drag_settings:
                     control.change(_drag_settings_to_doc, inputs=[drag_doc, *drag_settings], outputs=[drag_doc])
                 self._drag_fields = [(control, _from_drag_infotext(name))
@@ -232,22 +275,31 @@ class RegEditScript(scripts.Script):
         self.infotext_fields.append((drag_doc, DRAG_INFOTEXT_KEY))
         self.infotext_fields.extend(getattr(self, "_drag_fields", []) if is_img2img else [])
         self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY]
-        return [doc, enabled, preview, drag_doc]
+        # After the four API arguments, the controls' values: a generation from the page runs what the
+        # page shows (process reads them; the API's documents are not touched by them).
+        return [doc, enabled, preview, drag_doc, *settings, *getattr(self, "_drag_settings", [])]
 
-    def process(self, p, doc=None, enabled=False, preview=False, drag_doc=None, *args):
+    def process(self, p, doc=None, enabled=False, preview=False, drag_doc=None, *ui_values):
         p._regedit = None
         p._regedit_layout = None
         p._regedit_drag = None
         # before the WebUI makes this generation's noise: a model switched by override_settings or
         # taken from the checkpoint cache fires no on_model_loaded
         webui_latent_scale.sync(processing, shared.sd_model)
+        from_page = not getattr(p, "is_api", False) and len(ui_values) >= UI_SETTINGS
         active = bool(enabled) or bool(getattr(p, "is_api", False))
+        if from_page and len(ui_values) >= UI_SETTINGS + 3:
+            drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3]) \
+                if _has_pairs(drag_doc) else drag_doc
         if active and _start_drag(p, drag_doc):
             return
         if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
             return
         try:
-            obj = xyz_axes.apply_overrides(load_json_object(doc, "regedit"), _xyz_overrides(p), "regions")
+            obj = load_json_object(doc, "regedit")
+            if obj is not None and from_page:  # what the page shows runs
+                obj = json.loads(_with_settings(obj, *ui_values[:UI_SETTINGS]))
+            obj = xyz_axes.apply_overrides(obj, _xyz_overrides(p), "regions")
             if obj is None:
                 return
             obj = dict(obj)
@@ -268,7 +320,7 @@ class RegEditScript(scripts.Script):
         if document is None or not document.regions:
             return
         p._regedit = WebUISession(document, _encoder(), _tokenizer())
-        p._regedit_preview = bool(preview)
+        p._regedit_preview = bool(preview) or bool(shared.opts.data.get("regedit_always_preview", False))
         p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
         _wrap_sample(p)
 
@@ -561,6 +613,7 @@ def _xyz_confirm(axis):
 
 
 script_callbacks.on_before_ui(_register_xyz_axes)
+script_callbacks.on_ui_settings(_on_ui_settings)
 script_callbacks.on_cfg_denoiser(_on_cfg_denoiser)
 script_callbacks.on_model_loaded(lambda sd_model: webui_latent_scale.sync(processing, sd_model))
 script_callbacks.on_script_unloaded(lambda: webui_latent_scale.reset(processing))

@@ -349,3 +349,20 @@ def test_full_sd15_architecture(webui, sampler, batch, hires):
         assert regedit_value(infotext_of(b64))
     again = webui.generate("txt2img", plain_payload(**over), model=SD15_FULL)
     assert [pixels(b) for b in again["images"]] == [pixels(b) for b in plain["images"]]
+
+
+def test_settings_section(webui):
+    """Settings → RegEdit: the accordion's starting values, and previews read when a generation starts."""
+    options = webui.get("/sdapi/v1/options").json()
+    for key in ("regedit_default_mode", "regedit_default_whole_start", "regedit_default_layout_init",
+                "regedit_default_init_noise", "regedit_default_kssa", "regedit_always_preview"):
+        assert key in options, key
+    assert options["regedit_default_layout_init"] is True and options["regedit_always_preview"] is False
+    plain = webui.generate("txt2img", with_regions(plain_payload(), DOC))
+    assert len(plain["images"]) == 1
+    assert webui.post("/sdapi/v1/options", {"regedit_always_preview": True}).status_code == 200
+    try:
+        shown = webui.generate("txt2img", with_regions(plain_payload(), DOC))
+        assert len(shown["images"]) == 2  # the image and its layout preview
+    finally:
+        webui.post("/sdapi/v1/options", {"regedit_always_preview": False})

@@ -309,3 +309,14 @@ def test_a_new_users_first_try_in_the_browser(page, webui, shapesworld):
     log(f"ShapesWorld first try in the browser, DPM++ 2M, seeds 1-10: both objects in their boxes in {hits}/{total}")
     assert total == 10 and hits >= 9, (hits, total)
     webui.use_model("regedit-e2e-sd1")
+
+
+def test_what_the_page_shows_runs(page, webui):
+    """A setting typed into its number box (no slider drag, so no release event) still runs: the page's
+    values reach the generation with the document."""
+    setup_tab(page, "txt2img", "a landscape")
+    open_accordion(page, "txt2img")
+    draw_regions(page, "txt2img", BOXES)
+    set_number(page, "regedit_whole_txt2img", 0.6)
+    info, image = generate_and_read(page, webui, "txt2img")
+    assert '\\"whole_prompt_start\\":0.6' in image.info.get("parameters", ""), image.info
