@@ -1,6 +1,7 @@
 """``pip install .`` gives the engine and the ``regedit`` command, outside the checkout."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_package_installs_and_its_command_runs(tmp_path):
+    source = tmp_path / "source"  # a copy: building writes build/ and egg-info beside the sources
+    source.mkdir()
+    shutil.copytree(ROOT / "lib_regedit", source / "lib_regedit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     target = tmp_path / "site"
     res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
-                          "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+                          "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert (target / "lib_regedit" / "drag" / "mapping.py").exists()
     assert (target / "bin" / "regedit").exists()
