@@ -122,15 +122,15 @@ def _on_ui_settings() -> None:
     section = ("regedit", "RegEdit")
     slider = {"minimum": 0.0, "maximum": 1.0, "step": 0.05}
     options = {
-        "regedit_default_mode": shared.OptionInfo("attention", "Fusion mode a new page starts with", gr.Radio,
+        "regedit_default_mode": shared.OptionInfo(SETTING_DEFAULTS["mode"], "Fusion mode a new page starts with", gr.Radio,
                                                   {"choices": ["attention", "latent"]}, section=section),
-        "regedit_default_whole_start": shared.OptionInfo(0.3, "Whole prompt joins after (fraction of steps), to start with",
+        "regedit_default_whole_start": shared.OptionInfo(SETTING_DEFAULTS["whole_start"], "Whole prompt joins after (fraction of steps), to start with",
                                                          gr.Slider, slider, section=section),
-        "regedit_default_layout_init": shared.OptionInfo(True, "Layout init ticked to start with (txt2img)",
+        "regedit_default_layout_init": shared.OptionInfo(SETTING_DEFAULTS["layout_init"], "Layout init ticked to start with (txt2img)",
                                                          section=section),
-        "regedit_default_init_noise": shared.OptionInfo(0.25, "Layout init seed noise share, to start with", gr.Slider,
+        "regedit_default_init_noise": shared.OptionInfo(SETTING_DEFAULTS["init_noise"], "Layout init seed noise share, to start with", gr.Slider,
                                                         slider, section=section),
-        "regedit_default_kssa": shared.OptionInfo(False, "Keyword selection + KSSA ticked to start with",
+        "regedit_default_kssa": shared.OptionInfo(SETTING_DEFAULTS["kssa"], "Keyword selection + KSSA ticked to start with",
                                                   section=section),
         "regedit_always_preview": shared.OptionInfo(False, "Always add the preview images (layout; keyword maps)",
                                                     section=section),
