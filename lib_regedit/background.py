@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from .prompt_syntax import EXTRA_NETWORK
+
 SOURCES = ("rest", "whole", "empty", "negative")
 
 # Words that only join phrases: left dangling once the phrases they joined are removed.
@@ -28,7 +30,6 @@ its their his her while plus some two three four
 """.split())
 ARTICLES = frozenset({"a", "an", "the", "some"})
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
-EXTRA_NETWORK = re.compile(r"<[^<>]*>")  # the WebUI's <lora:name:1> tags: not words, applied to the whole model
 EMPHASIS_WEIGHT = re.compile(r":\s*-?(\d+\.?\d*|\.\d+)\s*(?=[)\]])")  # "(red circle:1.2)": the ":1.2"
 BREAK = re.compile(r"\bBREAK\b")
 

@@ -14,6 +14,7 @@ from .attention.effects.kssa import KeywordSelfAttention
 from .attention.effects.region_fusion import RegionFusion, RegionPrompt
 from .background import rest_of_prompt
 from .documents import RegionDocument
+from .prompt_syntax import without_extra_networks
 from .latent_fusion import LatentFusion
 
 Encode = Callable[[str], torch.Tensor]
@@ -35,6 +36,19 @@ def build_fusion(document: RegionDocument, encode: Encode, mode: str | None = No
                   background_weight=document.background_weight, whole_start=document.whole_prompt_start,
                   whole_weight=document.whole_prompt_weight)
     return (LatentFusion if mode == "latent" else RegionFusion)(regions, **kwargs)
+
+
+def _without_tags(document: RegionDocument) -> tuple[RegionDocument, list[str]]:
+    from dataclasses import replace
+
+    tags: list[str] = []
+    regions = []
+    for region in document.regions:
+        text, found = without_extra_networks(region.prompt)
+        negative, found_negative = without_extra_networks(region.negative_prompt)
+        tags += found + found_negative
+        regions.append(replace(region, prompt=text, negative_prompt=negative) if found or found_negative else region)
+    return (replace(document, regions=tuple(regions)) if tags else document), list(dict.fromkeys(tags))
 
 
 def background_context(document: RegionDocument, encode: Encode) -> torch.Tensor | None:
@@ -72,11 +86,16 @@ class RegionEffects:
 def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize | None = None,
                   mode: str | None = None) -> RegionEffects:
     """Effects in the controller's order: KSSA (``prepare`` on self-attention), region fusion
-    (``compute`` on cross-attention), keyword selection (``observe``)."""
+    (``compute`` on cross-attention), keyword selection (``observe``). Extra-network tags in region
+    prompts (``<lora:...>``) are not text: they are left out of the encoding, with a note."""
     mode = mode or document.mode
+    document, tagged = _without_tags(document)
     contexts = [encode(r.prompt) for r in document.object_regions]
     fusion = build_fusion(document, encode, mode, contexts)
     result = RegionEffects([fusion] if mode == "attention" else [], fusion)
+    if tagged:
+        result.notes.append(f"{', '.join(tagged)} in region prompts: extra networks apply from the main prompt "
+                            "only, to the whole image; the tags were left out of the regions' text")
     options = document.kssa
     if not options.enabled:
         return result

@@ -84,3 +84,19 @@ def test_layout_init_auto_applies_where_generation_starts_from_noise():
     assert not only_background.uses_layout_init()
     assert parse_region_document({"regions": BOXES, "init": "layout"}).uses_layout_init(from_image=True)
     assert not parse_region_document({"regions": BOXES, "init": "noise"}).uses_layout_init()
+
+
+def test_extra_network_tags_in_region_prompts_are_not_encoded():
+    from lib_regedit.region_prompting import build_effects
+
+    seen = []
+
+    def encode(text):
+        seen.append(text)
+        return torch.zeros(1, 2, 3)
+
+    doc = parse_region_document({"prompt": "a red circle", "regions": [
+        {"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a red <lora:shiny:0.8> circle"}]})
+    built = build_effects(doc, encode)
+    assert "a red circle" in seen and not any("<" in s for s in seen)
+    assert built.notes and "<lora:shiny:0.8>" in built.notes[0] and "main prompt only" in built.notes[0]
