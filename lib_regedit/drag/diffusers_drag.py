@@ -27,7 +27,6 @@ from .mapping import dense_mapping
 from .region_drag import DragOptions, drag_latent, options_for
 
 
-
 @dataclass
 class DragResult:
     image: Image.Image

@@ -8,8 +8,9 @@ self-attention, in one inversion-denoising cycle and no gradients.
 3. Denoise with the stored noise (dragged like the latents), the keys and values of every
    self-attention replaced by the inversion branch's at the same step (mutual self-attention), and
    the handle's latents copied from the cached inversion latents onto the targets before every step
-   whose timestep is above ``end_t`` of the training timesteps (the first step always). The reference implementation compares ``end_t`` with a step
-   index, so it pastes at every step; ``copy_paste_every_step`` reproduces that for comparison.
+   whose timestep is above ``end_t`` of the training timesteps (the first step always). The
+   reference implementation compares ``end_t`` with a step index, so it pastes at every step;
+   ``copy_paste_every_step`` reproduces that for comparison.
 
 Defaults from RegionDrag: 20 steps, start 0.5 (10 inversion and 10 denoise evaluations, batch 1, no
 classifier-free guidance), end 0.2, handle noise 1.0 (its evaluation's; its interface uses 0.6, which
