@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_regedit generate|eval``."""
+"""Command line: ``python -m lib_regedit generate|drag|eval`` (``drag`` lives in ``lib_regedit/drag/cli.py``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _generate(args) -> int:
         data = document.to_dict()
         data["guidance"] = dict(data["guidance"], enabled=True, scale=args.guidance)
         document = replace(document, guidance=parse_region_document(data, field="--guidance").guidance)
-    model = _model_path(args)
+    model = model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,
                       width=args.width, height=args.height, mode=args.mode, model_name=model.name,
@@ -53,94 +53,6 @@ def _generate(args) -> int:
             maps_path = Path(args.preview).with_name(Path(args.preview).stem + "-keywords.png")
             draw_keyword_maps(result.image, document, result.extras["keyword_maps"], result.extras["keywords"]).save(maps_path)
             print(f"wrote {maps_path}")
-    return 0
-
-
-def _drag(args) -> int:
-    """``python -m lib_regedit drag``: RegionDrag on an image (``lib_regedit.drag``)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from . import generation_limits as limits
-    from .documents import parse_drag_document
-    from .drag.diffusers_drag import check_options, drag
-    from .drag.region_drag import DragOptions, options_for
-    from .models import load_pipeline
-
-    limits.check_seed(args.seed, "--seed")
-    limits.check_steps(args.steps, 1000, "--steps")
-    try:
-        check_options(DragOptions(steps=args.steps, start_t=0.5 if args.start_t is None else args.start_t,
-                                  end_t=0.2 if args.end_t is None else args.end_t,
-                                  handle_noise=1.0 if args.handle_noise is None else args.handle_noise), 1000)
-    except RegEditError as exc:  # named as the flag the user typed
-        raise RegEditError("--" + exc.field.replace("_", "-"), exc.problem, exc.fix) from None
-    if args.dragbench:
-        return _dragbench(args)
-    for name in ("image", "drag"):
-        if not getattr(args, name):
-            raise RegEditError(f"--{name}", "is missing", "give --image IN.png and --drag DRAG.json "
-                                                          "(or --dragbench DIR for a DragBench-SR/DR folder)")
-    try:
-        text = Path(args.drag).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RegEditError("--drag", f"cannot read {args.drag} ({getattr(exc, 'strerror', None) or exc})",
-                           "give a drag document (a JSON file; see examples/drag_square.json)")
-    document = parse_drag_document(text, field="--drag")
-    if document is None:
-        raise RegEditError("--drag", f"{args.drag} is empty", "write a drag document (see examples/drag_square.json)")
-    options = options_for(document, args.steps, start_t=args.start_t, end_t=args.end_t, handle_noise=args.handle_noise,
-                          mutual_self_attention=False if args.no_mutual_self_attention else None,
-                          copy_paste_every_step=True if args.copy_paste_every_step else None)
-    try:
-        image = Image.open(args.image)
-        image.load()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise RegEditError("--image", f"cannot read {args.image} as an image ({exc})", "give a PNG or JPEG file")
-    model = _model_path(args)
-    pipe = load_pipeline(model, config=args.config, field="--model")
-    result = drag(pipe, image, document, prompt=args.prompt, seed=args.seed, options=options, model_name=model.name)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.image.save(out, pnginfo=result.pnginfo())
-    print(f"wrote {out}")
-    return 0
-
-
-def _dragbench(args) -> int:
-    """Every DragBench-SR/DR case below ``--dragbench``, one result per case under ``--out``."""
-    import numpy as np
-    from PIL import Image
-
-    from .drag import dragbench
-    from .drag.diffusers_drag import drag_mapped
-    from .drag.region_drag import DragOptions
-    from .models import load_pipeline
-
-    root = Path(args.dragbench)
-    cases = dragbench.find_cases(root) if root.is_dir() else []
-    if not cases:
-        raise RegEditError("--dragbench", f"no case under {root}", f"give a folder whose cases hold "
-                                                                   f"{dragbench.IMAGE_NAME} and {dragbench.META_NAME}")
-    model = _model_path(args)
-    pipe = load_pipeline(model, config=args.config, field="--model")
-    options = DragOptions(steps=args.steps, **{k: v for k, v in (
-        ("start_t", args.start_t), ("end_t", args.end_t), ("handle_noise", args.handle_noise)) if v is not None},
-        mutual_self_attention=not args.no_mutual_self_attention, copy_paste_every_step=args.copy_paste_every_step)
-    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    out_root = Path(args.out)
-    for folder in cases:
-        case = dragbench.read_case(folder, root)
-        size = dragbench.fitted_size(case.image, int(np.lcm(8, pipe.vae_scale_factor)), native)
-        image = case.image.resize(size, Image.LANCZOS)
-        mapping = dragbench.latent_mapping(case, *size, pipe.vae_scale_factor)
-        edited = drag_mapped(pipe, image, mapping, prompt=args.prompt or case.prompt, seed=args.seed, options=options,
-                             progress=False)
-        mask = np.asarray(Image.fromarray(case.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST))[..., None] > 0
-        result = Image.fromarray(np.where(mask, np.asarray(edited), np.asarray(image)))
-        path = (out_root / case.name).with_suffix(".png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result.save(path)
-        print(f"wrote {path}")
     return 0
 
 
@@ -170,7 +82,7 @@ def _read_regions(path: str) -> tuple[str, int]:
         raise RegEditError("--regions", f"cannot read {path} ({getattr(exc, 'strerror', None) or exc})", fix)
 
 
-def _model_path(args) -> Path:
+def model_path(args) -> Path:
     """``--model``, or the bundled ShapesWorld model, which must then be there."""
     from .models import default_model_path
 
@@ -248,23 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--kssa-reweight", choices=["logit", "softmax"], help="pre-softmax (default) or post-softmax")
     gen.add_argument("--kssa-levels", help="comma-separated UNet levels for KSSA: down,mid,up (default down)")
     gen.set_defaults(func=_generate)
-    dr = sub.add_parser("drag", help="RegionDrag: move image regions onto targets (gradient-free)")
-    dr.add_argument("--image", help="the image to edit (its sides multiples of 8 and the VAE factor)")
-    dr.add_argument("--drag", help="drag document: handle and target regions (JSON file)")
-    dr.add_argument("--dragbench", help="instead of --image/--drag: a DragBench-SR/DR folder, one result per case")
-    dr.add_argument("--out", required=True, help="output PNG (with --dragbench: a folder)")
-    dr.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
-    dr.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
-    dr.add_argument("--prompt", default="", help="what the image shows (default: empty, a neutral prompt)")
-    dr.add_argument("--seed", type=int, default=0)
-    dr.add_argument("--steps", type=int, default=20)
-    dr.add_argument("--start-t", type=float, help="how far to invert, a fraction of the schedule (default 0.5)")
-    dr.add_argument("--end-t", type=float, help="copy-paste while the timestep is above this fraction (default 0.2)")
-    dr.add_argument("--handle-noise", type=float, help="noise share of the handle at the start (default 1.0; 0.6 tends to leave a copy behind)")
-    dr.add_argument("--copy-paste-every-step", action="store_true",
-                    help="paste at every step whatever --end-t says (the reference implementation's behaviour)")
-    dr.add_argument("--no-mutual-self-attention", action="store_true", help="for comparison: keep each branch's own keys")
-    dr.set_defaults(func=_drag)
+    from .drag.cli import add_parser as add_drag_parser
+
+    add_drag_parser(sub)
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)
     return parser
