@@ -1,0 +1,151 @@
+"""``python -m lib_regedit.shapesworld.instruct_train``: fine-tune the bundled ShapesWorld model into an
+instruction-following editor (the instruct-pix2pix recipe: Brooks et al. 2023), for LIME to run on.
+
+- The UNet takes 8 input channels: the noisy latent of the edited image, then the latent of the
+  source image (the VAE posterior's mode, unscaled, as diffusers' ``StableDiffusionInstructPix2PixPipeline``
+  feeds it). It starts from the text-to-image UNet; the 4 new input channels start at zero, so step 0
+  is the text-to-image model.
+- The text encoder is the bundled 0-layer one; only its token embeddings train, so the instruction
+  words ("make", "turn", "into", "remove") get meanings.
+- Conditioning dropout for the two guidance scales: 5% of the rows drop the instruction, 5% the
+  image, 5% both (instruct-pix2pix's values).
+- Pairs come from ``instruct_data.edit_pair`` (data seed 0), rendered and encoded on the fly.
+
+The result is a diffusers ``StableDiffusionInstructPix2PixPipeline`` folder (``--out``); ``--init``
+resumes from one. Checkpoints every ``--ckpt-minutes``; the run stops at ``--steps`` or ``--minutes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import render_array
+from .instruct_data import edit_pair
+
+DROP = 0.05  # each of: no instruction, no image, neither
+
+
+def widen_unet(unet):
+    """An 8-input-channel copy of a text-to-image UNet: the extra channels' weights are zero."""
+    from diffusers import UNet2DConditionModel
+
+    config = {k: v for k, v in unet.config.items() if k != "_use_default_values"}  # else defaults win again
+    config["in_channels"] = 8
+    wide = UNet2DConditionModel.from_config(config)
+    state = unet.state_dict()
+    weight = state["conv_in.weight"]
+    state["conv_in.weight"] = torch.cat([weight, torch.zeros_like(weight)], 1)
+    wide.load_state_dict(state)
+    return wide
+
+
+def load(init: Path | None):
+    from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
+
+    from ..models import default_model_path, load_pipeline
+
+    if init is not None:
+        return StableDiffusionInstructPix2PixPipeline.from_pretrained(str(init), local_files_only=True)
+    base = load_pipeline(default_model_path())
+    return StableDiffusionInstructPix2PixPipeline(
+        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=widen_unet(base.unet),
+        scheduler=DDIMScheduler.from_config(base.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+
+
+def batch(seed: int, start: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    pairs = [edit_pair(seed, start + i) for i in range(size)]
+    sources = np.stack([render_array(p.source) for p in pairs])
+    targets = np.stack([render_array(p.target) for p in pairs])
+    return sources, targets, [p.instruction for p in pairs]
+
+
+def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def train_step(pipe, sources, targets, instructions, generator) -> torch.Tensor:
+    """The noise-prediction loss of one batch (with conditioning dropout)."""
+    vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
+    with torch.no_grad():
+        source_latents = vae.encode(to_tensor(sources)).latent_dist.mode()
+        target_latents = vae.encode(to_tensor(targets)).latent_dist.mode() * vae.config.scaling_factor
+    n = target_latents.shape[0]
+    ids = tokenizer(instructions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    empty = tokenizer([""] * n, padding="max_length", max_length=tokenizer.model_max_length,
+                      return_tensors="pt").input_ids
+    u = torch.rand(n, generator=generator)
+    drop_text = (u < DROP) | ((u >= 2 * DROP) & (u < 3 * DROP))
+    drop_image = (u >= DROP) & (u < 3 * DROP)
+    ids = torch.where(drop_text[:, None], empty, ids)
+    context = text_encoder(ids)[0]
+    source_latents = source_latents * (~drop_image).float()[:, None, None, None]
+    noise = torch.randn(target_latents.shape, generator=generator)
+    t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
+    noisy = pipe.scheduler.add_noise(target_latents, noise, t)
+    pred = unet(torch.cat([noisy, source_latents], 1), t, encoder_hidden_states=context).sample
+    return F.mse_loss(pred, noise)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lib_regedit.shapesworld.instruct_train", description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/shapesworld_instruct")
+    p.add_argument("--init", default=None, help="resume from this instruct pipeline folder")
+    p.add_argument("--seed", type=int, default=0, help="data seed (pairs) and training seed")
+    p.add_argument("--start", type=int, default=0, help="first pair index (resume past the pairs already seen)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--steps", type=int, default=10 ** 9)
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--ckpt-minutes", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    pipe = load(Path(args.init) if args.init else None)
+    pipe.unet.train()
+    for param in pipe.text_encoder.parameters():
+        param.requires_grad_(False)
+    embeddings = pipe.text_encoder.get_input_embeddings().weight
+    embeddings.requires_grad_(True)
+    pipe.vae.requires_grad_(False)
+    opt = torch.optim.AdamW([{"params": pipe.unet.parameters()}, {"params": [embeddings], "weight_decay": 0.0}],
+                            lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    started, saved, step, index, losses = time.time(), time.time(), 0, args.start, []
+    while step < args.steps and time.time() - started < args.minutes * 60:
+        sources, targets, instructions = batch(args.seed, index, args.batch)
+        index += args.batch
+        loss = train_step(pipe, sources, targets, instructions, generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        if step % 25 == 0:
+            print(f"step {step} pairs {index} loss {np.mean(losses[-25:]):.4f} ({time.time() - started:.0f}s)",
+                  flush=True)
+        if time.time() - saved > args.ckpt_minutes * 60:
+            save(pipe, out, index)
+            saved = time.time()
+    save(pipe, out, index)
+    print(f"saved {out} after {step} steps, {index - args.start} pairs (next --start {index})")
+
+
+def save(pipe, out: Path, next_index: int) -> None:
+    pipe.unet.eval()
+    pipe.save_pretrained(str(out))
+    (out / "next_start.txt").write_text(f"{next_index}\n")
+    pipe.unet.train()
+
+
+if __name__ == "__main__":
+    main()
