@@ -105,12 +105,8 @@ def _check_arguments(args) -> None:
     limits.check_steps(args.steps, 1000, "--steps")
     limits.check_guidance_scale(args.cfg, "--cfg")
     for name in ("width", "height"):
-        value = getattr(args, name)
-        if value is not None and (value < limits.PIPELINE_MULTIPLE or value > limits.MAX_SIDE
-                                  or value % limits.PIPELINE_MULTIPLE):
-            nearest = max(8, min(limits.MAX_SIDE, round(value / 8) * 8))
-            raise RegEditError(f"--{name}", f"{value} is not a usable size",
-                               f"use a multiple of 8 from 8 to {limits.MAX_SIDE}, e.g. {nearest}")
+        if getattr(args, name) is not None:
+            limits.check_side(getattr(args, name), limits.PIPELINE_MULTIPLE, f"--{name}")
     for name in ("regions", "config"):
         value = getattr(args, name)
         if value and not Path(value).exists():

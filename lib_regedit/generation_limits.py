@@ -66,20 +66,32 @@ def size_cost(width: int, height: int, native: int) -> SizeCost:
     return SizeCost(area=area, time=max(area, 0.5 * area + 0.5 * area * area))
 
 
+def size_multiple(vae_factor: int) -> int:
+    """What image sides must be a multiple of: 8 for the pipelines, and the VAE's factor."""
+    return math.lcm(PIPELINE_MULTIPLE, vae_factor)
+
+
+def check_side(value, multiple: int, field: str, native: int | None = None) -> int:
+    """One image side: a whole multiple of ``multiple`` from ``multiple`` to ``MAX_SIDE``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < multiple or value > MAX_SIDE \
+            or value % multiple:
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        largest = MAX_SIDE // multiple * multiple
+        suggestion = max(multiple, min(largest, round(value / multiple) * multiple)) if numeric else native or multiple
+        hint = f" (this model's native size is {native})" if native else ""
+        raise RegEditError(field, f"{value!r} is not a usable size",
+                           f"use a multiple of {multiple} from {multiple} to {MAX_SIDE}, e.g. {suggestion}{hint}")
+    return value
+
+
 def check_size(width, height, *, vae_factor: int, native: int, allow_large: bool = False,
                width_field: str = "width", height_field: str = "height") -> tuple[int, int]:
     """Width and height (``None``: the native size), each a multiple of 8 and of the VAE's factor; a
     size beyond ``LARGE_AREA`` times the native area is refused unless ``allow_large``."""
-    multiple = math.lcm(PIPELINE_MULTIPLE, vae_factor)
+    multiple = size_multiple(vae_factor)
     width, height = width or native, height or native
     for field, value in ((width_field, width), (height_field, height)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < multiple or value > MAX_SIDE \
-                or value % multiple:
-            suggestion = max(multiple, round(value / multiple) * multiple) if isinstance(value, (int, float)) \
-                and not isinstance(value, bool) and math.isfinite(value) and 0 < value <= MAX_SIDE else native
-            raise RegEditError(field, f"{value!r} is not a usable size",
-                               f"use a multiple of {multiple} from {multiple} to {MAX_SIDE}, e.g. {suggestion} "
-                               f"(this model's native size is {native})")
+        check_side(value, multiple, field, native)
     cost = size_cost(width, height, native)
     if cost.area > LARGE_AREA and not allow_large:
         raise RegEditError(f"{width_field}/{height_field}",

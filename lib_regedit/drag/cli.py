@@ -87,6 +87,8 @@ def _dragbench(args) -> int:
     import numpy as np
     from PIL import Image
 
+    from .. import generation_limits as limits
+    from ..api import native_size
     from . import dragbench
     from .diffusers_drag import drag_mapped
     from .region_drag import DragOptions
@@ -102,11 +104,11 @@ def _dragbench(args) -> int:
     options = DragOptions(steps=args.steps, **{k: v for k, v in (
         ("start_t", args.start_t), ("end_t", args.end_t), ("handle_noise", args.handle_noise)) if v is not None},
         mutual_self_attention=not args.no_mutual_self_attention, copy_paste_every_step=args.copy_paste_every_step)
-    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    native = native_size(pipe)
     out_root = Path(args.out)
     for folder in cases:
         case = dragbench.read_case(folder, root)
-        size = dragbench.fitted_size(case.image, int(np.lcm(8, pipe.vae_scale_factor)), native)
+        size = dragbench.fitted_size(case.image, limits.size_multiple(pipe.vae_scale_factor), native)
         image = case.image.resize(size, Image.LANCZOS)
         mapping = dragbench.latent_mapping(case, *size, pipe.vae_scale_factor)
         edited = drag_mapped(pipe, image, mapping, prompt=args.prompt or case.prompt, seed=args.seed, options=options,

@@ -46,7 +46,7 @@ def check_image(image, vae_factor: int, field: str = "image") -> Image.Image:
         raise RegEditError(field, f"expected a PIL image, got {type(image).__name__}", "open the file with PIL.Image.open")
     if image.mode not in ("RGB", "RGBA", "L", "P"):
         raise RegEditError(field, f"mode {image.mode} is not supported", "save the image as 8-bit RGB")
-    multiple = int(np.lcm(limits.PIPELINE_MULTIPLE, vae_factor))
+    multiple = limits.size_multiple(vae_factor)
     w, h = image.size
     if w % multiple or h % multiple or w < multiple or h < multiple:
         raise RegEditError(field, f"its size {w}x{h} is not a multiple of {multiple}",
@@ -93,9 +93,10 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
     """The drag itself on a checked image and a latent-resolution mapping: the decoded edit, before
     the original is composited back."""
     width, height = image.size
-    limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=pipe.unet.config.sample_size * pipe.vae_scale_factor)
+    from ..api import _unet_kwargs, encode, native_size
+
+    limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
-    from ..api import _unet_kwargs, encode
 
     context, _, pooled, _ = encode(pipe, prompt)
     added = _unet_kwargs(pipe, pooled, 1, width, height)

@@ -70,7 +70,6 @@ def measure(pipe, candidates: dict, layouts, seeds, steps: int, cfg: float, sing
             log=print) -> dict:
     from ..api import generate
 
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     out = {}
     for name, fields in candidates.items():
         t0 = time.time()
@@ -78,16 +77,14 @@ def measure(pipe, candidates: dict, layouts, seeds, steps: int, cfg: float, sing
         for layout in layouts:
             doc = candidate_document(layout, fields)
             for seed in seeds:
-                dets = detect(generate(pipe, doc, seed=seed, steps=steps, guidance_scale=cfg, width=size,
-                                       height=size).image)
+                dets = detect(generate(pipe, doc, seed=seed, steps=steps, guidance_scale=cfg).image)
                 for colour, shape, box in layout:
                     hits += metrics.box_adherence(dets, box, colour, shape)
                     boxes += 1
         for layout in singles or []:
             doc = candidate_document(layout, fields)
             for seed in single_seeds:
-                dets = detect(generate(pipe, doc, seed=seed, steps=steps, guidance_scale=cfg, width=size,
-                                       height=size).image)
+                dets = detect(generate(pipe, doc, seed=seed, steps=steps, guidance_scale=cfg).image)
                 single_hits += single_ok(dets, layout)
                 single_n += 1
         out[name] = {"adherence": hits / boxes, "boxes": boxes, "single": single_hits, "single_n": single_n}
