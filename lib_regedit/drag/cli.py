@@ -37,21 +37,20 @@ def run(args) -> int:
     from PIL import Image, UnidentifiedImageError
 
     from .. import generation_limits as limits
-    from ..documents import parse_drag_document
+    from ..documents import DragDocument, parse_drag_document
     from .diffusers_drag import check_options, drag
-    from .region_drag import DragOptions, options_for
+    from .region_drag import options_for
     from ..models import load_pipeline
 
     limits.check_seed(args.seed, "--seed")
     limits.check_steps(args.steps, 1000, "--steps")
-    try:
-        check_options(DragOptions(steps=args.steps, start_t=0.5 if args.start_t is None else args.start_t,
-                                  end_t=0.2 if args.end_t is None else args.end_t,
-                                  handle_noise=1.0 if args.handle_noise is None else args.handle_noise), 1000)
+    overrides = _flag_settings(args)
+    try:  # the flags over the default settings, before any work
+        flagged = check_options(options_for(DragDocument(()), args.steps, **overrides), 1000)
     except RegEditError as exc:  # named as the flag the user typed
         raise RegEditError("--" + exc.field.replace("_", "-"), exc.problem, exc.fix) from None
     if args.dragbench:
-        return _dragbench(args)
+        return _dragbench(args, flagged)
     for name in ("image", "drag"):
         if not getattr(args, name):
             raise RegEditError(f"--{name}", "is missing", "give --image IN.png and --drag DRAG.json "
@@ -64,9 +63,7 @@ def run(args) -> int:
     document = parse_drag_document(text, field="--drag")
     if document is None:
         raise RegEditError("--drag", f"{args.drag} is empty", "write a drag document (see examples/drag_square.json)")
-    options = options_for(document, args.steps, start_t=args.start_t, end_t=args.end_t, handle_noise=args.handle_noise,
-                          mutual_self_attention=False if args.no_mutual_self_attention else None,
-                          copy_paste_every_step=True if args.copy_paste_every_step else None)
+    options = options_for(document, args.steps, **overrides)
     try:
         image = Image.open(args.image)
         image.load()
@@ -82,8 +79,16 @@ def run(args) -> int:
     return 0
 
 
-def _dragbench(args) -> int:
-    """Every DragBench-SR/DR case below ``--dragbench``, one result per case under ``--out``."""
+def _flag_settings(args) -> dict:
+    """The drag settings the flags give; ``None`` where a flag is absent (the document's setting stays)."""
+    return {"start_t": args.start_t, "end_t": args.end_t, "handle_noise": args.handle_noise,
+            "mutual_self_attention": False if args.no_mutual_self_attention else None,
+            "copy_paste_every_step": True if args.copy_paste_every_step else None}
+
+
+def _dragbench(args, options) -> int:
+    """Every DragBench-SR/DR case below ``--dragbench``, one result per case under ``--out``, with
+    ``options`` (the default settings under the flags: a case carries none of its own)."""
     import numpy as np
     from PIL import Image
 
@@ -91,7 +96,6 @@ def _dragbench(args) -> int:
     from ..api import native_size
     from . import dragbench
     from .diffusers_drag import drag_mapped
-    from .region_drag import DragOptions
     from ..models import load_pipeline
 
     root = Path(args.dragbench)
@@ -101,9 +105,6 @@ def _dragbench(args) -> int:
                                                                    f"{dragbench.IMAGE_NAME} and {dragbench.META_NAME}")
     model = model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
-    options = DragOptions(steps=args.steps, **{k: v for k, v in (
-        ("start_t", args.start_t), ("end_t", args.end_t), ("handle_noise", args.handle_noise)) if v is not None},
-        mutual_self_attention=not args.no_mutual_self_attention, copy_paste_every_step=args.copy_paste_every_step)
     native = native_size(pipe)
     out_root = Path(args.out)
     for folder in cases:
