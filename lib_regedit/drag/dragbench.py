@@ -89,8 +89,7 @@ def latent_mapping(case: DragBenchCase, width: int, height: int, factor: int) ->
     source_of[cells(case.target)] = cells(case.source)  # later points win
     handles = np.zeros(h * w, dtype=bool)
     handles[cells(case.source)] = True
-    target = np.flatnonzero(source_of >= 0)
-    return DenseMapping(h, w, target, source_of[target], handles.reshape(h, w), (source_of >= 0).reshape(h, w))
+    return DenseMapping.from_sources(source_of, handles.reshape(h, w))
 
 
 def fitted_size(image: Image.Image, multiple: int, longest: int = 512) -> tuple[int, int]:

@@ -38,6 +38,13 @@ class DenseMapping:
     handles: np.ndarray
     targets: np.ndarray
 
+    @staticmethod
+    def from_sources(source_of: np.ndarray, handles: np.ndarray) -> "DenseMapping":
+        """From ``source_of`` (height * width,): each cell's source cell, -1 where it is no target."""
+        height, width = handles.shape
+        target = np.flatnonzero(source_of >= 0)
+        return DenseMapping(height, width, target, source_of[target], handles, (source_of >= 0).reshape(height, width))
+
 
 def cell_centres(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of every cell centre as image fractions, each (height, width)."""
@@ -144,6 +151,4 @@ def dense_mapping(document: DragDocument, height: int, width: int, field: str = 
         col = np.clip(np.floor(sx * width), 0, width - 1).astype(np.int64)
         row = np.clip(np.floor(sy * height), 0, height - 1).astype(np.int64)
         source_of[np.flatnonzero(target)] = row * width + col
-    target_index = np.flatnonzero(source_of >= 0)
-    return DenseMapping(height, width, target_index, source_of[target_index], handles,
-                        (source_of >= 0).reshape(height, width))
+    return DenseMapping.from_sources(source_of, handles)
