@@ -141,14 +141,6 @@ def _on_ui_settings() -> None:
         shared.opts.add_option(key, info)
 
 
-def _has_pairs(drag_text) -> bool:
-    try:
-        obj = load_json_object(drag_text, "drag")
-    except RegEditError:
-        return False
-    return isinstance(obj, dict) and bool(obj.get("pairs"))
-
-
 def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
     """The drag sliders written into the drag document (the panel keeps keys it does not draw)."""
     try:
@@ -161,21 +153,16 @@ def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
     return json.dumps(obj)
 
 
-def _from_drag_infotext(name: str):
-    def paste(params):
-        try:
-            doc = parse_drag_document(params.get(DRAG_INFOTEXT_KEY))
-        except RegEditError:
-            return gr.update()
-        return gr.update() if doc is None else getattr(doc, name)
-    return paste
+# How a pasted infotext entry is read: region documents written before versions existed keep version 1.
+_PASTED = {INFOTEXT_KEY: lambda value: parse_region_document(value, untagged_version=1),
+           DRAG_INFOTEXT_KEY: parse_drag_document}
 
 
-def _from_infotext(read):
-    """An infotext paste function: reads one setting out of the pasted region document."""
+def _from_infotext(read, key: str = INFOTEXT_KEY):
+    """An infotext paste function: reads one setting out of the pasted region (or drag) document."""
     def paste(params):
         try:
-            doc = parse_region_document(params.get(INFOTEXT_KEY), untagged_version=1)
+            doc = _PASTED[key](params.get(key))
         except RegEditError:
             return gr.update()
         return gr.update() if doc is None else read(doc)
@@ -249,7 +236,7 @@ class RegEditScript(scripts.Script):
                 self._drag_settings = drag_settings
                 for control in drag_settings:
                     control.change(_drag_settings_to_doc, inputs=[drag_doc, *drag_settings], outputs=[drag_doc])
-                self._drag_fields = [(control, _from_drag_infotext(name))
+                self._drag_fields = [(control, _from_infotext(lambda d, name=name: getattr(d, name), DRAG_INFOTEXT_KEY))
                                      for control, name in zip(drag_settings, ("start_t", "end_t", "handle_noise"))]
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
@@ -289,8 +276,7 @@ class RegEditScript(scripts.Script):
         from_page = not getattr(p, "is_api", False) and len(ui_values) >= UI_SETTINGS
         active = bool(enabled) or bool(getattr(p, "is_api", False))
         if from_page and len(ui_values) >= UI_SETTINGS + 3:
-            drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3]) \
-                if _has_pairs(drag_doc) else drag_doc
+            drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3])
         if active and _start_drag(p, drag_doc):
             return
         if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
