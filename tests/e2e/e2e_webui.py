@@ -246,6 +246,26 @@ class WebUI:
     def get(self, path: str, timeout: float = 60):
         return self.session.get(f"{self.url}{path}", timeout=timeout)
 
+    def post_and_interrupt(self, path: str, payload: dict, *, sampling_steps: int, at_step: int,
+                           poll: float = 0.02, deadline: float = 120):
+        """POST in a thread and, once the WebUI's progress shows a pass of ``sampling_steps`` at step
+        ``at_step`` or later, press Interrupt. Returns (the response, whether Interrupt was pressed)."""
+        import threading
+
+        result = {}
+        worker = threading.Thread(target=lambda: result.update(response=self.post(path, payload)))
+        worker.start()
+        end, interrupted = time.monotonic() + deadline, False
+        while worker.is_alive() and time.monotonic() < end:
+            state = self.get("/sdapi/v1/progress?skip_current_image=true").json()["state"]
+            if state.get("sampling_steps") == sampling_steps and state.get("sampling_step", 0) >= at_step:
+                self.post("/sdapi/v1/interrupt", {})
+                interrupted = True
+                break
+            time.sleep(poll)
+        worker.join(timeout=300)
+        return result.get("response"), interrupted
+
     def use_model(self, name: str) -> None:
         if self.current_model == name:
             return

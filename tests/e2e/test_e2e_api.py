@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 
 import pytest
 
@@ -120,35 +118,16 @@ def test_bad_document_fails_clearly_and_leaves_no_trace(webui, assert_plain_unch
     assert_plain_unchanged("a failing regions run")
 
 
-def _progress(webui) -> dict:
-    return webui.get("/sdapi/v1/progress?skip_current_image=true").json()
-
-
 @pytest.mark.parametrize("phase", ["first-pass", "hires-pass"])
 def test_interrupted_run_leaves_no_trace(webui, assert_plain_unchanged, phase):
     payload = with_regions(plain_payload(steps=60 if phase == "first-pass" else 4), DOC)
     if phase == "hires-pass":
         payload.update(HIRES, hr_second_pass_steps=60)
-    result = {}
-
-    def run():
-        result["response"] = webui.post("/sdapi/v1/txt2img", payload)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    deadline = time.monotonic() + 120
-    interrupted = False
-    while worker.is_alive() and time.monotonic() < deadline:
-        state = _progress(webui)["state"]
-        # 60 steps is the pass to interrupt (the first pass, or the hires pass after a 4-step first pass).
-        if state.get("sampling_steps") == 60 and state.get("sampling_step", 0) >= 2:
-            webui.post("/sdapi/v1/interrupt", {})
-            interrupted = True
-            break
-        time.sleep(0.05)
-    worker.join(timeout=300)
+    # 60 steps is the pass to interrupt (the first pass, or the hires pass after a 4-step first pass).
+    response, interrupted = webui.post_and_interrupt("/sdapi/v1/txt2img", payload, sampling_steps=60, at_step=2,
+                                                     poll=0.05)
     assert interrupted, "the generation ended before it could be interrupted"
-    assert result["response"].status_code == 200, result["response"].text[:1000]
+    assert response.status_code == 200, response.text[:1000]
     assert_plain_unchanged(f"a regions run interrupted in the {phase}")
 
 

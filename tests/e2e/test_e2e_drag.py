@@ -87,27 +87,14 @@ def test_shapesworld_red_circle_lands_on_its_target(webui, shapesworld):
 
 def test_an_interrupted_drag_returns_and_leaves_no_trace(webui, assert_plain_unchanged):
     """Interrupt, from the WebUI's progress: the drag stops, the request answers, nothing stays hooked."""
-    import threading
-    import time
-
     from PIL import Image
 
     big = red_circle_image().resize((256, 256), Image.LANCZOS)
     payload = drag_payload(big, DRAG, steps=120, width=256, height=256)
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(response=webui.post("/sdapi/v1/img2img", payload)))
     webui.use_model(SD1)
-    worker.start()
-    deadline, interrupted = time.monotonic() + 120, False
-    while worker.is_alive() and time.monotonic() < deadline:
-        state = webui.get("/sdapi/v1/progress?skip_current_image=true").json()["state"]
-        if state.get("sampling_steps") == 120 and state.get("sampling_step", 0) >= 3:  # 60 + 60 evaluations
-            webui.post("/sdapi/v1/interrupt", {})
-            interrupted = True
-            break
-        time.sleep(0.02)
-    worker.join(timeout=300)
+    response, interrupted = webui.post_and_interrupt("/sdapi/v1/img2img", payload, sampling_steps=120,
+                                                     at_step=3)  # 60 + 60 evaluations
     assert interrupted, "the drag ended before it could be interrupted"
-    assert result["response"].status_code == 200, result["response"].text[:1000]
-    assert len(result["response"].json()["images"]) == 1
+    assert response.status_code == 200, response.text[:1000]
+    assert len(response.json()["images"]) == 1
     assert_plain_unchanged("an interrupted drag")
