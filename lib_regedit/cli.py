@@ -1,4 +1,5 @@
-"""Command line: ``python -m lib_regedit generate|drag|eval`` (``drag`` lives in ``lib_regedit/drag/cli.py``)."""
+"""Command line: ``python -m lib_regedit generate|drag|edit|eval`` (``drag`` lives in ``lib_regedit/drag/cli.py``,
+``edit`` in ``lib_regedit/lime/cli.py``)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .drag.cli import add_parser as add_drag_parser
 
     add_drag_parser(sub)
+    from .lime.cli import add_parser as add_edit_parser
+
+    add_edit_parser(sub)
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)
     return parser

@@ -11,6 +11,7 @@ import json
 INFOTEXT_KEY = "RegEdit regions"
 KEYWORDS_KEY = "RegEdit keywords"
 DRAG_INFOTEXT_KEY = "RegEdit drag"
+LIME_INFOTEXT_KEY = "RegEdit LIME"
 
 
 def quote(text: str) -> str:

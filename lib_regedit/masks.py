@@ -100,3 +100,10 @@ def fusion_weights(masks: torch.Tensor, region_weights, background_weight: float
     whole = torch.full((h, w), float(whole_weight), dtype=masks.dtype)
     stacked = torch.cat([regions, background[None], whole[None]], 0)
     return stacked / stacked.sum(0, keepdim=True)
+
+
+def mask_at(mask: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """A boolean mask resized (nearest) to ``hw``."""
+    if tuple(mask.shape) == tuple(hw):
+        return mask.bool()
+    return torch.nn.functional.interpolate(mask[None, None].float(), size=tuple(hw), mode="nearest")[0, 0] > 0.5

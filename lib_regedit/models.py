@@ -20,12 +20,22 @@ def default_model_path() -> Path:
     return Path(os.environ["REGEDIT_MODEL"]) if os.environ.get("REGEDIT_MODEL") else REPO_ROOT / "models" / "shapesworld"
 
 
+def default_instruct_model_path() -> Path:
+    """The bundled ShapesWorld instruct model (an instruct-pix2pix pipeline folder, for LIME), in the
+    checkout's ``models/`` or where ``REGEDIT_INSTRUCT_MODEL`` points."""
+    if os.environ.get("REGEDIT_INSTRUCT_MODEL"):
+        return Path(os.environ["REGEDIT_INSTRUCT_MODEL"])
+    return REPO_ROOT / "models" / "shapesworld_instruct"
+
+
 def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, config: str | None = None,
-                  field: str = "model"):
+                  field: str = "model", instruct: bool = False):
     """A StableDiffusionPipeline or StableDiffusionXLPipeline from a diffusers folder or a single file
     (``.safetensors``/``.ckpt``; a ``.yaml`` beside it is used as its original config). Never downloads.
-    A path that is not such a model raises :class:`RegEditError` naming ``field``."""
-    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+    With ``instruct``, instruct-pix2pix pipelines (8-channel UNet) are accepted too. A path that is not
+    such a model raises :class:`RegEditError` naming ``field``."""
+    from diffusers import (DiffusionPipeline, StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline,
+                           StableDiffusionXLInstructPix2PixPipeline, StableDiffusionXLPipeline)
 
     path = Path(path)
     fix = "give a diffusers pipeline folder (with model_index.json) or a .safetensors/.ckpt checkpoint"
@@ -43,7 +53,11 @@ def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32
         raise RegEditError(field, f"{path} is a {path.suffix or 'suffix-less'} file, not a checkpoint", fix)
     else:
         pipe = _load_single_file(path, dtype, config, field)
-    if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline)):
+    editors = (StableDiffusionInstructPix2PixPipeline, StableDiffusionXLInstructPix2PixPipeline)
+    if isinstance(pipe, editors) and not instruct:
+        raise RegEditError(field, f"{path} is an instruct-pix2pix model (it edits images from instructions)",
+                           "use it with `python -m lib_regedit edit`, or give a text-to-image SD 1.x or SDXL checkpoint")
+    if not isinstance(pipe, (StableDiffusionPipeline, StableDiffusionXLPipeline) + editors):
         raise RegEditError(field, f"{path} is a {type(pipe).__name__}", "give an SD 1.x or SDXL pipeline")
     pipe.set_progress_bar_config(disable=False)
     if getattr(pipe, "safety_checker", None) is not None:
@@ -61,7 +75,7 @@ def _load_single_file(path: Path, dtype, config: str | None, field: str):
     same architecture) or a diffusers folder of the same name beside it; a ``.yaml`` beside it is the
     original LDM config. Offline, diffusers cannot fetch the text encoder's config from the hub, so
     without a local config folder the error says how to give one."""
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     kwargs = {"dtype": dtype, "local_files_only": True}
     folder = Path(config) if config else path.with_suffix("")
@@ -70,6 +84,8 @@ def _load_single_file(path: Path, dtype, config: str | None, field: str):
     elif path.with_suffix(".yaml").exists():
         kwargs["original_config"] = str(path.with_suffix(".yaml"))
     cls = StableDiffusionXLPipeline if _looks_like_sdxl(path) else StableDiffusionPipeline
+    if cls is StableDiffusionPipeline and _input_channels(path) == 8:
+        cls = StableDiffusionInstructPix2PixPipeline
     try:
         return cls.from_single_file(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -93,3 +109,16 @@ def _looks_like_sdxl(path: Path) -> bool:
             return any(k.startswith("conditioner.embedders.1") for k in f.keys())
     except Exception:  # noqa: BLE001 - not a readable safetensors file: loading it names the problem
         return False
+
+
+def _input_channels(path: Path) -> int | None:
+    """The UNet's input channels of a single-file SD checkpoint (8: instruct-pix2pix), if readable."""
+    if path.suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return int(f.get_slice("model.diffusion_model.input_blocks.0.0.weight").get_shape()[1])
+    except Exception:  # noqa: BLE001 - not an SD checkpoint: loading it names the problem
+        return None

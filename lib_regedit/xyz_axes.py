@@ -17,7 +17,7 @@ from .errors import RegEditError
 @dataclass(frozen=True)
 class Axis:
     label: str
-    document: str  # "regions" or "drag"
+    document: str  # "regions", "drag" or "lime"
     key: str  # the document field ("feather": every region's; "kssa.scale": inside the kssa object)
     type: type
     lo: float | None = None
@@ -39,6 +39,10 @@ AXES = (
     Axis("[RegEdit] Drag start", "drag", "start_t", float, 0.0, 1.0),
     Axis("[RegEdit] Drag end", "drag", "end_t", float, 0.0, 1.0),
     Axis("[RegEdit] Drag handle noise", "drag", "handle_noise", float, 0.0, 1.0),
+    Axis("[RegEdit] LIME clusters", "lime", "clusters", int, 1, 64),
+    Axis("[RegEdit] LIME points", "lime", "points", int, 1, 4096),
+    Axis("[RegEdit] LIME feature step", "lime", "feature_step", float, 0.0, 1.0),
+    Axis("[RegEdit] LIME regularise until", "lime", "regularise_until", float, 0.0, 1.0),
 )
 
 
@@ -48,12 +52,13 @@ def check_values(axis: Axis, values) -> None:
         if axis.choices is not None:
             if value not in axis.choices:
                 raise RegEditError(axis.label, f"{value!r} is not a choice", f"use one of {', '.join(axis.choices)}")
-        elif not (axis.lo <= float(value) <= axis.hi) or (axis.key == "kssa.scale" and float(value) == 0):
+        elif not (axis.lo <= float(value) <= axis.hi) or (axis.key == "kssa.scale" and float(value) == 0) \
+                or (axis.type is int and float(value) != int(float(value))):
             raise RegEditError(axis.label, f"{value} is out of range", f"use values from {axis.lo:g} to {axis.hi:g}")
 
 
 def apply_overrides(obj: dict | None, overrides: dict, document: str) -> dict | None:
-    """``obj`` (a region or drag document as a dict) with the overrides of that document written in."""
+    """``obj`` (a region, drag or LIME document as a dict) with the overrides of that document written in."""
     if obj is None:
         return None
     out = dict(obj)
@@ -73,5 +78,5 @@ def apply_overrides(obj: dict | None, overrides: dict, document: str) -> dict | 
                 kssa.setdefault("enabled", True)
             out["kssa"] = kssa
         else:
-            out[axis.key] = float(value) if axis.type is float else value
+            out[axis.key] = float(value) if axis.type is float else int(value) if axis.type is int else value
     return out

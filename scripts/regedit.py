@@ -1,10 +1,11 @@
-"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes, and RegionDrag in img2img
-(API key: ``regedit``).
+"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes, and RegionDrag and LIME in
+img2img (API key: ``regedit``).
 
 Only glue lives here: UI, argument parsing, hook/unhook, infotext and API. The engine is ``lib_regedit``.
-API: ``"alwayson_scripts": {"regedit": {"args": [DOC, enabled, preview, DRAG]}}`` with DOC the region
-document and DRAG the drag document (objects or JSON strings). Through the API a non-empty document
-enables RegEdit; an empty one ("" or null) disables it.
+API: ``"alwayson_scripts": {"regedit": {"args": [DOC, enabled, preview, DRAG, LIME]}}`` with DOC the
+region document, DRAG the drag document and LIME the LIME document (objects or JSON strings; LIME
+may also be ``true``). Through the API a non-empty document enables RegEdit; an empty one ("" or
+null) disables it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from lib_regedit.drag.composite import composite  # noqa: E402
 from lib_regedit.drag.region_drag import options_for  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
-from lib_regedit.infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, KEYWORDS_KEY  # noqa: E402
+from lib_regedit.documents.lime import LimeDocument, parse_lime_document  # noqa: E402
+from lib_regedit.infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, KEYWORDS_KEY, LIME_INFOTEXT_KEY  # noqa: E402
+from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
+from lib_regedit.lime.options import LimeOptions  # noqa: E402
+from lib_regedit.lime.preview import roi_preview  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
 from lib_regedit.webui_session import WebUISession  # noqa: E402
 
@@ -153,9 +158,25 @@ def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
     return json.dumps(obj)
 
 
+LIME_DEFAULTS = LimeOptions()
+
+
+def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until):
+    """The LIME controls written into the LIME document (its drawn RoI boxes kept)."""
+    try:
+        old = parse_lime_document(lime_text)
+    except RegEditError:
+        old = None
+    if not enabled:
+        return ""
+    options = dataclasses.replace(LIME_DEFAULTS, clusters=int(clusters), points=int(points),
+                                  feature_step=float(feature_step), regularise_until=float(until))
+    return LimeDocument(options, old.roi if old is not None else ()).to_json()
+
+
 # How a pasted infotext entry is read: region documents written before versions existed keep version 1.
 _PASTED = {INFOTEXT_KEY: lambda value: parse_region_document(value, untagged_version=1),
-           DRAG_INFOTEXT_KEY: parse_drag_document}
+           DRAG_INFOTEXT_KEY: parse_drag_document, LIME_INFOTEXT_KEY: parse_lime_document}
 
 
 def _from_infotext(read, key: str = INFOTEXT_KEY):
@@ -215,6 +236,7 @@ class RegEditScript(scripts.Script):
             with gr.Group(elem_classes=["regedit-hidden"]):
                 doc = gr.Textbox("", label="Region document (JSON)", elem_id=f"regedit_doc_{tab}", lines=1)
                 drag_doc = gr.Textbox("", label="Drag document (JSON)", elem_id=f"regedit_drag_{tab}", lines=1)
+                lime_doc = gr.Textbox("", label="LIME document (JSON)", elem_id=f"regedit_lime_{tab}", lines=1)
             if is_img2img:
                 with gr.Accordion("Drag regions (RegionDrag)", open=False):
                     gr.Markdown("Draw a handle region and where it should go (its target); Generate moves it, in "
@@ -238,6 +260,35 @@ class RegEditScript(scripts.Script):
                     control.change(_drag_settings_to_doc, inputs=[drag_doc, *drag_settings], outputs=[drag_doc])
                 self._drag_fields = [(control, _from_infotext(lambda d, name=name: getattr(d, name), DRAG_INFOTEXT_KEY))
                                      for control, name in zip(drag_settings, ("start_t", "end_t", "handle_noise"))]
+                with gr.Accordion("LIME: instruction edit in a found region", open=False):
+                    gr.Markdown("The prompt is the instruction (\"make the red circle blue\") with an instruct-pix2pix "
+                                "checkpoint, or the edit prompt (what the image should show) with an ordinary one. "
+                                "LIME finds the region the instruction is about and keeps the edit's attention "
+                                "there (Simsar et al. 2025); boxes on the region canvas, or an inpaint mask, "
+                                "replace the region it finds. Tick the preview to see the region.",
+                                elem_id=f"regedit_lime_note_{tab}")
+                    with gr.Row():
+                        lime_on = gr.Checkbox(False, label="LIME", elem_id=f"regedit_lime_enable_{tab}")
+                        clusters = gr.Slider(2, 16, value=LIME_DEFAULTS.clusters, step=1, label="LIME: clusters (k)",
+                                             elem_id=f"regedit_lime_clusters_{tab}")
+                        points = gr.Slider(1, 64, value=LIME_DEFAULTS.points, step=1,
+                                           label="LIME: most attended points that pick clusters")
+                    with gr.Row():
+                        feature_step = gr.Slider(0.05, 0.95, value=round(LIME_DEFAULTS.feature_step, 2), step=0.01,
+                                                 label="LIME: region found at (fraction of the steps)")
+                        until = gr.Slider(0.0, 1.0, value=LIME_DEFAULTS.regularise_until, step=0.05,
+                                          label="LIME: regularise until (fraction of the steps)")
+                lime_settings = [lime_on, clusters, points, feature_step, until]
+                self._lime_settings = lime_settings
+                for control in lime_settings:
+                    control.change(_lime_settings_to_doc, inputs=[lime_doc, *lime_settings], outputs=[lime_doc])
+                self._lime_fields = [
+                    (lime_on, lambda params: LIME_INFOTEXT_KEY in params),
+                    (clusters, _from_infotext(lambda d: d.options.clusters, LIME_INFOTEXT_KEY)),
+                    (points, _from_infotext(lambda d: d.options.points, LIME_INFOTEXT_KEY)),
+                    (feature_step, _from_infotext(lambda d: d.options.feature_step, LIME_INFOTEXT_KEY)),
+                    (until, _from_infotext(lambda d: d.options.regularise_until, LIME_INFOTEXT_KEY)),
+                ]
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
@@ -248,7 +299,7 @@ class RegEditScript(scripts.Script):
             control.release(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [
             (doc, _pasted_document),
-            (enabled, lambda params: INFOTEXT_KEY in params or DRAG_INFOTEXT_KEY in params),
+            (enabled, lambda params: INFOTEXT_KEY in params or DRAG_INFOTEXT_KEY in params or LIME_INFOTEXT_KEY in params),
             (mode, _from_infotext(lambda d: d.mode)),
             (whole_start, _from_infotext(lambda d: d.whole_prompt_start)),
             (layout, _from_infotext(lambda d: d.init != "noise")),
@@ -260,16 +311,20 @@ class RegEditScript(scripts.Script):
             (levels, _from_infotext(lambda d: list(d.kssa.levels))),
         ]
         self.infotext_fields.append((drag_doc, DRAG_INFOTEXT_KEY))
-        self.infotext_fields.extend(getattr(self, "_drag_fields", []) if is_img2img else [])
-        self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY]
-        # After the four API arguments, the controls' values: a generation from the page runs what the
+        self.infotext_fields.append((lime_doc, LIME_INFOTEXT_KEY))
+        if is_img2img:
+            self.infotext_fields.extend(self._drag_fields + self._lime_fields)
+        self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY, LIME_INFOTEXT_KEY]
+        # After the five API arguments, the controls' values: a generation from the page runs what the
         # page shows (process reads them; the API's documents are not touched by them).
-        return [doc, enabled, preview, drag_doc, *settings, *getattr(self, "_drag_settings", [])]
+        extra = [*self._drag_settings, *self._lime_settings] if is_img2img else []
+        return [doc, enabled, preview, drag_doc, lime_doc, *settings, *extra]
 
-    def process(self, p, doc=None, enabled=False, preview=False, drag_doc=None, *ui_values):
+    def process(self, p, doc=None, enabled=False, preview=False, drag_doc=None, lime_doc=None, *ui_values):
         p._regedit = None
         p._regedit_layout = None
         p._regedit_drag = None
+        p._regedit_lime = None
         # before the WebUI makes this generation's noise: a model switched by override_settings or
         # taken from the checkpoint cache fires no on_model_loaded
         webui_latent_scale.sync(processing, shared.sd_model)
@@ -277,7 +332,12 @@ class RegEditScript(scripts.Script):
         active = bool(enabled) or bool(getattr(p, "is_api", False))
         if from_page and len(ui_values) >= UI_SETTINGS + 3:
             drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3])
+        if from_page and len(ui_values) >= UI_SETTINGS + 8:
+            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[UI_SETTINGS + 3:UI_SETTINGS + 8])
+            active = active or bool(ui_values[UI_SETTINGS + 3])  # the LIME checkbox alone turns it on
         if active and _start_drag(p, drag_doc):
+            return
+        if active and _start_lime(p, lime_doc, doc, bool(preview)):
             return
         if not active or doc in (None, "") or (isinstance(doc, str) and not doc.strip()):
             return
@@ -319,6 +379,20 @@ class RegEditScript(scripts.Script):
             pp.image = composite(original, pp.image, drag)
 
     def postprocess(self, p, processed, *args):
+        lime = getattr(p, "_regedit_lime", None)
+        if lime is not None:
+            try:
+                if lime.roi is not None and getattr(p, "_regedit_preview", False) and processed.images:
+                    from modules import images
+
+                    source = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+                    processed.images.append(roi_preview(source, lime.roi))
+                    processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
+            finally:
+                from lib_regedit.backends.ldm_backend import remove_leftovers
+
+                remove_leftovers(shared.sd_model.model.diffusion_model)
+                p._regedit_lime = None
         session = getattr(p, "_regedit", None)
         if session is None:
             return
@@ -372,6 +446,72 @@ def _start_drag(p, drag_doc) -> bool:
 
     p.sample = sample
     return True
+
+
+def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
+    """LIME in img2img when the LIME document is on: check it and the prompt, then run the sampling
+    twice (``lib_regedit.lime.webui_lime``). Returns whether LIME (or its error) took this generation."""
+    from lib_regedit.lime.webui_lime import LimeSession
+
+    try:
+        obj = {} if lime_doc is True or (isinstance(lime_doc, str) and lime_doc.strip().lower() == "true") \
+            else load_json_object(lime_doc, "lime") if lime_doc is not False else None
+        document = parse_lime_document(xyz_axes.apply_overrides(obj, _xyz_overrides(p), "lime"))
+        if document is None:
+            return False
+        if not getattr(p, "init_images", None):
+            raise RegEditError("lime", "LIME edits an image, and this generation has none",
+                               "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")
+        check_instruction(p.prompt if isinstance(p.prompt, str) else "", "prompt", lime=True)
+        document.options.checked()
+        if not document.roi:  # boxes drawn on the region canvas replace the region LIME finds
+            boxes = _drawn_boxes(region_doc)
+            document = dataclasses.replace(document, roi=boxes) if boxes else document
+    except RegEditError as exc:
+        _fail_sampling(p, exc)
+        return True
+    p._regedit_preview = preview or bool(shared.opts.data.get("regedit_always_preview", False))
+    p.extra_generation_params[LIME_INFOTEXT_KEY] = document.to_json()
+    original = p.sample
+
+    @functools.wraps(original)
+    def sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        nmask = getattr(p, "nmask", None)  # an inpaint mask, at the latent's resolution: 1 where it edits
+        mask = nmask[0, 0].float().cpu() > 0.5 if isinstance(nmask, torch.Tensor) and nmask.ndim == 4 else None
+        try:
+            session = LimeSession(document, _tokenizer()(prompts[0]), tuple(p.init_latent.shape[-2:]), mask)
+        except RegEditError as exc:
+            exc.status_code = 422
+            raise
+        p._regedit_lime = session
+        result = session.run(shared.sd_model.model.diffusion_model,
+                             lambda: original(conditioning, unconditional_conditioning, seeds, subseeds,
+                                              subseed_strength, prompts), getattr(p, "rng", None))
+        if session.found is not None:
+            print(f"RegEdit: LIME found its region in {session.found.seconds:.2f} s of clustering "
+                  f"({int(session.roi.sum())} of {session.roi.numel()} latent cells)")
+        return result
+
+    p.sample = sample
+    return True
+
+
+def _drawn_boxes(region_doc) -> tuple:
+    """The boxes of the region canvas (their prompts are not needed for LIME), or none."""
+    try:
+        obj = load_json_object(region_doc, "regedit") or {}
+    except RegEditError:
+        return ()
+    from lib_regedit.documents.lime import parse_box
+
+    boxes = []
+    for r in obj.get("regions", []) if isinstance(obj.get("regions"), list) else []:
+        if isinstance(r, dict) and r.get("role", "object") == "object":
+            try:
+                boxes.append(parse_box({k: r.get(k) for k in "xywh"}, "regions"))
+            except RegEditError:
+                continue
+    return tuple(boxes)
 
 
 def _needs_image_conditioning(model) -> bool:
@@ -563,10 +703,10 @@ def _fail_sampling(p, exc: Exception) -> None:
 
 def _on_cfg_denoiser(params):
     p = getattr(params.denoiser, "p", None)
-    session = getattr(p, "_regedit", None)
-    if session is not None:
-        session.on_cfg_denoiser(params.sampling_step, params.total_sampling_steps, params.text_cond,
-                                params.text_uncond)
+    for session in (getattr(p, "_regedit", None), getattr(p, "_regedit_lime", None)):
+        if session is not None:
+            session.on_cfg_denoiser(params.sampling_step, params.total_sampling_steps, params.text_cond,
+                                    params.text_uncond)
 
 
 def _xyz_overrides(p) -> dict:

@@ -81,3 +81,22 @@ def tiny_sdxl_pipeline(seed=0):
 def pixels(image) -> np.ndarray:
     """An image's pixels as float64, for differences between images."""
     return np.asarray(image, dtype=np.float64)
+
+
+def tiny_instruct_pipeline(seed=0):
+    """An instruct-pix2pix pipeline: the tiny SD pipeline with its UNet widened to 8 input channels
+    (random weights in the new channels, so the source image matters)."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    from lib_regedit.shapesworld.instruct_train import widen_unet
+
+    base = tiny_sd_pipeline(seed)
+    unet = widen_unet(base.unet)
+    with torch.no_grad():
+        torch.manual_seed(seed + 1)
+        unet.conv_in.weight[:, 4:].normal_(0, 0.05)
+    pipe = StableDiffusionInstructPix2PixPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                                  unet=unet.eval(), scheduler=base.scheduler, safety_checker=None,
+                                                  feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

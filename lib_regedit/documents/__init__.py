@@ -1,4 +1,4 @@
-"""The JSON documents users write (region boxes, drag pairs), validated in one place.
+"""The JSON documents users write (region boxes, drag pairs, LIME settings), validated in one place.
 
 The WebUI panels, the API (``alwayson_scripts``), the infotext and the Python API all read and write
 these documents; every check raises :class:`lib_regedit.errors.RegEditError` naming the field.
@@ -8,3 +8,4 @@ from .region import Region, RegionDocument, parse_region_document
 
 __all__ = ["Region", "RegionDocument", "parse_region_document"]
 from .drag import DragDocument, DragPair, MaskRegion, PolygonRegion, Stroke, parse_drag_document  # noqa: F401,E402
+from .lime import LimeDocument, parse_lime_document  # noqa: F401,E402

@@ -121,8 +121,14 @@ def pipeline_to_ldm(unet, vae, text_encoder, dtype=torch.float16) -> dict:
     return {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
 
 
-def ldm_yaml(unet_config, vae_config, text_config, scale_factor: float, clip_version: str) -> str:
-    """The LDM ``LatentDiffusion`` config the WebUI reads from ``<checkpoint>.yaml``."""
+def ldm_yaml(unet_config, vae_config, text_config, scale_factor: float, clip_version: str,
+             instruct: bool = False) -> str:
+    """The LDM ``LatentDiffusion`` config the WebUI reads from ``<checkpoint>.yaml``; with ``instruct``,
+    the WebUI's instruct-pix2pix model (its ``ddpm_edit`` LatentDiffusion, hybrid conditioning: the
+    source image's latent concatenated to the input)."""
+    target, first_key, cond_key, conditioning = (
+        ("modules.models.diffusion.ddpm_edit.LatentDiffusion", "edited", "edit", "hybrid") if instruct
+        else ("ldm.models.diffusion.ddpm.LatentDiffusion", "jpg", "txt", "crossattn"))
     from .model import SCHEDULE
     levels = len(unet_config["block_out_channels"])
     base = unet_config["block_out_channels"][0]
@@ -136,19 +142,19 @@ def ldm_yaml(unet_config, vae_config, text_config, scale_factor: float, clip_ver
     return f"""# ShapesWorld: SD 1.x architecture, shrunk (see models/README.md)
 model:
   base_learning_rate: 1.0e-04
-  target: ldm.models.diffusion.ddpm.LatentDiffusion
+  target: {target}
   params:
     linear_start: {SCHEDULE['beta_start']}
     linear_end: {SCHEDULE['beta_end']}
     num_timesteps_cond: 1
     log_every_t: 200
     timesteps: {SCHEDULE['num_train_timesteps']}
-    first_stage_key: jpg
-    cond_stage_key: txt
+    first_stage_key: {first_key}
+    cond_stage_key: {cond_key}
     image_size: {unet_config['sample_size']}
-    channels: {unet_config['in_channels']}
+    channels: {unet_config['out_channels']}
     cond_stage_trainable: false
-    conditioning_key: crossattn
+    conditioning_key: {conditioning}
     monitor: val/loss_simple_ema
     scale_factor: {scale_factor:.6f}
     use_ema: false

@@ -77,12 +77,17 @@ def write_text_encoder(text_encoder, folder: Path, dtype=torch.float16) -> None:
 
 
 def export(vae, unet, text, out: Path, *, name: str = "shapesworld", clip_version: str = WEBUI_CLIP_VERSION,
-           dtype=torch.float16, zero_unused: bool = True) -> dict:
+           dtype=torch.float16, zero_unused: bool = True, instruct: bool = False, clip_name: str | None = None) -> dict:
+    """Write the diffusers folder ``out/name``, the WebUI checkpoint ``out/name.safetensors`` and its yaml;
+    the clip folder (``out/{clip_name or name}_clip``) is written unless ``clip_name`` names an existing
+    one. ``instruct``: an instruct-pix2pix model (8-channel UNet), as diffusers'
+    ``StableDiffusionInstructPix2PixPipeline`` and the WebUI's instruct-pix2pix checkpoints."""
     from diffusers import DDIMScheduler
     from safetensors.torch import save_file
 
     from ..tokenizer import write_clip_tokenizer_files
     from .data import training_vocabulary
+    from .instruct_data import instruction_vocabulary
 
     out = Path(out)
     folder = out / name
@@ -92,14 +97,15 @@ def export(vae, unet, text, out: Path, *, name: str = "shapesworld", clip_versio
     write_clip_tokenizer_files(folder / "tokenizer")
     from transformers import CLIPTokenizer
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
-    kept = zero_unused_tokens(text, tokenizer, training_vocabulary()) if zero_unused else None
+    words = training_vocabulary() + (instruction_vocabulary() if instruct else [])
+    kept = zero_unused_tokens(text, tokenizer, words) if zero_unused else None
 
     vae.to(dtype).save_pretrained(folder / "vae")
     unet.to(dtype).save_pretrained(folder / "unet")
     write_text_encoder(text, folder / "text_encoder", dtype)
     DDIMScheduler(**DDIM_CONFIG).save_pretrained(folder / "scheduler")
     from diffusers import __version__ as dv
-    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": dv,
+    index = {"_class_name": "StableDiffusionInstructPix2PixPipeline" if instruct else "StableDiffusionPipeline", "_diffusers_version": dv,
              "feature_extractor": [None, None], "image_encoder": [None, None],
              "requires_safety_checker": False, "safety_checker": [None, None],
              "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
@@ -110,14 +116,27 @@ def export(vae, unet, text, out: Path, *, name: str = "shapesworld", clip_versio
     # WebUI single file + yaml + the clip folder its yaml points at.
     ckpt = out / f"{name}.safetensors"
     save_file(pipeline_to_ldm(unet, vae, text, dtype), ckpt, metadata={"format": "pt", "model": name})
-    clip = out / f"{name}_clip"
-    if clip.exists():
-        shutil.rmtree(clip)
-    write_clip_tokenizer_files(clip)
-    shutil.copy(folder / "text_encoder" / "config.json", clip / "config.json")
+    clip = out / f"{clip_name or name}_clip"
+    if clip_name is None:
+        if clip.exists():
+            shutil.rmtree(clip)
+        write_clip_tokenizer_files(clip)
+        shutil.copy(folder / "text_encoder" / "config.json", clip / "config.json")
+    elif json.loads((clip / "config.json").read_text()) != json.loads((folder / "text_encoder" / "config.json").read_text()):
+        raise ValueError(f"{clip} holds another text encoder's config")
     (out / f"{name}.yaml").write_text(ldm_yaml(dict(unet.config), dict(vae.config), text.config.to_dict(),
-                                               vae.config.scaling_factor, clip_version))
+                                               vae.config.scaling_factor, clip_version, instruct=instruct))
     return {"folder": folder, "checkpoint": ckpt, "yaml": out / f"{name}.yaml", "clip": clip, "kept_tokens": kept}
+
+
+def export_instruct(folder: Path, out: Path, name: str = "shapesworld_instruct") -> dict:
+    """Export an instruct fine-tune (``instruct_train.py``'s pipeline folder) beside the ShapesWorld model:
+    its text encoder config is ShapesWorld's, so its yaml points at the same ``shapesworld_clip``."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(folder), local_files_only=True)
+    return export(pipe.vae, pipe.unet, pipe.text_encoder, out, name=name, instruct=True, clip_name="shapesworld",
+                  clip_version=WEBUI_CLIP_VERSION)
 
 
 def main(argv=None) -> None:
@@ -125,8 +144,14 @@ def main(argv=None) -> None:
     p.add_argument("--run", default="runs/shapesworld")
     p.add_argument("--out", default="models")
     p.add_argument("--no-ema", action="store_true")
+    p.add_argument("--instruct", action="store_true",
+                   help="--run is an instruct fine-tune's pipeline folder (runs/shapesworld_instruct): export it as "
+                        "models/shapesworld_instruct")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.instruct:
+        print(f"exported the instruct model: {export_instruct(Path(args.run), Path(args.out))}")
+        return
     vae, unet, text, step = load_run(Path(args.run), use_ema=not args.no_ema)
     info = export(vae, unet, text, Path(args.out))
     print(f"exported step {step} ({'raw' if args.no_ema else 'EMA'} weights): {info}")

@@ -34,9 +34,11 @@ def yaml_with_version(text: str, clip_folder: Path) -> str:
     return new
 
 
-def install(target: Path, *, models: Path = MODELS, name: str = "shapesworld") -> dict:
+def install(target: Path, *, models: Path = MODELS, name: str = "shapesworld", clip_name: str = "shapesworld") -> dict:
     """Copy ``{name}.safetensors`` into ``target`` (a WebUI root, or its checkpoint folder itself) and
-    write ``{name}.yaml`` beside it. Returns the paths written."""
+    write ``{name}.yaml`` beside it, its text encoder read from ``{clip_name}_clip``. Returns the paths
+    written. ``name="shapesworld_instruct"`` installs the instruct model (an instruct-pix2pix checkpoint
+    for img2img and LIME), which shares ShapesWorld's text encoder config."""
     target = Path(target)
     if not target.is_dir():
         raise RegEditError("webui", f"{target} is not a folder",
@@ -44,7 +46,7 @@ def install(target: Path, *, models: Path = MODELS, name: str = "shapesworld") -
     ckpt_dir = target / "models" / "Stable-diffusion" if (target / "models").is_dir() else target
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     source = models / f"{name}.safetensors"
-    clip = models / f"{name}_clip"
+    clip = models / f"{clip_name}_clip"
     for path in (source, models / f"{name}.yaml", clip / "config.json", clip / "vocab.json"):
         if not path.exists():
             raise RegEditError("models", f"{path} is missing",
@@ -63,11 +65,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         out = install(Path(args.webui))
+        edit = install(Path(args.webui), name="shapesworld_instruct") \
+            if (MODELS / "shapesworld_instruct.safetensors").exists() else None
     except RegEditError as e:
         print(e, file=sys.stderr)
         return 2
     print(f"wrote {out['checkpoint']}\nwrote {out['yaml']} (text encoder: {out['clip']})\n"
           "Select 'shapesworld' in the WebUI's checkpoint list and generate at 64x64.")
+    if edit is not None:
+        print(f"wrote {edit['checkpoint']}\nwrote {edit['yaml']}\n"
+              "Select 'shapesworld_instruct' to edit images from instructions in img2img (LIME).")
     return 0
 
 

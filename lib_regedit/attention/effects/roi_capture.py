@@ -1,0 +1,87 @@
+"""Capture for LIME's RoI (LIME, Simsar et al. 2025, §3.1): at one step, the outputs of the attention
+layers (self and cross) at the feature resolutions, and the cross-attention of the edit tokens
+(averaged over heads). An ``observe`` stage.
+
+Rows are read from the call, as everywhere: the maps come from the conditional rows (the instruction);
+the features from the first unconditional row, which in instruct-pix2pix's guidance is the image-only
+branch in the WebUI and in diffusers alike (the reference reads that branch: the source image's
+features, not yet pulled by the instruction), and from the conditional rows when a run has no
+unconditional ones (CFG scale 1).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..call import AttentionCall, attention_probs
+from ..controller import Effect
+
+
+def downscale(call: AttentionCall) -> int:
+    """How many times smaller than the latent this layer's grid is (1 = the latent's resolution)."""
+    return max(1, round(call.latent_hw[0] / max(1, call.hw[0])))
+
+
+class FeatureStepReached(Exception):
+    """Raised when the first UNet call after the feature step starts: the first pass has what it needs
+    (caught by whoever runs the pass; both backends call the UNet through a pre-hook that reaches here)."""
+
+
+class RoiCapture(Effect):
+    name = "roi_capture"
+    cross = True
+    self_ = True
+
+    def __init__(self, feature_step: float, positions: list[int], downscales: tuple[int, ...] = (2, 4, 8)):
+        self.feature_step = feature_step  # a fraction of the run; the step index follows the run's length
+        self.step = 0
+        self.positions = list(positions)
+        self.downscales = tuple(downscales)
+        self.uncond_features: list[torch.Tensor] = []  # (C, h, w) each
+        self.cond_features: list[torch.Tensor] = []
+        self.maps: dict[tuple[int, int], list[torch.Tensor]] = {}  # hw -> [(h, w)]
+
+    def begin_unet_call(self, state) -> None:
+        self.step = min(state.total_steps - 1, max(0, round(self.feature_step * state.total_steps)))
+        if state.step > self.step:
+            raise FeatureStepReached
+
+    def applies_to(self, call: AttentionCall) -> bool:
+        return call.step == self.step and downscale(call) in self.downscales
+
+    @property
+    def features(self) -> list[torch.Tensor]:
+        """(C, h, w) per layer: the image-only branch's, or the conditional rows' without one."""
+        return self.uncond_features or self.cond_features
+
+    def observe(self, call: AttentionCall, out: torch.Tensor) -> None:
+        h, w = call.hw
+        if call.rows.uncond:
+            self.uncond_features.append(_channels_first(out[call.rows.uncond[0]], h, w))
+        if not call.rows.cond:
+            return
+        index = torch.tensor(call.rows.cond, device=out.device)
+        self.cond_features.append(_channels_first(out.index_select(0, index).mean(0), h, w))
+        if call.is_cross:
+            positions = [p for p in self.positions if p < call.k.shape[2]]
+            if not positions:
+                return
+            probs = attention_probs(call.q.index_select(0, index).detach().float(),
+                                    call.k.index_select(0, index).detach().float(), scale=call.scale)
+            token_map = probs[..., positions].mean((0, 1, 3)).reshape(h, w).cpu()
+            self.maps.setdefault(call.hw, []).append(token_map)
+
+    def attention(self) -> torch.Tensor | None:
+        """The edit tokens' mean cross-attention, each resolution's mean upsampled to the finest."""
+        if not self.maps:
+            return None
+        finest = max(self.maps, key=lambda hw: hw[0] * hw[1])
+        maps = [torch.stack(m).mean(0) for m in self.maps.values()]
+        maps = [torch.nn.functional.interpolate(m[None, None], size=finest, mode="bilinear", align_corners=True)[0, 0]
+                for m in maps]
+        return torch.stack(maps).mean(0)
+
+
+def _channels_first(out: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(heads, N, d) attention output of one row as (heads·d, h, w)."""
+    return out.detach().float().permute(0, 2, 1).reshape(-1, h, w).cpu()

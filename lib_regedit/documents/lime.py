@@ -1,0 +1,91 @@
+"""The LIME document: settings of a localized instruction edit (LIME, Simsar et al. 2025) and,
+optionally, a region of interest drawn by the user instead of the one LIME finds::
+
+    {"clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.9,
+     "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}]}
+
+``true`` or ``{}`` is LIME with its defaults; ``false``, ``null``, ``""`` or ``{"enabled": false}`` is
+no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_regedit/lime/options.py``):
+``clusters`` (k of k-means, 8), ``points`` (the edit tokens' most attended positions whose clusters
+form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
+``regularise_until`` (the fraction of the steps regularised, 0.9), ``roi`` (boxes as fractions of the
+image, top-left origin; their union replaces the found RoI).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import RegEditError
+from ..lime.options import LimeOptions
+from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
+
+LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "roi")
+MAX_ROI_BOXES = 32
+
+
+@dataclass(frozen=True)
+class LimeDocument:
+    options: LimeOptions = LimeOptions()
+    roi: tuple[tuple[float, float, float, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        defaults, data = asdict(LimeOptions()), {}
+        for key in ("clusters", "points", "feature_step", "regularise_until"):
+            value = getattr(self.options, key)
+            if value != defaults[key]:
+                data[key] = value
+        if self.roi:
+            data["roi"] = [dict(zip("xywh", box)) for box in self.roi]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(", ", ": "))
+
+
+def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
+    """A LIME document from a dict, a JSON string or a boolean; ``None`` when LIME is off."""
+    if isinstance(value, bool):
+        return LimeDocument() if value else None
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return LimeDocument() if value.strip().lower() == "true" else None
+    obj = load_json_object(value, field)
+    if obj is None:
+        return None
+    reject_unknown(obj, LIME_FIELDS, field)
+    if not get_bool(obj, "enabled", field, default=True):
+        return None
+    defaults = LimeOptions()
+    options = LimeOptions(
+        clusters=_whole(obj, "clusters", field, defaults.clusters, 1, 64),
+        points=_whole(obj, "points", field, defaults.points, 1, 4096),
+        feature_step=get_number(obj, "feature_step", field, default=defaults.feature_step, lo=0.0, hi=1.0),
+        regularise_until=get_number(obj, "regularise_until", field, default=defaults.regularise_until, lo=0.0, hi=1.0),
+    )
+    boxes = []
+    for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):
+        boxes.append(parse_box(box, f"{field}.roi[{i}]"))
+    return LimeDocument(options, tuple(boxes))
+
+
+def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> int:
+    value = get_number(obj, name, field, default=default, lo=lo, hi=hi)
+    if value != int(value):
+        raise RegEditError(f"{field}.{name}", f"{value:g} is not a whole number", "write a whole number")
+    return int(value)
+
+
+def parse_box(obj: Any, field: str) -> tuple[float, float, float, float]:
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
+                           'write {"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.4}')
+    reject_unknown(obj, ("x", "y", "w", "h", "prompt"), field)
+    x = get_number(obj, "x", field, lo=0.0, hi=1.0, required=True)
+    y = get_number(obj, "y", field, lo=0.0, hi=1.0, required=True)
+    w = get_number(obj, "w", field, lo=0.0, hi=1.0, lo_open=True, required=True)
+    h = get_number(obj, "h", field, lo=0.0, hi=1.0, lo_open=True, required=True)
+    if x + w > 1.0 + 1e-6 or y + h > 1.0 + 1e-6:
+        raise RegEditError(field, "the box runs past the image's edge", "make x + w and y + h at most 1")
+    return (x, y, min(w, 1.0 - x), min(h, 1.0 - y))

@@ -1,0 +1,79 @@
+"""Finding LIME's region of interest (LIME, Simsar et al. 2025, §3.1).
+
+The outputs of the UNet's attention layers at one step of a first pass are upsampled to one grid,
+concatenated and L2-normalised per position; k-means on them segments the image into ``k`` parts.
+The parts that hold the positions where the edit tokens' cross-attention peaks are the RoI.
+
+Pure functions on tensors: :class:`~lib_regedit.attention.effects.roi_capture.RoiCapture` collects
+the features and maps during the first pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import RegEditError
+
+
+@dataclass
+class Roi:
+    mask: torch.Tensor  # bool (h, w)
+    labels: torch.Tensor  # long (h, w): the k-means segmentation
+    attention: torch.Tensor  # float (h, w): the edit tokens' mean cross-attention
+    seconds: float  # time spent clustering (PCA included)
+
+
+def feature_matrix(features: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
+    """(h·w, C): each (C, h', w') feature map upsampled (bilinear) to ``hw``, concatenated along the
+    channels and L2-normalised per position."""
+    up = [F.interpolate(f[None].float(), size=hw, mode="bilinear", align_corners=True)[0] for f in features]
+    x = torch.cat(up, 0).flatten(1).T
+    return F.normalize(x, dim=1)
+
+
+def reduce_dimension(x: torch.Tensor, max_dim: int) -> torch.Tensor:
+    """The first ``max_dim`` principal components of ``x`` (N, C) when C is larger, else ``x``."""
+    if x.shape[1] <= max_dim or x.shape[0] <= max_dim:
+        return x
+    centred = x - x.mean(0, keepdim=True)
+    _, _, v = torch.pca_lowrank(centred, q=max_dim, center=False, niter=2)
+    return centred @ v
+
+
+def cluster(x: torch.Tensor, k: int, seed: int = 0) -> np.ndarray:
+    """k-means labels of the rows of ``x`` (scikit-learn, on the CPU)."""
+    from sklearn.cluster import KMeans
+
+    n = x.shape[0]
+    if k > n:
+        raise RegEditError("lime.clusters", f"k = {k} is larger than the {n} feature points of this image",
+                           f"use at most {n} clusters (default 8)")
+    return KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(x.double().cpu().numpy())
+
+
+def pick_clusters(labels: torch.Tensor, attention: torch.Tensor, points: int) -> torch.Tensor:
+    """The union of the clusters holding the ``points`` positions of highest ``attention``."""
+    top = attention.flatten().topk(min(points, attention.numel())).indices
+    chosen = labels.flatten()[top].unique()
+    return torch.isin(labels, chosen)
+
+
+def find_roi(features: list[torch.Tensor], attention: torch.Tensor, *, clusters: int, points: int,
+             max_dim: int = 64, hw: tuple[int, int] | None = None, seed: int = 0) -> Roi:
+    """The RoI on the ``hw`` grid (default: ``attention``'s) from the captured features and the edit
+    tokens' mean attention map (upsampled to ``hw``)."""
+    hw = hw or tuple(attention.shape[-2:])
+    if not features:
+        raise RegEditError("lime", "no attention features were captured at the feature step",
+                           "check that the model has attention layers at the feature resolutions")
+    started = time.perf_counter()
+    x = reduce_dimension(feature_matrix(features, hw), max_dim)
+    labels = torch.from_numpy(cluster(x, clusters, seed)).long().reshape(hw)
+    seconds = time.perf_counter() - started
+    attention = F.interpolate(attention[None, None].float(), size=hw, mode="bilinear", align_corners=True)[0, 0]
+    return Roi(pick_clusters(labels, attention, points), labels, attention, seconds)

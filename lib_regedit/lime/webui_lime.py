@@ -1,0 +1,121 @@
+"""LIME in the WebUI's img2img (the engine side: no ``modules`` import; ``scripts/regedit.py`` wires it).
+
+The WebUI's own sampler runs twice: a first pass that stops at the feature step (the capture effect
+raises :class:`FeatureStepReached` from the UNet's pre-hook), then the edit with the regularisation.
+The sampler's noise draws (``p.rng.next``, the starting noise and an ancestral sampler's per-step
+noise) are recorded in the first pass and replayed in the second, so the edit is the generation the
+seed gives, and the first pass costs only its steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+from ..attention.controller import Controller, GenerationState
+from ..attention.effects.lime_regularisation import LimeRegularisation
+from ..attention.effects.roi_capture import FeatureStepReached, RoiCapture
+from ..backends import ldm_backend
+from ..documents.lime import LimeDocument
+from ..errors import RegEditError
+from ..masks import box_mask, mask_at
+from ..webui_session import crossattn
+from .diffusers_lime import lime_positions
+from .roi import Roi, find_roi
+
+
+class NoiseReplay:
+    """Records what ``rng.next()`` returns, then replays it in order (fresh draws after the record)."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.own = "next" in vars(rng)  # someone else's wrapper stays in place
+        self.draw = rng.next
+        self.recorded: list = []
+
+    def record(self) -> None:
+        def next_recorded():
+            noise = self.draw()
+            self.recorded.append(noise)
+            return noise
+        self.rng.next = next_recorded
+
+    def replay(self) -> None:
+        queue = list(self.recorded)
+        self.rng.next = lambda: queue.pop(0) if queue else self.draw()
+
+    def restore(self) -> None:
+        if self.own:
+            self.rng.next = self.draw
+        elif "next" in vars(self.rng):
+            del self.rng.next
+
+
+class LimeSession:
+    """One LIME generation: the settings, the edit tokens, the RoI (given or found), the row layout."""
+
+    def __init__(self, document: LimeDocument, tokens: list[tuple[int, str]], latent_hw: tuple[int, int],
+                 mask: torch.Tensor | None = None):
+        self.document = document
+        self.options = document.options.checked()
+        self.positions, self.objects = lime_positions(tokens, "prompt")
+        self.latent_hw = latent_hw
+        self.state = GenerationState(cond_first=True)
+        self.found: Roi | None = None
+        self.roi = None
+        self.source = "found"
+        if mask is not None:
+            self.roi, self.source = mask_at(mask.bool(), latent_hw), "inpaint mask"
+        elif document.roi:
+            self.roi = sum(box_mask(*box, *latent_hw) for box in document.roi) >= 0.5
+            self.source = "boxes"
+        if self.roi is not None and not self.roi.any():
+            raise RegEditError("lime.roi", f"the {self.source} cover nothing at the latent's resolution",
+                               "draw a larger region, or leave it out to let LIME find one")
+
+    def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
+        self.state.step = int(sampling_step)
+        self.state.total_steps = max(1, int(total_steps))
+        self.state.cond_reference = crossattn(text_cond)
+        self.state.uncond_reference = crossattn(text_uncond)
+
+    @contextlib.contextmanager
+    def _attached(self, unet, effects):
+        ldm_backend.remove_leftovers(unet)
+        with ldm_backend.attached(unet, Controller(effects, self.state)):
+            yield
+
+    def run(self, unet: torch.nn.Module, sample: Callable[[], torch.Tensor], rng=None) -> torch.Tensor:
+        """Both passes through ``sample`` (the WebUI's img2img sampling, called twice)."""
+        replay = NoiseReplay(rng) if rng is not None and self.roi is None else None
+        try:
+            if self.roi is None:
+                capture = RoiCapture(self.options.feature_step, self.objects, self.options.feature_downscales)
+                if replay is not None:
+                    replay.record()
+                try:
+                    with self._attached(unet, [capture]):
+                        sample()
+                    raise RegEditError("lime.feature_step", "the first pass ended before the feature step",
+                                       "lower the feature step")
+                except FeatureStepReached:
+                    pass
+                attention = capture.attention()
+                if attention is None:
+                    raise RegEditError("prompt", "its edit tokens were not attended at the feature resolutions",
+                                       "check that the checkpoint has cross-attention below the latent's resolution")
+                self.found = find_roi(capture.features, attention, clusters=self.options.clusters,
+                                      points=self.options.points, max_dim=self.options.max_dim, hw=self.latent_hw)
+                self.roi = self.found.mask
+                if replay is not None:
+                    replay.replay()
+            self.state.step = 0
+            regularisation = LimeRegularisation(self.roi, self.positions, self.options.regularise_until,
+                                                self.options.regularise_downscales)
+            with self._attached(unet, [regularisation]):
+                return sample()
+        finally:
+            if replay is not None:
+                replay.restore()

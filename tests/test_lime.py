@@ -1,0 +1,294 @@
+"""LIME (Simsar et al. 2025): edit tokens without downloads, the RoI on a planted feature structure,
+the regularisation pinned on both backends, the edit on instruct-pix2pix and ordinary pipelines, and
+bad input."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib_regedit.attention.call import AttentionCall, RowLayout, attend
+from lib_regedit.attention.controller import Controller, Effect, GenerationState
+from lib_regedit.attention.effects.lime_regularisation import LimeRegularisation
+from lib_regedit.attention.effects.roi_capture import RoiCapture
+from lib_regedit.errors import RegEditError
+from lib_regedit.lime import LimeOptions, lime_edit
+from lib_regedit.lime.edit_tokens import edit_positions, edit_words, object_positions
+from lib_regedit.lime.roi import cluster, feature_matrix, find_roi, pick_clusters, reduce_dimension
+
+
+@pytest.fixture(scope="module")
+def instruct():
+    from tiny_models import tiny_instruct_pipeline
+
+    return tiny_instruct_pipeline()
+
+
+def source_image(size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    arr = np.full((size, size, 3), 200, np.uint8)
+    arr[4:14, 4:14] = (220, 30, 30)
+    arr[18:28, 16:28] = (30, 30, 220)
+    arr = np.clip(arr.astype(int) + rng.integers(-8, 9, arr.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+# --- edit tokens ----------------------------------------------------------------------------------
+
+def test_edit_tokens_drop_bos_stop_words_and_punctuation_without_downloads(instruct):
+    from lib_regedit.api import tokenize
+
+    tokens = tokenize(instruct, "Make the red circle blue, please!")
+    words = dict(tokens)
+    edit = edit_positions(tokens)
+    assert [words[p] for p in edit] == ["make", "red", "circle", "blue"]  # "please" is a stop word
+    assert 0 not in edit  # the start token
+    assert [words[p] for p in object_positions(tokens)] == ["red", "circle", "blue"]
+    assert edit_words("the of , into .") == []
+    assert "nltk" not in sys.modules  # scikit-learn's stop words: nothing downloads
+
+
+# --- RoI ----------------------------------------------------------------------------------------------
+
+def planted_features(h=12, w=12, seed=0):
+    """Two feature maps whose positions fall into three planted segments (a square, a bar, the rest)."""
+    g = torch.Generator().manual_seed(seed)
+    segment = torch.zeros(h, w, dtype=torch.long)
+    segment[2:6, 2:6] = 1
+    segment[8:11, :] = 2
+    centres = torch.randn(3, 24, generator=g) * 3
+    fine = centres[segment].permute(2, 0, 1) + 0.1 * torch.randn(24, h, w, generator=g)
+    coarse = torch.nn.functional.avg_pool2d(fine[None], 2)[0][:8]  # a lower resolution, as the UNet's
+    return [fine, coarse], segment
+
+
+def test_roi_is_the_planted_segment_where_the_edit_tokens_peak():
+    features, segment = planted_features()
+    attention = torch.zeros(12, 12)
+    attention[3, 4] = 1.0  # inside the square
+    roi = find_roi(features, attention, clusters=3, points=1)
+    assert torch.equal(roi.mask, segment == 1)
+    attention[9, 7] = 2.0  # now the bar
+    assert torch.equal(find_roi(features, attention, clusters=3, points=1).mask, segment == 2)
+    both = find_roi(features, attention, clusters=3, points=2).mask
+    assert torch.equal(both, (segment == 1) | (segment == 2))
+
+
+def test_features_are_upsampled_and_l2_normalised_and_pca_keeps_the_clusters():
+    features, segment = planted_features()
+    x = feature_matrix(features, (12, 12))
+    assert x.shape == (144, 32)
+    torch.testing.assert_close(x.norm(dim=1), torch.ones(144))
+    reduced = reduce_dimension(x, 4)
+    assert reduced.shape == (144, 4)
+    labels = torch.from_numpy(cluster(reduced, 3)).reshape(12, 12)
+    for s in range(3):  # each planted segment is one cluster
+        assert labels[segment == s].unique().numel() == 1
+    assert pick_clusters(labels, (segment == 2).float(), 1).sum() == (segment == 2).sum()
+
+
+def test_more_clusters_than_feature_points_is_refused():
+    features, _ = planted_features(4, 4)
+    with pytest.raises(RegEditError) as e:
+        find_roi(features, torch.rand(4, 4), clusters=17, points=1)
+    assert e.value.field == "lime.clusters" and "16" in e.value.fix
+
+
+# --- the regularisation, pinned --------------------------------------------------------------------
+
+def _call(q, k, v, hw, step=0, total=10, rows=None):
+    return AttentionCall(q=q, k=k, v=v, is_cross=True, layer="down_blocks.0.attentions.0", hw=hw,
+                         rows=rows or RowLayout.all_cond(q.shape[0]), step=step, total_steps=total, latent_hw=hw)
+
+
+def test_inside_the_roi_only_edit_tokens_are_attended_and_outside_nothing_changes():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 16, 8, generator=g), torch.randn(3, 2, 10, 8, generator=g),
+               torch.randn(3, 2, 10, 8, generator=g))
+    roi = torch.zeros(4, 4, dtype=torch.bool)
+    roi[1:3, 1:3] = True
+    effect = LimeRegularisation(roi, [2, 5], until=0.9, downscales=(1,))
+    call = _call(q, k, v, (4, 4))
+    Controller([effect], GenerationState()).attend(call)
+    out = attend(call.q, call.k, call.v, call.extras["bias"])
+    plain = attend(q, k, v)
+    inside = roi.reshape(-1)
+    expected = attend(q[:, :, inside], k[:, :, [2, 5]], v[:, :, [2, 5]])  # softmax over the edit tokens alone
+    torch.testing.assert_close(out[:, :, inside], expected)
+    torch.testing.assert_close(out[:, :, ~inside], plain[:, :, ~inside])
+    assert effect.applied == 1
+    # every row is regularised (instruct-pix2pix's three branches), and only while step < until * steps
+    assert not effect.applies_to(_call(q, k, v, (4, 4), step=9))
+    assert effect.applies_to(_call(q, k, v, (4, 4), step=8, rows=RowLayout((0,), (1, 2))))
+    assert not effect.applies_to(_call(q, k, v, (2, 2)).__class__(**{**_call(q, k, v, (2, 2)).__dict__,
+                                                                      "latent_hw": (4, 4)}))
+
+
+class Probe(Effect):
+    """Records, per cross-attention call, the output and the plain attention of the same inputs."""
+    cross, self_ = True, False
+
+    def __init__(self):
+        self.calls = []
+
+    def applies_to(self, call):
+        return call.is_cross
+
+    def observe(self, call, out):
+        self.calls.append((call.hw, call.latent_hw, out.detach().clone(), call.v.detach().clone(),
+                           attend(call.q, call.k, call.v).detach()))
+
+
+def _check_pinned(probe, token):
+    """Full-image RoI, one edit token: where regularised, every query reads exactly that token's value."""
+    regularised = [c for c in probe.calls if c[0] == c[1]]  # downscale 1
+    others = [c for c in probe.calls if c[0] != c[1]]
+    assert regularised and others
+    for _, _, out, v, _ in regularised:
+        torch.testing.assert_close(out, v[:, :, token:token + 1].expand_as(out))
+    for _, _, out, _, plain in others:
+        torch.testing.assert_close(out, plain)
+
+
+def test_pinned_on_the_diffusers_backend(instruct):
+    from lib_regedit.backends import diffusers_backend
+
+    unet = instruct.unet
+    probe = Probe()
+    state = GenerationState(total_steps=10)
+    controller = Controller([LimeRegularisation(torch.ones(16, 16, dtype=torch.bool), [3], downscales=(1,)), probe],
+                            state)
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(3, 8, 16, 16, generator=g), torch.randn(3, 77, 32, generator=g)
+    with torch.no_grad(), diffusers_backend.attached(unet, controller):
+        unet(x, 10, encoder_hidden_states=ctx)
+    _check_pinned(probe, 3)
+    assert not any(type(p).__name__ == "RegEditAttnProcessor" for p in unet.attn_processors.values())
+
+
+def test_pinned_on_the_webui_ldm_backend():
+    openaimodel = pytest.importorskip("ldm.modules.diffusionmodules.openaimodel", reason="the ldm package is missing")
+    from lib_regedit.backends import ldm_backend
+
+    torch.manual_seed(0)
+    unet = openaimodel.UNetModel(image_size=16, in_channels=8, out_channels=4, model_channels=32,
+                                 attention_resolutions=[1, 2], num_res_blocks=1, channel_mult=[1, 2], num_heads=2,
+                                 use_spatial_transformer=True, transformer_depth=1, context_dim=32, legacy=False).eval()
+    probe = Probe()
+    controller = Controller([LimeRegularisation(torch.ones(16, 16, dtype=torch.bool), [3], downscales=(1,)), probe],
+                            GenerationState(total_steps=10))
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(3, 8, 16, 16, generator=g), torch.randn(3, 77, 32, generator=g)
+    with torch.no_grad(), ldm_backend.attached(unet, controller):
+        unet(x, torch.full((3,), 10), context=ctx)
+    _check_pinned(probe, 3)
+    assert ldm_backend.remove_leftovers(unet) == 0
+
+
+# --- the edit -----------------------------------------------------------------------------------------
+
+def test_lime_edit_on_an_instruct_pipeline_runs_all_three_branches(instruct):
+    seen = []
+
+    class Rows(Effect):
+        def applies_to(self, call):
+            seen.append(call.rows)
+            return False
+
+    from lib_regedit.attention.effects import lime_regularisation as module
+
+    original = module.LimeRegularisation.prepare
+
+    def prepare(self, call):
+        seen.append(("regularised", call.q.shape[0], call.rows))
+        return original(self, call)
+
+    module.LimeRegularisation.prepare = prepare
+    try:
+        result = lime_edit(instruct, source_image(), "make the red square blue", steps=6, progress=False)
+    finally:
+        module.LimeRegularisation.prepare = original
+    regularised = [s for s in seen if isinstance(s, tuple) and s[0] == "regularised"]
+    assert regularised and all(n == 3 and rows == RowLayout((0,), (1, 2)) for _, n, rows in regularised)
+    assert result.roi.shape == (16, 16) and result.roi.any() and not result.roi.all()
+    assert result.preview.size == (32, 32)
+    assert "RegEdit LIME: {}" in result.parameters and "Image CFG scale: 1.5" in result.parameters
+    assert set(result.timings) == {"first_pass", "clustering", "edit"}
+
+
+def test_without_lime_it_is_the_plain_pipeline_and_nothing_stays_hooked(instruct):
+    image = source_image()
+    kwargs = dict(steps=5, seed=3, progress=False)
+    before = lime_edit(instruct, image, "make the red square blue", lime=False, **kwargs).image
+    lime_edit(instruct, image, "make the red square blue", **kwargs)
+    after = lime_edit(instruct, image, "make the red square blue", lime=False, **kwargs).image
+    assert np.array_equal(np.asarray(before), np.asarray(after))
+    plain = instruct(prompt="make the red square blue", image=image, num_inference_steps=5,
+                     generator=torch.Generator().manual_seed(3)).images[0]
+    assert np.array_equal(np.asarray(before), np.asarray(plain))
+
+
+def test_a_given_mask_or_boxes_replace_the_found_roi_and_skip_the_first_pass(instruct):
+    image = source_image()
+    roi = torch.zeros(16, 16, dtype=torch.bool)
+    roi[2:7, 2:7] = True
+    kwargs = dict(steps=5, seed=1, progress=False)
+    given = lime_edit(instruct, image, "make the red square blue", roi=roi, **kwargs)
+    assert torch.equal(given.roi, roi) and "first_pass" not in given.timings
+    boxes = lime_edit(instruct, image, "make the red square blue", lime={"roi": [{"x": 0.125, "y": 0.125, "w": 0.3125,
+                                                                                  "h": 0.3125}]}, **kwargs)
+    assert torch.equal(boxes.roi, roi)
+    assert np.array_equal(np.asarray(given.image), np.asarray(boxes.image))
+    assert 'RegEdit LIME: "{\\"roi\\": [{\\"x\\": 0.125' in boxes.parameters
+
+
+def test_an_ordinary_pipeline_runs_the_localised_prompt_edit(sd):
+    result = lime_edit(sd, source_image(), "a blue square", steps=6, strength=0.5, progress=False)
+    assert result.roi.any() and "Denoising strength: 0.5" in result.parameters
+    plain = lime_edit(sd, source_image(), "a blue square", steps=6, strength=0.5, progress=False, lime=False)
+    assert not np.array_equal(np.asarray(result.image), np.asarray(plain.image))
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(instruction="the of , ."), "instruction"),
+    (dict(instruction="   "), "instruction"),
+    (dict(image=None), "image"),
+    (dict(roi=torch.zeros(32, 32, dtype=torch.bool)), "roi"),
+    (dict(lime={"clusters": 0}), "lime.clusters"),
+    (dict(lime={"feature_step": 2}), "lime.feature_step"),
+    (dict(lime={"colour": 1}), "lime.colour"),
+    (dict(image=Image.new("RGB", (30, 30))), "image"),
+    (dict(image=Image.new("I;16", (32, 32))), "image"),
+    (dict(options=LimeOptions(clusters=300)), "lime.clusters"),
+])
+def test_bad_input_names_the_field(instruct, kwargs, field):
+    args = dict(image=source_image(), instruction="make the red square blue", steps=4, progress=False)
+    args.update(kwargs)
+    with pytest.raises(RegEditError) as e:
+        lime_edit(instruct, args.pop("image"), args.pop("instruction"), **args)
+    assert e.value.field == field, str(e.value)
+
+
+def test_an_ordinary_model_needs_an_edit_prompt(sd):
+    with pytest.raises(RegEditError) as e:
+        lime_edit(sd, source_image(), "", progress=False)
+    assert e.value.field == "instruction" and "edit prompt" in e.value.fix
+
+
+def test_the_feature_pass_stops_at_the_feature_step(instruct):
+    calls = []
+    original = instruct.unet.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    instruct.unet.forward = counting
+    try:
+        lime_edit(instruct, source_image(), "make the red square blue", steps=9, progress=False,
+                  lime={"feature_step": 1 / 3})
+    finally:
+        del instruct.unet.forward
+    assert len(calls) == 3 + 1 + 9  # steps 0..3 (the 4th call raises at its start), then the edit's 9
