@@ -476,14 +476,18 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
 
     @functools.wraps(original)
     def sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        nmask = getattr(p, "nmask", None)  # an inpaint mask, at the latent's resolution: 1 where it edits
-        mask = nmask[0, 0].float().cpu() > 0.5 if isinstance(nmask, torch.Tensor) and nmask.ndim == 4 else None
+        nmask = getattr(p, "nmask", None)  # an inpaint mask at the latent's resolution, (C, h, w): 1 where it edits
+        mask = nmask.reshape(-1, *nmask.shape[-2:])[0].float().cpu() > 0.5 \
+            if isinstance(nmask, torch.Tensor) and nmask.ndim >= 2 else None
         try:
             session = LimeSession(document, _tokenizer()(prompts[0]), tuple(p.init_latent.shape[-2:]), mask)
         except RegEditError as exc:
             exc.status_code = 422
             raise
         p._regedit_lime = session
+        # the posterior's mean, not the WebUI's unseeded sample of it: both passes, and a repeat of the
+        # seed or a pasted infotext, start from the same latent
+        p.init_latent = _init_means(p, shared.sd_model)
         result = session.run(shared.sd_model.model.diffusion_model,
                              lambda: original(conditioning, unconditional_conditioning, seeds, subseeds,
                                               subseed_strength, prompts), getattr(p, "rng", None))

@@ -122,11 +122,18 @@ def export(vae, unet, text, out: Path, *, name: str = "shapesworld", clip_versio
             shutil.rmtree(clip)
         write_clip_tokenizer_files(clip)
         shutil.copy(folder / "text_encoder" / "config.json", clip / "config.json")
-    elif json.loads((clip / "config.json").read_text()) != json.loads((folder / "text_encoder" / "config.json").read_text()):
+    elif _architecture(clip / "config.json") != _architecture(folder / "text_encoder" / "config.json"):
         raise ValueError(f"{clip} holds another text encoder's config")
     (out / f"{name}.yaml").write_text(ldm_yaml(dict(unet.config), dict(vae.config), text.config.to_dict(),
                                                vae.config.scaling_factor, clip_version, instruct=instruct))
     return {"folder": folder, "checkpoint": ckpt, "yaml": out / f"{name}.yaml", "clip": clip, "kept_tokens": kept}
+
+
+def _architecture(config: Path) -> dict:
+    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+            "max_position_embeddings", "hidden_act", "projection_dim")
+    data = json.loads(config.read_text())
+    return {k: data.get(k) for k in keys}
 
 
 def export_instruct(folder: Path, out: Path, name: str = "shapesworld_instruct") -> dict:

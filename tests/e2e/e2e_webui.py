@@ -182,6 +182,12 @@ class WebUI:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise WebUIError(f"the WebUI exited with {self.proc.returncode} while starting:\n{self.log_tail()}")
+            # No request before the WebUI says it has started: one that reaches the server between
+            # gradio's launch and the API's set-up makes the API fail ("Cannot add middleware after an
+            # application has started"), which happens on a loaded machine.
+            if b"Startup time:" not in self.log_path.read_bytes():
+                time.sleep(1)
+                continue
             try:
                 r = self.session.get(f"{self.url}/sdapi/v1/sd-models", timeout=5)
                 if r.status_code == 200 and r.json():
