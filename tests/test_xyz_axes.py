@@ -3,7 +3,7 @@
 import pytest
 
 from lib_regedit import xyz_axes
-from lib_regedit.documents import parse_drag_document, parse_region_document
+from lib_regedit.documents import parse_drag_document, parse_lime_document, parse_region_document
 from lib_regedit.errors import RegEditError
 
 AXES = {a.label: a for a in xyz_axes.AXES}
@@ -14,10 +14,14 @@ DOC = {"prompt": "p", "regions": [{"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt":
 def test_every_axis_writes_a_valid_document():
     for axis in xyz_axes.AXES:
         value = axis.choices[-1] if axis.choices else (axis.lo + axis.hi) / 2
+        value = int(value) if axis.type is int else value
         xyz_axes.check_values(axis, [value])
         if axis.document == "regions":
             doc = parse_region_document(xyz_axes.apply_overrides(DOC, {axis.label: value}, "regions"))
             assert doc is not None
+        elif axis.document == "lime":
+            lime = parse_lime_document(xyz_axes.apply_overrides({}, {axis.label: value}, "lime"))
+            assert getattr(lime.options, axis.key) == value
         else:
             drag = {"pairs": [], "start_t": 0.5}
             assert parse_drag_document(xyz_axes.apply_overrides(drag, {axis.label: value}, "drag")) is not None
@@ -38,7 +42,17 @@ def test_values_reach_the_fields():
     assert xyz_axes.apply_overrides(None, over, "regions") is None
 
 
+def test_lime_axes_write_the_lime_document_only():
+    over = {"[RegEdit] LIME clusters": 5, "[RegEdit] LIME feature step": 0.2, "[RegEdit] Feather": 0.1}
+    lime = parse_lime_document(xyz_axes.apply_overrides({"points": 2}, over, "lime"))
+    assert (lime.options.clusters, lime.options.feature_step, lime.options.points) == (5, 0.2, 2)
+    assert '"clusters": 5' in lime.to_json()  # the infotext carries the axis value
+    assert xyz_axes.apply_overrides(None, over, "lime") is None  # no LIME asked, none made
+
+
 @pytest.mark.parametrize("label,values,fix", [
+    ("[RegEdit] LIME clusters", [4, 2.5], "from 1 to 64"),
+    ("[RegEdit] LIME clusters", [0], "from 1 to 64"),
     ("[RegEdit] Whole prompt start", [0.2, 1.5], "from 0 to 1"),
     ("[RegEdit] Fusion mode", ["attention", "both"], "use one of attention, latent"),
     ("[RegEdit] KSSA scale", [0], "from 0 to 10"),

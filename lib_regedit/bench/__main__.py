@@ -1,7 +1,8 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag``: region prompting against plain
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag|lime``: region prompting against plain
 sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
-against regions alone (whole generations, ``whole_generation.py``), and a RegionDrag edit against
-a plain txt2img (``drag_bench.py``).
+against regions alone (whole generations, ``whole_generation.py``), a RegionDrag edit against
+a plain txt2img (``drag_bench.py``), and a LIME edit against the same instruct-pix2pix edit without
+it (``lime_bench.py``).
 
 The full SD 1.5 UNet architecture (diffusers' UNet2DConditionModel with 320/640/1280/1280 channels
 and cross-attention dim 768) with random weights, at 256×256 (a 32×32 latent), classifier-free
@@ -172,6 +173,11 @@ def main(argv=None) -> None:
     dragging.add_argument("--size", type=int, default=256)
     dragging.add_argument("--runs", type=int, default=3)
     dragging.add_argument("--threads", type=int, default=1)
+    limed = sub.add_parser("lime", help="one LIME edit against the same instruct-pix2pix edit without LIME")
+    limed.add_argument("--steps", type=int, default=20)
+    limed.add_argument("--size", type=int, default=256)
+    limed.add_argument("--runs", type=int, default=3)
+    limed.add_argument("--threads", type=int, default=1)
     worker = sub.add_parser("_worker")
     worker.add_argument("kind", choices=["timing", "memory"])
     worker.add_argument("modes")
@@ -191,6 +197,10 @@ def main(argv=None) -> None:
         from . import drag_bench
 
         drag_bench.run(args)
+    elif args.bench == "lime":
+        from . import lime_bench
+
+        lime_bench.run(args)
     elif args.bench in ("layout", "guidance"):
         from . import whole_generation
 

@@ -8,8 +8,9 @@ optionally, a region of interest drawn by the user instead of the one LIME finds
 no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_regedit/lime/options.py``):
 ``clusters`` (k of k-means, 8), ``points`` (the edit tokens' most attended positions whose clusters
 form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
-``regularise_until`` (the fraction of the steps regularised, 0.9), ``roi`` (boxes as fractions of the
-image, top-left origin; their union replaces the found RoI).
+``regularise_until`` (the fraction of the steps regularised, 0.9), ``keep_outside`` (the source is
+blended back outside the RoI at every step, true; false is the paper's method alone), ``roi`` (boxes
+as fractions of the image, top-left origin; their union replaces the found RoI).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import RegEditError
 from ..lime.options import LimeOptions
 from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
 
-LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "roi")
+LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "keep_outside", "roi")
 MAX_ROI_BOXES = 32
 
 
@@ -33,7 +34,7 @@ class LimeDocument:
 
     def to_dict(self) -> dict:
         defaults, data = asdict(LimeOptions()), {}
-        for key in ("clusters", "points", "feature_step", "regularise_until"):
+        for key in ("clusters", "points", "feature_step", "regularise_until", "keep_outside"):
             value = getattr(self.options, key)
             if value != defaults[key]:
                 data[key] = value
@@ -63,6 +64,7 @@ def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
         points=_whole(obj, "points", field, defaults.points, 1, 4096),
         feature_step=get_number(obj, "feature_step", field, default=defaults.feature_step, lo=0.0, hi=1.0),
         regularise_until=get_number(obj, "regularise_until", field, default=defaults.regularise_until, lo=0.0, hi=1.0),
+        keep_outside=get_bool(obj, "keep_outside", field, default=defaults.keep_outside),
     )
     boxes = []
     for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):

@@ -275,6 +275,12 @@ def main(argv=None) -> int:
     p.add_argument("--drag", action="store_true",
                    help="evaluate RegionDrag instead (lib_regedit/evaluation/drag_eval.py): success, SSIM outside, time")
     p.add_argument("--drag-cases", type=int, default=16, help="with --drag: how many cases")
+    p.add_argument("--lime", action="store_true",
+                   help="evaluate LIME instead (lib_regedit/evaluation/lime_eval.py): edit right, rest unchanged")
+    p.add_argument("--lime-cases", type=int, default=30, help="with --lime: how many edit pairs")
+    p.add_argument("--instruct-model", default=None,
+                   help="with --lime: the instruct-pix2pix model (default: the bundled ShapesWorld instruct model); "
+                        "--model is the ordinary one")
     p.add_argument("--no-defaults", action="store_true",
                    help="leave out the rows of a document with only regions (the defaults, and version 1's)")
     args = p.parse_args(argv)
@@ -282,6 +288,20 @@ def main(argv=None) -> int:
         import torch
         torch.set_num_threads(args.threads)
     pipe = load(args.model)
+    if args.lime:
+        from ..models import default_instruct_model_path, load_pipeline
+        from . import lime_eval
+
+        instruct = load_pipeline(args.instruct_model or default_instruct_model_path(), field="--instruct-model",
+                                 instruct=True)
+        for p_ in (pipe, instruct):
+            p_.set_progress_bar_config(disable=True)
+        lime_summary = lime_eval.evaluate(instruct, pipe, n=args.lime_cases, steps=args.steps, cfg=args.cfg,
+                                          log=lambda m: print(m, file=sys.stderr))
+        print(lime_eval.format_table(lime_summary))
+        if args.json:
+            Path(args.json).write_text(json.dumps(lime_summary, indent=1))
+        return 0
     if args.drag:
         from . import drag_eval
 

@@ -7,7 +7,8 @@ is the rest unchanged: the share of pixels outside the target object's box that 
 object is still detected in its place. Columns:
 
 - ``instruct``: the ShapesWorld instruct model alone;
-- ``LIME``: with LIME (RoI found from the features);
+- ``LIME``: with LIME (RoI found from the features), its defaults: the source kept outside the RoI;
+- ``LIME, paper``: the regularisation alone, as the paper has it (``keep_outside`` off);
 - ``LIME, true box``: the RoI replaced by the object's ground-truth box (the ceiling);
 - ``ordinary`` and ``ordinary + LIME``: the text-to-image ShapesWorld model in img2img with the target
   scene's caption as the edit prompt (the localised prompt edit for checkpoints without an image input).
@@ -27,7 +28,7 @@ from .metrics import box_mask, match_in_box, ssim
 
 HELD_OUT_SEED = 7  # the instruct model trained on data seed 0
 UNCHANGED = 32  # of 255, max over channels
-COLUMNS = ("instruct", "LIME", "LIME, true box", "ordinary", "ordinary + LIME")
+COLUMNS = ("instruct", "LIME", "LIME, paper", "LIME, true box", "ordinary", "ordinary + LIME")
 
 
 def cases(n: int, seed: int = HELD_OUT_SEED) -> list:
@@ -63,10 +64,12 @@ def outside_scores(source, edited, box) -> tuple[float, float]:
 
 
 def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 30, steps: int = 20, cfg: float = 7.5,
-             image_cfg: float = 1.5, strength: float = 0.75, seed: int = 0, options=None, log=print) -> dict:
+             image_cfg: float = 1.5, strength: float = 0.75, seed: int = 0, options=None, columns=None,
+             log=print) -> dict:
     from ..lime import lime_edit
 
-    rows = {c: [] for c in COLUMNS if ordinary_pipe is not None or not c.startswith("ordinary")}
+    rows = {c: [] for c in COLUMNS if (ordinary_pipe is not None or not c.startswith("ordinary"))
+            and (columns is None or c in columns)}
     for i, pair in enumerate(cases(n)):
         source = render(pair.source)
         box = pair.source.objects[pair.index].box
@@ -74,11 +77,14 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 30, steps: int = 20,
         true_box = torch.from_numpy(box_mask(box, h, w))
         runs = {"instruct": (instruct_pipe, pair.instruction, dict(lime=False)),
                 "LIME": (instruct_pipe, pair.instruction, dict(lime=True)),
+                "LIME, paper": (instruct_pipe, pair.instruction, dict(lime={"keep_outside": False})),
                 "LIME, true box": (instruct_pipe, pair.instruction, dict(lime=True, roi=true_box))}
         if ordinary_pipe is not None:
             runs["ordinary"] = (ordinary_pipe, pair.target.caption, dict(lime=False, strength=strength))
             runs["ordinary + LIME"] = (ordinary_pipe, pair.target.caption, dict(lime=True, strength=strength))
         for column, (pipe, text, kw) in runs.items():
+            if columns is not None and column not in columns:
+                continue
             started = time.perf_counter()
             result = lime_edit(pipe, source, text, seed=seed, steps=steps, guidance_scale=cfg,
                                image_guidance_scale=image_cfg, options=options, progress=False, **kw)

@@ -156,12 +156,15 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     if executed < 1:
         raise RegEditError("strength", f"{strength} of {steps} steps runs no step", "raise the strength or the steps")
 
-    def run(effects) -> Image.Image | None:
+    def run(effects, keep: torch.Tensor | None = None) -> Image.Image | None:
         state = GenerationState(total_steps=executed, cond_reference=cond, uncond_reference=uncond)
         controller = Controller(effects, state)
+        blend = _outside_blend(runner, image, keep, seed, steps - executed) if keep is not None else None
 
         def on_step_end(_pipe, i, _t, kwargs):
             state.step = i + 1
+            if blend is not None:
+                kwargs["latents"] = blend(kwargs["latents"], i)
             return kwargs
 
         kwargs = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, image=image, num_inference_steps=steps,
@@ -183,7 +186,8 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     found: Roi | None = None
     if lime and roi is None:
         started = time.perf_counter()
-        capture = RoiCapture(options.feature_step, objects, options.feature_downscales)
+        capture = RoiCapture(options.feature_step, objects, options.feature_downscales,
+                             options.map_levels)
         run([capture])
         attention = capture.attention()
         if attention is None:
@@ -196,7 +200,7 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
         timings["clustering"] = found.seconds
     started = time.perf_counter()
     effects = [LimeRegularisation(roi, positions, options.regularise_until, options.regularise_downscales)] if lime else []
-    edited = run(effects)
+    edited = run(effects, roi if lime and options.keep_outside else None)
     timings["edit"] = time.perf_counter() - started
 
     params = {"Steps": steps, "Seed": seed, "Size": f"{width}x{height}", "CFG scale": guidance_scale, "Model": model_name}
@@ -208,6 +212,31 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
         params[LIME_INFOTEXT_KEY] = LimeDocument(options, document.roi).to_json()
     return LimeResult(edited, parameters_text(instruction, negative_prompt, params), roi if lime else None,
                       roi_preview(image, roi) if lime else None, timings)
+
+
+def _outside_blend(runner, image: Image.Image, roi: torch.Tensor, seed: int, skipped: int):
+    """After step ``i``, the latent outside ``roi`` becomes the source's latent noised to the next
+    step's level (the source itself after the last step): Blended Latent Diffusion. ``skipped``: the
+    schedule's steps that img2img's strength leaves out."""
+    from ..layout_init import image_to_tensor
+
+    vae, scheduler = runner.vae, runner.scheduler
+    with torch.no_grad():
+        pixels = image_to_tensor(image).to(vae.device, vae.dtype)
+        source = vae.encode(pixels).latent_dist.mode() * vae.config.scaling_factor
+    noise = torch.randn(source.shape, generator=torch.Generator("cpu").manual_seed(seed + 1)).to(source)
+    inside = roi.to(source.device, source.dtype)[None, None]
+
+    def blend(latents: torch.Tensor, i: int) -> torch.Tensor:
+        timesteps = scheduler.timesteps
+        j = skipped + i + 1  # the timestep the latents are at now
+        if j < len(timesteps):
+            outside = scheduler.add_noise(source, noise, timesteps[j:j + 1])
+        else:
+            outside = source
+        return latents * inside + outside.to(latents.dtype) * (1 - inside)
+
+    return blend
 
 
 def _encode(pipe, prompt: str, negative_prompt: str):

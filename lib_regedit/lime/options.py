@@ -1,6 +1,12 @@
 """LIME's settings, with the defaults of LIME (Simsar et al. 2025) and its reference implementation
 (instruct-pix2pix, 30 steps): the RoI from features of step 10, the regularisation during the first 27
-steps, in the cross-attention layers of the two finest resolutions."""
+steps, in the cross-attention layers of the two finest resolutions.
+
+``keep_outside`` is ours, not the paper's: the regularisation only acts inside the RoI, and an
+instruct model that edits more than it is told (ShapesWorld's does) changes the rest of the image all
+the same. With it, the latent outside the RoI is the source's at every step (Blended Latent
+Diffusion, Avrahami et al. 2023; the WebUI's inpainting blend), so the RoI LIME finds bounds the edit.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ class LimeOptions:
     regularise_until: float = 0.9  # regularise while fewer than this fraction of the steps are done
     feature_downscales: tuple[int, ...] = (2, 4, 8)  # resolutions read for the RoI (latent side / layer side)
     regularise_downscales: tuple[int, ...] = (1, 2)  # resolutions regularised
+    map_levels: tuple[str, ...] = ("down", "mid", "up")  # UNet levels whose edit-token maps locate the RoI
     max_dim: int = 64  # features with more channels are reduced by PCA to this many before clustering
+    keep_outside: bool = True  # outside the RoI, blend the source back at every step (see below)
 
     def checked(self) -> "LimeOptions":
         """Itself, or a RegEditError naming the field."""

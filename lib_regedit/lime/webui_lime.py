@@ -92,7 +92,8 @@ class LimeSession:
         replay = NoiseReplay(rng) if rng is not None and self.roi is None else None
         try:
             if self.roi is None:
-                capture = RoiCapture(self.options.feature_step, self.objects, self.options.feature_downscales)
+                capture = RoiCapture(self.options.feature_step, self.objects, self.options.feature_downscales,
+                             options.map_levels)
                 if replay is not None:
                     replay.record()
                 try:

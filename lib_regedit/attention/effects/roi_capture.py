@@ -32,11 +32,13 @@ class RoiCapture(Effect):
     cross = True
     self_ = True
 
-    def __init__(self, feature_step: float, positions: list[int], downscales: tuple[int, ...] = (2, 4, 8)):
+    def __init__(self, feature_step: float, positions: list[int], downscales: tuple[int, ...] = (2, 4, 8),
+                 map_levels: tuple[str, ...] = ("down", "mid", "up")):
         self.feature_step = feature_step  # a fraction of the run; the step index follows the run's length
         self.step = 0
         self.positions = list(positions)
         self.downscales = tuple(downscales)
+        self.map_levels = tuple(map_levels)
         self.uncond_features: list[torch.Tensor] = []  # (C, h, w) each
         self.cond_features: list[torch.Tensor] = []
         self.maps: dict[tuple[int, int], list[torch.Tensor]] = {}  # hw -> [(h, w)]
@@ -62,7 +64,7 @@ class RoiCapture(Effect):
             return
         index = torch.tensor(call.rows.cond, device=out.device)
         self.cond_features.append(_channels_first(out.index_select(0, index).mean(0), h, w))
-        if call.is_cross:
+        if call.is_cross and call.level in self.map_levels:
             positions = [p for p in self.positions if p < call.k.shape[2]]
             if not positions:
                 return

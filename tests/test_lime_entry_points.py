@@ -1,0 +1,146 @@
+"""LIME's entry points: the LIME document, the ``edit`` command on a pipeline folder the test writes,
+the instruct model's loading and export, and the WebUI's noise replay."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib_regedit.cli import main
+from lib_regedit.documents import parse_lime_document
+from lib_regedit.errors import RegEditError
+
+
+def test_lime_document_defaults_shorthands_and_round_trip():
+    assert parse_lime_document(None) is None and parse_lime_document("") is None
+    assert parse_lime_document(False) is None and parse_lime_document({"enabled": False}) is None
+    default = parse_lime_document(True)
+    assert default == parse_lime_document({}) == parse_lime_document("true")
+    assert default.to_json() == "{}" and default.options.keep_outside
+    doc = parse_lime_document({"clusters": 4, "keep_outside": False, "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}]})
+    assert parse_lime_document(doc.to_json()) == doc
+    assert doc.roi == ((0.1, 0.2, 0.3, 0.4),) and doc.options.clusters == 4 and not doc.options.keep_outside
+
+
+@pytest.mark.parametrize("value,field", [
+    ({"clusters": 2.5}, "lime.clusters"),
+    ({"points": 0}, "lime.points"),
+    ({"regularise_until": -1}, "lime.regularise_until"),
+    ({"roi": [{"x": 0.8, "y": 0, "w": 0.5, "h": 0.1}]}, "lime.roi[0]"),
+    ({"roi": "box"}, "lime.roi"),
+    ({"colour": "red"}, "lime.colour"),
+    ("[1]", "lime"),
+])
+def test_bad_lime_documents_name_the_field(value, field):
+    with pytest.raises(RegEditError) as e:
+        parse_lime_document(value)
+    assert e.value.field == field
+
+
+@pytest.fixture(scope="module")
+def instruct_folder(tmp_path_factory):
+    from tiny_models import tiny_instruct_pipeline
+
+    folder = tmp_path_factory.mktemp("instruct") / "pipe"
+    tiny_instruct_pipeline().save_pretrained(folder)
+    return folder
+
+
+def _image(tmp_path, size=32):
+    arr = np.full((size, size, 3), 200, np.uint8)
+    arr[4:14, 4:14] = (220, 30, 30)
+    path = tmp_path / "in.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_edit_command_writes_the_edit_the_roi_preview_and_the_infotext(tmp_path, instruct_folder, capsys):
+    out, roi = tmp_path / "out.png", tmp_path / "roi.png"
+    code = main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
+                 "--clusters", "4", "--model", str(instruct_folder), "--steps", "4", "--out", str(out),
+                 "--roi-preview", str(roi)])
+    assert code == 0, capsys.readouterr().err
+    text = Image.open(out).text["parameters"]
+    assert text.startswith("make the red square blue\n") and 'RegEdit LIME: "{\\"clusters\\": 4}"' in text
+    assert Image.open(roi).size == (32, 32)
+    assert "clustering" in capsys.readouterr().out
+
+
+def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (0, 0, 16, 16))
+    mask.save(tmp_path / "mask.png")
+    assert main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
+                 "--roi-mask", str(tmp_path / "mask.png"), "--model", str(instruct_folder), "--steps", "3",
+                 "--out", str(tmp_path / "o.png")]) == 0
+    assert "roi" not in Image.open(tmp_path / "o.png").text["parameters"]  # a mask is not a box to record
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--instruction", "the of ,", "--lime"], "--instruction: no edit tokens"),
+    (["--instruction", "make it red", "--clusters", "3"], "--clusters: is a LIME setting"),
+    (["--instruction", "make it red", "--lime", "--points", "0"], "--points: 0 is out of range"),
+    (["--instruction", "make it red", "--roi-preview", "r.png"], "--roi-preview: needs --lime"),
+    (["--instruction", "make it red", "--strength", "0"], "--strength"),
+    (["--instruction", "make it red", "--model", "/nonexistent"], "--model: /nonexistent does not exist"),
+])
+def test_edit_command_refuses_bad_input_before_work(tmp_path, capsys, args, message):
+    code = main(["edit", "--image", str(_image(tmp_path)), "--out", str(tmp_path / "o.png"), *args])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_instruct_models_load_only_where_accepted(instruct_folder):
+    from lib_regedit.models import load_pipeline
+
+    assert type(load_pipeline(instruct_folder, instruct=True)).__name__ == "StableDiffusionInstructPix2PixPipeline"
+    with pytest.raises(RegEditError) as e:
+        load_pipeline(instruct_folder)
+    assert "instruct-pix2pix" in e.value.problem and "edit" in e.value.fix
+
+
+def test_exported_instruct_model_loads_as_diffusers_folder_and_single_file(tmp_path, instruct_folder):
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    from lib_regedit.models import load_pipeline
+    from lib_regedit.shapesworld import export
+
+    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(str(instruct_folder))
+    export.export(pipe.vae, pipe.unet, pipe.text_encoder, tmp_path, name="base", zero_unused=False)
+    info = export.export(pipe.vae, pipe.unet, pipe.text_encoder, tmp_path, name="edit", instruct=True,
+                         clip_name="base", zero_unused=False)
+    yaml = info["yaml"].read_text()
+    assert "ddpm_edit.LatentDiffusion" in yaml and "conditioning_key: hybrid" in yaml and "in_channels: 8" in yaml
+    assert json.loads((info["folder"] / "model_index.json").read_text())["_class_name"] == \
+        "StableDiffusionInstructPix2PixPipeline"
+    folder = load_pipeline(info["folder"], instruct=True)
+    single = load_pipeline(info["checkpoint"], config=str(info["folder"]), instruct=True)
+    assert type(single).__name__ == "StableDiffusionInstructPix2PixPipeline"
+    x = torch.randn(1, 8, 16, 16)
+    ctx = torch.randn(1, 77, 32)
+    with torch.no_grad():
+        a = folder.unet(x, 10, encoder_hidden_states=ctx).sample
+        b = single.unet(x.half().float(), 10, encoder_hidden_states=ctx).sample
+    torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)  # fp16 weights in both
+
+
+def test_noise_replay_gives_the_first_pass_draws_again_then_fresh_ones():
+    from lib_regedit.lime.webui_lime import NoiseReplay
+
+    class Rng:
+        def __init__(self):
+            self.n = 0
+
+        def next(self):
+            self.n += 1
+            return self.n
+
+    rng = Rng()
+    replay = NoiseReplay(rng)
+    replay.record()
+    assert [rng.next(), rng.next()] == [1, 2]
+    replay.replay()
+    assert [rng.next(), rng.next(), rng.next()] == [1, 2, 3]  # what one uninterrupted run would draw
+    replay.restore()
+    assert "next" not in vars(rng) and rng.next() == 4
