@@ -161,7 +161,7 @@ def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
 LIME_DEFAULTS = LimeOptions()
 
 
-def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until):
+def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until, keep_outside):
     """The LIME controls written into the LIME document (its drawn RoI boxes kept)."""
     try:
         old = parse_lime_document(lime_text)
@@ -170,7 +170,8 @@ def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_ste
     if not enabled:
         return ""
     options = dataclasses.replace(LIME_DEFAULTS, clusters=int(clusters), points=int(points),
-                                  feature_step=float(feature_step), regularise_until=float(until))
+                                  feature_step=float(feature_step), regularise_until=float(until),
+                                  keep_outside=bool(keep_outside))
     return LimeDocument(options, old.roi if old is not None else ()).to_json()
 
 
@@ -278,7 +279,11 @@ class RegEditScript(scripts.Script):
                                                  label="LIME: region found at (fraction of the steps)")
                         until = gr.Slider(0.0, 1.0, value=LIME_DEFAULTS.regularise_until, step=0.05,
                                           label="LIME: regularise until (fraction of the steps)")
-                lime_settings = [lime_on, clusters, points, feature_step, until]
+                        keep_outside = gr.Checkbox(LIME_DEFAULTS.keep_outside, label="LIME: keep the rest of the image",
+                                                   elem_id=f"regedit_lime_keep_{tab}",
+                                                   info="blend the source back outside the region at every step "
+                                                        "(off: the paper's attention regularisation alone)")
+                lime_settings = [lime_on, clusters, points, feature_step, until, keep_outside]
                 self._lime_settings = lime_settings
                 for control in lime_settings:
                     control.change(_lime_settings_to_doc, inputs=[lime_doc, *lime_settings], outputs=[lime_doc])
@@ -288,6 +293,7 @@ class RegEditScript(scripts.Script):
                     (points, _from_infotext(lambda d: d.options.points, LIME_INFOTEXT_KEY)),
                     (feature_step, _from_infotext(lambda d: d.options.feature_step, LIME_INFOTEXT_KEY)),
                     (until, _from_infotext(lambda d: d.options.regularise_until, LIME_INFOTEXT_KEY)),
+                    (keep_outside, _from_infotext(lambda d: d.options.keep_outside, LIME_INFOTEXT_KEY)),
                 ]
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
@@ -332,8 +338,8 @@ class RegEditScript(scripts.Script):
         active = bool(enabled) or bool(getattr(p, "is_api", False))
         if from_page and len(ui_values) >= UI_SETTINGS + 3:
             drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3])
-        if from_page and len(ui_values) >= UI_SETTINGS + 8:
-            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[UI_SETTINGS + 3:UI_SETTINGS + 8])
+        if from_page and len(ui_values) >= UI_SETTINGS + 9:
+            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[UI_SETTINGS + 3:UI_SETTINGS + 9])
             active = active or bool(ui_values[UI_SETTINGS + 3])  # the LIME checkbox alone turns it on
         if active and _start_drag(p, drag_doc):
             return
@@ -476,7 +482,9 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
 
     @functools.wraps(original)
     def sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        nmask = getattr(p, "nmask", None)  # an inpaint mask at the latent's resolution, (C, h, w): 1 where it edits
+        if not hasattr(p, "_regedit_lime_user_nmask"):  # before a first batch's RoI blend sets one
+            p._regedit_lime_user_nmask = getattr(p, "nmask", None)
+        nmask = p._regedit_lime_user_nmask  # an inpaint mask at the latent's resolution, (C, h, w): 1 where it edits
         mask = nmask.reshape(-1, *nmask.shape[-2:])[0].float().cpu() > 0.5 \
             if isinstance(nmask, torch.Tensor) and nmask.ndim >= 2 else None
         try:
@@ -490,7 +498,8 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         p.init_latent = _init_means(p, shared.sd_model)
         result = session.run(shared.sd_model.model.diffusion_model,
                              lambda: original(conditioning, unconditional_conditioning, seeds, subseeds,
-                                              subseed_strength, prompts), getattr(p, "rng", None))
+                                              subseed_strength, prompts), getattr(p, "rng", None),
+                             keep_outside=lambda roi: _blend_outside(p, roi))
         if session.found is not None:
             print(f"RegEdit: LIME found its region in {session.found.seconds:.2f} s of clustering "
                   f"({int(session.roi.sum())} of {session.roi.numel()} latent cells)")
@@ -498,6 +507,14 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
 
     p.sample = sample
     return True
+
+
+def _blend_outside(p, roi) -> None:
+    """The WebUI's inpainting blend with LIME's RoI as the mask: outside it the sampler's prediction
+    is the source's latent at every step, and the result is blended once more at the end."""
+    channels = p.init_latent.shape[1]
+    nmask = roi.float()[None].repeat(channels, 1, 1).to(p.init_latent.device, p.init_latent.dtype)
+    p.nmask, p.mask = nmask, 1.0 - nmask
 
 
 def _drawn_boxes(region_doc) -> tuple:

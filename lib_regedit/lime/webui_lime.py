@@ -87,13 +87,16 @@ class LimeSession:
         with ldm_backend.attached(unet, Controller(effects, self.state)):
             yield
 
-    def run(self, unet: torch.nn.Module, sample: Callable[[], torch.Tensor], rng=None) -> torch.Tensor:
-        """Both passes through ``sample`` (the WebUI's img2img sampling, called twice)."""
+    def run(self, unet: torch.nn.Module, sample: Callable[[], torch.Tensor], rng=None,
+            keep_outside: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Both passes through ``sample`` (the WebUI's img2img sampling, called twice). With the
+        ``keep_outside`` option, ``keep_outside(roi)`` is called before the edit (the WebUI's inpainting
+        blend then keeps the source outside the RoI); an inpaint mask does that already."""
         replay = NoiseReplay(rng) if rng is not None and self.roi is None else None
         try:
             if self.roi is None:
                 capture = RoiCapture(self.options.feature_step, self.objects, self.options.feature_downscales,
-                             options.map_levels)
+                             self.options.map_levels)
                 if replay is not None:
                     replay.record()
                 try:
@@ -113,6 +116,8 @@ class LimeSession:
                 if replay is not None:
                     replay.replay()
             self.state.step = 0
+            if keep_outside is not None and self.options.keep_outside and self.source != "inpaint mask":
+                keep_outside(self.roi)
             regularisation = LimeRegularisation(self.roi, self.positions, self.options.regularise_until,
                                                 self.options.regularise_downscales)
             with self._attached(unet, [regularisation]):

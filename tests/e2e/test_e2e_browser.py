@@ -320,3 +320,33 @@ def test_what_the_page_shows_runs(page, webui):
     set_number(page, "regedit_whole_txt2img", 0.6)
     info, image = generate_and_read(page, webui, "txt2img")
     assert '\\"whole_prompt_start\\":0.6' in image.info.get("parameters", ""), image.info
+
+
+def test_img2img_lime_from_the_page(page, webui, tmp_path):
+    """The LIME accordion in img2img: ticking LIME alone runs it, a slider reaches the infotext, and
+    the preview adds the RoI to the gallery."""
+    from lib_regedit.shapesworld.data import Scene, ShapeObject, render
+
+    init = tmp_path / "init.png"
+    render(Scene((235, 235, 230), (ShapeObject("circle", "red", (0.1, 0.1, 0.4, 0.4), (220, 40, 40)),))).save(init)
+    page.click("#tabs > .tab-nav > button:has-text('img2img')")
+    page.locator("#img2img_image input[type=file]").set_input_files(str(init))
+    page.wait_for_selector("#img2img_image img", timeout=30_000)
+    setup_tab(page, "img2img", "a blue circle")
+    acc = page.locator("#regedit_img2img > .label-wrap")
+    acc.scroll_into_view_if_needed()
+    if not page.locator("#regedit_img2img #regedit_enable_img2img").is_visible():
+        acc.click()
+    page.locator("#regedit_preview_img2img input").check()
+    if not page.locator("#regedit_lime_enable_img2img").is_visible():
+        page.locator("#regedit_img2img .label-wrap:has-text('LIME')").click()
+    page.locator("#regedit_lime_enable_img2img input").check()
+    set_number(page, "regedit_lime_clusters_img2img", 5)
+    page.wait_for_function("(document.querySelector('#regedit_lime_img2img textarea').value || '')"
+                           ".includes('\"clusters\": 5')", timeout=30_000)
+    info, image = generate_and_read(page, webui, "img2img")
+    assert "RegEdit LIME" in info and '\\"clusters\\": 5' in image.info.get("parameters", ""), image.info
+    assert page.locator("#img2img_gallery .thumbnail-item").count() >= 2  # the edit and the RoI preview
+    page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / "lime_accordion.png"))
+    page.locator("#regedit_lime_enable_img2img input").uncheck()
+    assert not our_errors(page), our_errors(page)
