@@ -101,9 +101,7 @@ class LimeSession:
                     replay.record()
                 try:
                     with self._attached(unet, [capture]):
-                        sample()
-                    raise RegEditError("lime.feature_step", "the first pass ended before the feature step",
-                                       "lower the feature step")
+                        sample()  # a run shorter than the feature step ends here, with its last step's features
                 except FeatureStepReached:
                     pass
                 attention = capture.attention()

@@ -36,6 +36,7 @@ class RoiCapture(Effect):
                  map_levels: tuple[str, ...] = ("down", "mid", "up")):
         self.feature_step = feature_step  # a fraction of the run; the step index follows the run's length
         self.step = 0
+        self.seen_step = None
         self.positions = list(positions)
         self.downscales = tuple(downscales)
         self.map_levels = tuple(map_levels)
@@ -47,9 +48,12 @@ class RoiCapture(Effect):
         self.step = min(state.total_steps - 1, max(0, round(self.feature_step * state.total_steps)))
         if state.step > self.step:
             raise FeatureStepReached
+        if state.step != self.seen_step:  # keep the latest step's: a short run may end before the feature step
+            self.seen_step = state.step
+            self.uncond_features, self.cond_features, self.maps = [], [], {}
 
     def applies_to(self, call: AttentionCall) -> bool:
-        return call.step == self.step and downscale(call) in self.downscales
+        return call.step == self.seen_step and downscale(call) in self.downscales
 
     @property
     def features(self) -> list[torch.Tensor]:
