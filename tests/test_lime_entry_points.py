@@ -144,3 +144,17 @@ def test_noise_replay_gives_the_first_pass_draws_again_then_fresh_ones():
     assert [rng.next(), rng.next(), rng.next()] == [1, 2, 3]  # what one uninterrupted run would draw
     replay.restore()
     assert "next" not in vars(rng) and rng.next() == 4
+
+
+def test_the_bundled_instruct_model_runs_the_edit_command(tmp_path, capsys):
+    from lib_regedit.models import default_instruct_model_path
+    from lib_regedit.shapesworld.data import Scene, ShapeObject, render
+
+    if not (default_instruct_model_path() / "model_index.json").exists():
+        pytest.skip("the bundled instruct model is missing")
+    render(Scene((235, 235, 230), (ShapeObject("circle", "red", (0.1, 0.1, 0.4, 0.4), (220, 40, 40)),))).save(
+        tmp_path / "in.png")
+    assert main(["edit", "--image", str(tmp_path / "in.png"), "--instruction", "make the red circle blue", "--lime",
+                 "--steps", "4", "--out", str(tmp_path / "out.png")]) == 0, capsys.readouterr().err
+    out = Image.open(tmp_path / "out.png")
+    assert out.size == (64, 64) and "Model: shapesworld_instruct" in out.text["parameters"]
