@@ -3,15 +3,15 @@ one generation needs and is dropped when it ends.
 
 Order of composition, for every call (each stage in effect order):
 
-1. ``prepare(call)``: effects that change the inputs. Planned, in this order:
-   key/value replacement (RegionDrag's mutual self-attention, seed 002: target queries read the
-   source's keys and values), token masking (LIME's regularisation, seed 000: a pre-softmax bias on
-   unrelated tokens inside the RoI), self-attention reweighting (KSSA, seed 001 §3.2: a pre-softmax
-   bias on keyword positions). They add to ``call.extras["bias"]`` or replace ``call.k``/``call.v``.
+1. ``prepare(call)``: effects that change the inputs, in this order: key/value replacement
+   (RegionDrag's mutual self-attention: target queries read the source's keys and values), token
+   masking (LIME's regularisation: -inf on unrelated tokens inside the RoI), self-attention
+   reweighting (KSSA, MRGD §3.2: keyword positions). They add to ``call.extras["bias"]`` or replace
+   ``call.k``/``call.v``.
 2. ``compute(call)``: the first effect that returns a tensor produces the output. Region fusion
    lives here; prompt-to-prompt map injection (MRGD Eq. 5) will too, before fusion.
-3. ``observe(call, out)``: effects that read. Attention-map capture (previews, keyword selection)
-   lives here; differentiable capture for layout guidance (seed 003) will too, keeping the graph.
+3. ``observe(call, out)``: effects that read. Attention-map capture (previews, keyword selection),
+   differentiable capture for layout guidance (keeping the graph) and LIME's RoI capture live here.
 
 No effect knows whether it runs in the WebUI or in diffusers.
 """

@@ -1,12 +1,15 @@
 """Effects composed by the controller. One module per idea:
 
-- ``region_fusion``: MultiDiffusion fusion inside cross-attention (MRGD Eq. 1), this release.
-- ``map_capture``: per-token cross-attention maps (previews, keyword selection), this release.
-- planned: ``kssa`` (keyword-selected self-attention, MRGD §3.2, a ``prepare`` bias on self-attention),
-  ``lime_regularisation`` (LIME, seed 000, a ``prepare`` bias on cross-attention inside the RoI),
-  ``map_injection`` (prompt-to-prompt, MRGD Eq. 5, a ``compute`` stage before fusion),
-  ``mutual_self_attention`` (RegionDrag, seed 002, a ``prepare`` k/v replacement),
-  ``guidance_capture`` (layout guidance, seed 003, an ``observe`` stage that keeps the graph).
+- ``region_fusion``: MultiDiffusion fusion inside cross-attention (MRGD Eq. 1), a ``compute`` stage.
+- ``map_capture``: per-token cross-attention maps (previews, keyword selection), ``observe``.
+- ``keyword_selection`` and ``kssa``: keyword-selected self-attention (MRGD §3.2), a ``prepare``
+  reweighting of self-attention keys.
+- ``guidance_capture``: differentiable maps for layout guidance (Chen et al. 2023), ``observe``.
+- ``mutual_self_attention``: RegionDrag's key/value replacement (Lu et al. 2024), ``prepare``.
+- ``roi_capture``: LIME's features and edit-token maps at the feature step (Simsar et al. 2025),
+  ``observe``; it ends the first pass.
+- ``lime_regularisation``: LIME's -inf on unrelated tokens inside the RoI, ``prepare``.
+- planned: ``map_injection`` (prompt-to-prompt, MRGD Eq. 5, a ``compute`` stage before fusion).
 """
 
 from .map_capture import MapCapture
