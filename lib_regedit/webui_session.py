@@ -25,6 +25,14 @@ def crossattn(cond):
     return cond
 
 
+def read_cfg_denoiser(state: GenerationState, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
+    """The step, the run's length and the cond/uncond references from the WebUI's ``on_cfg_denoiser``."""
+    state.step = int(sampling_step)
+    state.total_steps = max(1, int(total_steps))
+    state.cond_reference = crossattn(text_cond)
+    state.uncond_reference = crossattn(text_uncond)
+
+
 class WebUISession:
     def __init__(self, document: RegionDocument, encode: Callable[[str], torch.Tensor],
                  tokenize: Callable[[str], list[tuple[int, str]]] | None = None):
@@ -60,10 +68,7 @@ class WebUISession:
         return self.built.selection.summary()
 
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
-        self.state.step = int(sampling_step)
-        self.state.total_steps = max(1, int(total_steps))
-        self.state.cond_reference = crossattn(text_cond)
-        self.state.uncond_reference = crossattn(text_uncond)
+        read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
 
     @contextlib.contextmanager
     def sampling(self, unet: torch.nn.Module):

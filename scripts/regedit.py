@@ -460,11 +460,10 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
     from lib_regedit.lime.webui_lime import LimeSession
 
     try:
-        obj = {} if lime_doc is True or (isinstance(lime_doc, str) and lime_doc.strip().lower() == "true") \
-            else load_json_object(lime_doc, "lime") if lime_doc is not False else None
-        document = parse_lime_document(xyz_axes.apply_overrides(obj, _xyz_overrides(p), "lime"))
+        document = parse_lime_document(lime_doc)
         if document is None:
             return False
+        document = parse_lime_document(xyz_axes.apply_overrides(document.to_dict(), _xyz_overrides(p), "lime"))
         if not getattr(p, "init_images", None):
             raise RegEditError("lime", "LIME edits an image, and this generation has none",
                                "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")

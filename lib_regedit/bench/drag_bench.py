@@ -12,11 +12,10 @@ decode, the dense mapping, the copy-paste and the key/value cache. The limit of 
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 from PIL import Image
+
+from .interleaved import interleaved_medians
 
 DRAG = {"pairs": [{"handle": {"type": "polygon", "points": [[0.1, 0.1], [0.45, 0.1], [0.45, 0.45], [0.1, 0.45]]},
                    "target": {"type": "polygon", "points": [[0.5, 0.5], [0.85, 0.5], [0.85, 0.85], [0.5, 0.85]]}}]}
@@ -56,15 +55,8 @@ def run(args) -> None:
         "plain": lambda: generate_plain(pipe, "a photo", seed=0, steps=args.steps, width=args.size, height=args.size),
         "drag": lambda: drag(pipe, image, DRAG, prompt="a photo", seed=0, options=options, progress=False),
     }
-    for job in jobs.values():  # warm-up, not counted
-        job()
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for r in range(args.runs):
-        for name in (list(jobs) if r % 2 == 0 else list(jobs)[::-1]):
-            start = time.perf_counter()
-            jobs[name]()
-            times[name].append(time.perf_counter() - start)
-    plain, dragged = statistics.median(times["plain"]), statistics.median(times["drag"])
+    medians = interleaved_medians(jobs, args.runs)
+    plain, dragged = medians["plain"], medians["drag"]
     print(f"plain txt2img: {plain:.2f} s ({args.steps} steps, CFG batch 2); drag: {dragged:.2f} s "
           f"({options.evaluations} batch-1 evaluations); SD 1.5 UNet and VAE (random weights), "
           f"{args.size}x{args.size}, {args.threads} thread(s), median of {args.runs}")

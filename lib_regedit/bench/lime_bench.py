@@ -13,12 +13,12 @@ printed. Last line: ``ratio_time=X``.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 from PIL import Image
 
 from .drag_bench import sd15_pipeline
+from .interleaved import interleaved_medians
 
 
 def instruct_pipeline(size: int):
@@ -48,16 +48,9 @@ def run(args) -> None:
         "plain": lambda: lime_edit(pipe, image, instruction, lime=False, steps=args.steps, progress=False),
         "lime": lambda: timings.append(lime_edit(pipe, image, instruction, steps=args.steps, progress=False).timings),
     }
-    for job in jobs.values():  # warm-up, not counted
-        job()
-    timings.clear()
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    for r in range(args.runs):
-        for name in (list(jobs) if r % 2 == 0 else list(jobs)[::-1]):
-            start = time.perf_counter()
-            jobs[name]()
-            times[name].append(time.perf_counter() - start)
-    plain, lime = statistics.median(times["plain"]), statistics.median(times["lime"])
+    medians = interleaved_medians(jobs, args.runs)
+    plain, lime = medians["plain"], medians["lime"]
+    timings = timings[1:]  # the warm-up's left out
     parts = {k: statistics.median(t[k] for t in timings) for k in ("first_pass", "clustering", "edit")}
     print(f"instruct-pix2pix edit: {plain:.2f} s; with LIME: {lime:.2f} s (first pass {parts['first_pass']:.2f} s, "
           f"clustering {parts['clustering']:.2f} s = {parts['clustering'] / lime:.1%} of the LIME edit, "

@@ -21,7 +21,7 @@ from ..backends import ldm_backend
 from ..documents.lime import LimeDocument
 from ..errors import RegEditError
 from ..masks import box_mask, mask_at
-from ..webui_session import crossattn
+from ..webui_session import read_cfg_denoiser
 from .diffusers_lime import lime_positions
 from .roi import Roi, find_roi
 
@@ -76,10 +76,7 @@ class LimeSession:
                                "draw a larger region, or leave it out to let LIME find one")
 
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
-        self.state.step = int(sampling_step)
-        self.state.total_steps = max(1, int(total_steps))
-        self.state.cond_reference = crossattn(text_cond)
-        self.state.uncond_reference = crossattn(text_uncond)
+        read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
 
     @contextlib.contextmanager
     def _attached(self, unet, effects):
