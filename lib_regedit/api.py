@@ -266,7 +266,7 @@ def _guide_step(guidance, forward):
 
 
 def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, guidance_scale, width, height,
-         batch_size, latents=None, step_hook=None):
+         batch_size, latents=None, step_hook=None, generator=None):
     def on_step_end(_pipe, i, _t, kwargs):
         state.step = i + 1
         if step_hook is not None:
@@ -275,7 +275,8 @@ def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, gui
 
     kwargs = dict(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=steps,
                   guidance_scale=guidance_scale, width=width, height=height, num_images_per_prompt=batch_size,
-                  generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=on_step_end)
+                  generator=generator if generator is not None else torch.Generator("cpu").manual_seed(seed),
+                  callback_on_step_end=on_step_end)
     if latents is not None:
         kwargs["latents"] = latents
     if pooled is not None:

@@ -12,6 +12,7 @@ INFOTEXT_KEY = "RegEdit regions"
 KEYWORDS_KEY = "RegEdit keywords"
 DRAG_INFOTEXT_KEY = "RegEdit drag"
 LIME_INFOTEXT_KEY = "RegEdit LIME"
+PAIR_IMAGE_KEY = "RegEdit pair"  # which image of an edit pair: "source" or "target"
 
 
 def quote(text: str) -> str:

@@ -9,7 +9,8 @@ Order of composition, for every call (each stage in effect order):
    reweighting (KSSA, MRGD §3.2: keyword positions). They add to ``call.extras["bias"]`` or replace
    ``call.k``/``call.v``.
 2. ``compute(call)``: the first effect that returns a tensor produces the output. Region fusion
-   lives here; prompt-to-prompt map injection (MRGD Eq. 5) will too, before fusion.
+   lives here, and in an edit pair its prompt-to-prompt form (MRGD Eq. 5: the target's regions read
+   the source's cross-attention maps) and self-attention map injection.
 3. ``observe(call, out)``: effects that read. Attention-map capture (previews, keyword selection),
    differentiable capture for layout guidance (keeping the graph) and LIME's RoI capture live here.
 
@@ -54,6 +55,7 @@ class GenerationState:
     step: int = 0
     latent_hw: tuple[int, int] = (64, 64)
     rows: RowLayout | None = None
+    context: torch.Tensor | None = None  # the current UNet call's text context, for effects that read rows
     cond_reference: torch.Tensor | None = None
     uncond_reference: torch.Tensor | None = None
     cond_first: bool = True
@@ -115,6 +117,7 @@ class Controller:
     def begin_unet_call(self, context: torch.Tensor | None, batch: int, latent_hw: tuple[int, int]) -> None:
         self.state.latent_hw = latent_hw
         self.state.rows = self.state.classify_rows(context, batch)
+        self.state.context = context
         for effect in self.effects:
             effect.begin_unet_call(self.state)
 

@@ -38,6 +38,9 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   object ``{"enabled", "scale" (eta, 30), "until" (fraction of the steps guided, 0.2), "iterations"
   (per step, 5), "threshold" (stop a step's iterations below this loss, 0.2), "levels" (["down",
   "up"]), "downscale" (map resolution = latent / 4)}``.
+- Edit pairs (MRGD region editing): a region's ``edit`` role ("inherent", "add", "remove",
+  "change" with its ``target_prompt``), the document's ``target_prompt`` and ``edit`` options; see
+  ``lib_regedit/documents/edit.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from typing import Any
 
 from ..background import SOURCES as BACKGROUND_SOURCES
 from ..errors import RegEditError
+from .edit import EDIT_ROLES, EditOptions, parse_edit_options
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
 
 MAX_REGIONS = 32
@@ -65,7 +69,7 @@ ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
                    "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "guidance",
-                   "background_prompt")
+                   "background_prompt", "target_prompt", "edit")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
 GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale")
 LEVELS = ("down", "mid", "up")
@@ -102,7 +106,9 @@ class GuidanceOptions:
     downscale: int = 4
 
 
-REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords")
+REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords",
+                 "edit", "target_prompt")
+SAME_BOX_IOU = 0.9  # two edited regions this alike are one box edited twice
 
 
 @dataclass(frozen=True)
@@ -117,10 +123,16 @@ class Region:
     feather: float = 0.03
     role: str = "object"
     keywords: tuple[str, ...] = ()
+    edit: str = "inherent"
+    target_prompt: str = ""
 
     @property
     def is_background(self) -> bool:
         return self.role == "background"
+
+    @property
+    def is_edited(self) -> bool:
+        return self.edit != "inherent"
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,13 @@ class RegionDocument:
     guidance: GuidanceOptions = GuidanceOptions()
     background_prompt: str = VERSION_DEFAULTS[VERSION]["background_prompt"]
     version: int = VERSION
+    target_prompt: str = ""
+    edit: EditOptions = EditOptions()
+
+    @property
+    def is_pair(self) -> bool:
+        """Whether this document describes an edit pair (a source and a target image)."""
+        return any(r.is_edited for r in self.regions)
 
     def uses_layout_init(self, from_image: bool = False) -> bool:
         """Whether this generation starts from layout init: ``"layout"``, or ``"auto"`` when it starts
@@ -159,6 +178,7 @@ class RegionDocument:
         data["regions"] = [_region_dict(r) for r in self.regions]
         data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
         data["guidance"] = dict(asdict(self.guidance), levels=list(self.guidance.levels))
+        data["edit"] = self.edit.to_dict(full=True)
         return data
 
     def to_json(self, full: bool = False) -> str:
@@ -173,6 +193,8 @@ class RegionDocument:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
             if "guidance" in data:
                 data["guidance"] = _drop_defaults(data["guidance"], GuidanceOptions())
+            if "edit" in data:
+                data["edit"] = self.edit.to_dict()
         data = {"version": data.pop("version"), **data}  # first: it says which defaults the rest leaves out
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -187,6 +209,8 @@ def _plain(value):
         return list(value)
     if isinstance(value, (KssaOptions, GuidanceOptions)):
         return dict(asdict(value), levels=list(value.levels))
+    if isinstance(value, EditOptions):
+        return value.to_dict(full=True)
     return value
 
 
@@ -214,7 +238,8 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
     if sum(r.is_background for r in regions) > 1:
         raise RegEditError("regions", "more than one region has role \"background\"",
                            "keep one background region and make the others \"object\"")
-    joined = " and ".join(r.prompt.strip() for r in regions if not r.is_background)
+    _check_edits(obj, regions)
+    joined = " and ".join(r.prompt.strip() for r in regions if not r.is_background and r.edit != "add")
     if "prompt" not in obj and not joined:
         raise RegEditError("prompt", "is missing and there is no object region to take it from",
                            'write the whole-image prompt, e.g. "prompt": "a red circle and a blue square"')
@@ -235,7 +260,36 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
         background_prompt=get_string(obj, "background_prompt", "", default=defaults["background_prompt"],
                                      choices=BACKGROUND_SOURCES),
         version=version,
+        target_prompt=get_string(obj, "target_prompt", "", default="", max_chars=MAX_PROMPT_CHARS),
+        edit=parse_edit_options(obj.get("edit"), "edit"),
     )
+
+
+def _box_iou(a: Region, b: Region) -> float:
+    w = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    h = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    inter = w * h
+    union = a.w * a.h + b.w * b.h - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _check_edits(obj: dict, regions: tuple[Region, ...]) -> None:
+    """The pair-level checks: a document that asks for an edit edits something, and no box twice."""
+    edited = [i for i, r in enumerate(regions) if r.is_edited]
+    if not edited and ("edit" in obj or "target_prompt" in obj):
+        raise RegEditError("regions", "this edit document has no edited region",
+                           'give one region "edit": "add", "remove" or "change" (with its "target_prompt"), '
+                           'or leave out "edit" and "target_prompt" to generate one image')
+    if edited and obj.get("mode", "attention") == "latent":
+        raise RegEditError("mode", "edit pairs run in attention mode",
+                           'remove "mode": "latent" (or set "attention") to edit regions')
+    for n, i in enumerate(edited):
+        for j in edited[n + 1:]:
+            if regions[i].is_background == regions[j].is_background and \
+                    (regions[i].is_background or _box_iou(regions[i], regions[j]) >= SAME_BOX_IOU):
+                raise RegEditError(f"regions[{j}]", f"edits the same box as regions[{i}]",
+                                   "make one edit per box: put the change in one region (\"edit\": \"change\" "
+                                   "with a target_prompt) and delete the other")
 
 
 def _options_shorthand(obj: Any, field: str, options, allowed, example: str):
@@ -321,9 +375,27 @@ def _parse_region(obj: Any, field: str) -> Region:
     if y + h > 1.0 + BOX_TOLERANCE:
         raise RegEditError(f"{field}.h", f"the box runs past the bottom edge (y + h = {y + h:.4g})",
                            "make y + h at most 1 (boxes are fractions of the image height)")
+    edit = get_string(obj, "edit", field, default="inherent", choices=EDIT_ROLES)
+    if edit == "add" and not str(obj.get("prompt") or "").strip():
+        raise RegEditError(f"{field}.prompt", "an added region has no prompt",
+                           "describe what to add in this box, e.g. \"a red circle\"")
     prompt = get_string(obj, "prompt", field, required=True, max_chars=MAX_PROMPT_CHARS)
     if not prompt.strip() and not background:
         raise RegEditError(f"{field}.prompt", "is empty", "describe what goes in this box, or delete the box")
+    target = get_string(obj, "target_prompt", field, default="", max_chars=MAX_PROMPT_CHARS)
+    if edit == "change":
+        if not target.strip():
+            raise RegEditError(f"{field}.target_prompt", "a changed region has no target prompt",
+                               "write what this box should show in the target, e.g. \"a blue circle\"")
+        if target.strip() == prompt.strip():
+            raise RegEditError(f"{field}.target_prompt", "is the same as its prompt, so nothing changes",
+                               "write a different target prompt, or set \"edit\": \"inherent\"")
+    elif target:
+        raise RegEditError(f"{field}.target_prompt", f"is only read when \"edit\" is \"change\" (it is {edit!r})",
+                           "set \"edit\": \"change\", or delete target_prompt")
+    if background and edit in ("add", "remove"):
+        raise RegEditError(f"{field}.edit", f"a background region cannot be {edit}ed",
+                           "use \"change\" with a target_prompt to change the background, or \"inherent\"")
     keywords = get_list(obj, "keywords", field, max_items=64)
     for j, kw in enumerate(keywords):
         if not isinstance(kw, str) or not kw.strip() or len(kw) > 100:
@@ -336,4 +408,6 @@ def _parse_region(obj: Any, field: str) -> Region:
         feather=get_number(obj, "feather", field, default=0.03, lo=0.0, hi=0.5),
         role=role,
         keywords=tuple(k.strip() for k in keywords),
+        edit=edit,
+        target_prompt=target,
     )

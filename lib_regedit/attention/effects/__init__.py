@@ -9,7 +9,10 @@
 - ``roi_capture``: LIME's features and edit-token maps at the feature step (Simsar et al. 2025),
   ``observe``; it ends the first pass.
 - ``lime_regularisation``: LIME's -inf on unrelated tokens inside the RoI, ``prepare``.
-- planned: ``map_injection`` (prompt-to-prompt, MRGD Eq. 5, a ``compute`` stage before fusion).
+- ``pair_fusion``: region fusion of an edit pair with prompt-to-prompt per region (MRGD Eq. 5),
+  ``compute``.
+- ``self_map_injection``: the pair's self-attention maps, source into target (prompt-to-prompt),
+  ``compute``.
 """
 
 from .map_capture import MapCapture

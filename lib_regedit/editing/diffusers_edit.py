@@ -1,0 +1,141 @@
+"""Region editing on diffusers (MRGD, Li et al. 2024, Alg. 1): one run denoises the source image I^S
+and the target I^T together from the same noise (z_T^T ← z_T^S), with prompt-to-prompt per region.
+
+>>> from lib_regedit.models import load_pipeline
+>>> from lib_regedit.editing import edit_pair
+>>> pipe = load_pipeline("models/shapesworld")
+>>> result = edit_pair(pipe, {"regions": [
+...     {"x": 0.05, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a red circle", "edit": "change",
+...      "target_prompt": "a blue circle"},
+...     {"x": 0.55, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a green square"}]}, seed=1)
+>>> result.source.save("source.png"); result.target.save("target.png")
+
+Rows: for ``batch_size`` N the conditional batch is N source rows then N target rows; each pair
+shares its initial noise and, through per-row generators, every later noise draw (ancestral
+schedulers). ``method="p2p"`` is the prompt-to-prompt baseline: the whole prompts only, no regions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .. import api
+from ..attention.controller import Controller, GenerationState
+from ..backends import diffusers_backend
+from ..documents import RegionDocument, parse_region_document
+from ..errors import RegEditError
+from ..infotext import INFOTEXT_KEY, PAIR_IMAGE_KEY, parameters_text
+from .pair_effects import build_pair_effects
+
+METHODS = ("regions", "p2p")
+
+
+@dataclass
+class EditResult:
+    sources: list[Image.Image]
+    targets: list[Image.Image]
+    source_parameters: str
+    target_parameters: str
+    document: RegionDocument
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> Image.Image:
+        return self.sources[0]
+
+    @property
+    def target(self) -> Image.Image:
+        return self.targets[0]
+
+    def pnginfo(self, which: str = "target") -> PngInfo:
+        info = PngInfo()
+        info.add_text("parameters", self.target_parameters if which == "target" else self.source_parameters)
+        return info
+
+
+def parse_pair(document) -> RegionDocument:
+    doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
+    if doc is None:
+        raise RegEditError("regions", "the edit document is empty",
+                           'give {"regions": [...]} with one region "edit": "add", "remove" or "change"')
+    if not doc.is_pair:
+        raise RegEditError("regions", "no region is edited, so the target would equal the source",
+                           'give one region "edit": "add", "remove" or "change" (with its "target_prompt")')
+    return doc
+
+
+def _whole_prompt_only(doc: RegionDocument) -> RegionDocument:
+    """The prompt-to-prompt baseline's document: no regions, the background is each row's own prompt,
+    and the whole prompt is replaced on the pair's schedule (cross ``pair``, self ``pair``)."""
+    from ..documents import Region
+    from .pair_documents import target_whole_prompt
+
+    marker = Region(0, 0, 1, 1, doc.prompt, role="background", edit="change",
+                    target_prompt=target_whole_prompt(doc))
+    return replace(doc, regions=(marker,), background_prompt="whole", whole_prompt_weight=0.0)
+
+
+def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
+              width: int | None = None, height: int | None = None, batch_size: int = 1,
+              method: str = "regions", segmenter=None, model_name: str | None = None,
+              allow_large: bool = False) -> EditResult:
+    """Make the source and the target of an edit pair. ``document`` is a region document with edit
+    roles (dict, JSON string or parsed). ``segmenter`` (``lib_regedit.editing.segmenter``) is needed
+    when the document turns on multi-region guidance. Bad input raises :class:`RegEditError` before
+    any work."""
+    doc = parse_pair(document)
+    if method not in METHODS:
+        raise RegEditError("method", f"{method!r} is not a method", f"use {' or '.join(METHODS)}")
+    if doc.edit.guidance.enabled and segmenter is None:
+        raise RegEditError("segmenter", "multi-region guidance needs a segmenter and none was given",
+                           "load one with lib_regedit.editing.segmenter.load_segmenter(folder) (a CLIPSeg "
+                           "folder, e.g. models/shapesworld_clipseg) or turn edit.guidance off")
+    width, height = api.check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width,
+                                       height=height, batch_size=batch_size, allow_large=allow_large)
+    run_doc = doc if method == "regions" else _whole_prompt_only(doc)
+    roles = ("source",) * batch_size + ("target",) * batch_size
+    built = build_pair_effects(run_doc, lambda prompt: api.encode(pipe, prompt)[0],
+                               lambda prompt: api.tokenize(pipe, prompt), roles)
+    cond_s, uncond, pooled_s, negative_pooled = api.encode(pipe, built.source_prompt, doc.negative_prompt)
+    cond_t, _, pooled_t, _ = api.encode(pipe, built.target_prompt, doc.negative_prompt)
+    n = batch_size
+    cond = torch.cat([cond_s] * n + [cond_t] * n)
+    uncond_rows = torch.cat([uncond] * (2 * n))
+    pooled = None if pooled_s is None else torch.cat([pooled_s] * n + [pooled_t] * n)
+    negative = None if negative_pooled is None else torch.cat([negative_pooled] * (2 * n))
+    state = GenerationState(total_steps=steps, cond_reference=cond, uncond_reference=uncond_rows, cond_first=False)
+    controller = Controller(built.effects, state)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if method == "regions" and doc.uses_layout_init():  # z_T^T <- z_T^S: the source's layout for both
+            latents = api._layout_latents(pipe, built.documents.source, seed=seed, steps=steps, width=width,
+                                          height=height, batch_size=n)
+        else:
+            latents = api._seed_noise(pipe, seed, n, width, height)
+        latents = torch.cat([latents, latents])
+        generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)] * 2
+        stack.enter_context(diffusers_backend.attached(pipe.unet, controller))
+        step_hook = None
+        if doc.edit.guidance.enabled:
+            from .region_guidance import guidance_step_hook
+
+            step_hook = guidance_step_hook(pipe, doc, built, segmenter, state, cond, pooled, width, height, steps,
+                                           guidance_scale, uncond_rows, negative)
+        images = api._run(pipe, state, cond, uncond_rows, pooled, negative, seed=seed, steps=steps,
+                          guidance_scale=guidance_scale, width=width, height=height, batch_size=1,
+                          latents=latents, step_hook=step_hook, generator=generators)
+    elapsed = time.perf_counter() - started
+    params = api._params(pipe, seed, steps, guidance_scale, width, height, model_name)
+    params[INFOTEXT_KEY] = doc.to_json()
+    texts = {}
+    for role, prompt in (("source", built.source_prompt), ("target", built.target_prompt)):
+        texts[role] = parameters_text(prompt, doc.negative_prompt, dict(params, **{PAIR_IMAGE_KEY: role}))
+    extras = {"notes": built.notes, "seconds": elapsed, "method": method,
+              "source_document": built.documents.source, "target_document": built.documents.target}
+    return EditResult(images[:n], images[n:], texts["source"], texts["target"], doc, extras)
