@@ -81,6 +81,27 @@ def _whole_prompt_only(doc: RegionDocument) -> RegionDocument:
     return replace(doc, regions=(marker,), background_prompt="whole", whole_prompt_weight=0.0)
 
 
+def edit_start_mask(document: RegionDocument, h: int, w: int) -> torch.Tensor:
+    """(h, w) 1 inside the edited boxes (added, removed, changed), 0 elsewhere, at latent resolution."""
+    from ..masks import box_mask
+
+    mask = torch.zeros(h, w)
+    for region in document.regions:
+        if region.is_edited:
+            box = (0.0, 0.0, 1.0, 1.0) if region.is_background else (region.x, region.y, region.w, region.h)
+            mask = torch.maximum(mask, (box_mask(*box, h, w) > 0.5).float())
+    return mask
+
+
+def edited_start(source: torch.Tensor, target: torch.Tensor, document: RegionDocument) -> torch.Tensor:
+    """The target's initial latent with layout init: the source's (z_T^T <- z_T^S, MRGD Alg. 1) except
+    inside the edited boxes, where it is the target sketch's. A layout latent holds its sketch's
+    objects, so starting the target from the source's alone keeps a removed object and blocks an
+    added one (measured: no add or remove succeeded on ShapesWorld)."""
+    mask = edit_start_mask(document, *source.shape[-2:]).to(source.device, source.dtype)
+    return source * (1 - mask) + target * mask
+
+
 def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
               width: int | None = None, height: int | None = None, batch_size: int = 1,
               method: str = "regions", segmenter=None, model_name: str | None = None,
@@ -113,12 +134,15 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
     controller = Controller(built.effects, state)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        if method == "regions" and doc.uses_layout_init():  # z_T^T <- z_T^S: the source's layout for both
-            latents = api._layout_latents(pipe, built.documents.source, seed=seed, steps=steps, width=width,
-                                          height=height, batch_size=n)
-        else:
+        if method == "regions" and doc.uses_layout_init():
+            source_latents = api._layout_latents(pipe, built.documents.source, seed=seed, steps=steps, width=width,
+                                                 height=height, batch_size=n)
+            target_latents = api._layout_latents(pipe, built.documents.target, seed=seed, steps=steps, width=width,
+                                                 height=height, batch_size=n)
+            latents = torch.cat([source_latents, edited_start(source_latents, target_latents, doc)])
+        else:  # z_T^T <- z_T^S (MRGD Alg. 1)
             latents = api._seed_noise(pipe, seed, n, width, height)
-        latents = torch.cat([latents, latents])
+            latents = torch.cat([latents, latents])
         generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)] * 2
         stack.enter_context(diffusers_backend.attached(pipe.unet, controller))
         step_hook = None

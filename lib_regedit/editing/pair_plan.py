@@ -50,10 +50,17 @@ class PairPlan:
         fractions = self_fractions(self.options, self.kinds, self.background_kind)
         key = (hw, progress >= self.target.whole_start, tuple((progress < fractions).tolist()))
         if key not in self._blend:
-            removed = None
-            if self.removed_boxes:
-                removed = torch.stack([box_mask(x, y, w, h, *hw, f) for x, y, w, h, f in self.removed_boxes]).amax(0)
-            self._blend[key] = self_blend(weights, fractions, progress, removed)
+            self._blend[key] = self_blend(weights, fractions, progress, self.removed_mask(hw))
+        return self._blend[key]
+
+    def removed_mask(self, hw: tuple[int, int]) -> torch.Tensor | None:
+        """(h, w) the union of the removed boxes (soft), or None when nothing is removed."""
+        if not self.removed_boxes:
+            return None
+        key = ("removed", hw)
+        if key not in self._blend:
+            self._blend[key] = torch.stack([box_mask(x, y, w, h, *hw, f)
+                                            for x, y, w, h, f in self.removed_boxes]).amax(0)
         return self._blend[key]
 
     def replacing_self(self, progress: float) -> bool:

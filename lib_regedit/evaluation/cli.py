@@ -281,6 +281,11 @@ def main(argv=None) -> int:
     p.add_argument("--instruct-model", default=None,
                    help="with --lime: the instruct-pix2pix model (default: the bundled ShapesWorld instruct model); "
                         "--model is the ordinary one")
+    p.add_argument("--edit", action="store_true",
+                   help="evaluate region editing instead (lib_regedit/evaluation/edit_eval.py): SSIM-i, SSIM-e, "
+                        "edit right, per edit kind, against regenerating and prompt-to-prompt")
+    p.add_argument("--segmenter", default=None,
+                   help="with --edit: a CLIPSeg folder for the guided column (e.g. models/shapesworld_clipseg)")
     p.add_argument("--no-defaults", action="store_true",
                    help="leave out the rows of a document with only regions (the defaults, and version 1's)")
     args = p.parse_args(argv)
@@ -301,6 +306,23 @@ def main(argv=None) -> int:
         print(lime_eval.format_table(lime_summary))
         if args.json:
             Path(args.json).write_text(json.dumps(lime_summary, indent=1))
+        return 0
+    if args.edit:
+        from . import edit_eval
+
+        segmenter = None
+        if args.segmenter:
+            from ..editing.segmenter import load_segmenter
+
+            segmenter = load_segmenter(args.segmenter)
+        edit_summary = edit_eval.evaluate(pipe, layouts=edit_eval.layouts_for(args.held_out)[:args.layouts],
+                                          seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps,
+                                          cfg=args.cfg, segmenter=segmenter,
+                                          image_dir=Path(args.images) if args.images else None,
+                                          log=lambda m: print(m, file=sys.stderr))
+        print(edit_eval.format_table(edit_summary))
+        if args.json:
+            Path(args.json).write_text(json.dumps(edit_summary, indent=1))
         return 0
     if args.drag:
         from . import drag_eval

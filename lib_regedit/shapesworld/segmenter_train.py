@@ -191,6 +191,8 @@ def save_folder(model, out: Path, dtype=torch.float32) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     copy.deepcopy(model).to(dtype).eval().save_pretrained(str(out))
     write_processor_files(out, model.config.vision_config.image_size, IMAGE_MEAN, IMAGE_STD)
+    for path in out.iterdir():
+        path.chmod(0o644)  # save_pretrained writes the weights owner-only
     return out
 
 

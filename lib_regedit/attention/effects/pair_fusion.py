@@ -6,7 +6,8 @@ counterpart reads the counterpart's cross-attention probabilities, computed from
 row's queries, while the run is within that source's fraction of the steps: inherent regions
 (``cross_replace.foreground``), the background (``cross_replace.background``), a changed region's
 pair (``cross_replace.pair``, word swap or refinement by ``lib_regedit/editing/token_alignment``),
-and r_total until τ with the whole prompts aligned. The values stay the target's own, so a swapped
+and r_total until τ with the whole prompts aligned. Inside a removed box the background keeps its own
+maps: the source's there are the removed object's (measured: with them no removal succeeded). The values stay the target's own, so a swapped
 word's meaning lands where the source's word attended. An added region has no counterpart.
 
 A ``compute`` stage (controller docstring); it replaces plain region fusion in a pair run.
@@ -86,11 +87,16 @@ class PairFusion(Effect):
         background_until = plan.options.cross_replace.pair if plan.background_kind == "change" else \
             plan.options.cross_replace.background
         mapping = plan.background_mapping if bg_t is not None else plan.whole_mapping
+        plain_bg = attend(q_t, k_bg, v_bg, scale=call.scale) if bg_t is not None else own[t:t + 1]
         if progress < background_until and mapping is not None and (bg_t is None) == (bg_s is None):
-            fused = fused + weights[n] * self._read(call, q_t, q_s, k_bg, v_bg, k_bg_s, mapping)
+            background = self._read(call, q_t, q_s, k_bg, v_bg, k_bg_s, mapping)
+            removed = plan.removed_mask(call.hw)
+            if removed is not None:  # a removed object's pixels: the source's maps there are the object's
+                keep = removed.reshape(1, 1, -1, 1).to(background.device, background.dtype)
+                background = keep * plain_bg + (1 - keep) * background
+            fused = fused + weights[n] * background
         else:
-            fused = fused + weights[n] * (attend(q_t, k_bg, v_bg, scale=call.scale) if bg_t is not None
-                                          else own[t:t + 1])
+            fused = fused + weights[n] * plain_bg
         # r_total, the rows' own prompts: Edit(A^T, A^S) until τ, then A^T (MRGD Eq. 5)
         if progress >= self.target.whole_start and self.target.whole_weight > 0:
             if progress < plan.options.tau:

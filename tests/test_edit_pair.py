@@ -1,0 +1,320 @@
+"""Region editing (MRGD): edit roles in the document, the pair's two documents, token alignment,
+the replace schedules, pair rows, the prompt-to-prompt effects pinned against hand-computed maps, and
+``edit_pair`` on tiny SD and SDXL pipelines."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lib_regedit.attention.call import AttentionCall, RowLayout, attend, attention_probs
+from lib_regedit.attention.controller import GenerationState
+from lib_regedit.documents import parse_region_document
+from lib_regedit.documents.edit import EditOptions
+from lib_regedit.editing.pair_documents import split_pair, target_whole_prompt
+from lib_regedit.editing.pair_effects import build_pair_effects
+from lib_regedit.editing.pair_rows import pairs_of, row_roles
+from lib_regedit.editing.replace_schedule import self_blend, self_fractions
+from lib_regedit.editing.token_alignment import TokenMapping, edited_map, token_mapping
+from lib_regedit.errors import RegEditError
+
+CHANGE = {"regions": [
+    {"x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": "a red circle", "edit": "change", "target_prompt": "a blue circle"},
+    {"x": 0.5, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": "a green square"}]}
+
+
+def box(x, y, w, h, prompt, **extra):
+    return {"x": x, "y": y, "w": w, "h": h, "prompt": prompt, **extra}
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+def test_edit_roles_parse_and_round_trip():
+    doc = parse_region_document({"regions": [
+        box(0, 0, .4, .4, "a red circle", edit="change", target_prompt="a blue circle"),
+        box(.5, .5, .4, .4, "a green square", edit="remove"),
+        box(.5, 0, .4, .4, "a yellow triangle", edit="add"),
+        box(0, .5, .4, .4, "a red square")], "edit": {"tau": 0.4, "cross_replace": {"pair": 0.8}}})
+    assert doc.is_pair
+    assert [r.edit for r in doc.regions] == ["change", "remove", "add", "inherent"]
+    assert doc.prompt == "a red circle and a green square and a red square"  # the source's: no added region
+    assert doc.edit.tau == 0.4 and doc.edit.cross_replace.pair == 0.8 and doc.edit.cross_replace.foreground == 1.0
+    assert parse_region_document(doc.to_json()) == doc
+    assert "edit" not in json.loads(parse_region_document(CHANGE).to_json())  # defaults left out
+    assert not parse_region_document({"regions": [box(0, 0, .5, .5, "a")]}).is_pair
+
+
+def test_edit_defaults_come_from_the_paper():
+    o = EditOptions()
+    assert (o.cross_replace.background, o.cross_replace.foreground, o.cross_replace.pair, o.tau) == (1.0, 1.0, 0.6, 0.5)
+    s = o.self_replace
+    assert (s.background, s.foreground, s.pair, s.whole) == (0.5, 0.7, 0.3, 0.2)
+    g = o.guidance
+    assert (g.enabled, g.rs, g.is_, g.ip) == (False, 1000.0, 2000.0, 300.0)
+
+
+@pytest.mark.parametrize("doc, field, words", [
+    ({"regions": [box(0, 0, .5, .5, "a")], "edit": {}}, "regions", "no edited region"),
+    ({"regions": [box(0, 0, .5, .5, "a")], "target_prompt": "b"}, "regions", "no edited region"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="remove"), box(0, 0, .5, .5, "b", edit="add")]}, "regions[1]",
+     "same box"),
+    ({"regions": [box(0, 0, .5, .5, "", edit="add")]}, "regions[0].prompt", "added region has no prompt"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="change")]}, "regions[0].target_prompt", "no target prompt"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="change", target_prompt="a")]}, "regions[0].target_prompt", "same"),
+    ({"regions": [box(0, 0, .5, .5, "a", target_prompt="b")]}, "regions[0].target_prompt", "only read"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="move")]}, "regions[0].edit", "move"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "mode": "latent"}, "mode", "attention"),
+    ({"regions": [box(0, 0, 1, 1, "sky", role="background", edit="remove"), box(0, 0, .5, .5, "a")]},
+     "regions[0].edit", "background"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "edit": {"tau": 2}}, "edit.tau", ""),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "edit": {"self_replace": {"pairs": 1}}},
+     "edit.self_replace", "pairs"),
+])
+def test_bad_pair_documents_name_the_field_and_the_fix(doc, field, words):
+    with pytest.raises(RegEditError) as info:
+        parse_region_document(doc)
+    assert info.value.field.startswith(field)
+    assert words in str(info.value)
+    assert info.value.fix
+
+
+def test_split_pair_gives_the_source_and_target_documents():
+    doc = parse_region_document({"prompt": "a red circle and a green square, plain background", "regions": [
+        box(0, 0, .4, .4, "a red circle", edit="change", target_prompt="a blue circle"),
+        box(.5, .5, .4, .4, "a green square", edit="remove"),
+        box(.5, 0, .4, .4, "a yellow triangle", edit="add")]})
+    pair = split_pair(doc)
+    assert [r.prompt for r in pair.source.regions] == ["a red circle", "a green square"]
+    assert [r.prompt for r in pair.target.regions] == ["a blue circle", "a yellow triangle"]
+    assert pair.counterparts == (0, None) and pair.kinds == ("change", "add")
+    assert [r.prompt for r in pair.removed] == ["a green square"]
+    assert pair.target.prompt == "a blue circle and a yellow triangle, plain background"
+    assert not pair.source.is_pair and not pair.target.is_pair
+    given = parse_region_document(dict(CHANGE, target_prompt="a blue circle next to a green square"))
+    assert target_whole_prompt(given) == "a blue circle next to a green square"
+    assert split_pair(doc, prompt="a red circle and a green square").target.prompt == \
+        "a blue circle and a yellow triangle"
+
+
+# --- token alignment and schedules -----------------------------------------------------------------
+
+def words(*texts, start=1):
+    return [(start + i, t) for i, t in enumerate(texts)]
+
+
+def test_word_swap_maps_every_position():
+    m = token_mapping(words("a", "red", "circle"), words("a", "blue", "circle"), 8, 8)
+    assert m.swap and m.aligned.all() and m.index.tolist() == list(range(8))
+
+
+def test_refinement_aligns_common_tokens_and_keeps_new_ones():
+    # source: BOS a circle EOS pad..; target: BOS a red circle EOS pad..
+    m = token_mapping(words("a", "circle"), words("a", "red", "circle"), 8, 8)
+    assert not m.swap
+    assert m.aligned.tolist() == [True, True, False, True, True, True, True, True]
+    assert m.index.tolist()[:2] == [0, 1] and m.index[3] == 2  # "circle": source position 2
+    assert m.index[4] == 3 and m.index[7] == 6  # EOS and padding from the end of the words
+
+
+def test_edited_map_against_hand_computed_maps():
+    target = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    source = torch.tensor([[0.4, 0.3, 0.2, 0.1]])
+    swap = TokenMapping.identity(4)
+    assert torch.equal(edited_map(target, source, swap), source)
+    refine = TokenMapping(torch.tensor([0, 1, 1, 2]), torch.tensor([True, False, True, False]), False)
+    assert torch.allclose(edited_map(target, source, refine), torch.tensor([[0.4, 0.2, 0.3, 0.4]]))
+
+
+def test_self_blend_weights_each_pixel_by_its_regions_fractions():
+    # two object regions (inherent, change), r_bg, r_total on a 1x2 map
+    weights = torch.tensor([[[0.5, 0.0]], [[0.0, 1.0]], [[0.5, 0.0]], [[0.0, 0.0]]])
+    fractions = self_fractions(EditOptions(), ("inherent", "change"))
+    assert fractions.tolist() == pytest.approx([0.7, 0.3, 0.5, 0.2])
+    assert self_blend(weights, fractions, 0.1).flatten().tolist() == pytest.approx([1.0, 1.0])
+    assert self_blend(weights, fractions, 0.4).flatten().tolist() == pytest.approx([1.0, 0.0])
+    assert self_blend(weights, fractions, 0.6).flatten().tolist() == pytest.approx([0.5, 0.0])
+    removed = torch.tensor([[1.0, 0.0]])
+    assert self_blend(weights, fractions, 0.1, removed).flatten().tolist() == pytest.approx([0.0, 1.0])
+    assert self_fractions(EditOptions(), ("add",))[0] == 0.0  # the source has nothing there
+
+
+# --- rows --------------------------------------------------------------------------------------------
+
+def test_row_roles_read_from_the_contexts():
+    s, t, u = torch.zeros(1, 4, 3), torch.ones(1, 4, 3), torch.full((1, 4, 3), 2.0)
+    diffusers_ref = torch.cat([s, s, t, t])  # diffusers: N sources then N targets
+    roles = ("source", "source", "target", "target")
+    call = torch.cat([u, u, u, u, s, s, t, t])  # uncond first
+    found = row_roles(call, (4, 5, 6, 7), diffusers_ref, roles)
+    assert pairs_of(found) == [(4, 6), (5, 7)]
+    webui_ref = torch.cat([s, t, s, t])  # the WebUI: source, target per image
+    found = row_roles(torch.cat([s, t, s, t, u, u, u, u]), (0, 1, 2, 3), webui_ref, ("source", "target") * 2)
+    assert pairs_of(found) == [(0, 1), (2, 3)]
+    # identical whole prompts: the reference's order
+    found = row_roles(torch.cat([s, s]), (0, 1), torch.cat([s, s]), ("source", "target"))
+    assert pairs_of(found) == [(0, 1)]
+    # a call with the cond rows only (the WebUI's batch_cond_uncond off)
+    assert pairs_of(row_roles(torch.cat([t, s]), (0, 1), torch.cat([s, t]), ("source", "target"))) == [(1, 0)]
+
+
+# --- the effects, pinned ---------------------------------------------------------------------------
+
+DIM, HEADS, D = 6, 2, 3
+
+
+def fake_encode(prompt: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(abs(hash(prompt)) % 2**31)
+    return torch.randn(1, 5, DIM, generator=g)
+
+
+def fake_tokenize(prompt: str):
+    return [(1 + i, w) for i, w in enumerate(prompt.split())][:3]
+
+
+PROJ_K = torch.randn(DIM, HEADS * D, generator=torch.Generator().manual_seed(1))
+PROJ_V = torch.randn(DIM, HEADS * D, generator=torch.Generator().manual_seed(2))
+
+
+def project(ctx):
+    split = lambda x: x.view(x.shape[0], -1, HEADS, D).transpose(1, 2)  # noqa: E731
+    return split(ctx @ PROJ_K), split(ctx @ PROJ_V)
+
+
+def make_call(effects, doc, progress_step, rows_context, hw=(2, 2), is_cross=True, latent_hw=None):
+    latent_hw = latent_hw or hw
+    state = GenerationState(total_steps=10, step=progress_step, latent_hw=latent_hw,
+                            cond_reference=torch.cat([fake_encode(effects.source_prompt),
+                                                      fake_encode(effects.target_prompt)]),
+                            uncond_reference=fake_encode(""))
+    state.rows = state.classify_rows(rows_context, rows_context.shape[0])
+    state.context = rows_context
+    for e in effects.effects:
+        e.begin_unet_call(state)
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(rows_context.shape[0], HEADS, hw[0] * hw[1], D, generator=g)
+    if is_cross:
+        k, v = project(rows_context)
+    else:
+        k, v = torch.randn_like(q), torch.randn_like(q)
+    return AttentionCall(q=q, k=k, v=v, is_cross=is_cross, layer="down_blocks.0.attn", hw=hw, rows=state.rows,
+                         step=progress_step, total_steps=10, latent_hw=latent_hw,
+                         project_context=project if is_cross else None)
+
+
+def test_pair_fusion_source_row_is_plain_fusion_and_target_reads_source_maps():
+    doc = parse_region_document(dict(CHANGE, whole_prompt_start=0.0))
+    built = build_pair_effects(doc, fake_encode, fake_tokenize, ("source", "target"))
+    fusion = built.effects[0]
+    rows = torch.cat([fake_encode(built.source_prompt), fake_encode(built.target_prompt), fake_encode("")])
+    call = make_call(built, doc, 2, rows)  # progress 0.2: every cross map replaced
+    assert call.rows == RowLayout((0, 1), (2,))
+    out = fusion.compute(call)
+    own = attend(call.q, call.k, call.v)
+    assert torch.allclose(out[0], built.plan.source._fuse(call, (0,), own, False)[0], atol=1e-6)
+    assert torch.equal(out[2], own[2])  # uncond untouched (no negative region prompts)
+    # by hand: each target source reads the source counterpart's probabilities with its own values
+    w = built.plan.target.weights((2, 2), 0.2).reshape(4, 1, -1, 1)
+    q_s, q_t = call.q[0:1], call.q[1:2]
+    expected = torch.zeros_like(own[1:2])
+    for j, (ctx_t, ctx_s) in enumerate(zip([r.context for r in built.plan.target.regions],
+                                           [r.context for r in built.plan.source.regions])):
+        (k_t, v_t), (k_s, _) = project(ctx_t), project(ctx_s)
+        expected += w[j] * (attention_probs(q_s, k_s) @ v_t)  # word swap: the source map entirely
+    k_bg_t, v_bg_t = project(built.plan.target.background_context)
+    k_bg_s, _ = project(built.plan.source.background_context)
+    expected += w[2] * (attention_probs(q_s, k_bg_s) @ v_bg_t)
+    expected += w[3] * (attention_probs(q_s, call.k[0:1]) @ call.v[1:2])  # r_total before tau
+    assert torch.allclose(out[1:2], expected, atol=1e-5)
+    # after every fraction: the target's own maps, i.e. plain fusion of the target's regions
+    doc = parse_region_document(dict(CHANGE, whole_prompt_start=0.0,
+                                     edit={"cross_replace": {"background": 0.5, "foreground": 0.5}}))
+    built = build_pair_effects(doc, fake_encode, fake_tokenize, ("source", "target"))
+    fusion = built.effects[0]
+    late = make_call(built, doc, 9, rows)
+    out = fusion.compute(late)
+    own = attend(late.q, late.k, late.v)
+    assert torch.allclose(out[1], built.plan.target._fuse(late, (1,), own, False)[0], atol=1e-5)
+
+
+def test_self_map_injection_blends_source_and_target_maps():
+    doc = parse_region_document(CHANGE)
+    built = build_pair_effects(doc, fake_encode, fake_tokenize, ("source", "target"))
+    effect = built.effects[1]
+    rows = torch.cat([fake_encode(built.source_prompt), fake_encode(built.target_prompt)])
+    call = make_call(built, doc, 4, rows, hw=(1, 2), is_cross=False, latent_hw=(4, 8))  # progress 0.4
+    assert effect.applies_to(call)
+    out = effect.compute(call)
+    beta = built.plan.self_blend((1, 2), 0.4)
+    # left: the changed region (self_replace.pair 0.3 < 0.4: its own map); right: the inherent region
+    # (0.7) with weight 1 / 1.5 beside r_total (joined at 0.3 with weight 0.5; its 0.2 is over)
+    assert beta.flatten().tolist() == pytest.approx([0.0, 2 / 3], abs=0.01)
+    b = beta.reshape(1, 1, -1, 1)
+    a_s = attention_probs(call.q[0:1], call.k[0:1])
+    a_t = attention_probs(call.q[1:2], call.k[1:2])
+    assert torch.allclose(out[1:2], (b * a_s + (1 - b) * a_t) @ call.v[1:2], atol=1e-6)
+    assert torch.allclose(out[0], attend(call.q, call.k, call.v)[0], atol=1e-6)
+    late = make_call(built, doc, 8, rows, hw=(1, 2), is_cross=False, latent_hw=(4, 8))
+    assert not effect.applies_to(late)
+    big = make_call(built, doc, 1, rows, hw=(2, 4), is_cross=False, latent_hw=(4, 8))
+    assert not effect.applies_to(big)  # only at most latent / self_downscale on a side
+
+
+# --- edit_pair on tiny pipelines ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sd():
+    from tiny_models import tiny_sd_pipeline
+
+    return tiny_sd_pipeline()
+
+
+def test_edit_pair_source_is_the_plain_region_generation(sd):
+    from tiny_models import pixels
+
+    from lib_regedit.api import generate
+    from lib_regedit.editing import edit_pair
+
+    result = edit_pair(sd, dict(CHANGE, init="noise"), seed=5, steps=4)
+    plain = generate(sd, result.extras["source_document"], seed=5, steps=4)
+    assert np.abs(pixels(result.source).astype(int) - pixels(plain.image).astype(int)).max() <= 2
+    assert "RegEdit pair: target" in result.target_parameters
+    assert "RegEdit pair: source" in result.source_parameters
+    assert "a blue circle" in result.target_parameters.splitlines()[0]
+
+
+def test_edit_pair_batch_makes_pairs_per_image(sd):
+    from tiny_models import pixels
+
+    from lib_regedit.editing import edit_pair
+
+    one = edit_pair(sd, CHANGE, seed=5, steps=3)
+    two = edit_pair(sd, CHANGE, seed=5, steps=3, batch_size=2)
+    assert len(two.sources) == len(two.targets) == 2
+    # each image of a batch is its own pair; the first matches a batch of one (same seed)
+    assert np.abs(pixels(two.source).astype(int) - pixels(one.source).astype(int)).max() <= 2
+    assert np.abs(pixels(two.target).astype(int) - pixels(one.target).astype(int)).max() <= 2
+
+
+def test_edit_pair_on_sdxl():
+    from tiny_models import tiny_sdxl_pipeline
+
+    from lib_regedit.editing import edit_pair
+
+    pipe = tiny_sdxl_pipeline()
+    result = edit_pair(pipe, {"regions": [box(0, 0, .5, .5, "a cat", edit="add"), box(.5, .5, .5, .5, "a dog")]},
+                       seed=1, steps=3)
+    assert result.source.size == result.target.size
+
+
+def test_edit_pair_refuses_bad_input_before_any_work(sd, monkeypatch):
+    from lib_regedit.editing import diffusers_edit, edit_pair
+
+    monkeypatch.setattr(diffusers_edit.api, "_run", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(RegEditError, match="no region is edited"):
+        edit_pair(sd, {"regions": [box(0, 0, .5, .5, "a cat")]})
+    with pytest.raises(RegEditError) as info:
+        edit_pair(sd, dict(CHANGE, edit={"guidance": True}))
+    assert info.value.field == "segmenter"
+    with pytest.raises(RegEditError, match="steps"):
+        edit_pair(sd, CHANGE, steps=0)
