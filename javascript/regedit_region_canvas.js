@@ -39,8 +39,14 @@
         if (typeof r.prompt !== "string") r.prompt = String(r.prompt);
         if (typeof r.negative_prompt !== "string") r.negative_prompt = String(r.negative_prompt || "");
         if (!Array.isArray(r.keywords)) r.keywords = [];
+        if (EDITS.indexOf(r.edit) < 0) delete r.edit;
+        if (typeof r.target_prompt !== "string") delete r.target_prompt;
         return r;
     }
+
+    // Edit roles of an edit pair (MRGD): a box that is "inherent" is in both images.
+    const EDITS = ["inherent", "add", "remove", "change"];
+    const EDIT_MARKS = {add: " +", remove: " \u2212", change: " \u2192"};
 
     function serialiseRegion(r) {
         const U = window.RegEditUI;
@@ -51,6 +57,8 @@
         out.h = Math.max(1e-5, Math.min(U.round(r.h, 5), U.round(1 - out.y, 5)));
         out.weight = finite(r.weight, 1);
         out.feather = finite(r.feather, 0.03);
+        if (!out.edit || out.edit === "inherent") delete out.edit;
+        if (out.edit !== "change") delete out.target_prompt;
         return out;
     }
 
@@ -155,7 +163,17 @@
                     el("option", {value: "background", text: "background (prompt for the rest)"}),
                 ]),
                 keywords: el("input", {type: "text", "data-key": "keywords", placeholder: "comma-separated (optional)"}),
+                edit: el("select", {"data-key": "edit"}, [
+                    el("option", {value: "inherent", text: "keep (in both images)"}),
+                    el("option", {value: "add", text: "add (target only)"}),
+                    el("option", {value: "remove", text: "remove (source only)"}),
+                    el("option", {value: "change", text: "change (to the target prompt)"}),
+                ]),
+                target_prompt: el("textarea", {rows: "2", "data-key": "target_prompt",
+                    placeholder: "what this box shows in the edited image"}),
             };
+            this.targetRow = row("Target prompt", this.fields.target_prompt,
+                "the changed box's prompt in the edited image");
             this.formTitle = el("div", {class: "regedit-form-title"});
             const form = el("div", {class: "regedit-form"}, [
                 this.formTitle,
@@ -167,6 +185,9 @@
                 ]),
                 row("Role", this.fields.role, "a background region's prompt is used outside the boxes"),
                 row("Keywords", this.fields.keywords, "words to sharpen in this box (keyword selection)"),
+                row("Edit", this.fields.edit, "an edit role makes a pair in txt2img: the source image and the " +
+                    "edited one, where this box's object is added, removed or changed and the rest stays"),
+                this.targetRow,
             ]);
             form.addEventListener("focusin", () => {
                 this.formBefore = this.snapshot();
@@ -176,7 +197,7 @@
                 this.formBefore = null;
             });
             for (const [key, control] of Object.entries(this.fields)) {
-                control.addEventListener(key === "role" ? "change" : "input", () => this.onFormInput(key, control));
+                control.addEventListener(key === "role" || key === "edit" ? "change" : "input", () => this.onFormInput(key, control));
                 control.addEventListener("change", () => this.updateForm(true));
                 control.addEventListener("keydown", (e) => {
                     if (e.key === "Escape") {
@@ -228,7 +249,10 @@
                 prompt: r.prompt, negative_prompt: r.negative_prompt, weight: String(r.weight),
                 feather: String(r.feather), role: r.role === "background" ? "background" : "object",
                 keywords: (r.keywords || []).join(", "),
+                edit: EDITS.indexOf(r.edit) >= 0 ? r.edit : "inherent",
+                target_prompt: r.target_prompt || "",
             };
+            this.targetRow.style.display = values.edit === "change" ? "" : "none";
             for (const [key, control] of Object.entries(this.fields)) {
                 if (!force && document.activeElement === control) continue;
                 if (control.value !== values[key]) control.value = values[key];
@@ -243,7 +267,7 @@
                 const chip = el("button", {
                     type: "button", class: "regedit-chip" + (i === this.selected ? " selected" : ""),
                     "data-index": String(i), title: r.prompt || "no prompt yet",
-                    text: String(i + 1) + (r.role === "background" ? " bg" : ""),
+                    text: String(i + 1) + (r.role === "background" ? " bg" : "") + (EDIT_MARKS[r.edit] || ""),
                     onclick: () => this.select(i === this.selected ? -1 : i),
                 });
                 chip.style.setProperty("--regedit-colour", this.colour(i));
@@ -265,6 +289,12 @@
             const empty = this.regions.map((r, i) => (r.role !== "background" && !r.prompt.trim()) ? i + 1 : 0)
                 .filter(Boolean);
             if (empty.length) parts.push("needs a prompt: box " + empty.join(", "));
+            const untargeted = this.regions.map((r, i) => (r.edit === "change" && !(r.target_prompt || "").trim())
+                ? i + 1 : 0).filter(Boolean);
+            if (untargeted.length) parts.push("needs a target prompt: box " + untargeted.join(", "));
+            if (this.regions.some((r) => r.edit && r.edit !== "inherent")) {
+                parts.push("edit pair: txt2img makes the source and the edited image");
+            }
             const img = this.images && this.images.image;
             if (img) parts.push("drawn over the " + img.naturalWidth + "\u00d7" + img.naturalHeight + " init image");
             else if (this.images) parts.push("no init image yet");
@@ -705,7 +735,9 @@
             ctx.strokeStyle = colour;
             ctx.strokeRect(b.x + 1, b.y + 1, b.w - 2, b.h - 2);
             ctx.setLineDash([]);
-            const text = (i + 1) + (bg ? " background" : "") + ": " + (snippet(r.prompt, 28) || "(no prompt)");
+            const change = r.edit === "change" ? " \u2192 " + (snippet(r.target_prompt, 20) || "?") : "";
+            const text = (i + 1) + (bg ? " background" : "") + (r.edit && r.edit !== "change" && EDIT_MARKS[r.edit]
+                ? " " + r.edit : "") + ": " + (snippet(r.prompt, 28) || "(no prompt)") + change;
             ctx.save();
             ctx.beginPath();
             ctx.rect(b.x, b.y, Math.max(b.w, 24), Math.max(b.h, 16));

@@ -1,5 +1,6 @@
-"""Command line: ``python -m lib_regedit generate|drag|edit|eval`` (``drag`` lives in ``lib_regedit/drag/cli.py``,
-``edit`` in ``lib_regedit/lime/cli.py``)."""
+"""Command line: ``python -m lib_regedit generate|drag|edit|edit-regions|eval`` (``drag`` lives in
+``lib_regedit/drag/cli.py``, ``edit`` in ``lib_regedit/lime/cli.py``, ``edit-regions`` in
+``lib_regedit/editing/cli.py``)."""
 
 from __future__ import annotations
 
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .lime.cli import add_parser as add_edit_parser
 
     add_edit_parser(sub)
+    from .editing.cli import add_parser as add_edit_regions_parser
+
+    add_edit_regions_parser(sub)
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)
     return parser

@@ -28,6 +28,14 @@ def default_instruct_model_path() -> Path:
     return REPO_ROOT / "models" / "shapesworld_instruct"
 
 
+def default_segmenter_path() -> Path:
+    """The bundled ShapesWorld CLIPSeg (the segmenter of multi-region guidance), in the checkout's
+    ``models/`` or where ``REGEDIT_SEGMENTER`` points."""
+    if os.environ.get("REGEDIT_SEGMENTER"):
+        return Path(os.environ["REGEDIT_SEGMENTER"])
+    return REPO_ROOT / "models" / "shapesworld_clipseg"
+
+
 def load_pipeline(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32, config: str | None = None,
                   field: str = "model", instruct: bool = False):
     """A StableDiffusionPipeline or StableDiffusionXLPipeline from a diffusers folder or a single file

@@ -1,5 +1,5 @@
-"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes, and RegionDrag and LIME in
-img2img (API key: ``regedit``).
+"""RegEdit for the AUTOMATIC1111 WebUI: region prompts drawn as boxes, region edit pairs in txt2img
+(boxes with an edit role: add, remove, change), and RegionDrag and LIME in img2img (API key: ``regedit``).
 
 Only glue lives here: UI, argument parsing, hook/unhook, infotext and API. The engine is ``lib_regedit``.
 API: ``"alwayson_scripts": {"regedit": {"args": [DOC, enabled, preview, DRAG, LIME]}}`` with DOC the
@@ -31,7 +31,10 @@ from lib_regedit.drag.region_drag import options_for  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
 from lib_regedit.documents.lime import LimeDocument, parse_lime_document  # noqa: E402
+from lib_regedit.editing.pair_start import edited_start  # noqa: E402
+from lib_regedit.editing.webui_pair import WebUIPairSession, pair_batch  # noqa: E402
 from lib_regedit.infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, KEYWORDS_KEY, LIME_INFOTEXT_KEY  # noqa: E402
+from lib_regedit.infotext import PAIR_IMAGE_KEY  # noqa: E402
 from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
 from lib_regedit.lime.options import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
@@ -371,8 +374,11 @@ class RegEditScript(scripts.Script):
             return
         if document is None or not document.regions:
             return
-        p._regedit = WebUISession(document, _encoder(), _tokenizer())
         p._regedit_preview = bool(preview) or bool(shared.opts.data.get("regedit_always_preview", False))
+        if document.is_pair:
+            _start_pair(p, document)
+            return
+        p._regedit = WebUISession(document, _encoder(), _tokenizer())
         p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
         _wrap_sample(p)
 
@@ -416,6 +422,31 @@ class RegEditScript(scripts.Script):
 
             remove_leftovers(shared.sd_model.model.diffusion_model)
             p._regedit = None
+
+
+def _start_pair(p, document) -> None:
+    """An edit pair (MRGD): each image of the batch becomes a source and a target (``lib_regedit/editing/
+    webui_pair.py``), in the gallery side by side, each infotext saying which it is."""
+    if getattr(p, "init_images", None):
+        _fail_sampling(p, RegEditError("regions", "edit roles (add, remove, change) make a new pair in txt2img; "
+                                                  "img2img does not edit a photo by regions yet",
+                                       "make the pair in txt2img, or set every box's edit role to inherent"))
+        return
+    if document.edit.guidance.enabled:
+        _note(p, "multi-region guidance runs in the Python API and the command line; the WebUI made the pair "
+                 "without it")
+    batch = pair_batch(document, p.batch_size, p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds,
+                       getattr(p, "all_hr_prompts", None), getattr(p, "all_hr_negative_prompts", None))
+    p.batch_size = batch.batch_size
+    p.all_prompts, p.all_negative_prompts = batch.prompts, batch.negative_prompts
+    p.all_seeds, p.all_subseeds = batch.seeds, batch.subseeds
+    if batch.hr_prompts is not None:
+        p.all_hr_prompts, p.all_hr_negative_prompts = batch.hr_prompts, batch.hr_negative_prompts
+    p._regedit = WebUIPairSession(document, _encoder(), _tokenizer(), batch.batch_size // 2,
+                                  source_prompt=batch.prompts[0], target_prompt=batch.prompts[1])
+    p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
+    p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
+    _wrap_sample(p)
 
 
 def _start_drag(p, drag_doc) -> bool:
@@ -634,7 +665,7 @@ def _wrap_sample(p) -> None:
             return original(*args, **kwargs)
         if session.document.uses_layout_init(from_image=bool(getattr(p, "init_images", None))) \
                 or session.document.init == "layout":  # an explicit "layout" in img2img gets the note
-            _start_from_layout(p, session.document)  # before the UNet is patched: the plain model inverts
+            _start_from_layout(p, session.document, session)  # before the UNet is patched: the plain model inverts
         if session.document.guidance.enabled and not getattr(p, "_regedit_guidance_noted", False):
             p._regedit_guidance_noted = True
             _note(p, "layout guidance runs in the Python API and the command line; the WebUI skipped it")
@@ -650,7 +681,7 @@ def _wrap_sample(p) -> None:
     p.sample = sample
 
 
-def _start_from_layout(p, document) -> None:
+def _start_from_layout(p, document, session=None) -> None:
     """Layout init (``lib_regedit.layout_init``): invert the boxes' sketch now, and mix the seed's
     noise into it when the sampler draws its first noise (``p.rng.next``, seeds and subseeds kept)."""
     if getattr(p, "init_images", None):
@@ -660,20 +691,26 @@ def _start_from_layout(p, document) -> None:
     if rng is None:
         return
     inverted = getattr(p, "_regedit_layout", None)  # the same for every batch of this generation
+    pair = session.documents if isinstance(session, WebUIPairSession) else None
     if inverted is None:
         try:
-            inverted = _invert_layout_sketch(shared.sd_model, document, p.width, p.height, p.steps)
+            sketches = (pair.source, pair.target) if pair is not None else (document,)
+            inverted = [_invert_layout_sketch(shared.sd_model, d, p.width, p.height, p.steps) for d in sketches]
         except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
             _note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
             return
         p._regedit_layout = inverted
-    z_inv, alpha_bar = inverted
     draw = rng.next
 
     def first_next():
         rng.next = draw  # only the starting noise; hires fix and ancestral samplers draw plain noise
         noise = draw()
-        start = layout_init.start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise)
+        starts = [layout_init.start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise)
+                  for z_inv, alpha_bar in inverted]
+        start = starts[0]
+        if pair is not None:  # a pair's rows are (source, target) per image; the target keeps the source's
+            start = start.clone()  # start outside its edited boxes (lib_regedit/editing/pair_start.py)
+            start[1::2] = edited_start(starts[0][1::2], starts[1][1::2], document)
         return start.to(noise.device, noise.dtype)
 
     rng.next = first_next

@@ -32,6 +32,7 @@ from ..documents import RegionDocument, parse_region_document
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, PAIR_IMAGE_KEY, parameters_text
 from .pair_effects import build_pair_effects
+from .pair_start import edited_start
 
 METHODS = ("regions", "p2p")
 
@@ -79,27 +80,6 @@ def _whole_prompt_only(doc: RegionDocument) -> RegionDocument:
     marker = Region(0, 0, 1, 1, doc.prompt, role="background", edit="change",
                     target_prompt=target_whole_prompt(doc))
     return replace(doc, regions=(marker,), background_prompt="whole", whole_prompt_weight=0.0)
-
-
-def edit_start_mask(document: RegionDocument, h: int, w: int) -> torch.Tensor:
-    """(h, w) 1 inside the edited boxes (added, removed, changed), 0 elsewhere, at latent resolution."""
-    from ..masks import box_mask
-
-    mask = torch.zeros(h, w)
-    for region in document.regions:
-        if region.is_edited:
-            box = (0.0, 0.0, 1.0, 1.0) if region.is_background else (region.x, region.y, region.w, region.h)
-            mask = torch.maximum(mask, (box_mask(*box, h, w) > 0.5).float())
-    return mask
-
-
-def edited_start(source: torch.Tensor, target: torch.Tensor, document: RegionDocument) -> torch.Tensor:
-    """The target's initial latent with layout init: the source's (z_T^T <- z_T^S, MRGD Alg. 1) except
-    inside the edited boxes, where it is the target sketch's. A layout latent holds its sketch's
-    objects, so starting the target from the source's alone keeps a removed object and blocks an
-    added one (measured: no add or remove succeeded on ShapesWorld)."""
-    mask = edit_start_mask(document, *source.shape[-2:]).to(source.device, source.dtype)
-    return source * (1 - mask) + target * mask
 
 
 def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,

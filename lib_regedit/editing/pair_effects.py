@@ -29,6 +29,7 @@ class PairEffects:
     plan: PairPlan
     documents: PairDocuments
     notes: list[str] = field(default_factory=list)
+    selection = None  # keyword selection does not run in a pair (see the note)
 
     @property
     def source_prompt(self) -> str:

@@ -255,3 +255,33 @@ def test_small_boxes_can_still_be_moved(page, tol):
     moved = box_of(regions(page)[0])
     assert moved[0] == pytest.approx(x + 0.1, abs=tol) and moved[2] == pytest.approx(w, abs=1e-6)
     page.errors.assert_none()
+
+
+def test_edit_roles_and_the_target_prompt_make_a_pair_document(page, shot, tol):
+    c = CanvasDriver(page, f"{T2I} canvas")
+    c.drag((0.05, 0.3), (0.45, 0.7))
+    page.fill(f"{T2I} [data-key=prompt]", "a red circle")
+    target = page.locator(f"{T2I} [data-key=target_prompt]")
+    assert not target.is_visible()  # only a changed box has a target prompt
+    page.select_option(f"{T2I} [data-key=edit]", "change")
+    assert target.is_visible()
+    assert "needs a target prompt: box 1" in page.inner_text(f"{T2I} .regedit-status")
+    page.fill(f"{T2I} [data-key=target_prompt]", "a blue circle")
+    c.drag((0.55, 0.3), (0.95, 0.7))
+    page.fill(f"{T2I} [data-key=prompt]", "a green square")
+    page.select_option(f"{T2I} [data-key=edit]", "remove")
+    rs = regions(page)
+    assert (rs[0]["edit"], rs[0]["target_prompt"]) == ("change", "a blue circle")
+    assert rs[1]["edit"] == "remove" and "target_prompt" not in rs[1]
+    document = parse_region_document(page.evaluate("fieldValue('regedit_doc_txt2img')"))
+    assert document.is_pair and [r.edit for r in document.regions] == ["change", "remove"]
+    assert "edit pair" in page.inner_text(f"{T2I} .regedit-status")
+    chips = page.locator(f"{T2I} .regedit-chip").all_inner_texts()
+    assert chips == ["1 \u2192", "2 \u2212"]
+    # back to "keep": the role and the stale target prompt leave the document
+    c.click(0.2, 0.5)
+    page.select_option(f"{T2I} [data-key=edit]", "inherent")
+    rs = regions(page)
+    assert "edit" not in rs[0] and "target_prompt" not in rs[0]
+    shot(page, "region_canvas_edit_roles", "#regedit_txt2img")
+    page.errors.assert_none()
