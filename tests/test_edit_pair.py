@@ -318,3 +318,67 @@ def test_edit_pair_refuses_bad_input_before_any_work(sd, monkeypatch):
     assert info.value.field == "segmenter"
     with pytest.raises(RegEditError, match="steps"):
         edit_pair(sd, CHANGE, steps=0)
+
+
+# --- multi-region guidance ----------------------------------------------------------------------------
+
+def test_rs_loss_is_the_mask_outside_its_box():
+    from lib_regedit.editing.region_guidance import rs_loss
+
+    masks = torch.tensor([[[1.0, 0.5], [0.0, 0.0]]])
+    priors = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    assert float(rs_loss(masks, priors)) == pytest.approx(0.25 / 4)  # only 0.5 lies outside: 0.5² / 4 pixels
+    assert float(rs_loss(masks, torch.ones_like(masks))) == 0.0
+
+
+def test_is_loss_prefers_corresponding_masks():
+    from lib_regedit.editing.region_guidance import is_loss
+
+    a = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    same = is_loss(a, a)
+    swapped = is_loss(a, a.flip(0))
+    assert float(same) < 0.01 < float(swapped)
+    assert float(is_loss(a[:1], a[:1])) == 0.0  # one region: nothing to contrast
+
+
+def test_ip_loss_reads_only_the_inherent_region():
+    from lib_regedit.editing.region_guidance import ip_loss
+
+    img_s, img_t = torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
+    img_t[..., 0, 0] = 1.0  # a change at (0, 0)
+    z = torch.zeros(1, 4, 1, 1)
+    inside = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    assert float(ip_loss(img_s, img_t, z, z, inside, torch.ones(1, 1, 1))) == pytest.approx(1.0)
+    assert float(ip_loss(img_s, img_t, z, z, 1 - inside, torch.ones(1, 1, 1))) == 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter(tmp_path_factory):
+    from transformers import CLIPSegForImageSegmentation
+
+    from lib_regedit.editing.segmenter import load_segmenter
+    from lib_regedit.shapesworld import segmenter_train as st
+
+    torch.manual_seed(0)
+    config = st.small_config(vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=1, image_size=32,
+                             patch=8, extract_layers=(0, 1), reduce_dim=16)
+    folder = st.save_folder(CLIPSegForImageSegmentation(config), tmp_path_factory.mktemp("seg") / "tiny")
+    return load_segmenter(folder)
+
+
+def test_guidance_moves_the_pair_and_reports_its_losses(sd, tiny_segmenter):
+    from tiny_models import pixels
+
+    from lib_regedit.editing import edit_pair
+
+    plain = edit_pair(sd, dict(CHANGE, init="noise"), seed=2, steps=3)
+    guided = edit_pair(sd, dict(CHANGE, init="noise", edit={"guidance": {"rs": 1e5, "is": 1e5, "ip": 1e5}}),
+                       seed=2, steps=3, segmenter=tiny_segmenter)
+    history = guided.extras["guidance_history"]
+    assert [h["step"] for h in history] == [0, 1, 2]
+    assert all(set(h) >= {"rs", "is", "ip"} for h in history)
+    assert "multi-region guidance: 3 guided steps" in guided.extras["guidance"]
+    assert not np.array_equal(pixels(guided.target), pixels(plain.target))
+    half = edit_pair(sd, dict(CHANGE, init="noise", edit={"guidance": {"until": 0.5}}), seed=2, steps=4,
+                     segmenter=tiny_segmenter)
+    assert [h["step"] for h in half.extras["guidance_history"]] == [0, 1]

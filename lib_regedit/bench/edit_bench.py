@@ -25,6 +25,24 @@ DOCUMENT = {"prompt": "a red circle and a green square", "regions": [
     {"x": 0.55, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a green square"}]}
 
 
+def random_clipseg():
+    """A CLIPSeg of the published model's size (ViT-B/16 at 352², a 512-wide text encoder, reduce_dim
+    64), random weights, as a :class:`~lib_regedit.editing.segmenter.Segmenter`: its cost is the real one."""
+    from transformers import CLIPSegForImageSegmentation
+
+    from ..editing.segmenter import Segmenter
+    from ..shapesworld.segmenter_train import small_config
+    from ..tokenizer import build_clip_tokenizer
+
+    config = small_config(vision_hidden=768, vision_layers=12, text_hidden=512, text_layers=12, image_size=352,
+                          patch=16, extract_layers=(3, 6, 9), reduce_dim=64)
+    config.vision_config.num_attention_heads = 12
+    config.text_config.num_attention_heads = 8
+    torch.manual_seed(0)
+    return Segmenter(CLIPSegForImageSegmentation(config).eval(), build_clip_tokenizer(), [0.485, 0.456, 0.406],
+                     [0.229, 0.224, 0.225])
+
+
 def run(args) -> None:
     from ..api import generate
     from ..editing import edit_pair
@@ -40,8 +58,6 @@ def run(args) -> None:
         "pair": lambda: edit_pair(pipe, DOCUMENT, seed=0, steps=args.steps, **size),
     }
     if args.guidance:
-        from ..editing.segmenter import random_clipseg
-
         segmenter = random_clipseg()
         guided = dict(DOCUMENT, edit={"guidance": True})
         jobs["pair + guidance"] = lambda: edit_pair(pipe, guided, seed=0, steps=args.steps, segmenter=segmenter,

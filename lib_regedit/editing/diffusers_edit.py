@@ -125,15 +125,19 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
             latents = torch.cat([latents, latents])
         generators = [torch.Generator("cpu").manual_seed(seed + i) for i in range(n)] * 2
         stack.enter_context(diffusers_backend.attached(pipe.unet, controller))
-        step_hook = None
+        guidance = None
         if doc.edit.guidance.enabled:
-            from .region_guidance import guidance_step_hook
+            from .diffusers_guidance import guided, vae_decoder
+            from .region_guidance import RegionGuidance, guided_pair
 
-            step_hook = guidance_step_hook(pipe, doc, built, segmenter, state, cond, pooled, width, height, steps,
-                                           guidance_scale, uncond_rows, negative)
+            options = doc.edit.guidance
+            guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
+                                      (options.rs, options.is_, options.ip), options.until)
+            stack.enter_context(guided(pipe.unet, guidance, built.plan, state, pipe.scheduler.alphas_cumprod,
+                                       guidance_scale))
         images = api._run(pipe, state, cond, uncond_rows, pooled, negative, seed=seed, steps=steps,
                           guidance_scale=guidance_scale, width=width, height=height, batch_size=1,
-                          latents=latents, step_hook=step_hook, generator=generators)
+                          latents=latents, generator=generators)
     elapsed = time.perf_counter() - started
     params = api._params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params[INFOTEXT_KEY] = doc.to_json()
@@ -142,4 +146,8 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
         texts[role] = parameters_text(prompt, doc.negative_prompt, dict(params, **{PAIR_IMAGE_KEY: role}))
     extras = {"notes": built.notes, "seconds": elapsed, "method": method,
               "source_document": built.documents.source, "target_document": built.documents.target}
+    if guidance is not None:
+        extras["guidance"] = guidance.summary()
+        extras["guidance_history"] = guidance.history
+        built.notes.append(guidance.summary())
     return EditResult(images[:n], images[n:], texts["source"], texts["target"], doc, extras)

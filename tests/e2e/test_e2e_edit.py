@@ -1,0 +1,146 @@
+"""Region edit pairs (MRGD) in the real WebUI's txt2img: a document whose boxes have edit roles makes
+each image a (source, target) pair. Add, remove and change on SD1 and SDXL with two samplers; batch
+size and count; the infotext (which image of the pair, the document) and its paste; quality on the
+bundled ShapesWorld model, judged by the detector; bad input; no hook left behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from e2e_webui import SD1, SDXL, decode_png, infotext_of, log, pixels, plain_payload, with_regions
+
+from lib_regedit.evaluation import metrics
+from lib_regedit.evaluation.detector import detect
+
+LEFT, RIGHT, TOP = (0.05, 0.3, 0.4, 0.4), (0.55, 0.3, 0.4, 0.4), (0.3, 0.02, 0.4, 0.3)
+
+
+def region(box, prompt, **extra) -> dict:
+    return {"x": box[0], "y": box[1], "w": box[2], "h": box[3], "prompt": prompt, **extra}
+
+
+EDITS = {
+    "change": [region(LEFT, "a red circle", edit="change", target_prompt="a blue circle"),
+               region(RIGHT, "a green square")],
+    "remove": [region(LEFT, "a red circle"), region(RIGHT, "a green square", edit="remove")],
+    "add": [region(LEFT, "a red circle"), region(RIGHT, "a green square"), region(TOP, "a yellow triangle", edit="add")],
+}
+
+
+def pair_payload(kind: str, **over) -> dict:
+    return with_regions(plain_payload(**over), {"regions": EDITS[kind]})
+
+
+def infotexts(res) -> list[str]:
+    return json.loads(res["info"])["infotexts"]
+
+
+@pytest.mark.parametrize("model", [SD1, SDXL])
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M"])
+@pytest.mark.parametrize("kind", ["add", "remove", "change"])
+def test_pairs_on_sd1_and_sdxl(webui, model, sampler, kind):
+    res = webui.generate("txt2img", pair_payload(kind, sampler_name=sampler, prompt="a red circle and a green square"),
+                         model=model)
+    assert len(res["images"]) == 2, "a pair is a source and a target"
+    texts = infotexts(res)
+    assert "RegEdit pair: source" in texts[0] and "RegEdit pair: target" in texts[1], texts
+    assert "RegEdit pair: target" in infotext_of(res["images"][1])
+    first_lines = [t.splitlines()[0] for t in texts]
+    if kind == "change":
+        assert first_lines == ["a red circle and a green square", "a blue circle and a green square"]
+    elif kind == "remove":
+        assert first_lines == ["a red circle and a green square", "a red circle"]
+    else:
+        assert first_lines[1] == "a red circle and a green square and a yellow triangle"
+    assert pixels(res["images"][0]) != pixels(res["images"][1]), "the target is the source"
+    # the source row is the region generation of the source document (same seed, same noise)
+    source_doc = {"regions": [r for r in EDITS[kind] if r.get("edit") != "add"]}
+    source_doc = {"regions": [{k: v for k, v in r.items() if k not in ("edit", "target_prompt")} for r in
+                              source_doc["regions"]]}
+    alone = webui.generate("txt2img", with_regions(plain_payload(sampler_name=sampler, prompt=first_lines[0]),
+                                                   source_doc), model=model)
+    a = decode_png(alone["images"][0]).convert("RGB")
+    s = decode_png(res["images"][0]).convert("RGB")
+    import numpy as np
+
+    diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(s, dtype=np.int16))
+    assert diff.mean() < 2.0, f"the pair's source is not the source document's generation (mean diff {diff.mean()})"
+
+
+def test_batch_size_and_count_make_pairs_per_image(webui, assert_plain_unchanged):
+    res = webui.generate("txt2img", pair_payload("change", batch_size=2, n_iter=2, seed=7), model=SD1)
+    assert len(res["images"]) == 8, "2 x 2 images, each a pair"
+    texts = infotexts(res)
+    assert [("source" if "RegEdit pair: source" in t else "target") for t in texts] == ["source", "target"] * 4
+    seeds = [json.loads(res["info"])["all_seeds"][i] for i in range(8)]
+    assert seeds == [7, 7, 8, 8, 9, 9, 10, 10], seeds
+    assert_plain_unchanged("edit pairs with batch size and count 2")
+
+
+def test_hires_fix_pair(webui):
+    payload = pair_payload("change", enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
+                           hr_second_pass_steps=2)
+    res = webui.generate("txt2img", payload, model=SD1)
+    assert len(res["images"]) == 2
+    assert decode_png(res["images"][1]).size == (128, 128)
+
+
+def test_pasting_the_infotext_restores_the_pair(webui):
+    first = webui.generate("txt2img", pair_payload("change", prompt="a red circle and a green square"), model=SD1)
+    text = infotexts(first)[0]
+    pasted = webui.generate("txt2img", {"infotext": text, "width": 64, "height": 64}, model=SD1)
+    assert len(pasted["images"]) == 2, "the pasted document lost its edit roles"
+    assert [pixels(b) for b in pasted["images"]] == [pixels(b) for b in first["images"]], \
+        "pasting did not redo the pair"
+
+
+@pytest.mark.parametrize("doc, field", [
+    ({"regions": [region(LEFT, "a red circle")], "edit": {"tau": 0.4}}, "no edited region"),
+    ({"regions": [region(LEFT, "a red circle", edit="remove"), region(LEFT, "a cat", edit="add")]}, "regions[1]"),
+    ({"regions": [region(LEFT, "", edit="add")]}, "regions[0].prompt"),
+])
+def test_bad_pair_documents_fail_clearly(webui, doc, field, assert_plain_unchanged):
+    r = webui.post("/sdapi/v1/txt2img", with_regions(plain_payload(), doc))
+    assert r.status_code == 422, r.status_code
+    assert field in r.text and "Fix:" in r.text, r.text[:1000]
+    assert_plain_unchanged("a refused edit pair")
+
+
+def test_img2img_refuses_a_pair_with_a_message(webui, assert_plain_unchanged):
+    from e2e_webui import png_b64
+    from PIL import Image
+
+    payload = dict(pair_payload("change"), init_images=[png_b64(Image.new("RGB", (64, 64), (200, 200, 200)))],
+                   denoising_strength=0.5)
+    r = webui.post("/sdapi/v1/img2img", payload)
+    assert r.status_code == 422 and "txt2img" in r.text, r.text[:500]
+    assert_plain_unchanged("a pair refused in img2img")
+
+
+def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unchanged):
+    """On the bundled model: the edit happens in its box and the inherent object stays (detector)."""
+    wants = {"change": ("blue", "circle", LEFT), "add": ("yellow", "triangle", TOP), "remove": None}
+    results = {}
+    for sampler in ("DDIM", "DPM++ 2M"):
+        for kind, want in wants.items():
+            res = webui.generate("txt2img", pair_payload(kind, prompt="a red circle and a green square", steps=20,
+                                                         cfg_scale=7.5, sampler_name=sampler, batch_size=4, seed=100),
+                                 model=shapesworld)
+            images = [decode_png(b).convert("RGB") for b in res["images"]]
+            right = kept = 0
+            for source, target in zip(images[0::2], images[1::2]):
+                det = detect(target)
+                if want is None:
+                    right += metrics.match_in_box(det, RIGHT, "green", "square") is None
+                else:
+                    right += metrics.match_in_box(det, want[2], want[0], want[1]) is not None
+                kept += metrics.match_in_box(det, LEFT if kind != "change" else RIGHT,
+                                             *(("red", "circle") if kind != "change" else ("green", "square"))) \
+                    is not None
+            results[(sampler, kind)] = (right, kept)
+    log(f"edit pairs on ShapesWorld in the WebUI (edit right, inherent kept, of 4): {results}")
+    for (sampler, kind), (right, kept) in results.items():
+        assert right >= 3 and kept >= 3, (sampler, kind, right, kept)
+    assert_plain_unchanged("edit pairs on ShapesWorld")
