@@ -142,6 +142,9 @@ def _on_ui_settings() -> None:
                                                   section=section),
         "regedit_always_preview": shared.OptionInfo(False, "Always add the preview images (layout; keyword maps)",
                                                     section=section),
+        "regedit_segmenter": shared.OptionInfo("", "Segmenter folder for multi-region guidance of edit pairs (a CLIPSeg "
+                                               "model saved with save_pretrained; empty: the bundled ShapesWorld one)",
+                                               section=section),
     }
     for key, info in options.items():
         if key.startswith("regedit_default"):
@@ -432,9 +435,15 @@ def _start_pair(p, document) -> None:
                                                   "img2img does not edit a photo by regions yet",
                                        "make the pair in txt2img, or set every box's edit role to inherent"))
         return
+    segmenter = None
     if document.edit.guidance.enabled:
-        _note(p, "multi-region guidance runs in the Python API and the command line; the WebUI made the pair "
-                 "without it")
+        try:
+            segmenter = _segmenter()
+        except RegEditError as exc:
+            _fail_sampling(p, RegEditError("edit.guidance", f"needs a segmenter: {exc.problem}",
+                                           f"set Settings → RegEdit → Segmenter folder: {exc.fix}; or turn "
+                                           "guidance off"))
+            return
     batch = pair_batch(document, p.batch_size, p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds,
                        getattr(p, "all_hr_prompts", None), getattr(p, "all_hr_negative_prompts", None))
     p.batch_size = batch.batch_size
@@ -444,9 +453,41 @@ def _start_pair(p, document) -> None:
         p.all_hr_prompts, p.all_hr_negative_prompts = batch.hr_prompts, batch.hr_negative_prompts
     p._regedit = WebUIPairSession(document, _encoder(), _tokenizer(), batch.batch_size // 2,
                                   source_prompt=batch.prompts[0], target_prompt=batch.prompts[1])
+    if segmenter is not None:
+        model = shared.sd_model
+        p._regedit.enable_guidance(segmenter, _differentiable_decoder(model), model.alphas_cumprod)
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
     _wrap_sample(p)
+
+
+_SEGMENTERS: dict = {}  # folder -> (mtime, Segmenter): loading a CLIPSeg once per folder, not per generation
+
+
+def _segmenter():
+    """The segmenter of multi-region guidance: the folder in Settings → RegEdit, or the bundled one."""
+    from lib_regedit.editing.segmenter import load_segmenter
+    from lib_regedit.models import default_segmenter_path
+
+    folder = str(shared.opts.data.get("regedit_segmenter", "") or "").strip() or str(default_segmenter_path())
+    config = os.path.join(folder, "config.json")
+    stamp = os.path.getmtime(config) if os.path.exists(config) else None
+    cached = _SEGMENTERS.get(folder)
+    if cached is None or cached[0] != stamp:
+        _SEGMENTERS.clear()
+        _SEGMENTERS[folder] = (stamp, load_segmenter(folder))
+    return _SEGMENTERS[folder][1]
+
+
+def _differentiable_decoder(model):
+    """Latents (scaled) -> images in [0, 1], with gradients: the WebUI's ``decode_first_stage`` runs
+    under ``no_grad``, so the VAE's own decode is called."""
+    vae = model.first_stage_model
+
+    def decode(z):
+        images = vae.decode(z.to(devices.dtype_vae) / model.scale_factor)
+        return ((images.float() + 1) / 2).clamp(0, 1)
+    return decode
 
 
 def _start_drag(p, drag_doc) -> bool:
@@ -669,10 +710,17 @@ def _wrap_sample(p) -> None:
         if session.document.guidance.enabled and not getattr(p, "_regedit_guidance_noted", False):
             p._regedit_guidance_noted = True
             _note(p, "layout guidance runs in the Python API and the command line; the WebUI skipped it")
-        with session.sampling(shared.sd_model.model.diffusion_model):
-            result = original(*args, **kwargs)
+        try:
+            with session.sampling(shared.sd_model.model.diffusion_model):
+                result = original(*args, **kwargs)
+        finally:
+            if isinstance(session, WebUIPairSession):
+                session.restore_denoisers()
         for note in session.built.notes if session.built else []:
             p.comment(f"RegEdit: {note}")
+        guidance = getattr(session, "guidance", None)
+        if guidance is not None and guidance.history:
+            _note(p, guidance.summary())
         keywords = session.keywords_text()
         if keywords is not None:  # before the images are saved, so the PNG infotext carries it
             p.extra_generation_params[KEYWORDS_KEY] = keywords
@@ -764,6 +812,12 @@ def _on_cfg_denoiser(params):
         if session is not None:
             session.on_cfg_denoiser(params.sampling_step, params.total_sampling_steps, params.text_cond,
                                     params.text_uncond)
+    session = getattr(p, "_regedit", None)
+    if isinstance(session, WebUIPairSession) and session.guidance is not None:
+        from modules.sd_samplers_timesteps import CFGDenoiserTimesteps
+
+        session.watch_denoiser(params.denoiser, params.x, params.sigma, p.batch_size,
+                               predicts_noise=isinstance(params.denoiser, CFGDenoiserTimesteps))
 
 
 def _xyz_overrides(p) -> dict:

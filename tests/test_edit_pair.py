@@ -47,7 +47,8 @@ def test_edit_roles_parse_and_round_trip():
 
 def test_edit_defaults_come_from_the_paper():
     o = EditOptions()
-    assert (o.cross_replace.background, o.cross_replace.foreground, o.cross_replace.pair, o.tau) == (1.0, 1.0, 0.6, 0.5)
+    # the changed pair's cross-attention is not injected by default (MRGD's reference: 0.6), measured
+    assert (o.cross_replace.background, o.cross_replace.foreground, o.cross_replace.pair, o.tau) == (1.0, 1.0, 0.0, 0.5)
     s = o.self_replace
     assert (s.background, s.foreground, s.pair, s.whole) == (0.5, 0.7, 0.3, 0.2)
     g = o.guidance
@@ -203,7 +204,8 @@ def make_call(effects, doc, progress_step, rows_context, hw=(2, 2), is_cross=Tru
 
 
 def test_pair_fusion_source_row_is_plain_fusion_and_target_reads_source_maps():
-    doc = parse_region_document(dict(CHANGE, whole_prompt_start=0.0))
+    # the changed pair injected too (MRGD's 0.6; the default is 0), so the word swap is pinned
+    doc = parse_region_document(dict(CHANGE, whole_prompt_start=0.0, edit={"cross_replace": {"pair": 0.6}}))
     built = build_pair_effects(doc, fake_encode, fake_tokenize, ("source", "target"))
     fusion = built.effects[0]
     rows = torch.cat([fake_encode(built.source_prompt), fake_encode(built.target_prompt), fake_encode("")])
@@ -224,7 +226,11 @@ def test_pair_fusion_source_row_is_plain_fusion_and_target_reads_source_maps():
     k_bg_t, v_bg_t = project(built.plan.target.background_context)
     k_bg_s, _ = project(built.plan.source.background_context)
     expected += w[2] * (attention_probs(q_s, k_bg_s) @ v_bg_t)
-    expected += w[3] * (attention_probs(q_s, call.k[0:1]) @ call.v[1:2])  # r_total before tau
+    # r_total before tau: the edited box reads the source's maps; elsewhere it is the source's output
+    kept = built.plan.kept_mask((2, 2)).reshape(1, 1, -1, 1)
+    assert kept.flatten().tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0], abs=0.01)
+    whole = attention_probs(q_s, call.k[0:1]) @ call.v[1:2]
+    expected += w[3] * (kept * own[0:1] + (1 - kept) * whole)
     assert torch.allclose(out[1:2], expected, atol=1e-5)
     # after every fraction: the target's own maps, i.e. plain fusion of the target's regions
     doc = parse_region_document(dict(CHANGE, whole_prompt_start=0.0,
@@ -382,3 +388,66 @@ def test_guidance_moves_the_pair_and_reports_its_losses(sd, tiny_segmenter):
     half = edit_pair(sd, dict(CHANGE, init="noise", edit={"guidance": {"until": 0.5}}), seed=2, steps=4,
                      segmenter=tiny_segmenter)
     assert [h["step"] for h in half.extras["guidance_history"]] == [0, 1]
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+def test_edit_regions_command_on_the_bundled_model(tmp_path, capsys):
+    from PIL import Image
+
+    from lib_regedit.cli import main
+    from lib_regedit.evaluation.detector import detect
+    from lib_regedit.evaluation.metrics import match_in_box
+
+    source, target = tmp_path / "s.png", tmp_path / "t.png"
+    assert main(["edit-regions", "--regions", "examples/edit_change.json", "--out-source", str(source),
+                 "--out-target", str(target), "--seed", "3"]) == 0
+    with Image.open(target) as image:
+        assert "RegEdit pair: target" in image.text["parameters"]
+        assert image.text["parameters"].startswith("a blue circle and a green square")
+        detections = detect(image.convert("RGB"))
+    assert match_in_box(detections, (0.05, 0.3, 0.4, 0.4), "blue", "circle") is not None
+    assert match_in_box(detections, (0.55, 0.3, 0.4, 0.4), "green", "square") is not None
+    # a PNG of the pair gives its document back
+    again = tmp_path / "again.png"
+    assert main(["edit-regions", "--regions", str(target), "--out-source", str(tmp_path / "s2.png"),
+                 "--out-target", str(again), "--seed", "3"]) == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--regions", "examples/two_shapes.json"], "no region is edited"),
+    (["--regions", "missing.json"], "--regions: missing.json does not exist"),
+    (["--regions", "examples/edit_change.json", "--segmenter", "x"], "--segmenter: is read only with --guidance"),
+    (["--regions", "examples/edit_change.json", "--guidance", "--segmenter", "nowhere"], "segmenter: nowhere does not exist"),
+    (["--regions", "examples/edit_change.json", "--steps", "0"], "--steps"),
+])
+def test_edit_regions_command_refuses_bad_input_with_the_fix(tmp_path, capsys, args, words):
+    from lib_regedit.cli import main
+
+    code = main(["edit-regions", *args, "--out-source", str(tmp_path / "s.png"), "--out-target", str(tmp_path / "t.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and "Fix:" in err, err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_webui_guidance_moves_x0_for_both_kinds_of_sampler():
+    from lib_regedit.editing.webui_guidance import guide_combined
+
+    class Fixed:  # a guidance whose gradient is known: +1 for the source, -1 for the target
+        history = []
+
+        def gradient(self, x0_s, x0_t):
+            return torch.ones_like(x0_s), -torch.ones_like(x0_t), {"rs": 0.0, "is": 0.0, "ip": 0.0}
+
+    x = torch.zeros(2, 4, 2, 2)
+    x0 = torch.full((2, 4, 2, 2), 0.5)
+    sigma = torch.tensor([1.0, 1.0])  # k-diffusion: alpha_bar = 1 / (1 + sigma^2) = 0.5
+    out = guide_combined(Fixed(), x0, x, sigma, torch.ones(10), predicts_noise=False, step=0)
+    assert torch.allclose(out[0], x0[0] - 0.5) and torch.allclose(out[1], x0[1] + 0.5)
+    alphas = torch.full((10,), 0.25)  # timestep samplers: the result is eps, x0 moves by -(1 - a) grad
+    eps = torch.zeros(2, 4, 2, 2)
+    out = guide_combined(Fixed(), eps, x, torch.tensor([3.0, 3.0]), alphas, predicts_noise=True, step=0)
+    x0_before = (x - (0.75 ** 0.5) * eps) / 0.5
+    x0_after = (x - (0.75 ** 0.5) * out) / 0.5
+    assert torch.allclose(x0_after - x0_before, torch.stack([-0.75 * torch.ones(4, 2, 2), 0.75 * torch.ones(4, 2, 2)]),
+                          atol=1e-6)

@@ -13,7 +13,7 @@ A document is a pair when some region has a role other than ``inherent``. The do
 (``lib_regedit/editing/pair_documents.py``). The ``edit`` object holds the attention control
 (prompt-to-prompt per region, MRGD Eq. 5) and the optional multi-region guidance::
 
-    "edit": {"cross_replace": {"background": 1.0, "foreground": 1.0, "pair": 0.6},
+    "edit": {"cross_replace": {"background": 1.0, "foreground": 1.0, "pair": 0.0},
              "tau": 0.5,
              "self_replace": {"background": 0.5, "foreground": 0.7, "pair": 0.3, "whole": 0.2},
              "self_downscale": 4,
@@ -24,8 +24,12 @@ source's cross- and self-attention maps: ``background`` for r_bg, ``foreground``
 regions, ``pair`` for a changed region's source/target pair, ``whole`` for r_total. ``tau`` is when
 r_total stops taking the source's maps (MRGD Eq. 5, τ = 0.5). Self-attention maps are replaced in
 layers at most latent / ``self_downscale`` on a side (prompt-to-prompt's ≤ 16² for SD's 64² latent).
-The defaults come from MRGD's reference settings; ``guidance`` weights are MRGD §4.1's λ_rs, λ_is,
-λ_ip, applied while the fraction of steps done is below ``until``.
+The defaults come from MRGD's reference settings except ``cross_replace.pair``: 0.0 here, 0.6 there.
+On ShapesWorld (README, "Region editing") a changed region that reads its source's maps kept the old
+attribute in 1 of 16 changes with DDIM and 4 of 32 on a Karras schedule (DPM++ 2M); with 0.0 every
+change was right, the kept objects stayed at least as often, and SSIM-i fell by 0.008. Its structure
+still comes from the self-attention maps (``self_replace.pair``) and the shared start. ``guidance``
+weights are MRGD §4.1's λ_rs, λ_is, λ_ip, applied while the fraction of steps done is below ``until``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ EDIT_GUIDANCE_FIELDS = ("enabled", "rs", "is", "ip", "until")
 class CrossReplace:
     background: float = 1.0
     foreground: float = 1.0
-    pair: float = 0.6
+    pair: float = 0.0  # MRGD's reference: 0.6 (module docstring)
 
 
 @dataclass(frozen=True)

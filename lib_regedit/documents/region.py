@@ -179,6 +179,8 @@ class RegionDocument:
         data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
         data["guidance"] = dict(asdict(self.guidance), levels=list(self.guidance.levels))
         data["edit"] = self.edit.to_dict(full=True)
+        if not self.is_pair and not self.target_prompt and self.edit == EditOptions():
+            del data["edit"], data["target_prompt"]  # a one-image document says nothing about edits
         return data
 
     def to_json(self, full: bool = False) -> str:

@@ -56,7 +56,8 @@ def vision_activations(model, pixel_values: torch.Tensor) -> list[torch.Tensor]:
 
 def text_embeddings(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The projected text features (N, projection_dim) that condition the decoder."""
-    return model.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    features = model.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+    return features if isinstance(features, torch.Tensor) else features.pooler_output  # transformers < 5: a tensor
 
 
 def decode(model, activations: list[torch.Tensor], conditions: torch.Tensor) -> torch.Tensor:
@@ -113,6 +114,14 @@ def _has_tokenizer(folder: Path) -> bool:
     return (folder / "tokenizer.json").exists() or ((folder / "vocab.json").exists() and (folder / "merges.txt").exists())
 
 
+def _from_pretrained(cls, folder: Path, dtype: torch.dtype):
+    """``from_pretrained`` offline, on transformers 5 (``dtype=``) and on the WebUI's 4.x (``torch_dtype=``)."""
+    import transformers
+
+    key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    return cls.from_pretrained(str(folder), local_files_only=True, **{key: dtype})
+
+
 def load_segmenter(folder: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.float32) -> Segmenter:
     """A :class:`Segmenter` from a local CLIPSeg folder; never downloads. Bad folders raise
     :class:`RegEditError` on field ``segmenter``."""
@@ -142,7 +151,7 @@ def load_segmenter(folder: str | os.PathLike, device="cpu", dtype: torch.dtype =
     try:
         processor = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
         tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
-        model = CLIPSegForImageSegmentation.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        model = _from_pretrained(CLIPSegForImageSegmentation, folder, dtype)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise RegEditError(FIELD, f"{folder} could not be loaded as CLIPSeg ({type(exc).__name__}: {first})",

@@ -19,6 +19,8 @@ from ..documents import RegionDocument
 from ..webui_session import WebUISession, crossattn
 from .pair_documents import target_whole_prompt
 from .pair_effects import build_pair_effects
+from .region_guidance import RegionGuidance, guided_pair
+from .webui_guidance import guide_combined
 
 ROLES = ("source", "target")
 
@@ -62,6 +64,45 @@ class WebUIPairSession(WebUISession):
         super().__init__(document, encode, tokenize)
         self.roles = ROLES * images_per_batch
         self.source_prompt, self.target_prompt = source_prompt, target_prompt
+        self.guidance: RegionGuidance | None = None
+        self._alphas = None
+        self._seen: tuple | None = None
+        self._patched: list = []
+
+    def enable_guidance(self, segmenter, decode, alphas_cumprod: torch.Tensor) -> RegionGuidance:
+        """Multi-region guidance with ``segmenter`` and ``decode`` (latents -> images in [0, 1])."""
+        options = self.document.edit.guidance
+        self.guidance = RegionGuidance(guided_pair(self.documents), segmenter, decode,
+                                       (options.rs, options.is_, options.ip), options.until)
+        self._alphas = alphas_cumprod.detach().float().cpu()
+        return self.guidance
+
+    def watch_denoiser(self, denoiser, x: torch.Tensor, sigma: torch.Tensor, images: int, predicts_noise: bool) -> None:
+        """From ``on_cfg_denoiser``: remember the sampler's input for this step, and have the denoiser's
+        combined result guided (its ``combine_denoised``, patched on the instance until sampling ends)."""
+        if self.guidance is None:
+            return
+        self._seen = (x[:images], sigma[:images], predicts_noise)
+        if any(d is denoiser for d in self._patched):
+            return
+        original = denoiser.combine_denoised
+
+        def combine_denoised(*args, **kwargs):
+            combined = original(*args, **kwargs)
+            progress = self.state.step / max(1, self.state.total_steps)
+            if self._seen is None or progress >= self.guidance.until or combined.shape[0] != self._seen[0].shape[0]:
+                return combined
+            x_in, sigma_in, noise = self._seen
+            return guide_combined(self.guidance, combined, x_in, sigma_in, self._alphas.to(combined.device), noise,
+                                  self.state.step)
+
+        denoiser.combine_denoised = combine_denoised
+        self._patched.append(denoiser)
+
+    def restore_denoisers(self) -> None:
+        for denoiser in self._patched:
+            denoiser.__dict__.pop("combine_denoised", None)
+        self._patched.clear()
 
     def _prepare(self):
         if self.fusion is None:

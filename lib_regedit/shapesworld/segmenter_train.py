@@ -43,8 +43,8 @@ EVAL_SCENES = 200
 
 def small_config(vision_hidden=128, vision_layers=4, text_hidden=64, text_layers=2, image_size=IMAGE_SIZE,
                  patch=4, extract_layers=(0, 2, 3), reduce_dim=64, complex_upsampling=False):
-    """CLIPSeg at ShapesWorld size. Patch 4 (a 16x16 grid on 64x64): with patch 8 the masks stayed
-    coarse (TRAINING.md, "The segmenter")."""
+    """CLIPSeg at ShapesWorld size: patch 4, a 16x16 grid on 64x64 (patch 8 was only tried before
+    :func:`init_decoder` existed; see TRAINING.md, "The segmenter for MRGD")."""
     from transformers import CLIPSegConfig
 
     from ..tokenizer import VOCAB_SIZE
@@ -58,6 +58,22 @@ def small_config(vision_hidden=128, vision_layers=4, text_hidden=64, text_layers
         projection_dim=128, extract_layers=list(extract_layers), reduce_dim=reduce_dim,
         decoder_num_attention_heads=4, decoder_intermediate_size=4 * reduce_dim,
         use_complex_transposed_convolution=complex_upsampling)
+
+
+def init_decoder(model) -> None:
+    """PyTorch's default initialisation for the decoder's FiLM, reduce and upsampling layers.
+
+    transformers initialises them with a standard deviation of 1 (CLIPSeg is always loaded
+    pretrained), which makes the FiLM output and the first reduced activation about ten times their
+    inputs: the decoder's residual stream then drowns the shallow activations (coarse masks) and the
+    gradient to the text encoder all but vanishes (one mask per phrase length). Trained from that
+    initialisation, "red" and "circle" got the same mask after 2,000 steps."""
+    import torch.nn as nn
+
+    decoder = model.decoder
+    for module in [decoder.film_mul, decoder.film_add, *decoder.reduces, *decoder.transposed_convolution.modules()]:
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            module.reset_parameters()
 
 
 def load_tokenizer():
@@ -129,6 +145,26 @@ def learning_rate(step: int, max_steps: int, base: float, warmup: int = 200, flo
 def iou(pred: np.ndarray, target: np.ndarray) -> float:
     union = np.logical_or(pred, target).sum()
     return float(np.logical_and(pred, target).sum() / union) if union else 1.0
+
+
+def param_groups(model, text_lr_scale: float) -> list[dict]:
+    """The text encoder (and its projection) in a group of its own, whose learning rate is
+    ``text_lr_scale`` times the rest's."""
+    text = [p for n, p in model.named_parameters() if n.startswith(("clip.text_model.", "clip.text_projection."))]
+    ids = {id(p) for p in text}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": rest, "scale": 1.0}, {"params": text, "scale": text_lr_scale}]
+
+
+def batch_logits(model, table: dict[str, torch.Tensor], images: torch.Tensor, phrases: list[str]) -> torch.Tensor:
+    """Logits (len(phrases), H, W): image ``i`` with phrases ``4i .. 4i+3``, the backbone run once per image."""
+    pixels = preprocess(images, model.config.vision_config.image_size, IMAGE_MEAN, IMAGE_STD)
+    per_image = len(phrases) // images.shape[0]
+    activations = [a.repeat_interleave(per_image, dim=0) for a in vision_activations(model, pixels)]
+    logits = decode(model, activations, text_embeddings(model, torch.stack([table[q] for q in phrases])))
+    if logits.shape[-2:] != images.shape[-2:]:
+        logits = F.interpolate(logits[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return logits
 
 
 # ---------------------------------------------------------------------------------------------- eval
@@ -219,6 +255,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0, help="data seed and initialisation seed")
     p.add_argument("--scenes", type=int, default=16, help="scenes per step (4 phrases each)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--text-lr-scale", type=float, default=1.0,
+                   help="learning-rate multiplier of the text encoder and its projection (see param_groups)")
     p.add_argument("--max-steps", type=int, default=6000, help="the learning-rate schedule ends here")
     p.add_argument("--minutes", type=float, default=75.0, help="stop (and checkpoint) after this wall time")
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -252,13 +290,18 @@ def main(argv=None) -> None:
         config = small_config(vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=1,
                               patch=8, extract_layers=(0, 1), reduce_dim=16) if args.tiny else small_config()
         model, state, step = CLIPSegForImageSegmentation(config), None, 0
+        init_decoder(model)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    if state is not None:
+    groups = param_groups(model, args.text_lr_scale)
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.01)
+    resumed_optimiser = state is not None and len(state["optimizer"]["param_groups"]) == len(groups)
+    if resumed_optimiser:
         opt.load_state_dict(state["optimizer"])
     tokenizer = load_tokenizer()
     table = phrase_table(tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
+    if state is not None and not resumed_optimiser:
+        log("the checkpoint's optimiser has other parameter groups: its moments start again")
     log(f"{'resume at' if step else 'start'} step {step}: {n_params / 1e6:.2f}M parameters, {args.scenes} scenes "
         f"x 4 phrases per step, max-steps {args.max_steps}, minutes {args.minutes}, threads {args.threads}")
 
@@ -270,14 +313,9 @@ def main(argv=None) -> None:
         while step < args.max_steps and stop["signal"] is None and time.time() - started < args.minutes * 60:
             images, phrases, masks = batch(args.seed, step, args.scenes)
             images = augment(images, torch.Generator().manual_seed(args.seed * 1_000_003 + step))
-            pixels = preprocess(images, model.config.vision_config.image_size, IMAGE_MEAN, IMAGE_STD)
-            activations = [a.repeat_interleave(4, dim=0) for a in vision_activations(model, pixels)]
-            logits = decode(model, activations, text_embeddings(model, torch.stack([table[q] for q in phrases])))
-            if logits.shape[-2:] != masks.shape[-2:]:
-                logits = F.interpolate(logits[:, None], size=masks.shape[-2:], mode="bilinear")[:, 0]
-            loss = segmentation_loss(logits, masks)
+            loss = segmentation_loss(batch_logits(model, table, images, phrases), masks)
             for group in opt.param_groups:
-                group["lr"] = learning_rate(step, args.max_steps, args.lr)
+                group["lr"] = learning_rate(step, args.max_steps, args.lr) * group["scale"]
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -129,6 +129,10 @@ def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unc
                                                          cfg_scale=7.5, sampler_name=sampler, batch_size=4, seed=100),
                                  model=shapesworld)
             images = [decode_png(b).convert("RGB") for b in res["images"]]
+            sheet = decode_png(res["images"][0]).convert("RGB").resize((64 * len(images), 64))
+            for i, image in enumerate(images):
+                sheet.paste(image, (64 * i, 0))
+            sheet.save(webui.work / f"edit_shapesworld_{sampler.replace(' ', '_')}_{kind}.png")  # to look at
             right = kept = 0
             for source, target in zip(images[0::2], images[1::2]):
                 det = detect(target)
@@ -144,3 +148,45 @@ def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unc
     for (sampler, kind), (right, kept) in results.items():
         assert right >= 3 and kept >= 3, (sampler, kind, right, kept)
     assert_plain_unchanged("edit pairs on ShapesWorld")
+
+
+@pytest.fixture(scope="module")
+def tiny_segmenter_folder(webui):
+    """A tiny random CLIPSeg saved where the WebUI can read it (its transformers is the WebUI's own)."""
+    import torch
+    from transformers import CLIPSegForImageSegmentation
+
+    from lib_regedit.shapesworld import segmenter_train as st
+
+    torch.manual_seed(0)
+    config = st.small_config(vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=1, image_size=32,
+                             patch=8, extract_layers=(0, 1), reduce_dim=16)
+    return st.save_folder(CLIPSegForImageSegmentation(config), webui.work / "segmenter-tiny")
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
+def test_multi_region_guidance_in_the_webui(webui, tiny_segmenter_folder, sampler, assert_plain_unchanged):
+    assert webui.post("/sdapi/v1/options", {"regedit_segmenter": str(tiny_segmenter_folder)}).status_code == 200
+    try:
+        doc = {"regions": EDITS["change"], "edit": {"guidance": {"rs": 1e5, "is": 1e5, "ip": 1e5}}}
+        offset = webui.log_size()
+        guided = webui.generate("txt2img", with_regions(plain_payload(sampler_name=sampler, steps=4), doc), model=SD1)
+        plain = webui.generate("txt2img", with_regions(plain_payload(sampler_name=sampler, steps=4),
+                                                       {"regions": EDITS["change"]}), model=SD1)
+        assert len(guided["images"]) == 2
+        assert "multi-region guidance: 4 guided steps" in webui.log_since(offset), webui.log_since(offset)[-2000:]
+        assert pixels(guided["images"][1]) != pixels(plain["images"][1]), "guidance changed nothing"
+    finally:
+        webui.post("/sdapi/v1/options", {"regedit_segmenter": ""})
+    assert_plain_unchanged("guided edit pairs")
+
+
+def test_guidance_without_a_segmenter_fails_clearly(webui, assert_plain_unchanged, tmp_path):
+    assert webui.post("/sdapi/v1/options", {"regedit_segmenter": str(tmp_path / "nowhere")}).status_code == 200
+    try:
+        r = webui.post("/sdapi/v1/txt2img", with_regions(plain_payload(), {"regions": EDITS["change"],
+                                                                            "edit": {"guidance": True}}))
+        assert r.status_code == 422 and "edit.guidance" in r.text and "Segmenter folder" in r.text, r.text[:800]
+    finally:
+        webui.post("/sdapi/v1/options", {"regedit_segmenter": ""})
+    assert_plain_unchanged("a guided pair refused for want of a segmenter")
