@@ -226,11 +226,7 @@ def test_pair_fusion_source_row_is_plain_fusion_and_target_reads_source_maps():
     k_bg_t, v_bg_t = project(built.plan.target.background_context)
     k_bg_s, _ = project(built.plan.source.background_context)
     expected += w[2] * (attention_probs(q_s, k_bg_s) @ v_bg_t)
-    # r_total before tau: the edited box reads the source's maps; elsewhere it is the source's output
-    kept = built.plan.kept_mask((2, 2)).reshape(1, 1, -1, 1)
-    assert kept.flatten().tolist() == pytest.approx([0.0, 1.0, 0.0, 1.0], abs=0.01)
-    whole = attention_probs(q_s, call.k[0:1]) @ call.v[1:2]
-    expected += w[3] * (kept * own[0:1] + (1 - kept) * whole)
+    expected += w[3] * (attention_probs(q_s, call.k[0:1]) @ call.v[1:2])  # r_total before tau
     assert torch.allclose(out[1:2], expected, atol=1e-5)
     # after every fraction: the target's own maps, i.e. plain fusion of the target's regions
     doc = parse_region_document(dict(CHANGE, whole_prompt_start=0.0,

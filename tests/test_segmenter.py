@@ -171,7 +171,7 @@ def test_bundled_segmenter():
     folder read by plain transformers gives the same logits."""
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-    from lib_regedit.editing.segmenter import default_segmenter_path
+    from lib_regedit.models import default_segmenter_path
 
     folder = default_segmenter_path()
     if not (folder / "config.json").exists():

@@ -73,13 +73,17 @@ def parse_pair(document) -> RegionDocument:
 
 def _whole_prompt_only(doc: RegionDocument) -> RegionDocument:
     """The prompt-to-prompt baseline's document: no regions, the background is each row's own prompt,
-    and the whole prompt is replaced on the pair's schedule (cross ``pair``, self ``pair``)."""
+    and its maps are replaced on prompt-to-prompt's schedule."""
     from ..documents import Region
     from .pair_documents import target_whole_prompt
 
     marker = Region(0, 0, 1, 1, doc.prompt, role="background", edit="change",
                     target_prompt=target_whole_prompt(doc))
-    return replace(doc, regions=(marker,), background_prompt="whole", whole_prompt_weight=0.0)
+    # prompt-to-prompt's own schedule (Hertz et al. 2022: cross-attention replaced for 0.8 of the
+    # steps, self-attention for 0.4), read through the changed-background fractions
+    options = replace(doc.edit, cross_replace=replace(doc.edit.cross_replace, pair=0.8),
+                      self_replace=replace(doc.edit.self_replace, pair=0.4))
+    return replace(doc, regions=(marker,), background_prompt="whole", whole_prompt_weight=0.0, edit=options)
 
 
 def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,

@@ -29,7 +29,6 @@ class PairPlan:
     roles: tuple[str, ...]  # role of each row of the sampler's conditional tensor
     background_kind: str = "inherent"
     removed_boxes: tuple[tuple[float, float, float, float, float], ...] = ()  # x, y, w, h, feather
-    edited_boxes: tuple[tuple[float, float, float, float, float], ...] = ()  # added, removed, changed
     pairs: list[tuple[int, int]] = field(default_factory=list)
     uncond_roles: dict[int, str] = field(default_factory=dict)
     cond_roles: dict[int, str] = field(default_factory=dict)
@@ -62,14 +61,6 @@ class PairPlan:
         if key not in self._blend:
             self._blend[key] = torch.stack([box_mask(x, y, w, h, *hw, f)
                                             for x, y, w, h, f in self.removed_boxes]).amax(0)
-        return self._blend[key]
-
-    def kept_mask(self, hw: tuple[int, int]) -> torch.Tensor:
-        """(h, w) 1 - the union of the edited boxes (soft): the pixels the edit leaves as they were."""
-        key = ("kept", hw)
-        if key not in self._blend:
-            edited = [box_mask(x, y, w, h, *hw, f) for x, y, w, h, f in self.edited_boxes]
-            self._blend[key] = 1 - torch.stack(edited).amax(0) if edited else torch.ones(hw)
         return self._blend[key]
 
     def replacing_self(self, progress: float) -> bool:

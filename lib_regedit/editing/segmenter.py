@@ -32,13 +32,6 @@ PROJECT_TOKENIZER = REPO_ROOT / "models" / "shapesworld_clip"
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def default_segmenter_path() -> Path:
-    """The bundled ShapesWorld segmenter, or where ``REGEDIT_SEGMENTER`` points."""
-    if os.environ.get("REGEDIT_SEGMENTER"):
-        return Path(os.environ["REGEDIT_SEGMENTER"])
-    return REPO_ROOT / "models" / "shapesworld_clipseg"
-
-
 def preprocess(images: torch.Tensor, size: int, mean, std) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] -> the model's pixel values (B, 3, size, size), differentiably."""
     if images.shape[-2:] != (size, size):

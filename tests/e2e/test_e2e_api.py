@@ -334,7 +334,7 @@ def test_settings_section(webui):
     """Settings → RegEdit: the accordion's starting values, and previews read when a generation starts."""
     options = webui.get("/sdapi/v1/options").json()
     for key in ("regedit_default_mode", "regedit_default_whole_start", "regedit_default_layout_init",
-                "regedit_default_init_noise", "regedit_default_kssa", "regedit_always_preview"):
+                "regedit_default_init_noise", "regedit_default_kssa", "regedit_always_preview", "regedit_segmenter"):
         assert key in options, key
     assert options["regedit_default_layout_init"] is True and options["regedit_always_preview"] is False
     plain = webui.generate("txt2img", with_regions(plain_payload(), DOC))

@@ -6,10 +6,7 @@ counterpart reads the counterpart's cross-attention probabilities, computed from
 row's queries, while the run is within that source's fraction of the steps: inherent regions
 (``cross_replace.foreground``), the background (``cross_replace.background``), a changed region's
 pair (``cross_replace.pair``, word swap or refinement by ``lib_regedit/editing/token_alignment``),
-and r_total until τ with the whole prompts aligned, inside the edited boxes; elsewhere r_total is the
-source row's own output (MRGD Eq. 5: A^S in the inherent regions), because a swapped word's values
-in the source's whole-prompt maps reach every pixel that attended the old word (measured: with them,
-a changed circle's new colour leaked into the kept square on a Karras schedule). Inside a removed box the background keeps its own
+and r_total until τ with the whole prompts aligned. Inside a removed box the background keeps its own
 maps: the source's there are the removed object's (measured: with them no removal succeeded). The values stay the target's own, so a swapped
 word's meaning lands where the source's word attended. An added region has no counterpart.
 
@@ -100,17 +97,12 @@ class PairFusion(Effect):
             fused = fused + weights[n] * background
         else:
             fused = fused + weights[n] * plain_bg
-        # r_total, the rows' own prompts (MRGD Eq. 5): in the inherent regions A^S, here the source's
-        # output itself, while the foreground is replaced; in the edited boxes Edit(A^T, A^S) until τ,
-        # then A^T
+        # r_total, the rows' own prompts: Edit(A^T, A^S) until τ, then A^T (MRGD Eq. 5)
         if progress >= self.target.whole_start and self.target.whole_weight > 0:
             if progress < plan.options.tau:
                 whole = self._read(call, q_t, q_s, call.k[t:t + 1], call.v[t:t + 1], call.k[s:s + 1],
                                    plan.whole_mapping)
             else:
                 whole = own[t:t + 1]
-            if progress < plan.options.cross_replace.foreground:
-                kept = plan.kept_mask(call.hw).reshape(1, 1, -1, 1).to(whole.device, whole.dtype)
-                whole = kept * own[s:s + 1] + (1 - kept) * whole
             fused = fused + weights[n + 1] * whole
         return fused
