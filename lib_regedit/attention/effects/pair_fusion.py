@@ -7,8 +7,9 @@ row's queries, while the run is within that source's fraction of the steps: inhe
 (``cross_replace.foreground``), the background (``cross_replace.background``), a changed region's
 pair (``cross_replace.pair``, word swap or refinement by ``lib_regedit/editing/token_alignment``),
 and r_total until τ with the whole prompts aligned. Inside a removed box the background keeps its own
-maps: the source's there are the removed object's (measured: with them 1 removal of 8 succeeded). The values stay the target's own, so a swapped
-word's meaning lands where the source's word attended. An added region has no counterpart.
+maps: the source's there are the removed object's (measured: with them 1 removal of 8 succeeded).
+The values stay the target's own, so a swapped word's meaning lands where the source's word
+attended. An added region has no counterpart.
 
 A ``compute`` stage (controller docstring); it replaces plain region fusion in a pair run.
 """
