@@ -51,20 +51,27 @@ def _without_tags(document: RegionDocument) -> tuple[RegionDocument, list[str]]:
     return (replace(document, regions=tuple(regions)) if tags else document), list(dict.fromkeys(tags))
 
 
-def background_context(document: RegionDocument, encode: Encode) -> torch.Tensor | None:
-    """r_bg's context: the background region's prompt, or what ``background_prompt`` names when there
-    is none (``lib_regedit/background.py``). ``None`` means each row's own prompt (``"whole"``)."""
+def background_text(document: RegionDocument) -> str | None:
+    """r_bg's prompt: the background region's, or what ``background_prompt`` names when there is none
+    (``lib_regedit/background.py``). ``None`` means each row's own prompt (``"whole"``, or a background
+    region with no prompt)."""
     bg = document.background
     if bg is not None:
-        return encode(bg.prompt) if bg.prompt.strip() else None
+        return bg.prompt if bg.prompt.strip() else None
     source = document.background_prompt
     if source == "rest":
-        return encode(rest_of_prompt(document.prompt, [r.prompt for r in document.object_regions]))
+        return rest_of_prompt(document.prompt, [r.prompt for r in document.object_regions])
     if source == "empty":
-        return encode("")
+        return ""
     if source == "negative":
-        return encode(document.negative_prompt)
+        return document.negative_prompt
     return None
+
+
+def background_context(document: RegionDocument, encode: Encode) -> torch.Tensor | None:
+    """r_bg's context: :func:`background_text` encoded. ``None`` means each row's own prompt."""
+    text = background_text(document)
+    return None if text is None else encode(text)
 
 
 def _forced_positions(words: list[tuple[int, str]], keywords, tokenize: Tokenize) -> list[int]:

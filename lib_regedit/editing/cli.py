@@ -46,7 +46,6 @@ def run(args) -> int:
     from .. import generation_limits as limits
     from ..cli import _read_regions, model_path
     from ..documents import parse_region_document
-    from ..documents.edit import EditGuidance
     from ..models import load_pipeline
     from .diffusers_edit import edit_pair, parse_pair
 
@@ -61,8 +60,7 @@ def run(args) -> int:
     text, untagged = _read_regions(args.regions)
     document = parse_pair(parse_region_document(text, field=f"--regions {args.regions}", untagged_version=untagged))
     if args.guidance:
-        document = replace(document, edit=replace(document.edit, guidance=replace(document.edit.guidance, enabled=True)
-                                                  if document.edit.guidance.enabled else EditGuidance(enabled=True)))
+        document = replace(document, edit=replace(document.edit, guidance=replace(document.edit.guidance, enabled=True)))
     segmenter = None
     if document.edit.guidance.enabled:
         from .segmenter import load_segmenter

@@ -14,7 +14,7 @@ import contextlib
 import torch
 
 from .pair_plan import PairPlan
-from .region_guidance import RegionGuidance
+from .region_guidance import RegionGuidance, noise_shift, predicted_x0
 
 
 def _ordered(roles: dict[int, str], role: str) -> list[int]:
@@ -52,14 +52,13 @@ def guided(unet, guidance: RegionGuidance, plan: PairPlan, state, alphas_cumprod
             def combined(c, u):
                 return eps[c:c + 1] if u is None else eps[u:u + 1] + cfg_scale * (eps[c:c + 1] - eps[u:u + 1])
 
-            x0 = [(sample[c:c + 1] - (1 - a).sqrt() * combined(c, u)) / a.sqrt() for c, u in ((s, us), (t_row, ut))]
+            x0 = [predicted_x0(sample[c:c + 1], combined(c, u), a) for c, u in ((s, us), (t_row, ut))]
             grad_s, grad_t, values = guidance.gradient(*x0)
             guidance.history.append(dict(values, step=state.step))
-            shift = a.sqrt() * (1 - a).sqrt()
             for rows, grad in (((s, us), grad_s), ((t_row, ut), grad_t)):
                 for row in rows:
                     if row is not None:
-                        eps[row] += (shift * grad[0]).to(eps.dtype)
+                        eps[row] += noise_shift(grad[0], a).to(eps.dtype)
         if isinstance(output, tuple):
             return (eps,) + tuple(output[1:])
         output.sample = eps

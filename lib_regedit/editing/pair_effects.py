@@ -12,9 +12,8 @@ import torch
 from ..attention.controller import Effect
 from ..attention.effects.pair_fusion import PairFusion
 from ..attention.effects.self_map_injection import SelfMapInjection
-from ..background import rest_of_prompt
 from ..documents import RegionDocument
-from ..region_prompting import _without_tags, build_fusion
+from ..region_prompting import _without_tags, background_text, build_fusion
 from .pair_documents import PairDocuments, split_pair
 from .pair_plan import PairPlan
 from .token_alignment import TokenMapping, token_mapping
@@ -38,15 +37,6 @@ class PairEffects:
     @property
     def target_prompt(self) -> str:
         return self.documents.target.prompt
-
-
-def _background_text(document: RegionDocument) -> str | None:
-    bg = document.background
-    if bg is not None:
-        return bg.prompt if bg.prompt.strip() else None
-    return {"rest": lambda: rest_of_prompt(document.prompt, [r.prompt for r in document.object_regions]),
-            "empty": lambda: "", "negative": lambda: document.negative_prompt}.get(document.background_prompt,
-                                                                                   lambda: None)()
 
 
 def build_pair_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize | None,
@@ -86,7 +76,7 @@ def build_pair_effects(document: RegionDocument, encode: Encode, tokenize: Token
     whole_s, whole_t = cached(pair.source.prompt), cached(pair.target.prompt)
     whole_mapping = mapping(pair.source.prompt, pair.target.prompt, whole_s, whole_t) or \
         TokenMapping.identity(whole_t.shape[1])
-    bg_s, bg_t = _background_text(pair.source), _background_text(pair.target)
+    bg_s, bg_t = background_text(pair.source), background_text(pair.target)
     background_mapping = mapping(bg_s, bg_t, source.background_context, target.background_context)
     plan = PairPlan(source, target, pair.counterparts, pair.kinds, tuple(region_mappings), background_mapping,
                     whole_mapping, document.edit, tuple(roles), pair.background_kind,

@@ -30,6 +30,16 @@ from ..masks import box_mask
 INFONCE_TEMPERATURE = 0.1
 
 
+def predicted_x0(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """x̂0 = (z_t − √(1−ᾱ_t) ε) / √ᾱ_t, for samplers whose prediction is the noise."""
+    return (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
+def noise_shift(grad: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """Δε = √ᾱ_t √(1−ᾱ_t) ∇L: the change of ε that moves x̂0 by −(1 − ᾱ_t) ∇L."""
+    return alpha_bar.sqrt() * (1 - alpha_bar).sqrt() * grad
+
+
 def rs_loss(masks: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
     """Eq. 2 for one image: (R, H, W) masks and their (R, H, W) prior masks -> Σ_i mean((M_i − M_i m_i)²)."""
     if masks.shape[0] == 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .region_guidance import RegionGuidance
+from .region_guidance import RegionGuidance, noise_shift, predicted_x0
 
 
 def guide_combined(guidance: RegionGuidance, combined: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor,
@@ -26,7 +26,7 @@ def guide_combined(guidance: RegionGuidance, combined: torch.Tensor, x: torch.Te
         if predicts_noise:
             t = int(round(float(sigma.flatten()[k])))
             a = alphas_cumprod.float()[min(max(t, 0), len(alphas_cumprod) - 1)].to(x.device)
-            x0 = [(x[r:r + 1].float() - (1 - a).sqrt() * combined[r:r + 1].float()) / a.sqrt() for r in rows]
+            x0 = [predicted_x0(x[r:r + 1].float(), combined[r:r + 1].float(), a) for r in rows]
         else:
             s = float(sigma.flatten()[k])
             a = torch.tensor(1.0 / (1.0 + s * s), device=x.device)
@@ -35,7 +35,7 @@ def guide_combined(guidance: RegionGuidance, combined: torch.Tensor, x: torch.Te
         guidance.history.append(dict(values, step=step))
         for r, grad in zip(rows, (grad_s, grad_t)):
             if predicts_noise:
-                out[r] += (a.sqrt() * (1 - a).sqrt() * grad[0]).to(out.dtype)
+                out[r] += noise_shift(grad[0], a).to(out.dtype)
             else:
                 out[r] -= ((1 - a) * grad[0]).to(out.dtype)
     return out
