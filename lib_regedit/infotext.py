@@ -13,6 +13,7 @@ KEYWORDS_KEY = "RegEdit keywords"
 DRAG_INFOTEXT_KEY = "RegEdit drag"
 LIME_INFOTEXT_KEY = "RegEdit LIME"
 PAIR_IMAGE_KEY = "RegEdit pair"  # which image of an edit pair: "source" or "target"
+INVERSION_KEY = "RegEdit inversion"  # a real-image edit: the inversion it was made through
 
 
 def quote(text: str) -> str:

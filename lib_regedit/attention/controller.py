@@ -61,6 +61,7 @@ class GenerationState:
     cond_first: bool = True
     info: dict = field(default_factory=dict)
     projections: dict = field(default_factory=dict)
+    fixed_rows: RowLayout | None = None  # set by a caller that builds every UNet call itself (inversion)
 
     def projected(self, layer: str, context: torch.Tensor, project) -> tuple[torch.Tensor, torch.Tensor]:
         """A text context through ``layer``'s key and value projections, computed once per generation
@@ -78,6 +79,8 @@ class GenerationState:
         the unconditional tensor is uncond. When a row matches both (identical prompts) or neither,
         a full batch falls back to the sampler's order (``cond_first``), otherwise it counts as cond.
         """
+        if self.fixed_rows is not None and self.fixed_rows.size == batch:
+            return self.fixed_rows
         if context is None or self.cond_reference is None:
             return RowLayout.all_cond(batch)
         cond_hits = _matches(context, self.cond_reference)
