@@ -65,12 +65,21 @@ class GenerationState:
 
     def projected(self, layer: str, context: torch.Tensor, project) -> tuple[torch.Tensor, torch.Tensor]:
         """A text context through ``layer``'s key and value projections, computed once per generation
-        (weights and contexts do not change while it runs) and shared by every effect."""
+        (weights and contexts do not change while it runs) and shared by every effect. A context being
+        optimised (null-text inversion) is projected afresh at each call, with its gradient."""
+        if context.requires_grad:
+            return project(context)
         key = (layer, id(context))
         if key not in self.projections:
             with torch.no_grad():  # constants even inside a guidance pass, which differentiates z only
                 self.projections[key] = (context, project(context))  # holding the context keeps its id unique
         return self.projections[key][1]
+
+    def forget(self, contexts) -> None:
+        """Drop the cached projections of ``contexts`` (a per-step context that will not come back)."""
+        ids = {id(c) for c in contexts if c is not None}
+        for key in [k for k in self.projections if k[1] in ids]:
+            del self.projections[key]
 
     def classify_rows(self, context: torch.Tensor | None, batch: int) -> RowLayout:
         """Which rows of this UNet call are cond, read from the text context each row carries.

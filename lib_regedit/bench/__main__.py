@@ -1,8 +1,9 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag|lime|edit``: region prompting against plain
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag|lime|edit|inversion``: region prompting against plain
 sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
 against regions alone (whole generations, ``whole_generation.py``), a RegionDrag edit against
 a plain txt2img (``drag_bench.py``), and a LIME edit against the same instruct-pix2pix edit without
-it (``lime_bench.py``), and a region edit pair against one region generation (``edit_bench.py``).
+it (``lime_bench.py``), and a region edit pair against one region generation (``edit_bench.py``), and each real-image
+inversion against one plain generation (``inversion_bench.py``).
 
 The full SD 1.5 UNet architecture (diffusers' UNet2DConditionModel with 320/640/1280/1280 channels
 and cross-attention dim 768) with random weights, at 256×256 (a 32×32 latent), classifier-free
@@ -179,6 +180,13 @@ def main(argv=None) -> None:
     edited.add_argument("--runs", type=int, default=3)
     edited.add_argument("--threads", type=int, default=1)
     edited.add_argument("--guidance", action="store_true", help="also time the pair with multi-region guidance")
+    inverted = sub.add_parser("inversion", help="each real-image inversion against one plain generation")
+    inverted.add_argument("--steps", type=int, default=20)
+    inverted.add_argument("--size", type=int, default=256)
+    inverted.add_argument("--runs", type=int, default=1)
+    inverted.add_argument("--threads", type=int, default=1)
+    inverted.add_argument("--methods", default="ddim,negative,nulltext", help="comma-separated")
+    inverted.add_argument("--nulltext-iterations", type=int, default=10)
     limed = sub.add_parser("lime", help="one LIME edit against the same instruct-pix2pix edit without LIME")
     limed.add_argument("--steps", type=int, default=20)
     limed.add_argument("--size", type=int, default=256)
@@ -207,6 +215,10 @@ def main(argv=None) -> None:
         from . import edit_bench
 
         edit_bench.run(args)
+    elif args.bench == "inversion":
+        from . import inversion_bench
+
+        inversion_bench.run(args)
     elif args.bench == "lime":
         from . import lime_bench
 

@@ -17,7 +17,8 @@ A document is a pair when some region has a role other than ``inherent``. The do
              "tau": 0.5,
              "self_replace": {"background": 0.5, "foreground": 0.7, "pair": 0.3, "whole": 0.2},
              "self_downscale": 4,
-             "guidance": {"enabled": false, "rs": 1000, "is": 2000, "ip": 300, "until": 1.0}}
+             "guidance": {"enabled": false, "rs": 1000, "is": 2000, "ip": 300, "until": 1.0},
+             "inversion": "negative"}
 
 ``cross_replace`` and ``self_replace`` are fractions of the steps during which the target reads the
 source's cross- and self-attention maps: ``background`` for r_bg, ``foreground`` for inherent object
@@ -30,6 +31,9 @@ attribute in 2 of 32 changes with DDIM and 4 of 32 with DPM++ on a Karras schedu
 change was right, the kept objects stayed at least as often, and SSIM-i fell by 0.008. Its structure
 still comes from the self-attention maps (``self_replace.pair``) and the shared start. ``guidance``
 weights are MRGD §4.1's λ_rs, λ_is, λ_ip, applied while the fraction of steps done is below ``until``.
+``inversion`` is read when the source is a real picture (img2img, ``edit-regions --image``): "negative"
+(negative-prompt inversion, fast), "nulltext" (null-text inversion, slow, closest) or "ddim"
+(``lib_regedit.inversion``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from ..errors import RegEditError
 from .fields import get_bool, get_number, reject_unknown
 
 EDIT_ROLES = ("inherent", "add", "remove", "change")
-EDIT_FIELDS = ("cross_replace", "tau", "self_replace", "self_downscale", "guidance")
+EDIT_FIELDS = ("cross_replace", "tau", "self_replace", "self_downscale", "guidance", "inversion")
+INVERSIONS = ("negative", "ddim", "nulltext")
 CROSS_FIELDS = ("background", "foreground", "pair")
 SELF_FIELDS = ("background", "foreground", "pair", "whole")
 EDIT_GUIDANCE_FIELDS = ("enabled", "rs", "is", "ip", "until")
@@ -83,11 +88,12 @@ class EditOptions:
     self_replace: SelfReplace = SelfReplace()
     self_downscale: int = 4
     guidance: EditGuidance = EditGuidance()
+    inversion: str = "negative"
 
     def to_dict(self, full: bool = False) -> dict:
         data = {"cross_replace": asdict(self.cross_replace), "tau": self.tau,
                 "self_replace": asdict(self.self_replace), "self_downscale": self.self_downscale,
-                "guidance": self.guidance.to_dict()}
+                "guidance": self.guidance.to_dict(), "inversion": self.inversion}
         if full:
             return data
         default = EditOptions().to_dict(full=True)
@@ -150,4 +156,14 @@ def parse_edit_options(obj: Any, field: str = "edit") -> EditOptions:
         self_replace=_fractions(obj.get("self_replace"), f"{field}.self_replace", SelfReplace, SELF_FIELDS),
         self_downscale=int(downscale),
         guidance=_guidance(obj.get("guidance"), f"{field}.guidance"),
+        inversion=_inversion(obj.get("inversion"), f"{field}.inversion"),
     )
+
+
+def _inversion(value: Any, field: str) -> str:
+    if value is None:
+        return "negative"
+    if value not in INVERSIONS:
+        raise RegEditError(field, f"{value!r} is not an inversion",
+                           "use negative (fast, the default), nulltext (slow, closest) or ddim (the baseline)")
+    return value

@@ -18,9 +18,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                          "by RegEdit whose document has them")
     ed.add_argument("--image", help="edit this picture instead of a generated one: its regions' prompts describe it "
                                     "as it is (PNG or JPEG, 8-bit RGB)")
-    ed.add_argument("--inversion", default="negative", choices=("negative", "ddim", "nulltext"),
+    ed.add_argument("--inversion", default=None, choices=("negative", "ddim", "nulltext"),
                     help="with --image: negative-prompt inversion (fast, the default), null-text inversion (slow, "
-                         "the closest reconstruction) or plain DDIM inversion (the baseline)")
+                         "the closest reconstruction) or plain DDIM inversion (the baseline); default: the document's "
+                         "edit.inversion, else negative")
     ed.add_argument("--out", help="with --image: the edited picture (PNG)")
     ed.add_argument("--out-source", help="the source image (PNG); with --image, the reconstruction (optional)")
     ed.add_argument("--out-target", help="the edited image (PNG); with --image, the same as --out")

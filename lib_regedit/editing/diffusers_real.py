@@ -20,23 +20,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from dataclasses import replace
 
 import torch
 from PIL import Image
 
 from .. import api
-from ..attention.call import RowLayout
-from ..attention.controller import Controller, GenerationState
 from ..backends import diffusers_backend
+from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, INVERSION_KEY, PAIR_IMAGE_KEY, parameters_text
 from ..inversion import InversionCache, inversion_key
-from ..inversion import ddim
 from ..inversion.image_input import check_image, check_regions_cover
-from ..inversion.invert import DEFAULT_METHOD, Inversion, check_method, invert
-from ..inversion.null_sets import NullSchedule, NullSet
+from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, check_fixed_point, check_method
 from ..inversion.null_text import NullTextOptions
 from .diffusers_edit import EditResult, parse_pair
 from .pair_effects import build_pair_effects
+from .real_edit import RealEdit, denoise_pair, invert_source
 
 
 def model_id(pipe) -> str:
@@ -66,11 +65,12 @@ def decode(pipe, z: torch.Tensor) -> list[Image.Image]:
 
 
 def _forward(pipe, width: int, height: int, pooled: dict):
-    """``forward(z, t, context, kind)`` for the inversion: the hooked UNet, SDXL's pooled text by kind."""
+    """``forward(z, t, context, kinds)``: the hooked UNet, SDXL's pooled text per row by kind."""
     unet = pipe.unet
 
-    def forward(z, t, context, kind):
-        added = api._unet_kwargs(pipe, pooled[kind], z.shape[0], width, height)
+    def forward(z, t, context, kinds):
+        rows = None if pooled["cond_s"] is None else torch.cat([pooled[k] for k in kinds])
+        added = api._unet_kwargs(pipe, rows, z.shape[0], width, height)
         return unet(z.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype), **added).sample
     return forward
 
@@ -88,17 +88,19 @@ def _frozen(module):
             p.requires_grad_(flag)
 
 
-def edit_image(pipe, image: Image.Image, document, *, inversion: str = DEFAULT_METHOD, steps: int = 20,
+def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = None, steps: int = 20,
                guidance_scale: float = 7.5, cache: InversionCache | None = None,
-               nulltext: NullTextOptions | None = None, segmenter=None, progress=None, cancel=None,
-               model_name: str | None = None, allow_large: bool = False) -> EditResult:
+               nulltext: NullTextOptions | None = None, fixed_point: int = DEFAULT_FIXED_POINT, segmenter=None,
+               progress=None, cancel=None, model_name: str | None = None, allow_large: bool = False) -> EditResult:
     """Edit a real ``image`` region by region. ``document`` is an edit document (its regions' source
     prompts describe the image as it is). ``inversion``: "negative" (fast), "nulltext" (closest) or
-    "ddim" (the baseline). A ``cache`` skips the inversion on a second edit of the same image, model,
+    "ddim" (the baseline); ``None`` reads the document's ``edit.inversion`` ("negative" by default). A ``cache`` skips the inversion on a second edit of the same image, model,
     source prompts and settings. ``progress(done, total, phase)`` and ``cancel()`` for long runs.
     Bad input raises :class:`RegEditError` before any work."""
     doc = parse_pair(document)
-    check_method(inversion)
+    inversion = check_method(inversion or doc.edit.inversion)
+    doc = replace(doc, edit=replace(doc.edit, inversion=inversion))  # the infotext names the one used
+    check_fixed_point(fixed_point)
     nulltext = nulltext or NullTextOptions()
     image = check_image(image, vae_factor=pipe.vae_scale_factor, native=api.native_size(pipe),
                         allow_large=allow_large)
@@ -107,76 +109,50 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str = DEFAULT_M
     api.check_settings(pipe, seed=0, steps=steps, guidance_scale=guidance_scale, width=width, height=height,
                        batch_size=1, allow_large=allow_large)
     if doc.edit.guidance.enabled and segmenter is None:
-        from ..errors import RegEditError
-
         raise RegEditError("segmenter", "multi-region guidance needs a segmenter and none was given",
                            "load one with lib_regedit.editing.segmenter.load_segmenter(folder) or turn "
                            "edit.guidance off")
     built = build_pair_effects(doc, lambda p: api.encode(pipe, p)[0], lambda p: api.tokenize(pipe, p),
                                ("source", "target"))
-    plan = built.plan
     cond_s, uncond, pooled_s, negative_pooled = api.encode(pipe, built.source_prompt, doc.negative_prompt)
     cond_t, _, pooled_t, _ = api.encode(pipe, built.target_prompt, doc.negative_prompt)
     alphas = pipe.scheduler.alphas_cumprod
+    edit = RealEdit(built, cond_s, cond_t, uncond, inversion, steps, guidance_scale, nulltext, fixed_point)
     notes = list(built.notes)
     if doc.init == "layout":
         notes.append("the inverted image is the starting latent; layout init was not used")
     started = time.perf_counter()
 
     settings = {"iterations": nulltext.iterations, "lr": nulltext.learning_rate} if inversion == "nulltext" else {}
+    settings["fixed_point"] = fixed_point
     key = inversion_key(image, model_id(pipe), built.documents.source.to_json(), doc.negative_prompt, inversion,
                         steps, guidance_scale, settings)
     result = cache.get(key) if cache is not None else None
     cached = result is not None
     if result is None:
-        result = _invert(pipe, image, plan.source, cond_s, uncond, pooled_s, negative_pooled, inversion, steps,
-                         guidance_scale, nulltext, width, height, progress, cancel)
+        result = _invert(pipe, image, edit, {"cond_s": pooled_s, "cond_t": pooled_t, "uncond": negative_pooled},
+                         width, height, progress, cancel)
         if cache is not None:
             cache.put(key, result)
     notes.append(result.summary() + (" (cached)" if cached else ""))
 
-    sets = result.null_sets if inversion == "nulltext" else \
-        [NullSet.of_source(plan.source, cond_s)] if inversion == "negative" else None
-    uncond_pooled = pooled_s if inversion == "negative" else negative_pooled
-    state = GenerationState(total_steps=steps, cond_reference=torch.cat([cond_s, cond_t]), cond_first=False)
-    effects = ([NullSchedule(sets, plan)] if sets else []) + list(built.effects)
-    controller = Controller(effects, state)
-    unet = pipe.unet
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(diffusers_backend.attached(unet, controller))
-        guidance = None
-        if doc.edit.guidance.enabled:
-            from .diffusers_guidance import guided, vae_decoder
-            from .region_guidance import RegionGuidance, guided_pair
+    forward = _forward(pipe, width, height, {"cond_s": pooled_s, "cond_t": pooled_t, "uncond": negative_pooled})
+    guidance = None
 
-            options = doc.edit.guidance
-            guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
-                                      (options.rs, options.is_, options.ip), options.until)
-            stack.enter_context(guided(unet, guidance, plan, state, alphas, guidance_scale))
-        z = torch.cat([result.latent, result.latent]).to(unet.device)
-        for k, (t, a, a_prev) in enumerate(ddim.denoise_schedule(alphas, steps)):
-            if cancel is not None and cancel():
-                from ..inversion.invert import InversionCancelled
+    def with_guidance(stack, state):
+        nonlocal guidance
+        if not doc.edit.guidance.enabled:
+            return False
+        from .diffusers_guidance import guided, vae_decoder
+        from .region_guidance import RegionGuidance, guided_pair
 
-                raise InversionCancelled()
-            state.step = k
-            if inversion == "nulltext":
-                null = sets[k].total
-            elif inversion == "negative":
-                null = cond_s
-            else:
-                null = uncond
-            context = torch.cat([null, null, cond_s, cond_t]).to(unet.dtype)
-            state.uncond_reference = torch.cat([null, null])
-            state.fixed_rows = RowLayout((2, 3), (0, 1))
-            pooled = None if pooled_s is None else torch.cat([uncond_pooled, uncond_pooled, pooled_s, pooled_t])
-            with torch.no_grad() if guidance is None else contextlib.nullcontext():
-                eps = unet(torch.cat([z, z]).to(unet.dtype), t, encoder_hidden_states=context,
-                           **api._unet_kwargs(pipe, pooled, 4, width, height)).sample.float()
-            eps_u, eps_c = eps.detach().chunk(2)
-            z = ddim.move(z, eps_u + guidance_scale * (eps_c - eps_u), a, a_prev)
-            if progress is not None:
-                progress(k + 1, steps, "editing")
+        options = doc.edit.guidance
+        guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
+                                  (options.rs, options.is_, options.ip), options.until)
+        stack.enter_context(guided(pipe.unet, guidance, built.plan, state, alphas, guidance_scale))
+        return True
+
+    z = denoise_pair(forward, _attacher(pipe), result, alphas, edit, progress, cancel, with_guidance)
     source, target = decode(pipe, z)
     elapsed = time.perf_counter() - started
     params = api._params(pipe, 0, steps, guidance_scale, width, height, model_name)
@@ -194,20 +170,12 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str = DEFAULT_M
     return EditResult([source], [target], texts["source"], texts["target"], doc, extras)
 
 
-def _invert(pipe, image, fusion, cond, uncond, pooled, negative_pooled, method, steps, guidance_scale, options,
-            width, height, progress, cancel) -> Inversion:
-    """The inversion, with the source's region fusion attached; the fusion's negative contexts are
-    given back as they were (null-text writes its sets into them)."""
-    saved = ([r.negative_context for r in fusion.regions], fusion.background_negative, fusion.fuse_uncond)
-    state = GenerationState(total_steps=steps)
-    forward = _forward(pipe, width, height, {"cond": pooled, "uncond": negative_pooled})
-    z0 = encode_image(pipe, image)
-    try:
-        with diffusers_backend.attached(pipe.unet, Controller([fusion], state)), _frozen(pipe.unet):
-            return invert(forward, z0.to(pipe.unet.device), pipe.scheduler.alphas_cumprod, method=method,
-                          steps=steps, guidance_scale=guidance_scale, state=state, fusion=fusion, cond=cond,
-                          uncond=uncond, options=options, progress=progress, cancel=cancel)
-    finally:
-        for region, negative in zip(fusion.regions, saved[0]):
-            region.negative_context = negative
-        fusion.background_negative, fusion.fuse_uncond = saved[1], saved[2]
+def _invert(pipe, image, edit: RealEdit, pooled: dict, width, height, progress, cancel) -> Inversion:
+    z0 = encode_image(pipe, image).to(pipe.unet.device)
+    with _frozen(pipe.unet):
+        return invert_source(_forward(pipe, width, height, pooled), _attacher(pipe), z0, pipe.scheduler.alphas_cumprod,
+                             edit, progress, cancel)
+
+
+def _attacher(pipe):
+    return lambda controller: diffusers_backend.attached(pipe.unet, controller)

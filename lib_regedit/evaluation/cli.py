@@ -286,6 +286,14 @@ def main(argv=None) -> int:
                         "edit right, per edit kind, against regenerating and prompt-to-prompt")
     p.add_argument("--segmenter", default=None,
                    help="with --edit: a CLIPSeg folder for the guided column (e.g. models/shapesworld_clipseg)")
+    p.add_argument("--inversion", action="store_true",
+                   help="evaluate real-image inversion instead (lib_regedit/evaluation/inversion_eval.py): "
+                        "reconstruction PSNR and time, and region edits on rendered pictures, per inversion")
+    p.add_argument("--inversions", default="ddim,negative,nulltext",
+                   help="with --inversion: which inversions, comma-separated")
+    p.add_argument("--nulltext-lr", type=float, default=1e-2, help="with --inversion: null-text's learning rate")
+    p.add_argument("--fixed-point", type=int, default=None,
+                   help="with --inversion: fixed-point refinements per inversion step (default 1)")
     p.add_argument("--no-defaults", action="store_true",
                    help="leave out the rows of a document with only regions (the defaults, and version 1's)")
     args = p.parse_args(argv)
@@ -324,6 +332,21 @@ def main(argv=None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(edit_summary, indent=1))
         return 0
+    if args.inversion:
+        from ..inversion.invert import check_method
+        from ..inversion.null_text import NullTextOptions
+        from . import inversion_eval
+
+        methods = [check_method(m.strip()) for m in args.inversions.split(",") if m.strip()]
+        summary = inversion_eval.evaluate(pipe, edit_eval_layouts(args), methods=methods, steps=args.steps,
+                                          cfg=args.cfg, nulltext=NullTextOptions(10, args.nulltext_lr),
+                                          fixed_point=args.fixed_point,
+                                          image_dir=Path(args.images) if args.images else None,
+                                          log=lambda m: print(m, file=sys.stderr))
+        print(inversion_eval.format_table(summary))
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=1))
+        return 0
     if args.drag:
         from . import drag_eval
 
@@ -343,6 +366,12 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0
+
+
+def edit_eval_layouts(args) -> list:
+    from .edit_eval import layouts_for
+
+    return layouts_for(args.held_out)[:args.layouts]
 
 
 if __name__ == "__main__":

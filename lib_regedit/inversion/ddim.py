@@ -32,16 +32,26 @@ def move(z: torch.Tensor, eps: torch.Tensor, a: float, a_next: float) -> torch.T
 
 @torch.no_grad()
 def trajectory(eps: Eps, z0: torch.Tensor, alphas_cumprod: torch.Tensor, steps: int,
-               on_step: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+               on_step: Callable[[int], None] | None = None, fixed_point: int = 0) -> list[torch.Tensor]:
     """DDIM inversion of ``z0``: ``[z_0, z_1, ..., z_steps]``, each at ``levels(...)[1][j]``. The
     noise of move ``j`` is predicted at the lower level (``eps(z_j, timesteps[j - 1])``, the clean
-    latent at the first timestep), the standard approximation of the ODE's inverse."""
+    latent at the first timestep), the standard approximation of the ODE's inverse.
+
+    ``fixed_point`` > 0 refines each move that many times with the noise read where the denoising
+    step will read it, ``eps(z_{j+1}, timesteps[j])`` (the fixed-point iteration of Pan et al. 2023,
+    *Effective Real Image Editing with Accelerated Iterative Diffusion Inversion*), so denoising
+    retraces the path more closely; each refinement costs one more UNet pass."""
     timesteps, alphas = levels(alphas_cumprod, steps)
     path = [z0.float()]
     for j in range(steps):
         t_here = timesteps[max(j - 1, 0)]
-        e = eps(path[-1], t_here).float()
-        path.append(move(path[-1], e, alphas[j], alphas[j + 1]))
+        z = path[-1]
+        e = eps(z, t_here).float()
+        z_next = move(z, e, alphas[j], alphas[j + 1])
+        for _ in range(fixed_point):
+            e = eps(z_next, timesteps[j]).float()
+            z_next = move(z, e, alphas[j], alphas[j + 1])
+        path.append(z_next)
         if on_step is not None:
             on_step(j)
     return path

@@ -38,13 +38,15 @@ def check_image(image, *, vae_factor: int, native: int, allow_large: bool = Fals
 
 def check_regions_cover(document, width: int, height: int, vae_factor: int) -> None:
     """Every object region covers at least one latent cell of the image: a smaller box fuses nothing."""
-    from ..masks import box_mask
+    import torch
+
+    from ..masks import box_coverage
 
     h, w = height // vae_factor, width // vae_factor
     for i, region in enumerate(document.regions):
         if region.is_background:
             continue
-        if float(box_mask(region.x, region.y, region.w, region.h, h, w).sum()) < 1.0:
+        if float(box_coverage(torch.tensor([region.x, region.y, region.w, region.h]), h, w).sum()) < 1.0:
             raise RegEditError(f"regions[{i}]", f"the box covers less than one latent cell ({vae_factor}x{vae_factor} "
                                f"pixels) of this {width}x{height} image, so it would change nothing",
                                f"draw it at least {vae_factor}x{vae_factor} pixels large")

@@ -33,6 +33,10 @@ from .null_text import NullTextOptions, learning_rate, stop_below
 
 METHODS = ("negative", "ddim", "nulltext")
 DEFAULT_METHOD = "negative"
+# one fixed-point refinement per inversion move (``ddim.trajectory``): measured on the bundled
+# ShapesWorld model, negative-prompt inversion's reconstruction went from 22.1 dB to 31.1 dB (the
+# VAE's own round trip is 31.2 dB) for one more UNet pass per step; three refinements gave 31.2 dB
+DEFAULT_FIXED_POINT = 1
 
 Forward = Callable[[torch.Tensor, int, torch.Tensor, str], torch.Tensor]  # (z, t, context, "cond"|"uncond")
 Progress = Callable[[int, int, str], None]
@@ -78,14 +82,22 @@ def check_method(method: str) -> str:
     return method
 
 
+def check_fixed_point(fixed_point) -> int:
+    if isinstance(fixed_point, bool) or not isinstance(fixed_point, int) or not 0 <= fixed_point <= 10:
+        raise RegEditError("fixed_point", f"{fixed_point!r} is not a whole number from 0 to 10",
+                           "use 1 (the default), more for a closer inversion, or 0 for plain DDIM inversion")
+    return fixed_point
+
+
 def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, method: str, steps: int,
            guidance_scale: float, state, fusion, cond: torch.Tensor, uncond: torch.Tensor,
-           options: NullTextOptions | None = None, progress: Progress | None = None,
-           cancel: Callable[[], bool] | None = None) -> Inversion:
+           options: NullTextOptions | None = None, fixed_point: int = DEFAULT_FIXED_POINT,
+           progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> Inversion:
     """Invert the clean latent ``z0`` (1, C, h, w). ``state`` is the controller's GenerationState and
     ``fusion`` the source's RegionFusion among its effects; ``cond`` the source's whole-prompt context
     and ``uncond`` the negative prompt's. Raises :class:`InversionCancelled` when ``cancel()`` turns
-    true (checked between UNet passes)."""
+    true (checked between UNet passes). ``fixed_point``: refinements of each inversion move
+    (``ddim.trajectory``)."""
     check_method(method)
     options = options or NullTextOptions()
     started = time.perf_counter()
@@ -100,6 +112,7 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
         rows[0] += z.shape[0]
         return forward(z, t, context, kind).float()
 
+    check_fixed_point(fixed_point)
     total = steps * (2 if method == "nulltext" else 1)
     done = [0]
 
@@ -110,18 +123,18 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
 
     try:
         path = ddim.trajectory(lambda z, t: call(z, t, cond, step_of[t], "cond"), z0, alphas_cumprod, steps,
-                               on_step=lambda j: tick("inverting"))
+                               on_step=lambda j: tick("inverting"), fixed_point=fixed_point)
         null_sets, losses = None, []
         if method == "nulltext":
             null_sets, losses = _optimise(call, path, alphas_cumprod, steps, guidance_scale, fusion, cond, uncond,
-                                          options, lambda: tick("null-text"))
+                                          options, lambda: tick("null-text"), state)
     finally:
         state.fixed_rows = None
     return Inversion(method, steps, float(guidance_scale), path[-1].detach(), null_sets,
                      time.perf_counter() - started, rows[0], losses)
 
 
-def _optimise(call, path, alphas_cumprod, steps, w, fusion, cond, uncond, options, tick):
+def _optimise(call, path, alphas_cumprod, steps, w, fusion, cond, uncond, options, tick, state):
     null = NullSet.trainable(fusion, uncond)
     z = path[-1]
     sets, losses = [], []
@@ -148,6 +161,7 @@ def _optimise(call, path, alphas_cumprod, steps, w, fusion, cond, uncond, option
             apply_to_source(fusion, fixed)
             eps_u = call(z, t, fixed.total, k, "uncond")
             z = ddim.move(z, eps_u + w * (eps_c - eps_u), a, a_prev)
+        state.forget((fixed.background, *fixed.regions))  # a step's set is not projected again here
         sets.append(fixed)
         losses.append(loss_value)
         null = fixed.continued()

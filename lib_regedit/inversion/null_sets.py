@@ -94,11 +94,15 @@ class NullSchedule(Effect):
     def __init__(self, sets: list[NullSet], plan):
         self.sets = sets
         self.plan = plan
+        self._current: NullSet | None = None
 
     def applies_to(self, call) -> bool:
         return False
 
     def begin_unet_call(self, state) -> None:
         null = self.sets[min(state.step, len(self.sets) - 1)]
+        if self._current is not None and self._current is not null:  # last step's set: its projections go
+            state.forget((self._current.background, *self._current.regions))
+        self._current = null
         apply_to_source(self.plan.source, null)
         apply_to_target(self.plan.target, null, self.plan.counterparts)

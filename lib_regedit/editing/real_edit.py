@@ -1,0 +1,104 @@
+"""The backend-neutral half of a real-image edit (MRGD Alg. 1 with inversion): invert the picture's
+latent with the source's region fusion attached, then denoise the source (the reconstruction) and the
+target together from the inverted latent with the inversion's unconditional contexts per step.
+
+A backend gives ``forward(z, t, context, kinds)``, its UNet with the attention hooks attached, where
+``kinds`` names each row's prompt ("cond_s", "cond_t" or "uncond") so SDXL's pooled text can follow,
+and ``attach(controller)``, a context manager that hooks the controller into the UNet. The
+denoising is the deterministic DDIM step the inversion reversed (``inversion.ddim``), in every
+backend, so the reconstruction retraces the inversion whatever sampler the user picked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..attention.call import RowLayout
+from ..attention.controller import Controller, GenerationState
+from ..inversion import ddim
+from ..inversion.invert import Inversion, InversionCancelled, invert
+from ..inversion.null_sets import NullSchedule, NullSet
+from ..inversion.null_text import NullTextOptions
+from .pair_effects import PairEffects
+
+Forward = Callable[[torch.Tensor, int, torch.Tensor, tuple], torch.Tensor]
+Attach = Callable[[Controller], contextlib.AbstractContextManager]
+
+
+@dataclass
+class RealEdit:
+    """One edit's inputs: the pair's effects and its three text contexts (1, T, C)."""
+
+    built: PairEffects
+    cond_s: torch.Tensor
+    cond_t: torch.Tensor
+    uncond: torch.Tensor
+    method: str
+    steps: int
+    guidance_scale: float
+    nulltext: NullTextOptions
+    fixed_point: int
+
+
+def invert_source(forward: Forward, attach: Attach, z0: torch.Tensor, alphas_cumprod: torch.Tensor, edit: RealEdit,
+                  progress=None, cancel=None) -> Inversion:
+    """The inversion with the source's region fusion attached. The fusion's negative contexts are
+    given back as they were (null-text writes its sets into them)."""
+    fusion = edit.built.plan.source
+    saved = ([r.negative_context for r in fusion.regions], fusion.background_negative, fusion.fuse_uncond)
+    state = GenerationState(total_steps=edit.steps)
+    kind = {"cond": ("cond_s",), "uncond": ("uncond",)}
+    try:
+        with attach(Controller([fusion], state)):
+            return invert(lambda z, t, c, k: forward(z, t, c, kind[k]), z0, alphas_cumprod, method=edit.method,
+                          steps=edit.steps, guidance_scale=edit.guidance_scale, state=state, fusion=fusion,
+                          cond=edit.cond_s, uncond=edit.uncond, options=edit.nulltext, fixed_point=edit.fixed_point,
+                          progress=progress, cancel=cancel)
+    finally:
+        for region, negative in zip(fusion.regions, saved[0]):
+            region.negative_context = negative
+        fusion.background_negative, fusion.fuse_uncond = saved[1], saved[2]
+
+
+def denoise_pair(forward: Forward, attach: Attach, inversion: Inversion, alphas_cumprod: torch.Tensor,
+                 edit: RealEdit, progress=None, cancel=None, extra: Callable | None = None) -> torch.Tensor:
+    """(2, C, h, w): the source (the reconstruction) and the target. ``extra(stack, state)`` may enter
+    more context managers (multi-region guidance) once the controller is attached."""
+    plan = edit.built.plan
+    if edit.method == "nulltext":
+        sets = inversion.null_sets
+    elif edit.method == "negative":  # the source's prompts are the negative (Miyake et al. 2023)
+        sets = [NullSet.of_source(plan.source, edit.cond_s)]
+    else:
+        sets = None
+    state = GenerationState(total_steps=edit.steps, cond_reference=torch.cat([edit.cond_s, edit.cond_t]),
+                            cond_first=False)
+    effects = ([NullSchedule(sets, plan)] if sets else []) + list(edit.built.effects)
+    uncond_kind = "cond_s" if edit.method == "negative" else "uncond"
+    kinds = (uncond_kind, uncond_kind, "cond_s", "cond_t")
+    w = edit.guidance_scale
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(attach(Controller(effects, state)))
+        guided = extra(stack, state) if extra is not None else False
+        z = torch.cat([inversion.latent, inversion.latent])
+        for k, (t, a, a_prev) in enumerate(ddim.denoise_schedule(alphas_cumprod, edit.steps)):
+            if cancel is not None and cancel():
+                raise InversionCancelled()
+            state.step = k
+            null = sets[min(k, len(sets) - 1)].total if edit.method == "nulltext" else \
+                edit.cond_s if edit.method == "negative" else edit.uncond
+            null = null.to(edit.cond_s.device, edit.cond_s.dtype)
+            state.uncond_reference = torch.cat([null, null])
+            state.fixed_rows = RowLayout((2, 3), (0, 1))
+            context = torch.cat([null, null, edit.cond_s, edit.cond_t])
+            with torch.no_grad() if not guided else contextlib.nullcontext():
+                eps = forward(torch.cat([z, z]), t, context, kinds).float()
+            eps_u, eps_c = eps.detach().chunk(2)
+            z = ddim.move(z, eps_u + w * (eps_c - eps_u), a, a_prev)
+            if progress is not None:
+                progress(k + 1, edit.steps, "editing")
+    return z
