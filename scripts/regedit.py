@@ -34,7 +34,9 @@ from lib_regedit.documents.lime import LimeDocument, parse_lime_document  # noqa
 from lib_regedit.editing.pair_start import edited_start  # noqa: E402
 from lib_regedit.editing.webui_pair import WebUIPairSession, pair_batch  # noqa: E402
 from lib_regedit.infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, KEYWORDS_KEY, LIME_INFOTEXT_KEY  # noqa: E402
-from lib_regedit.infotext import PAIR_IMAGE_KEY  # noqa: E402
+from lib_regedit.infotext import INVERSION_KEY, PAIR_IMAGE_KEY  # noqa: E402
+from lib_regedit.editing import webui_real  # noqa: E402
+from lib_regedit.editing.webui_real import INVERSIONS  # noqa: E402
 from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
 from lib_regedit.lime.options import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
@@ -145,6 +147,10 @@ def _on_ui_settings() -> None:
         "regedit_segmenter": shared.OptionInfo("", "Segmenter folder for multi-region guidance of edit pairs (a CLIPSeg "
                                                "model saved with save_pretrained; empty: the bundled ShapesWorld one)",
                                                section=section),
+        "regedit_inversion_cache_mb": shared.OptionInfo(512, "Inversion cache for region edits of a picture (MB; a "
+                                                        "second edit of the same picture skips its inversion)",
+                                                        gr.Slider, {"minimum": 0, "maximum": 8192, "step": 64},
+                                                        section=section),
     }
     for key, info in options.items():
         if key.startswith("regedit_default"):
@@ -431,9 +437,7 @@ def _start_pair(p, document) -> None:
     """An edit pair (MRGD): each image of the batch becomes a source and a target (``lib_regedit/editing/
     webui_pair.py``), in the gallery side by side, each infotext saying which it is."""
     if getattr(p, "init_images", None):
-        _fail_sampling(p, RegEditError("regions", "edit roles (add, remove, change) make a new pair in txt2img; "
-                                                  "img2img does not edit a photo by regions yet",
-                                       "make the pair in txt2img, or set every box's edit role to inherent"))
+        _start_real_edit(p, document)
         return
     segmenter = None
     if document.edit.guidance.enabled:
@@ -459,6 +463,80 @@ def _start_pair(p, document) -> None:
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
     _wrap_sample(p)
+
+
+def _start_real_edit(p, document) -> None:
+    """A region edit of the img2img picture (MRGD with inversion, ``lib_regedit/editing/webui_real.py``):
+    each image becomes (the reconstruction, the edit), in the gallery side by side."""
+    problem = None
+    if getattr(p, "image_mask", None) is not None:
+        problem = RegEditError("regions", "an inpainting mask is set; a region edit changes its boxes itself",
+                               "clear the mask (use the img2img tab, not inpaint)")
+    elif _needs_image_conditioning(shared.sd_model):
+        problem = RegEditError("regions", "this checkpoint is an inpainting or instruct-pix2pix model, which region "
+                                          "editing of a picture does not support",
+                               "load an ordinary SD 1.x or SDXL checkpoint")
+    if problem is not None:
+        _fail_sampling(p, problem)
+        return
+    batch = pair_batch(document, p.batch_size, p.all_prompts, p.all_negative_prompts, p.all_seeds, p.all_subseeds)
+    p.batch_size = batch.batch_size
+    p.all_prompts, p.all_negative_prompts = batch.prompts, batch.negative_prompts
+    p.all_seeds, p.all_subseeds = batch.seeds, batch.subseeds
+    p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
+    p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
+    p.extra_generation_params[INVERSION_KEY] = document.edit.inversion
+    INVERSIONS.resize(int(shared.opts.data.get("regedit_inversion_cache_mb", 512)) << 20)
+    original = p.sample
+
+    @functools.wraps(original)
+    def sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        try:
+            return _real_edit_sample(p, document, prompts)
+        except RegEditError as exc:
+            exc.status_code = 422
+            raise
+
+    p.sample = sample
+
+
+def _real_edit_sample(p, document, prompts):
+    from modules import images, prompt_parser
+
+    model = shared.sd_model
+    if document.edit.guidance.enabled:
+        _note(p, "multi-region guidance does not run on a picture in the WebUI yet; the edit was made without it")
+    if p.sampler_name != "DDIM":
+        _note(p, f"a picture's edit follows its DDIM inversion back, so it was sampled with DDIM, not {p.sampler_name}")
+
+    def encode(text, negative):
+        with torch.no_grad(), devices.autocast():
+            return model.get_learned_conditioning(prompt_parser.SdConditioning(
+                [text], is_negative_prompt=negative, width=p.width, height=p.height))
+
+    rows = p.init_latent.shape[0]
+    picture = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+    z0 = _init_means(p, model)[:1]
+    shared.state.textinfo = "RegEdit: inverting"
+    shared.state.sampling_step = 0
+    shared.state.sampling_steps = p.steps * (3 if document.edit.inversion == "nulltext" else 2)
+
+    def progress(done, total, phase):
+        shared.state.textinfo = f"RegEdit: {phase}"
+        shared.state.sampling_step += 1
+
+    def cancel():
+        return bool(shared.state.interrupted or shared.state.skipped)
+
+    checkpoint = getattr(model, "sd_checkpoint_info", None)
+    model_id = getattr(checkpoint, "sha256", None) or getattr(checkpoint, "filename", None) or type(model).__name__
+    z, inversion, cached, notes = webui_real.edit_latent(
+        model, document, z0, picture, str(model_id), encode, _tokenizer(), source_prompt=prompts[0],
+        target_prompt=prompts[1], negative_prompt=p.all_negative_prompts[0], steps=p.steps,
+        guidance_scale=p.cfg_scale, progress=progress, cancel=cancel)
+    for note in notes:
+        _note(p, note)
+    return z.repeat(rows // 2, 1, 1, 1).to(p.init_latent.device, p.init_latent.dtype)
 
 
 _SEGMENTERS: dict = {}  # folder -> (mtime, Segmenter): loading a CLIPSeg once per folder, not per generation

@@ -108,15 +108,72 @@ def test_bad_pair_documents_fail_clearly(webui, doc, field, assert_plain_unchang
     assert_plain_unchanged("a refused edit pair")
 
 
-def test_img2img_refuses_a_pair_with_a_message(webui, assert_plain_unchanged):
+def img2img_pair(kind: str, image, **over) -> dict:
+    from e2e_webui import png_b64
+
+    return dict(pair_payload(kind, **over), init_images=[png_b64(image)], denoising_strength=0.75)
+
+
+@pytest.mark.parametrize("model", [SD1, SDXL])
+@pytest.mark.parametrize("inversion", ["negative", "nulltext"])
+def test_img2img_edits_a_picture_through_an_inversion(webui, model, inversion, assert_plain_unchanged):
+    """A picture in img2img with edit roles: the gallery holds the reconstruction and the edit, the
+    infotext names the inversion, a second run takes the inversion from the cache."""
+    from PIL import Image
+
+    doc = {"regions": EDITS["change"], "edit": {"inversion": inversion}}
+    payload = with_regions(img2img_pair("change", Image.new("RGB", (64, 64), (200, 120, 90)), steps=3,
+                                        prompt="a red circle and a green square", sampler_name="Euler a"), doc)
+    res = webui.generate("img2img", payload, model=model)
+    assert len(res["images"]) == 2
+    texts = infotexts(res)
+    assert "RegEdit pair: source" in texts[0] and "RegEdit pair: target" in texts[1], texts
+    assert f"RegEdit inversion: {inversion}" in texts[1]
+    assert texts[1].splitlines()[0] == "a blue circle and a green square"
+    assert pixels(res["images"][0]) != pixels(res["images"][1])
+    again = webui.generate("img2img", payload, model=model)
+    assert pixels(again["images"][1]) == pixels(res["images"][1]), "an edit of a picture is deterministic"
+    assert "(cached)" in webui.log_tail(4000)
+    assert_plain_unchanged(f"a picture's edit through {inversion} inversion")
+
+
+def test_img2img_edit_refuses_a_mask_and_bad_inversions(webui, assert_plain_unchanged):
     from e2e_webui import png_b64
     from PIL import Image
 
-    payload = dict(pair_payload("change"), init_images=[png_b64(Image.new("RGB", (64, 64), (200, 200, 200)))],
-                   denoising_strength=0.5)
-    r = webui.post("/sdapi/v1/img2img", payload)
-    assert r.status_code == 422 and "txt2img" in r.text, r.text[:500]
-    assert_plain_unchanged("a pair refused in img2img")
+    picture = Image.new("RGB", (64, 64), (200, 200, 200))
+    masked = dict(img2img_pair("change", picture), mask=png_b64(Image.new("L", (64, 64), 255)))
+    r = webui.post("/sdapi/v1/img2img", masked)
+    assert r.status_code == 422 and "mask" in r.text, r.text[:500]
+    bad = with_regions(dict(img2img_pair("change", picture)), {"regions": EDITS["change"],
+                                                               "edit": {"inversion": "magic"}})
+    r = webui.post("/sdapi/v1/img2img", bad)
+    assert r.status_code == 422 and "edit.inversion" in r.text, r.text[:500]
+    assert_plain_unchanged("picture edits refused")
+
+
+def test_img2img_edits_a_rendered_shapesworld_picture(webui, shapesworld, assert_plain_unchanged):
+    """On the bundled model, a picture drawn by the data generator (not made by the model): the
+    reconstruction is close, and the changed object is found in its box in the edit."""
+    from lib_regedit.evaluation.inversion_eval import picture as render_layout
+    from lib_regedit.evaluation.inversion_eval import psnr
+
+    layout = [("red", "circle", LEFT), ("green", "square", RIGHT)]
+    image = render_layout(layout, 0, 128)
+    res = webui.generate("img2img", img2img_pair("change", image, prompt="a red circle and a green square",
+                                                 steps=20, cfg_scale=7.5, sampler_name="DDIM", width=128,
+                                                 height=128), model=shapesworld)
+    source, target = (decode_png(b).convert("RGB") for b in res["images"][:2])
+    from PIL import Image
+
+    sheet = Image.new("RGB", (384, 128))
+    for i, im in enumerate((image, source, target)):
+        sheet.paste(im, (128 * i, 0))
+    sheet.save(webui.work / "edit_picture_shapesworld.png")  # to look at
+    assert psnr(source, image) > 25, psnr(source, image)
+    assert metrics.match_in_box(detect(target), LEFT, "blue", "circle") is not None
+    assert metrics.match_in_box(detect(target), RIGHT, "green", "square") is not None
+    assert_plain_unchanged("a picture's edit on ShapesWorld")
 
 
 def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unchanged):

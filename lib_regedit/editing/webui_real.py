@@ -1,0 +1,102 @@
+"""A real-image region edit in the WebUI's img2img (MRGD Alg. 1 with inversion), kept free of the
+WebUI's ``modules`` so it can be tested: ``scripts/regedit.py`` passes the checkpoint, its prompt
+encoder and the picture's latent, and this module runs ``real_edit``'s inversion and pair denoising
+through the ldm backend.
+
+The UNet is called as the samplers call it (``model.apply_model``, v-prediction converted to ε), and
+SDXL's pooled vector follows each row's prompt. Inversions are cached in memory per picture,
+checkpoint, source prompts and settings (``INVERSIONS``, bounded by the *Inversion cache* setting),
+so a second edit of the same photo skips the inversion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+
+from ..backends import ldm_backend
+from ..documents import RegionDocument
+from ..inversion import InversionCache, inversion_key
+from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion
+from ..inversion.null_text import NullTextOptions
+from ..webui_session import crossattn
+from .pair_effects import build_pair_effects
+from .real_edit import RealEdit, denoise_pair, invert_source
+
+INVERSIONS = InversionCache()
+
+
+def model_forward(model, vectors: dict | None):
+    """``forward(z, t, context, kinds)`` on a WebUI checkpoint, differentiable in the context."""
+    def forward(z, t, context, kinds):
+        unet_dtype = next(model.model.diffusion_model.parameters()).dtype
+        x = z.to(context.device, unet_dtype)
+        ts = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+        if vectors is None:
+            cond = {"c_crossattn": [context.to(unet_dtype)]}
+        else:
+            cond = {"crossattn": context.to(unet_dtype), "vector": torch.cat([vectors[k] for k in kinds]).to(unet_dtype)}
+        out = model.apply_model(x, ts, cond).float()
+        if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
+            a = model.alphas_cumprod[int(t)].float().to(out.device)
+            out = a.sqrt() * out + (1 - a).sqrt() * z.to(out.device).float()
+        return out
+    return forward
+
+
+@contextlib.contextmanager
+def _frozen(module):
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def edit_latent(model, document: RegionDocument, z0: torch.Tensor, picture, model_id: str,
+                encode: Callable[[str, bool], object], tokenize, *, source_prompt: str, target_prompt: str,
+                negative_prompt: str, steps: int, guidance_scale: float, progress=None, cancel=None,
+                cache: InversionCache | None = INVERSIONS, nulltext: NullTextOptions | None = None,
+                fixed_point: int = DEFAULT_FIXED_POINT) -> tuple[torch.Tensor, Inversion, bool, list[str]]:
+    """(2, C, h, w) latents (the reconstruction, the edit), the inversion, whether it was cached, and
+    the notes. ``encode(text, negative)`` is the WebUI's conditioning of a prompt (SDXL: a dict)."""
+    unet = model.model.diffusion_model
+    method = document.edit.inversion
+    nulltext = nulltext or NullTextOptions()
+    with torch.no_grad():
+        built = build_pair_effects(document, lambda p: crossattn(encode(p, False)), tokenize, ("source", "target"),
+                                   prompt=source_prompt, target_prompt=target_prompt)
+        full = {"cond_s": encode(source_prompt, False), "cond_t": encode(target_prompt, False),
+                "uncond": encode(negative_prompt, True)}
+    vectors = {k: v["vector"] for k, v in full.items()} if isinstance(full["cond_s"], dict) else None
+    edit = RealEdit(built, crossattn(full["cond_s"]), crossattn(full["cond_t"]), crossattn(full["uncond"]), method,
+                    steps, guidance_scale, nulltext, fixed_point)
+    forward = model_forward(model, vectors)
+    alphas = model.alphas_cumprod.detach().float().cpu()
+
+    def attach(controller):
+        ldm_backend.remove_leftovers(unet)
+        return ldm_backend.attached(unet, controller)
+
+    settings = {"fixed_point": fixed_point}
+    if method == "nulltext":
+        settings.update(iterations=nulltext.iterations, lr=nulltext.learning_rate)
+    key = inversion_key(picture, model_id, built.documents.source.to_json(), negative_prompt, method, steps,
+                        guidance_scale, settings)
+    inversion = cache.get(key) if cache is not None else None
+    cached = inversion is not None
+    if inversion is None:
+        with _frozen(unet):
+            inversion = invert_source(forward, attach, z0.float().to(edit.cond_s.device), alphas, edit, progress,
+                                      cancel)
+        if cache is not None:
+            cache.put(key, inversion)
+    with torch.no_grad():
+        z = denoise_pair(forward, attach, inversion, alphas, edit, progress, cancel)
+    notes = list(built.notes) + [inversion.summary() + (" (cached)" if cached else "")]
+    return z, inversion, cached, notes
