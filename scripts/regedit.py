@@ -503,7 +503,10 @@ def _start_real_edit(p, document) -> None:
 def _real_edit_sample(p, document, prompts):
     from modules import images, prompt_parser
 
+    from lib_regedit.inversion.image_input import check_regions_cover
+
     model = shared.sd_model
+    check_regions_cover(document, p.width, p.height, max(1, p.width // p.init_latent.shape[-1]))
     if document.edit.guidance.enabled:
         _note(p, "multi-region guidance does not run on a picture in the WebUI yet; the edit was made without it")
     if p.sampler_name != "DDIM":
