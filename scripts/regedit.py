@@ -536,7 +536,7 @@ def _real_edit_sample(p, document, prompts):
     z, inversion, cached, notes = webui_real.edit_latent(
         model, document, z0, picture, str(model_id), encode, _tokenizer(), source_prompt=prompts[0],
         target_prompt=prompts[1], negative_prompt=p.all_negative_prompts[0], steps=p.steps,
-        guidance_scale=p.cfg_scale, progress=progress, cancel=cancel)
+        guidance_scale=p.cfg_scale, seed=int(p.all_seeds[0]), progress=progress, cancel=cancel)
     for note in notes:
         _note(p, note)
     return z.repeat(rows // 2, 1, 1, 1).to(p.init_latent.device, p.init_latent.dtype)

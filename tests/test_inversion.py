@@ -283,3 +283,29 @@ def test_edit_regions_image_command(tmp_path, capsys):
     assert "alpha channel" in capsys.readouterr().err
     assert main(["edit-regions", "--image", str(tmp_path / "in.png"), "--regions", str(tmp_path / "doc.json")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_added_and_removed_boxes_start_from_noise_and_removals_take_the_plain_negative():
+    """An inverted latent holds the picture's objects where they were: inside added and removed boxes
+    the target starts from seeded noise, and inside removed boxes its unconditional prediction is the
+    plain negative prompt's (the inversion's would keep the object)."""
+    from lib_regedit.editing.diffusers_edit import parse_pair
+    from lib_regedit.editing.real_edit import RealEdit, _target_start
+    from lib_regedit.inversion.null_text import NullTextOptions as Options
+
+    doc = parse_pair({"regions": [
+        {"x": 0.0, "y": 0.0, "w": 0.5, "h": 0.5, "prompt": "a cat", "edit": "remove"},
+        {"x": 0.5, "y": 0.5, "w": 0.5, "h": 0.5, "prompt": "a dog", "edit": "add"},
+        {"x": 0.5, "y": 0.0, "w": 0.5, "h": 0.5, "prompt": "a hat", "edit": "change", "target_prompt": "a cap"}]})
+
+    def edit(method):
+        return RealEdit(None, None, None, None, method, 4, 7.5, Options(), 1, doc)
+
+    latent = torch.zeros(1, 4, 8, 8)
+    start = _target_start(latent, edit("negative"))
+    assert start[..., :4, :4].abs().sum() > 0 and start[..., 4:, 4:].abs().sum() > 0  # removed, added: noise
+    assert start[..., :4, 4:].abs().sum() == 0 and start[..., 4:, :4].abs().sum() == 0  # changed, kept: inverted
+    assert torch.equal(start, _target_start(latent, edit("negative")))  # seeded
+    mask = edit("negative").edited_mask(8, 8)
+    assert mask[:4, :4].all() and mask.sum() == 16  # the removed box only
+    assert edit("ddim").edited_mask(8, 8) is None  # DDIM's negative is the plain one already

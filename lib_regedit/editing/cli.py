@@ -144,7 +144,7 @@ def _run_image(args, document, segmenter, model) -> int:
         print(f"\r{phase} {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     try:
-        result = edit_image(pipe, image, document, inversion=args.inversion, steps=args.steps,
+        result = edit_image(pipe, image, document, inversion=args.inversion, seed=args.seed, steps=args.steps,
                             guidance_scale=args.cfg, cache=cache, nulltext=options, segmenter=segmenter,
                             progress=progress, model_name=model.name, allow_large=args.allow_large)
     except KeyboardInterrupt:

@@ -88,14 +88,16 @@ def _frozen(module):
             p.requires_grad_(flag)
 
 
-def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = None, steps: int = 20,
-               guidance_scale: float = 7.5, cache: InversionCache | None = None,
+def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = None, seed: int = 0,
+               steps: int = 20, guidance_scale: float = 7.5, cache: InversionCache | None = None,
                nulltext: NullTextOptions | None = None, fixed_point: int = DEFAULT_FIXED_POINT, segmenter=None,
                progress=None, cancel=None, model_name: str | None = None, allow_large: bool = False) -> EditResult:
     """Edit a real ``image`` region by region. ``document`` is an edit document (its regions' source
     prompts describe the image as it is). ``inversion``: "negative" (fast), "nulltext" (closest) or
-    "ddim" (the baseline); ``None`` reads the document's ``edit.inversion`` ("negative" by default). A ``cache`` skips the inversion on a second edit of the same image, model,
-    source prompts and settings. ``progress(done, total, phase)`` and ``cancel()`` for long runs.
+    "ddim" (the baseline); ``None`` reads the document's ``edit.inversion`` ("negative" by default).
+    A ``cache`` skips the inversion on a second edit of the same image, model,
+    source prompts and settings. ``seed`` draws the noise that starts added and removed boxes.
+    ``progress(done, total, phase)`` and ``cancel()`` for long runs.
     Bad input raises :class:`RegEditError` before any work."""
     doc = parse_pair(document)
     inversion = check_method(inversion or doc.edit.inversion)
@@ -106,7 +108,7 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
                         allow_large=allow_large)
     width, height = image.size
     check_regions_cover(doc, width, height, pipe.vae_scale_factor)
-    api.check_settings(pipe, seed=0, steps=steps, guidance_scale=guidance_scale, width=width, height=height,
+    api.check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width, height=height,
                        batch_size=1, allow_large=allow_large)
     if doc.edit.guidance.enabled and segmenter is None:
         raise RegEditError("segmenter", "multi-region guidance needs a segmenter and none was given",
@@ -117,7 +119,8 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
     cond_s, uncond, pooled_s, negative_pooled = api.encode(pipe, built.source_prompt, doc.negative_prompt)
     cond_t, _, pooled_t, _ = api.encode(pipe, built.target_prompt, doc.negative_prompt)
     alphas = pipe.scheduler.alphas_cumprod
-    edit = RealEdit(built, cond_s, cond_t, uncond, inversion, steps, guidance_scale, nulltext, fixed_point)
+    edit = RealEdit(built, cond_s, cond_t, uncond, inversion, steps, guidance_scale, nulltext, fixed_point, doc,
+                    seed=seed)
     notes = list(built.notes)
     if doc.init == "layout":
         notes.append("the inverted image is the starting latent; layout init was not used")
@@ -155,8 +158,7 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
     z = denoise_pair(forward, _attacher(pipe), result, alphas, edit, progress, cancel, with_guidance)
     source, target = decode(pipe, z)
     elapsed = time.perf_counter() - started
-    params = api._params(pipe, 0, steps, guidance_scale, width, height, model_name)
-    params.pop("Seed")
+    params = api._params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params["Sampler"] = "DDIM"
     params[INFOTEXT_KEY] = doc.to_json()
     params[INVERSION_KEY] = inversion

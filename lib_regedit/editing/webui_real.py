@@ -37,7 +37,8 @@ def model_forward(model, vectors: dict | None):
         if vectors is None:
             cond = {"c_crossattn": [context.to(unet_dtype)]}
         else:
-            cond = {"crossattn": context.to(unet_dtype), "vector": torch.cat([vectors[k] for k in kinds]).to(unet_dtype)}
+            vector = torch.cat([vectors[k] for k in kinds]).to(unet_dtype)
+            cond = {"crossattn": context.to(unet_dtype), "vector": vector}
         out = model.apply_model(x, ts, cond).float()
         if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
             a = model.alphas_cumprod[int(t)].float().to(out.device)
@@ -60,7 +61,7 @@ def _frozen(module):
 
 def edit_latent(model, document: RegionDocument, z0: torch.Tensor, picture, model_id: str,
                 encode: Callable[[str, bool], object], tokenize, *, source_prompt: str, target_prompt: str,
-                negative_prompt: str, steps: int, guidance_scale: float, progress=None, cancel=None,
+                negative_prompt: str, steps: int, guidance_scale: float, seed: int = 0, progress=None, cancel=None,
                 cache: InversionCache | None = INVERSIONS, nulltext: NullTextOptions | None = None,
                 fixed_point: int = DEFAULT_FIXED_POINT) -> tuple[torch.Tensor, Inversion, bool, list[str]]:
     """(2, C, h, w) latents (the reconstruction, the edit), the inversion, whether it was cached, and
@@ -75,7 +76,7 @@ def edit_latent(model, document: RegionDocument, z0: torch.Tensor, picture, mode
                 "uncond": encode(negative_prompt, True)}
     vectors = {k: v["vector"] for k, v in full.items()} if isinstance(full["cond_s"], dict) else None
     edit = RealEdit(built, crossattn(full["cond_s"]), crossattn(full["cond_t"]), crossattn(full["uncond"]), method,
-                    steps, guidance_scale, nulltext, fixed_point)
+                    steps, guidance_scale, nulltext, fixed_point, document, seed=seed)
     forward = model_forward(model, vectors)
     alphas = model.alphas_cumprod.detach().float().cpu()
 

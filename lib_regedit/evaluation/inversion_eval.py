@@ -111,7 +111,8 @@ def format_table(summary: dict) -> str:
             s = m[kind]
             head = (f"{method:9s}  {m['psnr']:6.2f}  ({m['psnr_min']:5.2f})  {m['inversion_x_generation']:13.2f}  "
                     f"{m['edit_x_generation']:10.2f}" if first else " " * 61)
-            lines.append(f"{head}  | {kind:14s} {s['n']:2d}  {s['ssim_i']:.3f}   {s['right']:.3f}       {s['kept']:.3f}")
+            lines.append(f"{head}  | {kind:14s} {s['n']:2d}  {s['ssim_i']:.3f}   {s['right']:.3f}       "
+                         f"{s['kept']:.3f}")
             first = False
     return "\n".join(lines)
 

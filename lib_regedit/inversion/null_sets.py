@@ -95,11 +95,24 @@ class NullSchedule(Effect):
         self.sets = sets
         self.plan = plan
         self._current: NullSet | None = None
+        self.standing_aside = False  # a call with the fusions' own negative contexts
+        fusions = (plan.source, plan.target)
+        self._own = [([r.negative_context for r in f.regions], f.background_negative, f.fuse_uncond) for f in fusions]
 
     def applies_to(self, call) -> bool:
         return False
 
+    def restore(self) -> None:
+        """The fusions' own negative contexts back, as the document gave them."""
+        for fusion, (regions, background, fuse) in zip((self.plan.source, self.plan.target), self._own):
+            for region, context in zip(fusion.regions, regions):
+                region.negative_context = context
+            fusion.background_negative, fusion.fuse_uncond = background, fuse
+
     def begin_unet_call(self, state) -> None:
+        if self.standing_aside:
+            self.restore()
+            return
         null = self.sets[min(state.step, len(self.sets) - 1)]
         if self._current is not None and self._current is not null:  # last step's set: its projections go
             state.forget((self._current.background, *self._current.regions))
