@@ -295,6 +295,17 @@ class RegEditScript(scripts.Script):
                                                    elem_id=f"regedit_lime_keep_{tab}",
                                                    info="blend the source back outside the region at every step "
                                                         "(off: the paper's attention regularisation alone)")
+                with gr.Accordion("Edit a picture by regions", open=False):
+                    gr.Markdown("Give boxes an edit role (add, remove, change) on the region canvas, each box's "
+                                "prompt describing the picture as it is: Generate inverts the picture with those "
+                                "prompts and shows its reconstruction and the edit (MRGD). The sampler is not "
+                                "used (the edit follows its DDIM inversion back); a second edit of the same "
+                                "picture and prompts reuses the inversion.", elem_id=f"regedit_invert_note_{tab}")
+                    inversion = gr.Radio(["negative", "nulltext", "ddim"], value="negative",
+                                         label="Inversion: negative prompt (fast), null-text (slow, closest "
+                                               "reconstruction) or plain DDIM",
+                                         elem_id=f"regedit_inversion_{tab}")
+                self._inversion = inversion
                 lime_settings = [lime_on, clusters, points, feature_step, until, keep_outside]
                 self._lime_settings = lime_settings
                 for control in lime_settings:
@@ -332,10 +343,11 @@ class RegEditScript(scripts.Script):
         self.infotext_fields.append((lime_doc, LIME_INFOTEXT_KEY))
         if is_img2img:
             self.infotext_fields.extend(self._drag_fields + self._lime_fields)
+            self.infotext_fields.append((self._inversion, lambda params: params.get(INVERSION_KEY)))
         self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY, LIME_INFOTEXT_KEY]
         # After the five API arguments, the controls' values: a generation from the page runs what the
         # page shows (process reads them; the API's documents are not touched by them).
-        extra = [*self._drag_settings, *self._lime_settings] if is_img2img else []
+        extra = [*self._drag_settings, *self._lime_settings, self._inversion] if is_img2img else []
         return [doc, enabled, preview, drag_doc, lime_doc, *settings, *extra]
 
     def process(self, p, doc=None, enabled=False, preview=False, drag_doc=None, lime_doc=None, *ui_values):
@@ -363,6 +375,9 @@ class RegEditScript(scripts.Script):
             obj = load_json_object(doc, "regedit")
             if obj is not None and from_page:  # what the page shows runs
                 obj = json.loads(_with_settings(obj, *ui_values[:UI_SETTINGS]))
+                if len(ui_values) >= UI_SETTINGS + 10 and ui_values[UI_SETTINGS + 9] \
+                        and isinstance(obj.get("edit", {}), dict):  # img2img's inversion
+                    obj["edit"] = {**obj.get("edit", {}), "inversion": ui_values[UI_SETTINGS + 9]}
             obj = xyz_axes.apply_overrides(obj, _xyz_overrides(p), "regions")
             if obj is None:
                 return

@@ -96,6 +96,7 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
     page.click("#tabs button:has-text('img2img')")
     page.set_input_files("#img2img_image input[type=file]", str(tmp_path / "init.png"))
     page.click("#regedit_img2img .label-wrap")
+    page.click("#regedit_img2img .label-wrap:has-text('Drag regions')")  # its accordion starts closed
     page.wait_for_function("window.RegEditDragPanels.img2img.images.image && "
                            "gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0",
                            timeout=20_000)
@@ -135,4 +136,45 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
     page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
     page.click("#tabs button:has-text('img2img')")
     page.wait_for_function("gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0")
+    assert page.our_errors() == []
+
+
+def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
+    """What a user clicks: a picture, one box with the edit role "change" and its target prompt, the
+    null-text inversion, Generate. The gallery shows the reconstruction and the edit, and the
+    infotext names the inversion. Needs a checkpoint loaded (the e2e harness's tiny SD1 is enough)."""
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (200, 120, 90)).save(tmp_path / "picture.png")
+    page = webui
+    page.click("#tabs button:has-text('img2img')")
+    page.set_input_files("#img2img_image input[type=file]", str(tmp_path / "picture.png"))
+    page.fill("#img2img_prompt textarea", "a red circle")
+    for elem, value in (("img2img_width", "64"), ("img2img_height", "64"), ("img2img_steps", "3")):
+        page.fill(f"#{elem} input[type=number]", value)
+        page.keyboard.press("Tab")
+    page.click("#regedit_img2img .label-wrap")
+    page.click("#regedit_enable_img2img input")
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_img2img canvas').clientWidth > 0")
+    page.wait_for_timeout(600)
+    region = CanvasDriver(page, "#regedit_canvas_img2img canvas")
+    page.locator("#regedit_canvas_img2img canvas").scroll_into_view_if_needed()
+    region.drag((0.1, 0.1), (0.6, 0.6))
+    page.fill("#regedit_canvas_img2img [data-key=prompt]", "a red circle")
+    page.select_option("#regedit_canvas_img2img [data-key=edit]", "change")
+    page.fill("#regedit_canvas_img2img [data-key=target_prompt]", "a blue circle")
+    assert parse_region_document(field(page, "regedit_doc_img2img")).regions[0].edit == "change"
+    page.click("#regedit_img2img .label-wrap:has-text('Edit a picture by regions')")
+    page.click("#regedit_inversion_img2img label:has-text('nulltext')")
+    page.click("#img2img_generate")
+    page.wait_for_function("gradioApp().querySelectorAll('#img2img_gallery .thumbnail-item').length >= 2 || "
+                           "(gradioApp().querySelector('#html_info_img2img') || {}).innerText?.includes('RegEdit')",
+                           timeout=300_000)
+    page.wait_for_function("(gradioApp().querySelector('#html_info_img2img') || {}).innerText?.includes('RegEdit')",
+                           timeout=60_000)
+    info = page.evaluate("gradioApp().querySelector('#html_info_img2img').innerText")
+    assert "RegEdit inversion: nulltext" in info and "RegEdit pair: source" in info, info
+    # the reconstruction and the edit (the gallery adds the WebUI's grid of them)
+    assert page.evaluate("gradioApp().querySelectorAll('#img2img_gallery .thumbnail-item').length") >= 2
+    page.locator("#img2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_picture_edit.png"))
     assert page.our_errors() == []
