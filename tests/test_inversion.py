@@ -125,20 +125,20 @@ SCENE_DOC = {"prompt": "a red circle and a blue square", "regions": [
 
 
 def test_reconstructions_on_the_bundled_model(shapesworld):
-    """A rendered picture (not one the model made): negative-prompt inversion with one fixed-point
-    refinement reconstructs it near the VAE's own round trip; DDIM inversion at CFG 7.5 drifts, and
-    null-text inversion pulls it back (measured at 10 steps: 30.4, 24.1 and 30.0 dB; the VAE 31.2)."""
+    """A rendered picture (not one the model made), 10 steps: negative-prompt inversion with one
+    fixed-point refinement reconstructs it near the VAE's own round trip; plain DDIM inversion at CFG
+    7.5 drifts, and null-text inversion at the paper's settings pulls the same pivot back (measured:
+    30.9, 23.1 and 30.4 dB; the VAE 31.2)."""
     from lib_regedit.editing.diffusers_real import edit_image
     from lib_regedit.evaluation.inversion_eval import psnr
 
     image = _scene_picture()
     psnrs = {}
-    for method, extra in (("negative", {}), ("ddim", {"fixed_point": 0}),
-                          ("nulltext", {"fixed_point": 0, "nulltext": NullTextOptions(10, 0.1)})):
+    for method, extra in (("negative", {}), ("ddim", {"fixed_point": 0}), ("nulltext", {"fixed_point": 0})):
         result = edit_image(shapesworld, image, SCENE_DOC, inversion=method, steps=10, **extra)
         psnrs[method] = psnr(result.source, image)
     assert psnrs["negative"] > 28, psnrs
-    assert psnrs["nulltext"] > psnrs["ddim"] + 3, psnrs
+    assert psnrs["nulltext"] > psnrs["ddim"] + 4, psnrs
 
 
 def test_null_text_optimises_one_set_per_step_and_region(sd):

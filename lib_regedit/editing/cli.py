@@ -28,8 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--cache-dir", help="with --image: keep inversions in this folder, so a second edit of the same "
                                         "picture, prompts and settings skips the inversion")
     ed.add_argument("--nulltext-lr", type=float, default=1e-2,
-                    help="null-text inversion's Adam learning rate (the paper's 0.01; 0.1 suits the bundled "
-                         "ShapesWorld model)")
+                    help="null-text inversion's Adam learning rate (the paper's 0.01)")
     ed.add_argument("--nulltext-iterations", type=int, default=10, help="null-text's most Adam steps per step")
     ed.add_argument("--model", help="diffusers folder or .safetensors (default: the bundled ShapesWorld model)")
     ed.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
