@@ -306,6 +306,6 @@ def test_added_and_removed_boxes_start_from_noise_and_removals_take_the_plain_ne
     assert start[..., :4, :4].abs().sum() > 0 and start[..., 4:, 4:].abs().sum() > 0  # removed, added: noise
     assert start[..., :4, 4:].abs().sum() == 0 and start[..., 4:, :4].abs().sum() == 0  # changed, kept: inverted
     assert torch.equal(start, _target_start(latent, edit("negative")))  # seeded
-    mask = edit("negative").edited_mask(8, 8)
+    mask = edit("negative").removal_mask(8, 8)
     assert mask[:4, :4].all() and mask.sum() == 16  # the removed box only
-    assert edit("ddim").edited_mask(8, 8) is None  # DDIM's negative is the plain one already
+    assert edit("ddim").removal_mask(8, 8) is None  # DDIM's negative is the plain one already

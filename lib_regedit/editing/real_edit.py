@@ -33,8 +33,8 @@ from ..attention.controller import Controller, GenerationState
 from ..inversion import ddim
 from ..inversion.invert import Inversion, InversionCancelled, invert
 from ..inversion.null_sets import NullSchedule, NullSet
-from ..inversion.null_text import NullTextOptions
 from ..documents import RegionDocument
+from ..inversion.null_text import NullTextOptions
 from .pair_effects import PairEffects
 
 Forward = Callable[[torch.Tensor, int, torch.Tensor, tuple], torch.Tensor]
@@ -54,12 +54,13 @@ class RealEdit:
     guidance_scale: float
     nulltext: NullTextOptions
     fixed_point: int
-    document: RegionDocument | None = None  # the edit document: its edited boxes take the plain negative
-    plain_inside_edits: bool = True
+    document: RegionDocument | None = None  # the edit document: its added and removed boxes
+    plain_negative_in_removals: bool = True
     seed: int = 0  # the noise that starts added and removed boxes
 
-    def edited_mask(self, h: int, w: int) -> torch.Tensor | None:
-        if self.method == "ddim" or not self.plain_inside_edits or self.document is None:
+    def removal_mask(self, h: int, w: int) -> torch.Tensor | None:
+        """(h, w) where the target's unconditional prediction is the plain negative prompt's, or None."""
+        if self.method == "ddim" or not self.plain_negative_in_removals or self.document is None:
             return None  # DDIM inversion's unconditional rows are the plain negative prompt's already
         mask = _boxes_mask(self.document, ("remove",), h, w)
         return mask if bool(mask.any()) else None
@@ -102,7 +103,7 @@ def denoise_pair(forward: Forward, attach: Attach, inversion: Inversion, alphas_
     uncond_kind = "cond_s" if edit.method == "negative" else "uncond"
     kinds = (uncond_kind, uncond_kind, "cond_s", "cond_t")
     w = edit.guidance_scale
-    mask = edit.edited_mask(*inversion.latent.shape[-2:])
+    mask = edit.removal_mask(*inversion.latent.shape[-2:])
     schedule = effects[0] if sets else None
     with contextlib.ExitStack() as stack:
         stack.enter_context(attach(Controller(effects, state)))
@@ -112,7 +113,7 @@ def denoise_pair(forward: Forward, attach: Attach, inversion: Inversion, alphas_
         z = torch.cat([inversion.latent, _target_start(inversion.latent, edit)])
         for k, (t, a, a_prev) in enumerate(ddim.denoise_schedule(alphas_cumprod, edit.steps)):
             if cancel is not None and cancel():
-                raise InversionCancelled()
+                raise InversionCancelled(after_inversion=True)
             state.step = k
             null = sets[min(k, len(sets) - 1)].total if edit.method == "nulltext" else \
                 edit.cond_s if edit.method == "negative" else edit.uncond

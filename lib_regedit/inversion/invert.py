@@ -43,9 +43,13 @@ Progress = Callable[[int, int, str], None]
 
 
 class InversionCancelled(RegEditError):
-    def __init__(self):
-        super().__init__("inversion", "the inversion was cancelled, and nothing was cached",
-                         "start the edit again when you want it")
+    """Cancelled by the user: during the inversion nothing is cached; during the edit that follows,
+    the finished inversion is (``after_inversion``)."""
+
+    def __init__(self, after_inversion: bool = False):
+        problem = "the edit was cancelled after its inversion, which is kept for the next try" if after_inversion \
+            else "the inversion was cancelled, and nothing was cached"
+        super().__init__("inversion", problem, "start the edit again when you want it")
 
 
 @dataclass
@@ -99,6 +103,7 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
     true (checked between UNet passes). ``fixed_point``: refinements of each inversion move
     (``ddim.trajectory``)."""
     check_method(method)
+    check_fixed_point(fixed_point)
     options = options or NullTextOptions()
     started = time.perf_counter()
     rows = [0]
@@ -112,7 +117,6 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
         rows[0] += z.shape[0]
         return forward(z, t, context, kind).float()
 
-    check_fixed_point(fixed_point)
     total = steps * (2 if method == "nulltext" else 1)
     done = [0]
 
