@@ -192,6 +192,13 @@ _PASTED = {INFOTEXT_KEY: lambda value: parse_region_document(value, untagged_ver
            DRAG_INFOTEXT_KEY: parse_drag_document, LIME_INFOTEXT_KEY: parse_lime_document}
 
 
+def _edits(obj: dict) -> bool:
+    """Whether a document object has a box with an edit role (a pair)."""
+    regions = obj.get("regions")
+    return isinstance(regions, list) and any(isinstance(r, dict) and r.get("edit") not in (None, "", "inherent")
+                                             for r in regions)
+
+
 def _from_infotext(read, key: str = INFOTEXT_KEY):
     """An infotext paste function: reads one setting out of the pasted region (or drag) document."""
     def paste(params):
@@ -375,8 +382,8 @@ class RegEditScript(scripts.Script):
             obj = load_json_object(doc, "regedit")
             if obj is not None and from_page:  # what the page shows runs
                 obj = json.loads(_with_settings(obj, *ui_values[:UI_SETTINGS]))
-                if len(ui_values) >= UI_SETTINGS + 10 and ui_values[UI_SETTINGS + 9] \
-                        and isinstance(obj.get("edit", {}), dict):  # img2img's inversion
+                if len(ui_values) >= UI_SETTINGS + 10 and ui_values[UI_SETTINGS + 9] and _edits(obj) \
+                        and isinstance(obj.get("edit", {}), dict):  # img2img's inversion, for a picture's edit
                     obj["edit"] = {**obj.get("edit", {}), "inversion": ui_values[UI_SETTINGS + 9]}
             obj = xyz_axes.apply_overrides(obj, _xyz_overrides(p), "regions")
             if obj is None:

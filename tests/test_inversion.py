@@ -309,3 +309,26 @@ def test_added_and_removed_boxes_start_from_noise_and_removals_take_the_plain_ne
     mask = edit("negative").removal_mask(8, 8)
     assert mask[:4, :4].all() and mask.sum() == 16  # the removed box only
     assert edit("ddim").removal_mask(8, 8) is None  # DDIM's negative is the plain one already
+
+
+def test_the_target_keeps_the_reconstruction_outside_the_edited_boxes(sd):
+    """``keep_outside``: outside the edited boxes (grown by a margin, soft-edged) the target's latent is
+    the reconstruction's at every step, so only the edited area can change."""
+    from lib_regedit.editing.diffusers_edit import parse_pair
+    from lib_regedit.editing.diffusers_real import edit_image
+    from lib_regedit.editing.real_edit import RealEdit
+
+    doc = parse_pair(DOC)
+    area = RealEdit(None, None, None, None, "negative", 4, 7.5, NullTextOptions(), 1, doc).edit_area(20, 20)
+    assert area[10, 4] == 1 and area[0, 19] == 0 and area[10, 12] == 0  # the changed box, a corner, the kept box
+    assert 0 < float(area[4, 4]) < 1  # the soft margin
+    whole = parse_pair({"prompt": "a field", "regions": [{"x": 0, "y": 0, "w": 1, "h": 1, "role": "background",
+                                                          "prompt": "a field", "edit": "change",
+                                                          "target_prompt": "a beach"}]})
+    assert RealEdit(None, None, None, None, "negative", 4, 7.5, NullTextOptions(), 1, whole).edit_area(8, 8) is None
+
+    result = edit_image(sd, picture(), DOC, steps=4)
+    source, target = (np.asarray(im, dtype=float) for im in (result.source, result.target))
+    right = (slice(None), slice(40, 64))  # the kept square's side, far from the changed box
+    left = (slice(20, 44), slice(4, 28))
+    assert np.abs(source[right] - target[right]).mean() < 0.25 * np.abs(source[left] - target[left]).mean()

@@ -18,6 +18,12 @@ of a real picture": edits right 0.667 -> 0.815, SSIM-i 0.773 -> 0.771):
   inversion's (the source's prompts, or null-text's contexts fitted to the picture, both of which
   hold the object): removals 1 of 8 -> 4 of 8, for one more UNet row per step. Applied to changed
   boxes as well it cost their kept objects (0.75 -> 0.5) for no gain, so it is not.
+
+And outside the edited boxes (grown by ``KEEP_MARGIN``, soft-edged) the target's latent is the
+reconstruction's after every step (``edit.keep_outside``, on by default; prompt-to-prompt's local
+blending, Hertz et al. 2022, and Avrahami et al. 2023's *Blended Latent Diffusion*): MRGD's attention
+control alone let the kept objects drift on pictures (negative-prompt inversion: SSIM-i 0.771 ->
+0.855, kept 0.778 -> 0.963, edits right unchanged at 0.815).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from ..documents import RegionDocument
 from ..inversion.null_text import NullTextOptions
 from .pair_effects import PairEffects
 
+KEEP_MARGIN = 0.05
+KEEP_FEATHER = 0.05
 Forward = Callable[[torch.Tensor, int, torch.Tensor, tuple], torch.Tensor]
 Attach = Callable[[Controller], contextlib.AbstractContextManager]
 
@@ -57,6 +65,26 @@ class RealEdit:
     document: RegionDocument | None = None  # the edit document: its added and removed boxes
     plain_negative_in_removals: bool = True
     seed: int = 0  # the noise that starts added and removed boxes
+
+    def edit_area(self, h: int, w: int) -> torch.Tensor | None:
+        """(h, w) where the target may differ from the reconstruction (the document's
+        ``edit.keep_outside``): the edited boxes grown by ``KEEP_MARGIN`` of the image, with a soft
+        edge; None when the whole target is free."""
+        if self.document is None or not self.document.edit.keep_outside:
+            return None
+        from ..masks import box_mask
+
+        area = torch.zeros(h, w)
+        for region in self.document.regions:
+            if not region.is_edited:
+                continue
+            if region.is_background:
+                return None  # the whole image is edited
+            m = KEEP_MARGIN
+            x0, y0 = max(0.0, region.x - m), max(0.0, region.y - m)
+            x1, y1 = min(1.0, region.x + region.w + m), min(1.0, region.y + region.h + m)
+            area = torch.maximum(area, box_mask(x0, y0, x1 - x0, y1 - y0, h, w, KEEP_FEATHER))
+        return area
 
     def removal_mask(self, h: int, w: int) -> torch.Tensor | None:
         """(h, w) where the target's unconditional prediction is the plain negative prompt's, or None."""
@@ -104,6 +132,8 @@ def denoise_pair(forward: Forward, attach: Attach, inversion: Inversion, alphas_
     kinds = (uncond_kind, uncond_kind, "cond_s", "cond_t")
     w = edit.guidance_scale
     mask = edit.removal_mask(*inversion.latent.shape[-2:])
+    keep = edit.edit_area(*inversion.latent.shape[-2:])
+    keep = None if keep is None else keep.to(inversion.latent.device, inversion.latent.dtype)
     schedule = effects[0] if sets else None
     with contextlib.ExitStack() as stack:
         stack.enter_context(attach(Controller(effects, state)))
@@ -129,6 +159,8 @@ def denoise_pair(forward: Forward, attach: Attach, inversion: Inversion, alphas_
                 m = mask.to(eps_u.device, eps_u.dtype)
                 eps_u = torch.cat([eps_u[:1], m * plain + (1 - m) * eps_u[1:2]])
             z = ddim.move(z, eps_u + w * (eps_c - eps_u), a, a_prev)
+            if keep is not None:
+                z = torch.cat([z[:1], keep * z[1:2] + (1 - keep) * z[:1]])
             if progress is not None:
                 progress(k + 1, edit.steps, "editing")
     return z
