@@ -137,6 +137,26 @@ def test_img2img_edits_a_picture_through_an_inversion(webui, model, inversion, a
     assert_plain_unchanged(f"a picture's edit through {inversion} inversion")
 
 
+def test_interrupting_a_picture_edit_caches_nothing(webui, assert_plain_unchanged):
+    """Interrupt during a null-text inversion: a 422 saying so, nothing cached (the next run inverts
+    again), and the WebUI generates as before."""
+    from PIL import Image
+
+    doc = {"regions": EDITS["change"], "edit": {"inversion": "nulltext"}}
+    payload = with_regions(img2img_pair("change", Image.new("RGB", (64, 64), (30, 160, 210)), steps=20,
+                                        prompt="a red circle and a green square"), doc)
+    webui.use_model(SD1)
+    response, interrupted = webui.post_and_interrupt("/sdapi/v1/img2img", payload, sampling_steps=60, at_step=2)
+    assert interrupted, "the edit ended before Interrupt could be pressed"
+    assert response.status_code == 422 and "cancelled" in response.text, response.text[:500]
+    assert "nothing was cached" in response.text
+    res = webui.generate("img2img", payload, model=SD1)
+    assert len(res["images"]) == 2
+    last = [line for line in webui.log_tail(6000).splitlines() if "RegEdit: nulltext inversion" in line][-1]
+    assert "(cached)" not in last, last
+    assert_plain_unchanged("an interrupted picture edit")
+
+
 def test_img2img_edit_refuses_a_mask_and_bad_inversions(webui, assert_plain_unchanged):
     from e2e_webui import png_b64
     from PIL import Image
