@@ -292,6 +292,9 @@ def main(argv=None) -> int:
     p.add_argument("--inversions", default="ddim,negative,nulltext",
                    help="with --inversion: which inversions, comma-separated")
     p.add_argument("--nulltext-lr", type=float, default=1e-2, help="with --inversion: null-text's learning rate")
+    p.add_argument("--picture-background", default=None, metavar="TEXT",
+                   help="with --inversion: describe the pictures' background with a background region, e.g. "
+                        "'a blank background'")
     p.add_argument("--fixed-point", type=int, default=None,
                    help="with --inversion: fixed-point refinements per inversion step (default 1)")
     p.add_argument("--no-defaults", action="store_true",
@@ -340,7 +343,7 @@ def main(argv=None) -> int:
         methods = [check_method(m.strip()) for m in args.inversions.split(",") if m.strip()]
         summary = inversion_eval.evaluate(pipe, edit_eval_layouts(args), methods=methods, steps=args.steps,
                                           cfg=args.cfg, nulltext=NullTextOptions(10, args.nulltext_lr),
-                                          fixed_point=args.fixed_point,
+                                          fixed_point=args.fixed_point, background=args.picture_background,
                                           image_dir=Path(args.images) if args.images else None,
                                           log=lambda m: print(m, file=sys.stderr))
         print(inversion_eval.format_table(summary))

@@ -12,7 +12,9 @@ remove, add). Figures:
   (``edit_eval.score`` with the picture as the source).
 
 An inversion depends on the source prompts only, and the four cases of a layout share them, so each
-layout is inverted once per method (``lib_regedit.inversion.InversionCache``).
+layout is inverted once per method (``lib_regedit.inversion.InversionCache``). ``--picture-background
+TEXT`` describes the pictures' background in every document (a background region with that prompt);
+without it the background's prompt is the rest of the whole prompt, which is empty here.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def picture(layout, index: int, size: int):
 
 
 def evaluate(pipe, layouts, *, methods=METHODS, steps: int = 20, cfg: float = 7.5, nulltext=None,
-             fixed_point: int | None = None, image_dir=None, log=print) -> dict:
+             fixed_point: int | None = None, background: str | None = None, image_dir=None, log=print) -> dict:
+    """``background``: a background region with this prompt joins every case's document (the
+    picture's background described, as a user would)."""
     from ..api import generate
     from ..editing.diffusers_real import decode, edit_image, encode_image
     from ..inversion import InversionCache
@@ -53,6 +57,9 @@ def evaluate(pipe, layouts, *, methods=METHODS, steps: int = 20, cfg: float = 7.
         image = picture(layout, li, size)
         vae_psnr.append(psnr(decode(pipe, encode_image(pipe, image))[0], image))
         cases = edit_cases(layout, li)
+        if background:
+            cases = [dict(c, document=dict(c["document"], regions=list(c["document"]["regions"]) +
+                                            [{"role": "background", "prompt": background}])) for c in cases]
         t0 = time.perf_counter()
         generate(pipe, {"prompt": cases[0]["document"]["prompt"],
                         "regions": [_plain(r) for r in cases[0]["regions"]]}, seed=0, steps=steps, guidance_scale=cfg)
@@ -81,7 +88,7 @@ def evaluate(pipe, layouts, *, methods=METHODS, steps: int = 20, cfg: float = 7.
         log(f"layout {li + 1}/{len(layouts)} done")
     generation = float(np.mean(generation_s))
     out = {"vae_psnr": float(np.mean(vae_psnr)), "generation_s": generation, "steps": steps, "cfg": cfg,
-           "fixed_point": fixed_point, "methods": {}}
+           "fixed_point": fixed_point, "background": background, "methods": {}}
     for method, row in rows.items():
         every = [r for k in KINDS for r in row[k]]
         out["methods"][method] = {
