@@ -362,6 +362,7 @@ class RegEditScript(scripts.Script):
         p._regedit_layout = None
         p._regedit_drag = None
         p._regedit_lime = None
+        p._regedit_picture_edit = None
         # before the WebUI makes this generation's noise: a model switched by override_settings or
         # taken from the checkpoint cache fires no on_model_loaded
         webui_latent_scale.sync(processing, shared.sd_model)
@@ -420,6 +421,14 @@ class RegEditScript(scripts.Script):
 
             original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
             pp.image = composite(original, pp.image, drag)
+        edit = getattr(p, "_regedit_picture_edit", None)
+        if edit is not None and getattr(p, "batch_index", 0) % 2 == 1:  # the edit of each (reconstruction, edit)
+            from modules import images
+
+            from lib_regedit.editing.real_edit import paste_outside
+
+            original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+            pp.image = paste_outside(original, pp.image, edit)
 
     def postprocess(self, p, processed, *args):
         lime = getattr(p, "_regedit_lime", None)
@@ -508,6 +517,7 @@ def _start_real_edit(p, document) -> None:
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
     p.extra_generation_params[INVERSION_KEY] = document.edit.inversion
+    p._regedit_picture_edit = document
     INVERSIONS.resize(int(shared.opts.data.get("regedit_inversion_cache_mb", 512)) << 20)
     original = p.sample
 

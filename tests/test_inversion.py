@@ -327,8 +327,12 @@ def test_the_target_keeps_the_reconstruction_outside_the_edited_boxes(sd):
                                                           "target_prompt": "a beach"}]})
     assert RealEdit(None, None, None, None, "negative", 4, 7.5, NullTextOptions(), 1, whole).edit_area(8, 8) is None
 
-    result = edit_image(sd, picture(), DOC, steps=4)
-    source, target = (np.asarray(im, dtype=float) for im in (result.source, result.target))
+    own = edit_image(sd, picture(), dict(DOC, edit={"paste_outside": False}), steps=4)
+    source, target = (np.asarray(im, dtype=float) for im in (own.source, own.target))
     right = (slice(None), slice(40, 64))  # the kept square's side, far from the changed box
     left = (slice(20, 44), slice(4, 28))
     assert np.abs(source[right] - target[right]).mean() < 0.25 * np.abs(source[left] - target[left]).mean()
+    # pasted back (the default): outside the edit area the pixels are the picture's own
+    pasted = np.asarray(edit_image(sd, picture(), DOC, steps=4).target, dtype=float)
+    assert np.array_equal(pasted[right], np.asarray(picture(), dtype=float)[right])
+    assert np.array_equal(pasted[left], target[left])  # inside, the edit

@@ -18,7 +18,7 @@ A document is a pair when some region has a role other than ``inherent``. The do
              "self_replace": {"background": 0.5, "foreground": 0.7, "pair": 0.3, "whole": 0.2},
              "self_downscale": 4,
              "guidance": {"enabled": false, "rs": 1000, "is": 2000, "ip": 300, "until": 1.0},
-             "inversion": "negative", "keep_outside": true}
+             "inversion": "negative", "keep_outside": true, "paste_outside": true}
 
 ``cross_replace`` and ``self_replace`` are fractions of the steps during which the target reads the
 source's cross- and self-attention maps: ``background`` for r_bg, ``foreground`` for inherent object
@@ -33,8 +33,9 @@ still comes from the self-attention maps (``self_replace.pair``) and the shared 
 weights are MRGD §4.1's λ_rs, λ_is, λ_ip, applied while the fraction of steps done is below ``until``.
 ``inversion`` is read when the source is a real picture (img2img, ``edit-regions --image``): "negative"
 (negative-prompt inversion, fast), "nulltext" (null-text inversion, slow, closest) or "ddim"
-(``lib_regedit.inversion``), and ``keep_outside`` keeps the reconstruction outside the edited boxes
-there (``lib_regedit/editing/real_edit.py``; false: MRGD's attention control alone).
+(``lib_regedit.inversion``), ``keep_outside`` keeps the reconstruction outside the edited boxes
+there (``lib_regedit/editing/real_edit.py``; false: MRGD's attention control alone), and
+``paste_outside`` then pastes the picture itself back outside them (false: the model's own pixels).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from ..errors import RegEditError
 from .fields import get_bool, get_number, reject_unknown
 
 EDIT_ROLES = ("inherent", "add", "remove", "change")
-EDIT_FIELDS = ("cross_replace", "tau", "self_replace", "self_downscale", "guidance", "inversion", "keep_outside")
+EDIT_FIELDS = ("cross_replace", "tau", "self_replace", "self_downscale", "guidance", "inversion", "keep_outside",
+               "paste_outside")
 INVERSIONS = ("negative", "ddim", "nulltext")
 CROSS_FIELDS = ("background", "foreground", "pair")
 SELF_FIELDS = ("background", "foreground", "pair", "whole")
@@ -91,12 +93,13 @@ class EditOptions:
     guidance: EditGuidance = EditGuidance()
     inversion: str = "negative"
     keep_outside: bool = True
+    paste_outside: bool = True
 
     def to_dict(self, full: bool = False) -> dict:
         data = {"cross_replace": asdict(self.cross_replace), "tau": self.tau,
                 "self_replace": asdict(self.self_replace), "self_downscale": self.self_downscale,
                 "guidance": self.guidance.to_dict(), "inversion": self.inversion,
-                "keep_outside": self.keep_outside}
+                "keep_outside": self.keep_outside, "paste_outside": self.paste_outside}
         if full:
             return data
         default = EditOptions().to_dict(full=True)
@@ -161,6 +164,7 @@ def parse_edit_options(obj: Any, field: str = "edit") -> EditOptions:
         guidance=_guidance(obj.get("guidance"), f"{field}.guidance"),
         inversion=_inversion(obj.get("inversion"), f"{field}.inversion"),
         keep_outside=get_bool(obj, "keep_outside", field, default=True),
+        paste_outside=get_bool(obj, "paste_outside", field, default=True),
     )
 
 

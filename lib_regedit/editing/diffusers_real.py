@@ -35,7 +35,7 @@ from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, check_fixed_point
 from ..inversion.null_text import NullTextOptions
 from .diffusers_edit import EditResult, parse_pair
 from .pair_effects import build_pair_effects
-from .real_edit import RealEdit, denoise_pair, invert_source
+from .real_edit import RealEdit, denoise_pair, invert_source, paste_outside
 
 
 def model_id(pipe) -> str:
@@ -157,6 +157,7 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
 
     z = denoise_pair(forward, _attacher(pipe), result, alphas, edit, progress, cancel, with_guidance)
     source, target = decode(pipe, z)
+    target = paste_outside(image, target, doc)
     elapsed = time.perf_counter() - started
     params = api._params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params["Sampler"] = "DDIM"

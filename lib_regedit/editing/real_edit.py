@@ -67,24 +67,10 @@ class RealEdit:
     seed: int = 0  # the noise that starts added and removed boxes
 
     def edit_area(self, h: int, w: int) -> torch.Tensor | None:
-        """(h, w) where the target may differ from the reconstruction (the document's
-        ``edit.keep_outside``): the edited boxes grown by ``KEEP_MARGIN`` of the image, with a soft
-        edge; None when the whole target is free."""
+        """(h, w) where the target may differ from the reconstruction, or None (``edit_area``)."""
         if self.document is None or not self.document.edit.keep_outside:
             return None
-        from ..masks import box_mask
-
-        area = torch.zeros(h, w)
-        for region in self.document.regions:
-            if not region.is_edited:
-                continue
-            if region.is_background:
-                return None  # the whole image is edited
-            m = KEEP_MARGIN
-            x0, y0 = max(0.0, region.x - m), max(0.0, region.y - m)
-            x1, y1 = min(1.0, region.x + region.w + m), min(1.0, region.y + region.h + m)
-            area = torch.maximum(area, box_mask(x0, y0, x1 - x0, y1 - y0, h, w, KEEP_FEATHER))
-        return area
+        return edit_area(self.document, h, w)
 
     def removal_mask(self, h: int, w: int) -> torch.Tensor | None:
         """(h, w) where the target's unconditional prediction is the plain negative prompt's, or None."""
@@ -206,3 +192,42 @@ def _boxes_mask(document: RegionDocument, roles: tuple[str, ...], h: int, w: int
         if region.edit in roles and not region.is_background:
             mask = torch.maximum(mask, (box_mask(region.x, region.y, region.w, region.h, h, w) > 0.5).float())
     return mask
+
+
+def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
+    """(h, w) in [0, 1]: the edited boxes grown by ``KEEP_MARGIN`` of the image, with a soft edge
+    ``KEEP_FEATHER`` wide, at any resolution (the latent's, or the picture's for the paste-back);
+    None when a background edit makes the whole image the edit's."""
+    from ..masks import box_mask
+
+    area = torch.zeros(h, w)
+    for region in document.regions:
+        if not region.is_edited:
+            continue
+        if region.is_background:
+            return None
+        x0, y0 = max(0.0, region.x - KEEP_MARGIN), max(0.0, region.y - KEEP_MARGIN)
+        x1, y1 = min(1.0, region.x + region.w + KEEP_MARGIN), min(1.0, region.y + region.h + KEEP_MARGIN)
+        area = torch.maximum(area, box_mask(x0, y0, x1 - x0, y1 - y0, h, w, KEEP_FEATHER))
+    return area
+
+
+def paste_outside(picture, edited, document: RegionDocument):
+    """The edit with the picture itself outside its edit area (``edit.paste_outside``): pixels the edit
+    does not touch stay the picture's exactly, as the WebUI's inpainting composites its result.
+    Returns ``edited`` unchanged when the option is off or the whole image is edited."""
+    import numpy as np
+    from PIL import Image
+
+    if not (document.edit.keep_outside and document.edit.paste_outside):
+        return edited
+    edited = edited.convert("RGB")
+    picture = picture.convert("RGB")
+    if picture.size != edited.size:
+        picture = picture.resize(edited.size, Image.LANCZOS)
+    area = edit_area(document, edited.height, edited.width)
+    if area is None:
+        return edited
+    m = area.numpy()[..., None]
+    out = np.asarray(picture, dtype=np.float32) * (1 - m) + np.asarray(edited, dtype=np.float32) * m
+    return Image.fromarray(out.round().astype(np.uint8))
