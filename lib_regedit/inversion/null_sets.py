@@ -45,20 +45,15 @@ class NullSet:
     def parameters(self) -> list[torch.Tensor]:
         return [t for t in (self.total, self.background, *self.regions) if t is not None and t.requires_grad]
 
-    def detached(self, dtype=None) -> "NullSet":
+    def detached(self) -> "NullSet":
         def d(t):
-            return None if t is None else t.detach().clone().to(dtype or t.dtype)
+            return None if t is None else t.detach().clone()
         return NullSet(d(self.total), d(self.background), tuple(d(t) for t in self.regions))
 
     def continued(self) -> "NullSet":
         """A trainable copy: the next step's optimisation starts where this one ended (Mokady et al.)."""
         def c(t):
             return None if t is None else t.detach().clone().float().requires_grad_(True)
-        return NullSet(c(self.total), c(self.background), tuple(c(t) for t in self.regions))
-
-    def cast(self, like: torch.Tensor) -> "NullSet":
-        def c(t):
-            return None if t is None else t.to(like.device, like.dtype)
         return NullSet(c(self.total), c(self.background), tuple(c(t) for t in self.regions))
 
     @property
