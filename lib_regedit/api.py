@@ -182,7 +182,7 @@ def _params(pipe, seed, steps, guidance_scale, width, height, model_name) -> dic
 def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> torch.Tensor:
     """Layout init (``lib_regedit.layout_init``): the DDIM inversion of the boxes' sketch with the
     empty prompt, mixed with the seed's noise, as the pipeline's initial ``latents``."""
-    vae, unet, sched = pipe.vae, pipe.unet, pipe.scheduler
+    unet, sched = pipe.unet, pipe.scheduler
     sketch = layout_init.document_sketch(doc, width, height)
     context, _, pooled, _ = encode(pipe, "")
     added = _unet_kwargs(pipe, pooled, 1, width, height)
@@ -190,11 +190,18 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     def eps(z, t):
         return unet(z.to(unet.dtype), t, encoder_hidden_states=context, **added).sample
 
-    with torch.no_grad():
-        z0 = vae.encode(sketch.to(vae.device, vae.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
+    z0 = clean_latent(pipe, sketch)
     noise = torch.randn((batch_size, *z0.shape[1:]), generator=torch.Generator("cpu").manual_seed(seed))
     latents = layout_init.spatial_noise(eps, z0, sched.alphas_cumprod, steps, noise, doc.init_noise)
     return latents.to(unet.device, unet.dtype)
+
+
+def clean_latent(pipe, pixels: torch.Tensor) -> torch.Tensor:
+    """The clean latent z_0 of (1, 3, H, W) pixels in [-1, 1]: the VAE posterior's mean, scaled
+    (deterministic, so an inversion of it is reproducible)."""
+    vae = pipe.vae
+    with torch.no_grad():
+        return vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
 
 
 def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:

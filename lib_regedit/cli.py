@@ -58,6 +58,18 @@ def _generate(args) -> int:
     return 0
 
 
+def read_image(path: str, flag: str):
+    """The image file at ``path``, loaded, or a message naming ``flag`` (``--image``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RegEditError(flag, f"cannot read {path} as an image ({exc})", "give a PNG or JPEG file") from None
+    return image
+
+
 def _read_regions(path: str) -> tuple[str, int]:
     """The document text, and the version a document without one is read as: a JSON file is read as
     today's; a PNG's parameters text (ours or the WebUI's) was written before versions existed when it

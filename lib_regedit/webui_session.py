@@ -25,6 +25,18 @@ def crossattn(cond):
     return cond
 
 
+def checkpoint_eps(model, x: torch.Tensor, z: torch.Tensor, t: int, cond) -> torch.Tensor:
+    """A WebUI checkpoint's noise prediction for latents ``z`` at timestep ``t``: ``apply_model`` on
+    ``x`` (``z`` on the UNet's device and dtype) with the sampler's ``cond``, v-prediction converted
+    with ``z``. Differentiable: callers choose ``no_grad`` and autocast."""
+    ts = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
+    out = model.apply_model(x, ts, cond).float()
+    if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
+        a = model.alphas_cumprod[int(t)].float().to(out.device)
+        out = a.sqrt() * out + (1 - a).sqrt() * z.to(out.device).float()
+    return out
+
+
 def read_cfg_denoiser(state: GenerationState, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
     """The step, the run's length and the cond/uncond references from the WebUI's ``on_cfg_denoiser``."""
     state.step = int(sampling_step)

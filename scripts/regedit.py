@@ -41,7 +41,7 @@ from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
 from lib_regedit.lime.options import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
-from lib_regedit.webui_session import WebUISession  # noqa: E402
+from lib_regedit.webui_session import WebUISession, checkpoint_eps  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
 # Measured on the bundled model (README, "Defaults"); shown when the user unticks layout init.
@@ -551,7 +551,7 @@ def _real_edit_sample(p, document, prompts):
 
     rows = p.init_latent.shape[0]
     picture = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
-    z0 = _init_means(p, model)[:1]
+    z0 = _init_means(p, model, rows=1)  # every row is the same picture: its one inversion serves them
     shared.state.textinfo = "RegEdit: inverting"
     shared.state.sampling_step = 0
     shared.state.sampling_steps = p.steps * (3 if document.edit.inversion == "nulltext" else 2)
@@ -752,32 +752,27 @@ def _drag_sample(p, document, seeds, prompts):
     return latents.to(p.init_latent.device, p.init_latent.dtype)
 
 
-def _init_means(p, model):
-    """The init images' latents as the VAE posterior's mean. The WebUI's ``p.init_latent`` samples the
-    posterior with the unseeded global RNG; the drag's inversion retraces its input exactly, so a
-    deterministic input makes a drag reproducible (and its infotext paste redo it)."""
+def _init_means(p, model, rows: int | None = None):
+    """The init images' latents as the VAE posterior's mean, for the first ``rows`` rows (all of
+    them by default). The WebUI's ``p.init_latent`` samples the posterior with the unseeded global
+    RNG; the drag's inversion retraces its input exactly, so a deterministic input makes a drag
+    reproducible (and its infotext paste redo it)."""
     from modules import images
 
-    rows = p.init_latent.shape[0]
+    rows = p.init_latent.shape[0] if rows is None else rows
     sources = [images.resize_image(getattr(p, "resize_mode", 0), img, p.width, p.height) for img in p.init_images]
     batch = torch.cat([layout_init.image_to_tensor(sources[min(i, len(sources) - 1)]) for i in range(rows)])
     with torch.no_grad(), devices.autocast():
         means = _posterior_mean(model, batch.to(devices.device, devices.dtype_vae))
-    if means.shape != p.init_latent.shape:  # a VAE the WebUI encodes differently (e.g. TAESD): keep its latent
-        return p.init_latent
+    if means.shape != p.init_latent[:rows].shape:  # a VAE the WebUI encodes differently (e.g. TAESD): keep its latent
+        return p.init_latent[:rows]
     return means.to(p.init_latent.dtype)
 
 
 def _model_eps(model, z, t, cond):
     """The checkpoint's noise prediction for latents ``z`` at timestep ``t`` (v-prediction converted)."""
-    x = z.to(devices.device, devices.dtype_unet)
-    ts = torch.full((x.shape[0],), int(t), device=devices.device, dtype=torch.long)
     with torch.no_grad(), devices.autocast():
-        out = model.apply_model(x, ts, cond).float()
-    if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
-        a = model.alphas_cumprod[int(t)].float().to(out.device)
-        out = a.sqrt() * out + (1 - a).sqrt() * z.to(out.device).float()
-    return out
+        return checkpoint_eps(model, z.to(devices.device, devices.dtype_unet), z, t, cond)
 
 
 def _encoder():

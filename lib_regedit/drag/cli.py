@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import model_path
+from ..cli import model_path, read_image
 from ..errors import RegEditError
 
 
@@ -34,8 +34,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """``python -m lib_regedit drag``: RegionDrag on an image (``lib_regedit.drag``)."""
-    from PIL import Image, UnidentifiedImageError
-
     from .. import generation_limits as limits
     from ..documents import DragDocument, parse_drag_document
     from .diffusers_drag import check_options, drag
@@ -64,11 +62,7 @@ def run(args) -> int:
     if document is None:
         raise RegEditError("--drag", f"{args.drag} is empty", "write a drag document (see examples/drag_square.json)")
     options = options_for(document, args.steps, **overrides)
-    try:
-        image = Image.open(args.image)
-        image.load()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise RegEditError("--image", f"cannot read {args.image} as an image ({exc})", "give a PNG or JPEG file")
+    image = read_image(args.image, "--image")
     model = model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
     result = drag(pipe, image, document, prompt=args.prompt, seed=args.seed, options=options, model_name=model.name)

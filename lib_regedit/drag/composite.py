@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ..compositing import paste_back
 from ..documents import DragDocument
 from .mapping import dense_mapping
 
@@ -24,10 +25,4 @@ def composite_mask(document: DragDocument, width: int, height: int, feather: flo
 def composite(original: Image.Image, edited: Image.Image, document: DragDocument) -> Image.Image:
     """``edited`` inside the union of handles and targets, ``original`` outside, feathered; the
     original is resized to the edit's size first."""
-    edited = edited.convert("RGB")
-    original = original.convert("RGB")
-    if original.size != edited.size:
-        original = original.resize(edited.size, Image.LANCZOS)
-    mask = composite_mask(document, *edited.size)
-    out = np.asarray(original, dtype=np.float32) * (1 - mask) + np.asarray(edited, dtype=np.float32) * mask
-    return Image.fromarray(out.round().astype(np.uint8))
+    return paste_back(original, edited, composite_mask(document, *edited.size))

@@ -93,7 +93,7 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
     """The drag itself on a checked image and a latent-resolution mapping: the decoded edit, before
     the original is composited back."""
     width, height = image.size
-    from ..api import _unet_kwargs, encode, native_size
+    from ..api import _unet_kwargs, clean_latent, encode, native_size
 
     limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
@@ -117,9 +117,7 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
         if bar is not None:
             bar.update(1)
 
-    with torch.no_grad():
-        pixels = layout_init.image_to_tensor(image).to(device, vae.dtype)
-        z0 = vae.encode(pixels).latent_dist.mean.float() * vae.config.scaling_factor
+    z0 = clean_latent(pipe, layout_init.image_to_tensor(image))
     with diffusers_backend.attached(unet, controller):
         z = drag_latent(eps, z0, mapping, alphas, options, generator, attention, step)
     if bar is not None:

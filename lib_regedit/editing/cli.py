@@ -117,21 +117,14 @@ def run(args) -> int:
 def _run_image(args, document, segmenter, model) -> int:
     import sys
 
-    from PIL import Image, UnidentifiedImageError
-
+    from ..cli import read_image
     from ..inversion import InversionCache
     from ..inversion.invert import InversionCancelled
     from ..inversion.null_text import NullTextOptions
     from ..models import load_pipeline
     from .diffusers_real import edit_image
 
-    try:
-        image = Image.open(args.image)
-        image.load()
-    except FileNotFoundError:
-        raise RegEditError("--image", f"{args.image} does not exist", "check the path") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise RegEditError("--image", f"{args.image} is not a readable image ({error})", "give a PNG or JPEG") from None
+    image = read_image(args.image, "--image")
     if args.width or args.height:
         raise RegEditError("--width/--height", "a picture is edited at its own size",
                            "leave them out, or resize the picture first")

@@ -17,7 +17,6 @@ reconstruction retraces it whatever scheduler the pipeline carries.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from dataclasses import replace
@@ -29,13 +28,13 @@ from .. import api
 from ..backends import diffusers_backend
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, INVERSION_KEY, PAIR_IMAGE_KEY, parameters_text
-from ..inversion import InversionCache, inversion_key
+from ..inversion import InversionCache
 from ..inversion.image_input import check_image, check_regions_cover
 from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, check_fixed_point, check_method
 from ..inversion.null_text import NullTextOptions
 from .diffusers_edit import EditResult, parse_pair
 from .pair_effects import build_pair_effects
-from .real_edit import RealEdit, denoise_pair, invert_source, paste_outside
+from .real_edit import RealEdit, cached_inversion, denoise_pair, frozen_weights, invert_source, paste_outside
 
 
 def model_id(pipe) -> str:
@@ -51,10 +50,7 @@ def encode_image(pipe, image: Image.Image) -> torch.Tensor:
     """The clean latent z_0 of an RGB image (the VAE's mean, scaled)."""
     from ..layout_init import image_to_tensor
 
-    vae = pipe.vae
-    with torch.no_grad():
-        z = vae.encode(image_to_tensor(image).to(vae.device, vae.dtype)).latent_dist.mean.float()
-    return z * vae.config.scaling_factor
+    return api.clean_latent(pipe, image_to_tensor(image))
 
 
 def decode(pipe, z: torch.Tensor) -> list[Image.Image]:
@@ -73,19 +69,6 @@ def _forward(pipe, width: int, height: int, pooled: dict):
         added = api._unet_kwargs(pipe, rows, z.shape[0], width, height)
         return unet(z.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype), **added).sample
     return forward
-
-
-@contextlib.contextmanager
-def _frozen(module):
-    """Weights without gradients while null-text differentiates through the UNet to its contexts."""
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = None, seed: int = 0,
@@ -126,20 +109,11 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
         notes.append("the inverted image is the starting latent; layout init was not used")
     started = time.perf_counter()
 
-    settings = {"iterations": nulltext.iterations, "lr": nulltext.learning_rate} if inversion == "nulltext" else {}
-    settings["fixed_point"] = fixed_point
-    key = inversion_key(image, model_id(pipe), built.documents.source.to_json(), doc.negative_prompt, inversion,
-                        steps, guidance_scale, settings)
-    result = cache.get(key) if cache is not None else None
-    cached = result is not None
-    if result is None:
-        result = _invert(pipe, image, edit, {"cond_s": pooled_s, "cond_t": pooled_t, "uncond": negative_pooled},
-                         width, height, progress, cancel)
-        if cache is not None:
-            cache.put(key, result)
+    forward = _forward(pipe, width, height, {"cond_s": pooled_s, "cond_t": pooled_t, "uncond": negative_pooled})
+    result, cached = cached_inversion(edit, image, model_id(pipe), doc.negative_prompt, cache,
+                                      lambda: _invert(pipe, image, edit, forward, progress, cancel))
     notes.append(result.summary() + (" (cached)" if cached else ""))
 
-    forward = _forward(pipe, width, height, {"cond_s": pooled_s, "cond_t": pooled_t, "uncond": negative_pooled})
     guidance = None
 
     def with_guidance(stack, state):
@@ -173,11 +147,10 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
     return EditResult([source], [target], texts["source"], texts["target"], doc, extras)
 
 
-def _invert(pipe, image, edit: RealEdit, pooled: dict, width, height, progress, cancel) -> Inversion:
+def _invert(pipe, image, edit: RealEdit, forward, progress, cancel) -> Inversion:
     z0 = encode_image(pipe, image).to(pipe.unet.device)
-    with _frozen(pipe.unet):
-        return invert_source(_forward(pipe, width, height, pooled), _attacher(pipe), z0, pipe.scheduler.alphas_cumprod,
-                             edit, progress, cancel)
+    with frozen_weights(pipe.unet):
+        return invert_source(forward, _attacher(pipe), z0, pipe.scheduler.alphas_cumprod, edit, progress, cancel)
 
 
 def _attacher(pipe):

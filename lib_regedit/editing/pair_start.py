@@ -7,13 +7,15 @@ import torch
 from ..documents import RegionDocument
 
 
-def edit_start_mask(document: RegionDocument, h: int, w: int) -> torch.Tensor:
-    """(h, w) 1 inside the edited boxes (added, removed, changed), 0 elsewhere, at latent resolution."""
+def edit_start_mask(document: RegionDocument, h: int, w: int,
+                    roles: tuple[str, ...] = ("add", "remove", "change")) -> torch.Tensor:
+    """(h, w) 1 inside the boxes whose edit role is in ``roles`` (by default every edited box: added,
+    removed, changed; an edited background is the whole image), 0 elsewhere, at latent resolution."""
     from ..masks import box_mask
 
     mask = torch.zeros(h, w)
     for region in document.regions:
-        if region.is_edited:
+        if region.is_edited and region.edit in roles:
             box = (0.0, 0.0, 1.0, 1.0) if region.is_background else (region.x, region.y, region.w, region.h)
             mask = torch.maximum(mask, (box_mask(*box, h, w) > 0.5).float())
     return mask

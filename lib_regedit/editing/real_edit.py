@@ -42,6 +42,7 @@ from ..inversion.null_sets import NullSchedule, NullSet
 from ..documents import RegionDocument
 from ..inversion.null_text import NullTextOptions
 from .pair_effects import PairEffects
+from .pair_start import edit_start_mask
 
 KEEP_MARGIN = 0.05
 KEEP_FEATHER = 0.05
@@ -76,8 +77,42 @@ class RealEdit:
         """(h, w) where the target's unconditional prediction is the plain negative prompt's, or None."""
         if self.method == "ddim" or not self.plain_negative_in_removals or self.document is None:
             return None  # DDIM inversion's unconditional rows are the plain negative prompt's already
-        mask = _boxes_mask(self.document, ("remove",), h, w)
+        mask = edit_start_mask(self.document, h, w, roles=("remove",))
         return mask if bool(mask.any()) else None
+
+
+@contextlib.contextmanager
+def frozen_weights(module: torch.nn.Module):
+    """``module``'s weights without gradients while null-text differentiates through the UNet to its
+    contexts only; their flags are given back afterwards."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def cached_inversion(edit: RealEdit, picture, model_id: str, negative_prompt: str, cache,
+                     run: Callable[[], Inversion]) -> tuple[Inversion, bool]:
+    """The picture's inversion from ``cache`` when it holds one for this model, source document and
+    settings, else ``run()``'s, stored there once finished. Returns it and whether it was cached."""
+    from ..inversion import inversion_key
+
+    settings = {"fixed_point": edit.fixed_point}
+    if edit.method == "nulltext":
+        settings.update(iterations=edit.nulltext.iterations, lr=edit.nulltext.learning_rate)
+    key = inversion_key(picture, model_id, edit.built.documents.source.to_json(), negative_prompt, edit.method,
+                        edit.steps, edit.guidance_scale, settings)
+    inversion = cache.get(key) if cache is not None else None
+    if inversion is not None:
+        return inversion, True
+    inversion = run()
+    if cache is not None:
+        cache.put(key, inversion)
+    return inversion, False
 
 
 def invert_source(forward: Forward, attach: Attach, z0: torch.Tensor, alphas_cumprod: torch.Tensor, edit: RealEdit,
@@ -174,7 +209,7 @@ def _target_start(latent: torch.Tensor, edit: RealEdit) -> torch.Tensor:
     ``pair_start.edited_start``)."""
     if edit.document is None:
         return latent
-    mask = _boxes_mask(edit.document, ("add", "remove"), *latent.shape[-2:])
+    mask = edit_start_mask(edit.document, *latent.shape[-2:], roles=("add", "remove"))
     if not bool(mask.any()):
         return latent
     noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(edit.seed)).to(latent.device,
@@ -182,16 +217,6 @@ def _target_start(latent: torch.Tensor, edit: RealEdit) -> torch.Tensor:
     m = mask.to(latent.device, latent.dtype)
     return latent * (1 - m) + noise * m
 
-
-def _boxes_mask(document: RegionDocument, roles: tuple[str, ...], h: int, w: int) -> torch.Tensor:
-    """(h, w) 1 inside the object boxes whose edit role is in ``roles``."""
-    from ..masks import box_mask
-
-    mask = torch.zeros(h, w)
-    for region in document.regions:
-        if region.edit in roles and not region.is_background:
-            mask = torch.maximum(mask, (box_mask(region.x, region.y, region.w, region.h, h, w) > 0.5).float())
-    return mask
 
 
 def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
@@ -216,18 +241,9 @@ def paste_outside(picture, edited, document: RegionDocument):
     """The edit with the picture itself outside its edit area (``edit.paste_outside``): pixels the edit
     does not touch stay the picture's exactly, as the WebUI's inpainting composites its result.
     Returns ``edited`` unchanged when the option is off or the whole image is edited."""
-    import numpy as np
-    from PIL import Image
+    from ..compositing import paste_back
 
     if not (document.edit.keep_outside and document.edit.paste_outside):
         return edited
-    edited = edited.convert("RGB")
-    picture = picture.convert("RGB")
-    if picture.size != edited.size:
-        picture = picture.resize(edited.size, Image.LANCZOS)
     area = edit_area(document, edited.height, edited.width)
-    if area is None:
-        return edited
-    m = area.numpy()[..., None]
-    out = np.asarray(picture, dtype=np.float32) * (1 - m) + np.asarray(edited, dtype=np.float32) * m
-    return Image.fromarray(out.round().astype(np.uint8))
+    return edited if area is None else paste_back(picture, edited, area.numpy())

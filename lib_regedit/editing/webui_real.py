@@ -11,19 +11,18 @@ so a second edit of the same photo skips the inversion.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
 
 from ..backends import ldm_backend
 from ..documents import RegionDocument
-from ..inversion import InversionCache, inversion_key
+from ..inversion import InversionCache
 from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion
 from ..inversion.null_text import NullTextOptions
-from ..webui_session import crossattn
+from ..webui_session import checkpoint_eps, crossattn
 from .pair_effects import build_pair_effects
-from .real_edit import RealEdit, denoise_pair, invert_source
+from .real_edit import RealEdit, cached_inversion, denoise_pair, frozen_weights, invert_source
 
 INVERSIONS = InversionCache()
 
@@ -32,31 +31,13 @@ def model_forward(model, vectors: dict | None):
     """``forward(z, t, context, kinds)`` on a WebUI checkpoint, differentiable in the context."""
     def forward(z, t, context, kinds):
         unet_dtype = next(model.model.diffusion_model.parameters()).dtype
-        x = z.to(context.device, unet_dtype)
-        ts = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
         if vectors is None:
             cond = {"c_crossattn": [context.to(unet_dtype)]}
         else:
             vector = torch.cat([vectors[k] for k in kinds]).to(unet_dtype)
             cond = {"crossattn": context.to(unet_dtype), "vector": vector}
-        out = model.apply_model(x, ts, cond).float()
-        if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
-            a = model.alphas_cumprod[int(t)].float().to(out.device)
-            out = a.sqrt() * out + (1 - a).sqrt() * z.to(out.device).float()
-        return out
+        return checkpoint_eps(model, z.to(context.device, unet_dtype), z, t, cond)
     return forward
-
-
-@contextlib.contextmanager
-def _frozen(module):
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 def edit_latent(model, document: RegionDocument, z0: torch.Tensor, picture, model_id: str,
@@ -84,19 +65,11 @@ def edit_latent(model, document: RegionDocument, z0: torch.Tensor, picture, mode
         ldm_backend.remove_leftovers(unet)
         return ldm_backend.attached(unet, controller)
 
-    settings = {"fixed_point": fixed_point}
-    if method == "nulltext":
-        settings.update(iterations=nulltext.iterations, lr=nulltext.learning_rate)
-    key = inversion_key(picture, model_id, built.documents.source.to_json(), negative_prompt, method, steps,
-                        guidance_scale, settings)
-    inversion = cache.get(key) if cache is not None else None
-    cached = inversion is not None
-    if inversion is None:
-        with _frozen(unet):
-            inversion = invert_source(forward, attach, z0.float().to(edit.cond_s.device), alphas, edit, progress,
-                                      cancel)
-        if cache is not None:
-            cache.put(key, inversion)
+    def run():
+        with frozen_weights(unet):
+            return invert_source(forward, attach, z0.float().to(edit.cond_s.device), alphas, edit, progress, cancel)
+
+    inversion, cached = cached_inversion(edit, picture, model_id, negative_prompt, cache, run)
     with torch.no_grad():
         z = denoise_pair(forward, attach, inversion, alphas, edit, progress, cancel)
     notes = list(built.notes) + [inversion.summary() + (" (cached)" if cached else "")]

@@ -314,10 +314,7 @@ def main(argv=None) -> int:
             p_.set_progress_bar_config(disable=True)
         lime_summary = lime_eval.evaluate(instruct, pipe, n=args.lime_cases, steps=args.steps, cfg=args.cfg,
                                           log=lambda m: print(m, file=sys.stderr))
-        print(lime_eval.format_table(lime_summary))
-        if args.json:
-            Path(args.json).write_text(json.dumps(lime_summary, indent=1))
-        return 0
+        return _report(lime_summary, lime_eval.format_table(lime_summary), args)
     if args.edit:
         from . import edit_eval
 
@@ -326,15 +323,12 @@ def main(argv=None) -> int:
             from ..editing.segmenter import load_segmenter
 
             segmenter = load_segmenter(args.segmenter)
-        edit_summary = edit_eval.evaluate(pipe, layouts=edit_eval.layouts_for(args.held_out)[:args.layouts],
+        edit_summary = edit_eval.evaluate(pipe, layouts=edit_eval_layouts(args),
                                           seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps,
                                           cfg=args.cfg, segmenter=segmenter,
                                           image_dir=Path(args.images) if args.images else None,
                                           log=lambda m: print(m, file=sys.stderr))
-        print(edit_eval.format_table(edit_summary))
-        if args.json:
-            Path(args.json).write_text(json.dumps(edit_summary, indent=1))
-        return 0
+        return _report(edit_summary, edit_eval.format_table(edit_summary), args)
     if args.inversion:
         from ..inversion.invert import check_method
         from ..inversion.null_text import NullTextOptions
@@ -346,18 +340,12 @@ def main(argv=None) -> int:
                                           fixed_point=args.fixed_point, background=args.picture_background,
                                           image_dir=Path(args.images) if args.images else None,
                                           log=lambda m: print(m, file=sys.stderr))
-        print(inversion_eval.format_table(summary))
-        if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=1))
-        return 0
+        return _report(summary, inversion_eval.format_table(summary), args)
     if args.drag:
         from . import drag_eval
 
         drag_summary = drag_eval.evaluate(pipe, n=args.drag_cases, log=lambda m: print(m, file=sys.stderr))
-        print(drag_eval.format_table(drag_summary))
-        if args.json:
-            Path(args.json).write_text(json.dumps(drag_summary, indent=1))
-        return 0
+        return _report(drag_summary, drag_eval.format_table(drag_summary), args)
     summary = evaluate(pipe, seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, cfg=args.cfg,
                        layouts=held_out_layouts(args.held_out) if args.held_out else LAYOUTS[:args.layouts],
                        image_dir=Path(args.images) if args.images else None,
@@ -365,7 +353,12 @@ def main(argv=None) -> int:
                        inits=("noise", "layout") if args.init == "both" else (args.init,),
                        guidance={"scale": args.guidance} if args.guidance is not None else None,
                        defaults_rows=not args.no_defaults, log=lambda m: print(m, file=sys.stderr))
-    print(format_table(summary))
+    return _report(summary, format_table(summary), args)
+
+
+def _report(summary: dict, table: str, args) -> int:
+    """The table on stdout, and the summary as JSON where ``--json`` says."""
+    print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0

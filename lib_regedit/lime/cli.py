@@ -64,9 +64,8 @@ def model_path(args) -> Path:
 
 
 def run(args) -> int:
-    from PIL import Image, UnidentifiedImageError
-
     from .. import generation_limits as limits
+    from ..cli import read_image
     from ..documents.lime import parse_lime_document
     from ..models import load_pipeline
     from .diffusers_lime import check_instruction, lime_edit
@@ -90,12 +89,7 @@ def run(args) -> int:
         path = getattr(args, name)
         if not path:
             continue
-        try:
-            images[name] = Image.open(path)
-            images[name].load()
-        except (OSError, UnidentifiedImageError) as exc:
-            raise RegEditError("--" + name.replace("_", "-"), f"{path} could not be read as an image ({exc})",
-                               "give a PNG or JPEG file") from None
+        images[name] = read_image(path, "--" + name.replace("_", "-"))
     out = Path(args.out)
     if not out.parent.exists():
         raise RegEditError("--out", f"the folder {out.parent} does not exist", "create it or choose another path")
