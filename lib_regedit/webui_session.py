@@ -55,6 +55,7 @@ class WebUISession:
         self.fusion = None
         self.state = GenerationState(cond_first=True)
         self.controller: Controller | None = None
+        self._layout = None  # layout guidance, once asked for (``layout_guidance``)
 
     def _prepare(self):
         if self.fusion is None:
@@ -62,6 +63,28 @@ class WebUISession:
                 self.built = build_effects(self.document, lambda prompt: crossattn(self.encode(prompt)), self.tokenize)
             self.fusion = self.built.fusion
             self.controller = Controller(self.built.effects, self.state)
+
+    def layout_guidance(self, total_steps: int, alphas_cumprod: torch.Tensor):
+        """The document's layout guidance for this generation (``webui_layout_guidance``): each object
+        region bound to its prompt's tokens, its capture added to the controller; None when no region has
+        a bound token."""
+        from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+        from .layout_guidance import LayoutGuidance, bound_tokens
+        from .webui_layout_guidance import DenoiserGuidance
+
+        self._prepare()
+        if self._layout is not None:  # the next batch of the same generation: a fresh record
+            return DenoiserGuidance(self._layout, alphas_cumprod)
+        tokenize = self.tokenize or (lambda prompt: [])
+        regions = [GuidedRegion((r.x, r.y, r.w, r.h), source.context, bound_tokens(tokenize(r.prompt), r.keywords))
+                   for r, source in zip(self.document.object_regions, self.fusion.regions)]
+        options = self.document.guidance
+        capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
+        if not capture.regions:
+            return None
+        self.controller.effects.append(capture)
+        self._layout = LayoutGuidance(capture, options, total_steps, alphas_cumprod)
+        return DenoiserGuidance(self._layout, alphas_cumprod)
 
     def keyword_preview(self, image):
         """Keyword attention maps over ``image`` (one tile per region), or None without keyword selection."""

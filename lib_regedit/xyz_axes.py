@@ -36,6 +36,9 @@ AXES = (
          choices=("rest", "whole", "empty", "negative")),
     Axis("[RegEdit] KSSA", "regions", "kssa.enabled", str, choices=("on", "off")),
     Axis("[RegEdit] KSSA scale", "regions", "kssa.scale", float, 0.0, 10.0),
+    Axis("[RegEdit] Layout guidance", "regions", "guidance.enabled", str, choices=("on", "off")),
+    Axis("[RegEdit] Layout guidance scale", "regions", "guidance.scale", float, 0.0, 10000.0),
+    Axis("[RegEdit] Layout guidance until", "regions", "guidance.until", float, 0.0, 1.0),
     Axis("[RegEdit] Drag start", "drag", "start_t", float, 0.0, 1.0),
     Axis("[RegEdit] Drag end", "drag", "end_t", float, 0.0, 1.0),
     Axis("[RegEdit] Drag handle noise", "drag", "handle_noise", float, 0.0, 1.0),
@@ -46,13 +49,16 @@ AXES = (
 )
 
 
+OPEN_AT_ZERO = frozenset({"kssa.scale", "guidance.scale", "guidance.until"})  # 0 is refused by the document
+
+
 def check_values(axis: Axis, values) -> None:
     """Every value of an axis, before the grid starts."""
     for value in values:
         if axis.choices is not None:
             if value not in axis.choices:
                 raise RegEditError(axis.label, f"{value!r} is not a choice", f"use one of {', '.join(axis.choices)}")
-        elif not (axis.lo <= float(value) <= axis.hi) or (axis.key == "kssa.scale" and float(value) == 0) \
+        elif not (axis.lo <= float(value) <= axis.hi) or (axis.key in OPEN_AT_ZERO and float(value) == 0) \
                 or (axis.type is int and float(value) != int(float(value))):
             raise RegEditError(axis.label, f"{value} is out of range", f"use values from {axis.lo:g} to {axis.hi:g}")
 
@@ -69,14 +75,15 @@ def apply_overrides(obj: dict | None, overrides: dict, document: str) -> dict | 
         if axis.key == "feather":
             out["regions"] = [dict(r, feather=float(value)) if isinstance(r, dict) else r
                               for r in out.get("regions", [])]
-        elif axis.key.startswith("kssa."):
-            kssa = out.get("kssa")
-            kssa = dict(kssa) if isinstance(kssa, dict) else {"enabled": bool(kssa)} if kssa is not None else {}
-            name = axis.key.split(".", 1)[1]
-            kssa[name] = (value == "on") if name == "enabled" else float(value)
+        elif "." in axis.key:  # inside an options object (kssa, guidance): a number turns it on
+            group, name = axis.key.split(".", 1)
+            options = out.get(group)
+            options = dict(options) if isinstance(options, dict) else {"enabled": bool(options)} \
+                if options is not None else {}
+            options[name] = (value == "on") if name == "enabled" else float(value)
             if name != "enabled":
-                kssa.setdefault("enabled", True)
-            out["kssa"] = kssa
+                options.setdefault("enabled", True)
+            out[group] = options
         else:
             out[axis.key] = float(value) if axis.type is float else int(value) if axis.type is int else value
     return out

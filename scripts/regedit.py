@@ -10,11 +10,13 @@ null) disables it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import sys
+import time
 
 import gradio as gr
 import torch
@@ -815,15 +817,16 @@ def _wrap_sample(p) -> None:
         if session.document.uses_layout_init(from_image=bool(getattr(p, "init_images", None))) \
                 or session.document.init == "layout":  # an explicit "layout" in img2img gets the note
             _start_from_layout(p, session.document, session)  # before the UNet is patched: the plain model inverts
-        if session.document.guidance.enabled and not getattr(p, "_regedit_guidance_noted", False):
-            p._regedit_guidance_noted = True
-            _note(p, "layout guidance runs in the Python API and the command line; the WebUI skipped it")
+        layout = _layout_guidance(p, session)
+        started = time.perf_counter()
         try:
-            with session.sampling(shared.sd_model.model.diffusion_model):
+            with session.sampling(shared.sd_model.model.diffusion_model), _guiding_first_sampler(p, session, layout):
                 result = original(*args, **kwargs)
         finally:
             if isinstance(session, WebUIPairSession):
                 session.restore_denoisers()
+        if layout is not None:
+            _note(p, layout.summary(time.perf_counter() - started))
         for note in session.built.notes if session.built else []:
             p.comment(f"RegEdit: {note}")
         guidance = getattr(session, "guidance", None)
@@ -835,6 +838,91 @@ def _wrap_sample(p) -> None:
         return result
 
     p.sample = sample
+
+
+def _layout_guidance(p, session):
+    """The document's layout guidance for this txt2img generation (``lib_regedit.webui_layout_guidance``),
+    or None with a note where it does not run."""
+    document = session.document
+    if not document.guidance.enabled:
+        return None
+    reason = None
+    if isinstance(session, WebUIPairSession):
+        reason = "layout guidance does not run in an edit pair; the pair was made without it"
+    elif document.mode == "latent":
+        reason = "layout guidance runs in attention mode only; it was skipped in latent mode"
+    elif getattr(p, "init_images", None):
+        reason = "layout guidance applies to txt2img; img2img starts from your image"
+    if reason is None:
+        guidance = session.layout_guidance(p.steps, shared.sd_model.alphas_cumprod)
+        if guidance is not None:
+            return guidance
+        reason = "layout guidance found no word to bind in the region prompts; nothing was guided"
+    if not getattr(p, "_regedit_guidance_noted", False):
+        p._regedit_guidance_noted = True
+        _note(p, reason)
+    return None
+
+
+@contextlib.contextmanager
+def _guiding_first_sampler(p, session, guidance):
+    """While the ``with`` block runs, the first sampler the WebUI creates (the txt2img first pass, not
+    hires fix's) guides the latent its denoiser receives: ``sd_samplers.create_sampler`` is wrapped and
+    restored, and the denoiser's ``forward`` is patched on that instance only."""
+    if guidance is None:
+        yield
+        return
+    from modules import sd_samplers
+
+    create = sd_samplers.create_sampler
+    patched = []
+
+    def create_sampler(*args, **kwargs):
+        sampler = create(*args, **kwargs)
+        if not patched:
+            _guide_denoiser(sampler.model_wrap_cfg, p, session, guidance)
+            patched.append(sampler.model_wrap_cfg)
+        return sampler
+
+    sd_samplers.create_sampler = create_sampler
+    try:
+        yield
+    finally:
+        sd_samplers.create_sampler = create
+        for denoiser in patched:
+            denoiser.__dict__.pop("forward", None)
+
+
+def _guide_denoiser(denoiser, p, session, guidance) -> None:
+    """Layout guidance on the latent ``denoiser`` receives, before each guided step's prediction."""
+    from modules import prompt_parser, sd_samplers_common
+    from modules.sd_samplers_timesteps import CFGDenoiserTimesteps
+
+    original = denoiser.forward
+    predicts_noise = isinstance(denoiser, CFGDenoiserTimesteps)
+
+    def forward(x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond):
+        step = int(shared.state.sampling_step)  # the sampler's step (``denoiser.step`` counts model calls)
+        if guidance.wants(step):
+            if shared.state.interrupted or shared.state.skipped:
+                raise sd_samplers_common.InterruptedException
+            conds_list, tensor = prompt_parser.reconstruct_multicond_batch(cond, denoiser.step)
+            session.on_cfg_denoiser(step, p.steps, tensor, prompt_parser.reconstruct_cond_batch(uncond, denoiser.step))
+            first = [conds[0][0] for conds in conds_list]  # each image's first prompt (AND: the first part)
+
+            def model(x_rows, rows):
+                index = torch.tensor([first[r] for r in rows], device=x.device)
+                text = ({k: v.index_select(0, index) for k, v in tensor.items()} if isinstance(tensor, dict)
+                        else tensor.index_select(0, index))
+                concat = image_cond[rows[0]:rows[-1] + 1]
+                conditioning = ({**text, "c_concat": [concat]} if isinstance(text, dict)
+                                else {"c_crossattn": [text], "c_concat": [concat]})
+                return denoiser.inner_model(x_rows, sigma[rows[0]:rows[-1] + 1], cond=conditioning)
+
+            guidance.guide(x, sigma, step, predicts_noise, model)
+        return original(x, sigma, uncond, cond, cond_scale, s_min_uncond, image_cond)
+
+    denoiser.forward = forward
 
 
 def _start_from_layout(p, document, session=None) -> None:

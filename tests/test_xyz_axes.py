@@ -37,6 +37,11 @@ def test_values_reach_the_fields():
     assert '"whole_prompt_start":0.6' in doc.to_json()  # the infotext carries the axis value
     off = parse_region_document(xyz_axes.apply_overrides(dict(DOC, kssa=True), {"[RegEdit] KSSA": "off"}, "regions"))
     assert not off.kssa.enabled
+    guided = parse_region_document(xyz_axes.apply_overrides(DOC, {"[RegEdit] Layout guidance scale": 5.0,
+                                                                  "[RegEdit] Layout guidance until": 0.5}, "regions"))
+    assert guided.guidance.enabled and (guided.guidance.scale, guided.guidance.until) == (5.0, 0.5)
+    unguided = xyz_axes.apply_overrides(dict(DOC, guidance=True), {"[RegEdit] Layout guidance": "off"}, "regions")
+    assert not parse_region_document(unguided).guidance.enabled
     drag = parse_drag_document(xyz_axes.apply_overrides({"pairs": []}, over, "drag"))
     assert drag.end_t == 0.4 and drag.start_t == 0.5  # only the drag's axes
     assert xyz_axes.apply_overrides(None, over, "regions") is None
@@ -56,6 +61,8 @@ def test_lime_axes_write_the_lime_document_only():
     ("[RegEdit] Whole prompt start", [0.2, 1.5], "from 0 to 1"),
     ("[RegEdit] Fusion mode", ["attention", "both"], "use one of attention, latent"),
     ("[RegEdit] KSSA scale", [0], "from 0 to 10"),
+    ("[RegEdit] Layout guidance scale", [30, 0], "from 0 to 10000"),
+    ("[RegEdit] Layout guidance until", [1.5], "from 0 to 1"),
 ])
 def test_out_of_range_values_are_refused_before_the_grid(label, values, fix):
     with pytest.raises(RegEditError, match=fix) as info:

@@ -3,6 +3,8 @@ seeds apart, survives hires fix and batches, is noted and skipped in img2img, an
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from e2e_webui import SD1, SDXL, decode_png, infotext_of, pixel_diff, plain_payload, png_b64, with_regions
@@ -41,13 +43,46 @@ def test_layout_init_with_hires_fix_and_img2img(webui, assert_plain_unchanged):
     assert_plain_unchanged("layout init with hires fix and in img2img")
 
 
-def test_layout_guidance_is_noted_and_skipped(webui, assert_plain_unchanged):
-    """Layout guidance runs in the Python API and the CLI; the WebUI says so once and draws the regions."""
-    payload = plain_payload(steps=3, n_iter=2)
-    regions = webui.generate("txt2img", with_regions(payload, DOC))
+GUIDED = re.compile(r"RegEdit: layout guidance: E ([\d.]+) -> ([\d.]+) over (\d+) steps, [\d.]+ s "
+                    r"\((\d+)% of sampling\)")
+
+
+@pytest.mark.parametrize("model", [SD1, SDXL])
+@pytest.mark.parametrize("sampler", ["Euler a", "DDIM", "DPM++ 2M", "Heun"])
+def test_layout_guidance_runs_with_every_sampler(webui, model, sampler, assert_plain_unchanged):
+    """Guidance moves the sampler's latent at the CFG denoiser: every sampler takes it, each sampler step
+    is guided once (Heun calls the denoiser twice a step), the cost is printed, the seed reproduces."""
+    payload = plain_payload(steps=4, batch_size=2, sampler_name=sampler)
+    doc = dict(DOC, guidance={"until": 0.5})
+    regions = webui.generate("txt2img", with_regions(payload, DOC), model=model)
     offset = webui.log_size()
-    guided = webui.generate("txt2img", with_regions(payload, dict(DOC, guidance=True)))
-    assert webui.log_since(offset).count("RegEdit: layout guidance runs in the Python API") == 1
-    assert pixel_diff(guided["images"][0], regions["images"][0])[0] == 0
-    assert '\\"guidance\\":{\\"enabled\\":true}' in infotext_of(guided["images"][0])
-    assert_plain_unchanged("a document asking for layout guidance")
+    guided = webui.generate("txt2img", with_regions(payload, doc), model=model)
+    found = GUIDED.findall(webui.log_since(offset))
+    assert len(found) == 1 and found[0][2] == "2", found  # until 0.5 of 4 steps
+    again = webui.generate("txt2img", with_regions(payload, doc), model=model)
+    for i in range(2):
+        assert pixel_diff(guided["images"][i], regions["images"][i])[1] > 0.1, f"image {i}: guidance changed nothing"
+        assert pixel_diff(guided["images"][i], again["images"][i])[0] == 0
+    assert '\\"until\\":0.5' in infotext_of(guided["images"][0])
+    assert_plain_unchanged(f"layout guidance on {model} with {sampler}")
+
+
+def test_layout_guidance_guides_the_first_pass_only_and_says_where_it_does_not_run(webui, assert_plain_unchanged):
+    doc = dict(DOC, guidance=True)
+    hires = plain_payload(steps=4, enable_hr=True, hr_scale=2, hr_upscaler="Latent", denoising_strength=0.5,
+                          hr_second_pass_steps=4, n_iter=2)
+    offset = webui.log_size()
+    res = webui.generate("txt2img", with_regions(hires, doc))
+    found = GUIDED.findall(webui.log_since(offset))
+    assert [f[2] for f in found] == ["1", "1"], found  # each batch's first pass, 0.2 of 4 steps; not hires fix
+    assert [decode_png(b).size for b in res["images"]] == [(128, 128)] * 2
+    offset = webui.log_size()
+    webui.generate("txt2img", with_regions(plain_payload(steps=3), dict(doc, mode="latent")))
+    init = png_b64(decode_png(res["images"][0]).resize((64, 64)))
+    webui.generate("img2img", with_regions(dict(plain_payload(steps=3), init_images=[init], denoising_strength=0.5),
+                                           doc))
+    log = webui.log_since(offset)
+    assert "RegEdit: layout guidance runs in attention mode only" in log
+    assert "RegEdit: layout guidance applies to txt2img" in log
+    assert not GUIDED.search(log)
+    assert_plain_unchanged("layout guidance with hires fix, latent mode and img2img")

@@ -51,6 +51,15 @@ def test_a_grid_over_two_axes(webui, assert_plain_unchanged):
     assert_plain_unchanged("an X/Y/Z grid over RegEdit axes")
 
 
+def test_a_grid_over_layout_guidance(webui, assert_plain_unchanged):
+    res = webui.generate("txt2img", grid_payload(webui, "[RegEdit] Layout guidance", x_dropdown=("off", "on")))
+    infos = json.loads(res["info"])["infotexts"]
+    cells = list(zip(res["images"], infos))[-2:]
+    assert '\\"guidance\\"' not in cells[0][1] and '\\"guidance\\":{\\"enabled\\":true}' in cells[1][1], infos
+    assert pixel_diff(cells[0][0], cells[1][0])[1] > 0.1  # guidance moved the latent
+    assert_plain_unchanged("an X/Y/Z grid over layout guidance")
+
+
 def test_an_out_of_range_value_is_refused_before_the_grid(webui, assert_plain_unchanged):
     r = webui.post("/sdapi/v1/txt2img", grid_payload(webui, "[RegEdit] Init noise", "0.2, 1.5"))
     assert r.status_code >= 400 and "RegEdit: [RegEdit] Init noise: 1.5 is out of range" in r.text, r.text[:800]
