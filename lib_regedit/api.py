@@ -97,10 +97,11 @@ def check_settings(pipe, *, seed, steps, guidance_scale, width, height, batch_si
 def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: float = 7.5,
              width: int | None = None, height: int | None = None, mode: str | None = None,
              batch_size: int = 1, capture_maps: bool = False, model_name: str | None = None,
-             allow_large: bool = False) -> GenerationResult:
+             allow_large: bool = False, loras=None) -> GenerationResult:
     """Generate with region prompts. ``document`` is a region document (dict, JSON string or parsed).
     Bad settings raise :class:`RegEditError` before any work; sizes beyond 4x the model's native area
-    need ``allow_large``."""
+    need ``allow_large``. ``loras`` (a folder of ``.safetensors``, or a dict name -> file) lets a region's
+    ``<lora:NAME:WEIGHT>`` apply to that region (``lib_regedit/region_loras.py``)."""
     doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
     if doc is None:
         raise RegEditError("regedit", "the region document is empty", 'give {"prompt": "...", "regions": [...]}')
@@ -110,9 +111,11 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     width, height = check_settings(pipe, seed=seed, steps=steps, guidance_scale=guidance_scale, width=width,
                                    height=height, batch_size=batch_size, allow_large=allow_large)
     cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
-    built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode)
+    built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode,
+                          loras=lora_support(pipe, loras))
     fusion = built.fusion
     state = GenerationState(total_steps=steps, cond_reference=cond, uncond_reference=uncond, cond_first=False)
+    built.install(state)
     effects = list(built.effects)
     capture = MapCapture() if capture_maps else None
     if capture:
@@ -172,6 +175,18 @@ def generate_plain(pipe, prompt: str, negative_prompt: str = "", *, seed: int = 
                   guidance_scale=guidance_scale, width=width, height=height, batch_size=batch_size)
     params = _params(pipe, seed, steps, guidance_scale, width, height, model_name)
     return GenerationResult(images, parameters_text(prompt, negative_prompt, params), None)
+
+
+def lora_support(pipe, loras):
+    """The LoRA per region support for ``loras`` (None, a folder, a dict name -> file, or a support)."""
+    from .lora_files import DiffusersLoras
+    from .region_loras import LoraSupport
+
+    if loras is None or isinstance(loras, LoraSupport):
+        return loras
+    if isinstance(loras, dict):
+        return DiffusersLoras(pipe, loras)
+    return DiffusersLoras.from_folder(pipe, loras, field="loras")
 
 
 def _params(pipe, seed, steps, guidance_scale, width, height, model_name) -> dict:

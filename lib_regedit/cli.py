@@ -32,11 +32,18 @@ def _generate(args) -> int:
         data = document.to_dict()
         data["guidance"] = dict(data["guidance"], enabled=True, scale=args.guidance)
         document = replace(document, guidance=parse_region_document(data, field="--guidance").guidance)
+    if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
+        raise RegEditError("--lora-dir", f"{args.lora_dir} is not a folder", "give the folder that holds your LoRA files")
     model = model_path(args)
     pipe = load_pipeline(model, config=args.config, field="--model")
+    loras = None
+    if args.lora_dir is not None:
+        from .lora_files import DiffusersLoras
+
+        loras = DiffusersLoras.from_folder(pipe, args.lora_dir)
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,
                       width=args.width, height=args.height, mode=args.mode, model_name=model.name,
-                      allow_large=args.allow_large)
+                      allow_large=args.allow_large, loras=loras)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.image.save(out, pnginfo=result.pnginfo())
@@ -164,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--allow-large", action="store_true",
                      help="allow sizes beyond 4x the model's native area (refused by default: hours and GBs)")
     gen.add_argument("--preview", help="also write the layout preview (boxes over the result) here")
+    gen.add_argument("--lora-dir", help="a folder of LoRA .safetensors: a region's <lora:NAME:WEIGHT> (NAME: the "
+                                        "file name without .safetensors) applies to that region")
     gen.add_argument("--kssa", action="store_true", help="keyword selection + keyword-selected self-attention (MRGD)")
     gen.add_argument("--keywords", type=int, help="keywords kept per region (N, default 15); implies --kssa")
     gen.add_argument("--kssa-scale", type=float, help="KSSA scale (default 1.5); implies --kssa")

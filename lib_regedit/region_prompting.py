@@ -3,6 +3,7 @@ effects the document asks for (region fusion, keyword selection, KSSA)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -15,6 +16,8 @@ from .attention.effects.region_fusion import RegionFusion, RegionPrompt
 from .background import rest_of_prompt
 from .documents import RegionDocument
 from .prompt_syntax import without_extra_networks
+from .region_loras import LORA_TAG, LoraSupport, LoraTag, lora_tags
+from .region_loras import summary as lora_summary
 from .latent_fusion import LatentFusion
 
 Encode = Callable[[str], torch.Tensor]
@@ -88,21 +91,59 @@ class RegionEffects:
     selection: KeywordSelection | None = None
     kssa: KeywordSelfAttention | None = None
     notes: list[str] = field(default_factory=list)
+    context_deltas: dict = field(default_factory=dict)  # LoRA per region, for GenerationState.context_deltas
+    context_passes: dict = field(default_factory=dict)  # ... and GenerationState.context_passes (latent mode)
+    loras: list = field(default_factory=list)  # per object region, its LoraTags
+
+    def install(self, state) -> None:
+        """Give ``state`` the regions' LoRA terms (``lib_regedit/region_loras.py``)."""
+        state.context_deltas.update(self.context_deltas)
+        state.context_passes.update(self.context_passes)
+
+
+def region_lora_tags(document: RegionDocument) -> list[list[LoraTag]]:
+    """Per object region, the ``<lora:...>`` tags of its prompt (checked for form, naming the field)."""
+    index = {id(r): i for i, r in enumerate(document.regions)}
+    return [lora_tags(r.prompt, f"regions[{index[id(r)]}].prompt") for r in document.object_regions]
 
 
 def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize | None = None,
-                  mode: str | None = None) -> RegionEffects:
+                  mode: str | None = None, loras: LoraSupport | None = None) -> RegionEffects:
     """Effects in the controller's order: KSSA (``prepare`` on self-attention), region fusion
     (``compute`` on cross-attention), keyword selection (``observe``). Extra-network tags in region
-    prompts (``<lora:...>``) are not text: they are left out of the encoding, with a note."""
+    prompts (``<lora:...>``) are not text: they are left out of the encoding. With ``loras`` (the
+    backend's :class:`~lib_regedit.region_loras.LoraSupport`) a region's ``<lora:...>`` applies to that
+    region (``lib_regedit/region_loras.py``); other tags, and LoRA tags without it, get a note."""
     mode = mode or document.mode
+    per_region = region_lora_tags(document) if loras is not None else []
+    for region, tags in zip(document.object_regions, per_region):
+        loras.check(tags, f"regions[{document.regions.index(region)}].prompt")
+    handled = {m.group(0) for r in document.object_regions for m in LORA_TAG.finditer(r.prompt)} if loras else set()
     document, tagged = _without_tags(document)
-    contexts = [encode(r.prompt) for r in document.object_regions]
+    tagged = [t for t in tagged if t not in handled]  # what is left: other extra networks, other prompts' tags
+
+    def encode_region(region, tags):
+        if not tags:
+            return encode(region.prompt)
+        with loras.encoding(tags):
+            return encode(region.prompt)
+
+    contexts = [encode_region(r, per_region[i] if per_region else []) for i, r in enumerate(document.object_regions)]
     fusion = build_fusion(document, encode, mode, contexts)
     result = RegionEffects([fusion] if mode == "attention" else [], fusion)
     if tagged:
         result.notes.append(f"{', '.join(tagged)} in region prompts: extra networks apply from the main prompt "
                             "only, to the whole image; the tags were left out of the regions' text")
+    if any(per_region):
+        result.loras = per_region
+        for region, tags in zip(fusion.regions, per_region):
+            if tags and mode == "attention":
+                result.context_deltas[id(region.context)] = loras.projection(tags)
+            elif tags:
+                result.context_passes[id(region.context)] = functools.partial(loras.unet_pass, tags)
+        where = ("its prompt's encoding and its cross-attention keys and values" if mode == "attention"
+                 else "its own UNet pass")
+        result.notes.append(f"LoRA per region ({where}): {lora_summary(enumerate(per_region))}")
     options = document.kssa
     if not options.enabled:
         return result

@@ -47,8 +47,9 @@ def read_cfg_denoiser(state: GenerationState, sampling_step: int, total_steps: i
 
 class WebUISession:
     def __init__(self, document: RegionDocument, encode: Callable[[str], torch.Tensor],
-                 tokenize: Callable[[str], list[tuple[int, str]]] | None = None):
+                 tokenize: Callable[[str], list[tuple[int, str]]] | None = None, loras=None):
         self.document = document
+        self.loras = loras  # LoRA per region (region_loras.LoraSupport), or None
         self.encode = encode
         self.tokenize = tokenize
         self.built = None
@@ -60,8 +61,10 @@ class WebUISession:
     def _prepare(self):
         if self.fusion is None:
             with torch.no_grad():
-                self.built = build_effects(self.document, lambda prompt: crossattn(self.encode(prompt)), self.tokenize)
+                self.built = build_effects(self.document, lambda prompt: crossattn(self.encode(prompt)), self.tokenize,
+                                           loras=self.loras)
             self.fusion = self.built.fusion
+            self.built.install(self.state)
             self.controller = Controller(self.built.effects, self.state)
 
     def layout_guidance(self, total_steps: int, alphas_cumprod: torch.Tensor):

@@ -43,6 +43,8 @@ from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
 from lib_regedit.lime.options import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
+from lib_regedit.region_prompting import region_lora_tags  # noqa: E402
+from lib_regedit.webui_loras import WebUILoras  # noqa: E402
 from lib_regedit.webui_session import WebUISession, checkpoint_eps  # noqa: E402
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
@@ -412,7 +414,15 @@ class RegEditScript(scripts.Script):
         if document.is_pair:
             _start_pair(p, document)
             return
-        p._regedit = WebUISession(document, _encoder(), _tokenizer())
+        loras = _region_loras()
+        if loras is not None:
+            try:  # names and files checked now: sampling has not started
+                for region, tags in zip(document.object_regions, region_lora_tags(document)):
+                    loras.check(tags, f"regions[{document.regions.index(region)}].prompt")
+            except RegEditError as exc:
+                _fail_sampling(p, exc)
+                return
+        p._regedit = WebUISession(document, _encoder(), _tokenizer(), loras=loras)
         p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
         _wrap_sample(p)
 
@@ -777,6 +787,18 @@ def _model_eps(model, z, t, cond):
         return checkpoint_eps(model, z.to(devices.device, devices.dtype_unet), z, t, cond)
 
 
+def _region_loras():
+    """LoRA per region through the built-in Lora extension (``lib_regedit/webui_loras.py``), or None when
+    it is not loaded (region prompts' LoRA tags are then left out with a note)."""
+    try:
+        import networks  # the built-in Lora extension's module
+    except ImportError:
+        return None
+    if not all(hasattr(networks, n) for n in ("load_network", "loaded_networks", "available_network_aliases")):
+        return None
+    return WebUILoras(networks)
+
+
 def _encoder():
     def encode(prompt: str):
         with devices.autocast(), torch.no_grad():
@@ -828,7 +850,7 @@ def _wrap_sample(p) -> None:
         if layout is not None:
             _note(p, layout.summary(time.perf_counter() - started))
         for note in session.built.notes if session.built else []:
-            p.comment(f"RegEdit: {note}")
+            _note(p, note, once=True)
         guidance = getattr(session, "guidance", None)
         if guidance is not None and guidance.history:
             _note(p, guidance.summary())
@@ -960,10 +982,14 @@ def _start_from_layout(p, document, session=None) -> None:
     rng.next = first_next
 
 
-def _note(p, text: str) -> None:
-    """A note under the image in the UI, and in the console (the API's info has no comments)."""
+def _note(p, text: str, once: bool = False) -> None:
+    """A note under the image in the UI, and in the console (the API's info has no comments); with
+    ``once``, printed once per generation however many batches repeat it."""
     p.comment(f"RegEdit: {text}")
-    print(f"RegEdit: {text}")
+    printed = p.__dict__.setdefault("_regedit_printed", set())
+    if not once or text not in printed:
+        printed.add(text)
+        print(f"RegEdit: {text}")
 
 
 def _invert_layout_sketch(model, document, width: int, height: int, steps: int):

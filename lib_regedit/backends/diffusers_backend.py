@@ -12,6 +12,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
+from ..region_loras import with_delta
 from .unet_hooks import latent_hooked, unet_pre_hook
 
 
@@ -46,10 +47,12 @@ class RegEditAttnProcessor:
             q, k = attn.norm_q(q), attn.norm_k(k)
 
         def project_context(ctx: torch.Tensor):
+            delta = state.context_deltas.get(id(ctx))  # a region's own LoRA (region_loras)
             ctx = ctx.to(hidden_states.device, hidden_states.dtype)
             if attn.norm_cross:
                 ctx = attn.norm_encoder_hidden_states(ctx)
-            pk, pv = split(attn.to_k(ctx)), split(attn.to_v(ctx))
+            pk = split(with_delta(delta, attn.to_k, ctx, attn.to_k(ctx)))
+            pv = split(with_delta(delta, attn.to_v, ctx, attn.to_v(ctx)))
             if attn.norm_k is not None:
                 pk = attn.norm_k(pk)
             return pk, pv

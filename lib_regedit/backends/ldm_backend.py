@@ -15,6 +15,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
+from ..region_loras import with_delta
 from .unet_hooks import latent_hooked, unet_pre_hook
 
 TAG = "_regedit_patch"
@@ -43,8 +44,10 @@ def _adapter(module, layer: str, controller: Controller):
         q, k, v = split(module.to_q(x)), split(module.to_k(source)), split(module.to_v(source))
 
         def project_context(ctx: torch.Tensor):
+            delta = state.context_deltas.get(id(ctx))  # a region's own LoRA (region_loras)
             ctx = ctx.to(x.device, x.dtype)
-            return split(module.to_k(ctx)), split(module.to_v(ctx))
+            return (split(with_delta(delta, module.to_k, ctx, module.to_k(ctx))),
+                    split(with_delta(delta, module.to_v, ctx, module.to_v(ctx))))
 
         call = AttentionCall(q=q, k=k, v=v, is_cross=is_cross, layer=layer, hw=layer_hw(state.latent_hw, tokens),
                              rows=state.rows, step=state.step, total_steps=state.total_steps,

@@ -54,7 +54,8 @@ def latent_hooked(unet: torch.nn.Module, controller: Controller, fusion, pre_hoo
             sub.update(extra_kwargs or {})
             busy.append(1)
             try:
-                return unpack(module(**sub))
+                with state.context_passes.get(id(context), contextlib.nullcontext)():  # a region's own LoRA
+                    return unpack(module(**sub))
             finally:
                 busy.pop()
 

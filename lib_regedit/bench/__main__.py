@@ -1,9 +1,10 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag|lime|edit|inversion``: region prompting against plain
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag|lime|edit|inversion|lora``: region prompting against plain
 sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
 against regions alone (whole generations, ``whole_generation.py``), a RegionDrag edit against
 a plain txt2img (``drag_bench.py``), and a LIME edit against the same instruct-pix2pix edit without
 it (``lime_bench.py``), and a region edit pair against one region generation (``edit_bench.py``), and each real-image
-inversion against one plain generation (``inversion_bench.py``).
+inversion against one plain generation (``inversion_bench.py``), and a generation with a LoRA per region
+against the same without (``lora_bench.py``).
 
 The full SD 1.5 UNet architecture (diffusers' UNet2DConditionModel with 320/640/1280/1280 channels
 and cross-attention dim 768) with random weights, at 256×256 (a 32×32 latent), classifier-free
@@ -185,6 +186,8 @@ def main(argv=None) -> None:
     inverted.add_argument("--methods", default="ddim,negative,nulltext", help="comma-separated")
     inverted.add_argument("--nulltext-iterations", type=int, default=10)
     whole_runs("lime", "one LIME edit against the same instruct-pix2pix edit without LIME")
+    whole_runs("lora", "a region generation with a LoRA on two regions against the same without LoRAs, both modes",
+               runs=1).set_defaults(steps=4)
     worker = sub.add_parser("_worker")
     worker.add_argument("kind", choices=["timing", "memory"])
     worker.add_argument("modes")
@@ -216,6 +219,10 @@ def main(argv=None) -> None:
         from . import lime_bench
 
         lime_bench.run(args)
+    elif args.bench == "lora":
+        from . import lora_bench
+
+        lora_bench.run(args)
     elif args.bench in ("layout", "guidance"):
         from . import whole_generation
 

@@ -107,6 +107,7 @@ class WebUI:
         self.proc: subprocess.Popen | None = None
         self.link = self.dir / "extensions" / EXTENSION_NAME
         self.log_path = self.work / "webui.log"
+        self.lora_dir = self.work / "models" / "Lora"  # tests write their LoRA files here
         import requests  # imported here so that collecting the skipped tests needs nothing extra
 
         self.session = requests.Session()
@@ -165,7 +166,9 @@ class WebUI:
         cmd = [self.py, "launch.py", *LAUNCH_FLAGS, "--port", str(self.port),
                "--ckpt-dir", str(self.work / "models" / "Stable-diffusion"),
                "--ui-settings-file", str(settings), "--ui-config-file", str(self.work / "ui-config.json"),
-               "--embeddings-dir", str(self.work / "embeddings"), "--hypernetwork-dir", str(self.work / "hypernetworks")]
+               "--embeddings-dir", str(self.work / "embeddings"), "--hypernetwork-dir", str(self.work / "hypernetworks"),
+               "--lora-dir", str(self.lora_dir)]
+        self.lora_dir.mkdir(parents=True, exist_ok=True)
         if not self.ui:
             cmd.append("--nowebui")
         self.log(f"launching the WebUI: cd {self.dir} && {' '.join(cmd)}")
