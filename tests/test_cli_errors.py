@@ -100,3 +100,21 @@ def test_a_run_prints_only_what_the_user_can_act_on(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lib_regedit", "generate", "--regions", str(EXAMPLE), "--out",
                           str(out), "--steps", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("RegEdit: --steps")
+
+
+def test_a_lora_folder_that_is_not_one_and_an_unknown_lora(tmp_path, capsys, monkeypatch):
+    import lib_regedit.models as models
+
+    monkeypatch.setattr(models, "load_pipeline", lambda *a, **k: pytest.fail("loaded the model for a bad folder"))
+    code, err = run(["--out", str(tmp_path / "o.png"), "--lora-dir", str(tmp_path / "nope")], capsys)
+    assert code == 2 and err.startswith("RegEdit: --lora-dir: ") and "is not a folder" in err
+    monkeypatch.undo()
+    doc = json.loads(EXAMPLE.read_text())
+    doc["regions"][0]["prompt"] += " <lora:ink:0.7>"
+    (tmp_path / "doc.json").write_text(json.dumps(doc))
+    (tmp_path / "loras").mkdir()
+    code = main(["generate", "--regions", str(tmp_path / "doc.json"), "--out", str(tmp_path / "o.png"),
+                 "--steps", "2", "--lora-dir", str(tmp_path / "loras")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("RegEdit: regions[0].prompt: no LoRA named 'ink' (known: none)"), err
+    assert not (tmp_path / "o.png").exists()
