@@ -108,6 +108,8 @@ class WebUI:
         self.link = self.dir / "extensions" / EXTENSION_NAME
         self.log_path = self.work / "webui.log"
         self.lora_dir = self.work / "models" / "Lora"  # tests write their LoRA files here
+        self.controlnet_dir = self.work / "models" / "ControlNet"  # ... and their ControlNet models here
+        self.has_controlnet = (self.dir / "extensions" / "sd-webui-controlnet" / "preload.py").exists()
         import requests  # imported here so that collecting the skipped tests needs nothing extra
 
         self.session = requests.Session()
@@ -169,6 +171,9 @@ class WebUI:
                "--embeddings-dir", str(self.work / "embeddings"), "--hypernetwork-dir", str(self.work / "hypernetworks"),
                "--lora-dir", str(self.lora_dir)]
         self.lora_dir.mkdir(parents=True, exist_ok=True)
+        if self.has_controlnet:  # the flag exists only with the extension (its preload.py adds it)
+            self.controlnet_dir.mkdir(parents=True, exist_ok=True)
+            cmd += ["--controlnet-dir", str(self.controlnet_dir)]
         if not self.ui:
             cmd.append("--nowebui")
         self.log(f"launching the WebUI: cd {self.dir} && {' '.join(cmd)}")
