@@ -79,7 +79,8 @@ def _table_to_doc(table, doc_text: str, *settings):
     return _with_settings(obj, *settings)
 
 
-def _with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels) -> str:
+def _with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels,
+                   guided=False, eta=30.0) -> str:
     obj = dict(obj)
     obj.setdefault("prompt", "")
     obj.setdefault("regions", [])
@@ -89,6 +90,10 @@ def _with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywo
     obj["init_noise"] = float(init_noise)
     obj["kssa"] = {"enabled": bool(kssa), "keywords": int(keywords), "scale": float(scale), "reweight": reweight,
                    "levels": list(levels) or ["down"]}
+    guidance = obj.get("guidance")  # the document's other guidance fields (until, iterations, ...) stay
+    guidance = dict(guidance) if isinstance(guidance, dict) else {}
+    guidance.update(enabled=bool(guided), scale=float(eta))
+    obj["guidance"] = guidance
     return json.dumps(obj)
 
 
@@ -122,7 +127,7 @@ def _outside_note(layout: bool) -> str:
     return outside + LAYOUT_OFF_COST
 
 
-UI_SETTINGS = 9  # mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels
+UI_SETTINGS = 11  # mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta
 # Settings → RegEdit: the accordion's starting values (read when the page is built; Reload UI after a
 # change) and previews (read when a generation starts).
 SETTING_DEFAULTS = {"mode": "attention", "whole_start": 0.3, "layout_init": True, "init_noise": 0.25, "kssa": False}
@@ -248,6 +253,12 @@ class RegEditScript(scripts.Script):
                 reweight = gr.Radio(["logit", "softmax"], value="logit", label="KSSA reweighting",
                                     info="logit: pre-softmax ×scale (paper); softmax: post-softmax, renormalised")
                 levels = gr.CheckboxGroup(["down", "mid", "up"], value=["down"], label="KSSA layers")
+            with gr.Row():
+                guided = gr.Checkbox(False, label="Layout guidance (txt2img)", elem_id=f"regedit_guidance_{tab}",
+                                     info="gradient steps on the latent pull each region's words into its box in the "
+                                          "first steps (Chen et al. 2023); costs a forward and backward pass per step")
+                eta = gr.Slider(1.0, 100.0, value=30.0, step=1.0, label="Layout guidance strength (η)",
+                                elem_id=f"regedit_guidance_scale_{tab}")
             note = gr.Markdown(_outside_note(_setting("layout_init")), elem_id=f"regedit_note_{tab}")
             gr.HTML("", elem_id=f"regedit_canvas_{tab}")
             with gr.Accordion("Regions as a table", open=False):
@@ -329,13 +340,13 @@ class RegEditScript(scripts.Script):
                     (until, _from_infotext(lambda d: d.options.regularise_until, LIME_INFOTEXT_KEY)),
                     (keep_outside, _from_infotext(lambda d: d.options.keep_outside, LIME_INFOTEXT_KEY)),
                 ]
-        settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels]
+        settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(_doc_to_table, inputs=[doc], outputs=[table])
-        for control in (mode, layout, kssa, reweight, levels):
+        for control in (mode, layout, kssa, reweight, levels, guided):
             control.change(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         layout.change(_outside_note, inputs=[layout], outputs=[note])
-        for control in (whole_start, init_noise, keywords, scale):
+        for control in (whole_start, init_noise, keywords, scale, eta):
             control.release(_settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [
             (doc, _pasted_document),
@@ -349,6 +360,8 @@ class RegEditScript(scripts.Script):
             (scale, _from_infotext(lambda d: d.kssa.scale)),
             (reweight, _from_infotext(lambda d: d.kssa.reweight)),
             (levels, _from_infotext(lambda d: list(d.kssa.levels))),
+            (guided, _from_infotext(lambda d: d.guidance.enabled)),
+            (eta, _from_infotext(lambda d: d.guidance.scale)),
         ]
         self.infotext_fields.append((drag_doc, DRAG_INFOTEXT_KEY))
         self.infotext_fields.append((lime_doc, LIME_INFOTEXT_KEY))

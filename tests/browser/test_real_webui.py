@@ -178,3 +178,56 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     assert page.evaluate("gradioApp().querySelectorAll('#img2img_gallery .thumbnail-item').length") >= 2
     page.locator("#img2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_picture_edit.png"))
     assert page.our_errors() == []
+
+
+def _txt2img_small(page, prompt: str):
+    page.click("#tabs button:has-text('txt2img')")
+    page.fill("#txt2img_prompt textarea", prompt)
+    for elem, value in (("txt2img_width", "64"), ("txt2img_height", "64"), ("txt2img_steps", "4")):
+        page.fill(f"#{elem} input[type=number]", value)
+        page.keyboard.press("Tab")
+    page.click("#regedit_txt2img .label-wrap")
+    page.click("#regedit_enable_txt2img input")
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
+    page.wait_for_timeout(600)
+    page.locator("#regedit_canvas_txt2img canvas").scroll_into_view_if_needed()
+    return CanvasDriver(page, "#regedit_canvas_txt2img canvas")
+
+
+def _generated_info(page, before: str) -> str:
+    page.click("#txt2img_generate")
+    page.wait_for_function(f"(gradioApp().querySelector('#html_info_txt2img') || {{}}).innerText?.includes('RegEdit') "
+                           f"&& gradioApp().querySelector('#html_info_txt2img').innerText !== {json.dumps(before)}",
+                           timeout=300_000)
+    return page.evaluate("gradioApp().querySelector('#html_info_txt2img').innerText")
+
+
+def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
+    """What a user clicks in txt2img: two boxes and *Layout guidance*, Generate (the infotext carries
+    it); then the selected box set to *change* with its target prompt, Generate: the gallery shows the
+    source and the target."""
+    page = webui
+    c = _txt2img_small(page, "a red circle and a blue square")
+    c.drag((0.05, 0.1), (0.45, 0.9))
+    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a red circle")
+    c.drag((0.55, 0.1), (0.95, 0.9))
+    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a blue square")
+    page.keyboard.press("Escape")
+    page.click("#regedit_guidance_txt2img input")
+    page.wait_for_function("gradioApp().querySelector('#regedit_doc_txt2img textarea').value.includes('\"guidance\"')")
+    assert parse_region_document(field(page, "regedit_doc_txt2img")).guidance.enabled
+    info = _generated_info(page, "")
+    assert '"guidance":{"enabled":true}' in info.replace("\\", ""), info
+    page.locator("#txt2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_layout_guidance.png"))
+
+    page.click("#regedit_guidance_txt2img input")  # off again; the last box drawn is still selected
+    page.select_option("#regedit_canvas_txt2img [data-key=edit]", "change")
+    page.fill("#regedit_canvas_txt2img [data-key=target_prompt]", "a green square")
+    page.keyboard.press("Escape")
+    edited = parse_region_document(field(page, "regedit_doc_txt2img"))
+    assert [r.edit for r in edited.regions] == ["inherent", "change"], field(page, "regedit_doc_txt2img")
+    info = _generated_info(page, info)
+    assert "RegEdit pair: source" in info, info
+    assert page.evaluate("gradioApp().querySelectorAll('#txt2img_gallery .thumbnail-item').length") >= 2
+    page.locator("#txt2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_txt2img_pair.png"))
+    assert page.our_errors() == []

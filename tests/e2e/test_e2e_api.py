@@ -332,11 +332,15 @@ def test_full_sd15_architecture(webui, sampler, batch, hires):
 
 def test_settings_section(webui):
     """Settings → RegEdit: the accordion's starting values, and previews read when a generation starts."""
-    options = webui.get("/sdapi/v1/options").json()
+    page = webui.get("/config").text  # the Settings page's components (the options API lists only the values
+    # in opts.data, which lacks every extension's defaults when the ControlNet extension is installed too)
     for key in ("regedit_default_mode", "regedit_default_whole_start", "regedit_default_layout_init",
-                "regedit_default_init_noise", "regedit_default_kssa", "regedit_always_preview", "regedit_segmenter"):
-        assert key in options, key
-    assert options["regedit_default_layout_init"] is True and options["regedit_always_preview"] is False
+                "regedit_default_init_noise", "regedit_default_kssa", "regedit_always_preview", "regedit_segmenter",
+                "regedit_inversion_cache_mb"):
+        assert f'"setting_{key}"' in page, key
+    options = webui.get("/sdapi/v1/options").json()
+    assert options.get("regedit_default_layout_init", True) is True
+    assert options.get("regedit_always_preview", False) is False
     plain = webui.generate("txt2img", with_regions(plain_payload(), DOC))
     assert len(plain["images"]) == 1
     assert webui.post("/sdapi/v1/options", {"regedit_always_preview": True}).status_code == 200
