@@ -29,6 +29,7 @@ from .backends import diffusers_backend
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
+from .prompt_syntax import without_extra_networks
 from .region_prompting import build_effects
 
 
@@ -223,7 +224,8 @@ def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:
     """Each object region bound to its prompt's tokens (``layout_guidance.bound_tokens``). ``contexts``
     are the regions' prompts as region fusion encoded them: the same tensors, so each layer projects
     them once for both (``GenerationState.projected``)."""
-    regions = [GuidedRegion((r.x, r.y, r.w, r.h), context, bound_tokens(tokenize(pipe, r.prompt), r.keywords))
+    regions = [GuidedRegion((r.x, r.y, r.w, r.h), context,
+                            bound_tokens(tokenize(pipe, without_extra_networks(r.prompt)[0]), r.keywords))
                for r, context in zip(doc.object_regions, contexts)]
     options = doc.guidance
     capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)

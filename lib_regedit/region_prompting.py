@@ -93,7 +93,6 @@ class RegionEffects:
     notes: list[str] = field(default_factory=list)
     context_deltas: dict = field(default_factory=dict)  # LoRA per region, for GenerationState.context_deltas
     context_passes: dict = field(default_factory=dict)  # ... and GenerationState.context_passes (latent mode)
-    loras: list = field(default_factory=list)  # per object region, its LoraTags
 
     def install(self, state) -> None:
         """Give ``state`` the regions' LoRA terms (``lib_regedit/region_loras.py``)."""
@@ -101,10 +100,19 @@ class RegionEffects:
         state.context_passes.update(self.context_passes)
 
 
-def region_lora_tags(document: RegionDocument) -> list[list[LoraTag]]:
-    """Per object region, the ``<lora:...>`` tags of its prompt (checked for form, naming the field)."""
-    index = {id(r): i for i, r in enumerate(document.regions)}
-    return [lora_tags(r.prompt, f"regions[{index[id(r)]}].prompt") for r in document.object_regions]
+def region_lora_tags(document: RegionDocument, loras: LoraSupport | None = None) -> list[list[LoraTag]]:
+    """Per object region, the ``<lora:...>`` tags of its prompt, checked for form and, with ``loras``,
+    found and readable (each error names the region's field, e.g. ``regions[1].prompt``)."""
+    out = []
+    for i, region in enumerate(document.regions):
+        if region.is_background:
+            continue
+        field_name = f"regions[{i}].prompt"
+        tags = lora_tags(region.prompt, field_name)
+        if loras is not None:
+            loras.check(tags, field_name)
+        out.append(tags)
+    return out
 
 
 def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize | None = None,
@@ -115,9 +123,7 @@ def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize |
     backend's :class:`~lib_regedit.region_loras.LoraSupport`) a region's ``<lora:...>`` applies to that
     region (``lib_regedit/region_loras.py``); other tags, and LoRA tags without it, get a note."""
     mode = mode or document.mode
-    per_region = region_lora_tags(document) if loras is not None else []
-    for region, tags in zip(document.object_regions, per_region):
-        loras.check(tags, f"regions[{document.regions.index(region)}].prompt")
+    per_region = region_lora_tags(document, loras) if loras is not None else []
     handled = {m.group(0) for r in document.object_regions for m in LORA_TAG.finditer(r.prompt)} if loras else set()
     document, tagged = _without_tags(document)
     tagged = [t for t in tagged if t not in handled]  # what is left: other extra networks, other prompts' tags
@@ -135,7 +141,6 @@ def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize |
         result.notes.append(f"{', '.join(tagged)} in region prompts: extra networks apply from the main prompt "
                             "only, to the whole image; the tags were left out of the regions' text")
     if any(per_region):
-        result.loras = per_region
         for region, tags in zip(fusion.regions, per_region):
             if tags and mode == "attention":
                 result.context_deltas[id(region.context)] = loras.projection(tags)

@@ -15,6 +15,7 @@ import torch
 from .attention.controller import Controller, GenerationState
 from .backends import ldm_backend
 from .documents import RegionDocument
+from .prompt_syntax import without_extra_networks
 from .region_prompting import build_effects
 
 
@@ -79,7 +80,8 @@ class WebUISession:
         if self._layout is not None:  # the next batch of the same generation: a fresh record
             return DenoiserGuidance(self._layout, alphas_cumprod)
         tokenize = self.tokenize or (lambda prompt: [])
-        regions = [GuidedRegion((r.x, r.y, r.w, r.h), source.context, bound_tokens(tokenize(r.prompt), r.keywords))
+        regions = [GuidedRegion((r.x, r.y, r.w, r.h), source.context,
+                                bound_tokens(tokenize(without_extra_networks(r.prompt)[0]), r.keywords))
                    for r, source in zip(self.document.object_regions, self.fusion.regions)]
         options = self.document.guidance
         capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)

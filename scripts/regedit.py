@@ -430,8 +430,7 @@ class RegEditScript(scripts.Script):
         loras = _region_loras()
         if loras is not None:
             try:  # names and files checked now: sampling has not started
-                for region, tags in zip(document.object_regions, region_lora_tags(document)):
-                    loras.check(tags, f"regions[{document.regions.index(region)}].prompt")
+                region_lora_tags(document, loras)
             except RegEditError as exc:
                 _fail_sampling(p, exc)
                 return

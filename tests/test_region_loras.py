@@ -166,3 +166,13 @@ def test_without_lora_support_the_tags_are_noted_as_before(sd):
     result = generate(sd, doc("<lora:ink:1>"), seed=0, steps=2)
     assert any("<lora:ink:1> in region prompts: extra networks apply from the main prompt only" in n
                for n in result.extras["notes"])
+
+
+def test_layout_guidance_binds_the_regions_words_not_its_lora_tag(sd):
+    from lib_regedit.api import _layout_guidance
+    from lib_regedit.documents import parse_region_document
+
+    contexts = [torch.zeros(1, 77, 32)] * 2
+    tagged = _layout_guidance(sd, parse_region_document(doc("<lora:ink:0.8>")), 4, contexts)
+    plain = _layout_guidance(sd, parse_region_document(doc()), 4, contexts)
+    assert [r.tokens for r in tagged.capture.regions] == [r.tokens for r in plain.capture.regions]
