@@ -50,6 +50,20 @@ def field(page, elem_id):
     return page.evaluate(f"gradioApp().querySelector('#{elem_id} textarea').value")
 
 
+def _open_regions(page, tab: str, prompt: str, steps: int):
+    """The tab's prompt, a 64x64 size and ``steps``, then the accordion opened and enabled: the canvas."""
+    page.fill(f"#{tab}_prompt textarea", prompt)
+    for elem, value in ((f"{tab}_width", "64"), (f"{tab}_height", "64"), (f"{tab}_steps", str(steps))):
+        page.fill(f"#{elem} input[type=number]", value)
+        page.keyboard.press("Tab")
+    page.click(f"#regedit_{tab} .label-wrap")
+    page.click(f"#regedit_enable_{tab} input")
+    page.wait_for_function(f"gradioApp().querySelector('#regedit_canvas_{tab} canvas').clientWidth > 0")
+    page.wait_for_timeout(600)
+    page.locator(f"#regedit_canvas_{tab} canvas").scroll_into_view_if_needed()
+    return CanvasDriver(page, f"#regedit_canvas_{tab} canvas")
+
+
 def test_txt2img_canvas_round_trips_through_gradio(webui):
     page = webui
     assert not page.locator("#regedit_doc_txt2img").is_visible()  # the JSON field is hidden
@@ -149,16 +163,7 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     page = webui
     page.click("#tabs button:has-text('img2img')")
     page.set_input_files("#img2img_image input[type=file]", str(tmp_path / "picture.png"))
-    page.fill("#img2img_prompt textarea", "a red circle")
-    for elem, value in (("img2img_width", "64"), ("img2img_height", "64"), ("img2img_steps", "3")):
-        page.fill(f"#{elem} input[type=number]", value)
-        page.keyboard.press("Tab")
-    page.click("#regedit_img2img .label-wrap")
-    page.click("#regedit_enable_img2img input")
-    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_img2img canvas').clientWidth > 0")
-    page.wait_for_timeout(600)
-    region = CanvasDriver(page, "#regedit_canvas_img2img canvas")
-    page.locator("#regedit_canvas_img2img canvas").scroll_into_view_if_needed()
+    region = _open_regions(page, "img2img", "a red circle", steps=3)
     region.drag((0.1, 0.1), (0.6, 0.6))
     page.fill("#regedit_canvas_img2img [data-key=prompt]", "a red circle")
     page.select_option("#regedit_canvas_img2img [data-key=edit]", "change")
@@ -180,18 +185,6 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     assert page.our_errors() == []
 
 
-def _txt2img_small(page, prompt: str):
-    page.click("#tabs button:has-text('txt2img')")
-    page.fill("#txt2img_prompt textarea", prompt)
-    for elem, value in (("txt2img_width", "64"), ("txt2img_height", "64"), ("txt2img_steps", "4")):
-        page.fill(f"#{elem} input[type=number]", value)
-        page.keyboard.press("Tab")
-    page.click("#regedit_txt2img .label-wrap")
-    page.click("#regedit_enable_txt2img input")
-    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
-    page.wait_for_timeout(600)
-    page.locator("#regedit_canvas_txt2img canvas").scroll_into_view_if_needed()
-    return CanvasDriver(page, "#regedit_canvas_txt2img canvas")
 
 
 def _generated_info(page, before: str) -> str:
@@ -207,7 +200,8 @@ def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     it); then the selected box set to *change* with its target prompt, Generate: the gallery shows the
     source and the target."""
     page = webui
-    c = _txt2img_small(page, "a red circle and a blue square")
+    page.click("#tabs button:has-text('txt2img')")
+    c = _open_regions(page, "txt2img", "a red circle and a blue square", steps=4)
     c.drag((0.05, 0.1), (0.45, 0.9))
     page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a red circle")
     c.drag((0.55, 0.1), (0.95, 0.9))

@@ -11,7 +11,6 @@ ControlNet architecture) with random weights, its zero convolutions made non-zer
 
 from __future__ import annotations
 
-import io
 import os
 
 import pytest
