@@ -83,3 +83,21 @@ def test_regions_and_a_controlnet_unit_in_one_generation(webui, control, mode, s
     assert pixel_diff(webui.generate("txt2img", payload, model=SD15_FULL)["images"][0], plain["images"][0])[0] == 0
     again = webui.generate("txt2img", with_regions(payload, doc), model=SD15_FULL)
     assert pixel_diff(again["images"][0], regions["images"][0])[0] == 0
+
+
+def test_layout_guidance_a_regions_lora_and_a_controlnet_unit_together(webui, control):
+    """The README's API example: all three in one generation, each reported, nothing left behind."""
+    from test_e2e_loras import kv, write_lora
+
+    write_lora(webui, SD15_FULL, "kv_sd15", kv)
+    payload = plain_payload(steps=3, sampler_name="Euler a")
+    doc = dict(DOC, guidance={"until": 0.5}, regions=[dict(DOC["regions"][0], prompt="a red circle <lora:kv_sd15:0.8>"),
+                                                       DOC["regions"][1]])
+    plain = webui.generate("txt2img", payload, model=SD15_FULL)
+    offset = webui.log_size()
+    both = webui.generate("txt2img", with_control(with_regions(payload, doc), control), model=SD15_FULL)
+    log = webui.log_since(offset)
+    assert "Traceback" not in log, log[-3000:]
+    assert "RegEdit: layout guidance: E" in log and "RegEdit: LoRA per region" in log, log[-3000:]
+    assert "ControlNet 0" in both["info"] and "<lora:kv_sd15:0.8>" in both["info"]
+    assert pixel_diff(webui.generate("txt2img", payload, model=SD15_FULL)["images"][0], plain["images"][0])[0] == 0
