@@ -85,7 +85,8 @@ class DenoiserGuidance:
 
     def summary(self, sampling_seconds: float | None = None) -> str:
         """``layout guidance: E 0.61 -> 0.18 over 4 steps, 3.2 s (41% of sampling)``: the energy averaged
-        over the images, before the first update and after the last step's updates."""
+        over the images, as measured before the first update and before the last one (the API's
+        ``LayoutGuidance.summary`` reads its history the same way)."""
         steps = sorted(s for s, rows in self.energies.items() if any(rows))
         if not steps:
             return "layout guidance: no step was guided"
