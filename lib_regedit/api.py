@@ -21,15 +21,13 @@ from PIL.PngImagePlugin import PngInfo
 
 from . import generation_limits as limits
 from . import layout_init
-from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
-from .layout_guidance import LayoutGuidance, bound_tokens
+from .layout_guidance import LayoutGuidance, document_guidance
 from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
-from .prompt_syntax import without_extra_networks
 from .region_prompting import build_effects
 
 
@@ -221,15 +219,9 @@ def clean_latent(pipe, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:
-    """Each object region bound to its prompt's tokens (``layout_guidance.bound_tokens``). ``contexts``
-    are the regions' prompts as region fusion encoded them: the same tensors, so each layer projects
-    them once for both (``GenerationState.projected``)."""
-    regions = [GuidedRegion((r.x, r.y, r.w, r.h), context,
-                            bound_tokens(tokenize(pipe, without_extra_networks(r.prompt)[0]), r.keywords))
-               for r, context in zip(doc.object_regions, contexts)]
-    options = doc.guidance
-    capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
-    return LayoutGuidance(capture, options, steps, pipe.scheduler.alphas_cumprod)
+    """The document's layout guidance on this pipeline (``layout_guidance.document_guidance``)."""
+    return document_guidance(doc, contexts, lambda prompt: tokenize(pipe, prompt), steps,
+                             pipe.scheduler.alphas_cumprod)
 
 
 def _unet_kwargs(pipe, pooled, rows: int, width: int, height: int) -> dict:

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from .attention.effects.guidance_capture import GuidanceCapture
+from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
 
 FUNCTION_WORDS = frozenset("a an the and or of with in on at to for by from its his her their".split())
 
@@ -126,3 +126,19 @@ class LayoutGuidance:
         if not seen:
             return "-"
         return f"E {seen[0][0]:.2f} -> {seen[-1][-1]:.2f} over {len(seen)} steps"
+
+
+def document_guidance(document, contexts, tokenize: Callable[[str], list], total_steps: int,
+                      alphas_cumprod: torch.Tensor) -> LayoutGuidance:
+    """The document's layout guidance: each object region bound to its prompt's tokens
+    (:func:`bound_tokens`; extra-network tags such as ``<lora:...>`` are not words). ``contexts`` are the
+    regions' prompts as region fusion encoded them: the same tensors, so each layer projects them once
+    for both (``GenerationState.projected``). ``tokenize(prompt)`` gives (position, token text)."""
+    from .prompt_syntax import without_extra_networks
+
+    regions = [GuidedRegion((r.x, r.y, r.w, r.h), context,
+                            bound_tokens(tokenize(without_extra_networks(r.prompt)[0]), r.keywords))
+               for r, context in zip(document.object_regions, contexts)]
+    options = document.guidance
+    capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
+    return LayoutGuidance(capture, options, total_steps, alphas_cumprod)

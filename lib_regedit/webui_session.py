@@ -15,7 +15,6 @@ import torch
 from .attention.controller import Controller, GenerationState
 from .backends import ldm_backend
 from .documents import RegionDocument
-from .prompt_syntax import without_extra_networks
 from .region_prompting import build_effects
 
 
@@ -72,24 +71,18 @@ class WebUISession:
         """The document's layout guidance for this generation (``webui_layout_guidance``): each object
         region bound to its prompt's tokens, its capture added to the controller; None when no region has
         a bound token."""
-        from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
-        from .layout_guidance import LayoutGuidance, bound_tokens
+        from .layout_guidance import document_guidance
         from .webui_layout_guidance import DenoiserGuidance
 
         self._prepare()
-        if self._layout is not None:  # the next batch of the same generation: a fresh record
-            return DenoiserGuidance(self._layout, alphas_cumprod)
-        tokenize = self.tokenize or (lambda prompt: [])
-        regions = [GuidedRegion((r.x, r.y, r.w, r.h), source.context,
-                                bound_tokens(tokenize(without_extra_networks(r.prompt)[0]), r.keywords))
-                   for r, source in zip(self.document.object_regions, self.fusion.regions)]
-        options = self.document.guidance
-        capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)
-        if not capture.regions:
-            return None
-        self.controller.effects.append(capture)
-        self._layout = LayoutGuidance(capture, options, total_steps, alphas_cumprod)
-        return DenoiserGuidance(self._layout, alphas_cumprod)
+        if self._layout is None:
+            layout = document_guidance(self.document, [r.context for r in self.fusion.regions],
+                                       self.tokenize or (lambda prompt: []), total_steps, alphas_cumprod)
+            if not layout.capture.regions:
+                return None
+            self.controller.effects.append(layout.capture)
+            self._layout = layout
+        return DenoiserGuidance(self._layout, alphas_cumprod)  # each batch of the generation: a fresh record
 
     def keyword_preview(self, image):
         """Keyword attention maps over ``image`` (one tile per region), or None without keyword selection."""
