@@ -65,6 +65,25 @@ def layer_update(layers: list[tuple[LayerLora, float]], weight: torch.Tensor) ->
     return total
 
 
+def random_lora(model: torch.nn.Module, prefix: str, match, generator: torch.Generator, rank: int = 4,
+                scale: float = 1.0, peft: bool = False) -> dict[str, torch.Tensor]:
+    """A LoRA with random weights for the Linear layers of ``model`` whose module path ``match`` accepts,
+    as the tensors of a file in kohya form (``prefix`` e.g. ``lora_unet_``, with ``alpha`` = rank) or
+    PEFT's (``prefix`` e.g. ``unet.``): for benches and tests that need one without a download."""
+    tensors = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and match(name):
+            down = torch.randn(rank, module.in_features, generator=generator) * scale
+            up = torch.randn(module.out_features, rank, generator=generator) * scale
+            if peft:
+                tensors[f"{prefix}{name}.lora_A.weight"], tensors[f"{prefix}{name}.lora_B.weight"] = down, up
+            else:
+                key = prefix + name.replace(".", "_")
+                tensors[f"{key}.lora_down.weight"], tensors[f"{key}.lora_up.weight"] = down, up
+                tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    return tensors
+
+
 def read_lora(path: os.PathLike, field: str = "lora") -> dict[str, LayerLora]:
     """The LoRA's layers, keyed by their name in the file without the tensor part (``lora_unet_...`` or
     ``unet.down_blocks...``)."""

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from lib_regedit.api import generate
 from lib_regedit.errors import RegEditError
-from lib_regedit.lora_files import DiffusersLoras, read_lora
+from lib_regedit.lora_files import DiffusersLoras, random_lora, read_lora
 from lib_regedit.region_loras import LoraTag, lora_tags
 from tiny_models import pixels
 
@@ -26,20 +26,8 @@ def doc(tag: str = "", mode: str = "attention") -> dict:
 
 def write_lora(path, model, part_prefix: str, match, rank: int = 4, scale: float = 1.0, seed: int = 0, peft=False):
     """A LoRA in kohya form (or PEFT's) for the Linear layers of ``model`` whose path ``match`` accepts."""
-    g = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and match(name):
-            down = torch.randn(rank, module.in_features, generator=g) * scale
-            up = torch.randn(module.out_features, rank, generator=g) * scale
-            if peft:
-                tensors[f"{part_prefix}{name}.lora_A.weight"] = down
-                tensors[f"{part_prefix}{name}.lora_B.weight"] = up
-            else:
-                key = part_prefix + name.replace(".", "_")
-                tensors[f"{key}.lora_down.weight"], tensors[f"{key}.lora_up.weight"] = down, up
-                tensors[f"{key}.alpha"] = torch.tensor(float(rank))
-    save_file(tensors, str(path))
+    save_file(random_lora(model, part_prefix, match, torch.Generator().manual_seed(seed), rank=rank, scale=scale,
+                          peft=peft), str(path))
     return path
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..lora_files import random_lora
 from .drag_bench import sd15_pipeline
 from .interleaved import interleaved_medians
 
@@ -29,15 +30,10 @@ PROMPTS = ["a red circle", "a blue square", "a green triangle", "a yellow star"]
 
 def write_random_lora(pipe, path: Path, seed: int, rank: int = 16) -> Path:
     g = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for prefix, model, keep in (("lora_unet_", pipe.unet, lambda n: ".transformer_blocks." in n or "proj_" in n),
-                                ("lora_te_", pipe.text_encoder, lambda n: "encoder.layers" in n)):
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Linear) and keep(name):
-                key = prefix + name.replace(".", "_")
-                tensors[f"{key}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=g) * 0.01
-                tensors[f"{key}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.01
-                tensors[f"{key}.alpha"] = torch.tensor(float(rank))
+    tensors = random_lora(pipe.unet, "lora_unet_", lambda n: ".transformer_blocks." in n or "proj_" in n, g,
+                          rank=rank, scale=0.01)
+    tensors.update(random_lora(pipe.text_encoder, "lora_te_", lambda n: "encoder.layers" in n, g, rank=rank,
+                               scale=0.01))
     save_file(tensors, str(path))
     return path
 
