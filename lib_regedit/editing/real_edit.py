@@ -218,7 +218,6 @@ def _target_start(latent: torch.Tensor, edit: RealEdit) -> torch.Tensor:
     return latent * (1 - m) + noise * m
 
 
-
 def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
     """(h, w) in [0, 1]: the edited boxes grown by ``KEEP_MARGIN`` of the image, with a soft edge
     ``KEEP_FEATHER`` wide, at any resolution (the latent's, or the picture's for the paste-back);
