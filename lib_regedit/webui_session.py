@@ -2,7 +2,8 @@
 
 ``scripts/regedit.py`` creates a session in ``process`` and wraps ``p.sample`` with :meth:`sampling`,
 so the UNet is patched only while the sampler runs (hires-fix second pass included) and always
-restored in a ``finally``. The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
+restored in a ``finally``. In WebUI Forge, :meth:`forge_unet` gives the patched clone of Forge's UNet
+patcher for each sampling call instead. The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable
 import torch
 
 from .attention.controller import Controller, GenerationState
-from .backends import ldm_backend
+from .backends import forge_backend, ldm_backend
 from .documents import RegionDocument
 from .region_prompting import build_effects
 
@@ -102,6 +103,14 @@ class WebUISession:
 
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
         read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
+
+    def forge_unet(self, unet_patcher, attention_function=None):
+        """WebUI Forge: a clone of its ``UnetPatcher`` carrying this session (``backends.forge_backend``),
+        for ``p.sd_model.forge_objects.unet`` during one sampling call; ``attention_function`` is Forge's own
+        attention, used where no effect acts."""
+        self._prepare()
+        fusion = self.fusion if self.document.mode == "latent" else None
+        return forge_backend.patched(unet_patcher, self.controller, fusion, attention_function)
 
     @contextlib.contextmanager
     def sampling(self, unet: torch.nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -47,6 +48,9 @@ from lib_regedit.region_prompting import region_lora_tags  # noqa: E402
 from lib_regedit.webui_loras import WebUILoras  # noqa: E402
 from lib_regedit.webui_session import WebUISession, checkpoint_eps  # noqa: E402
 
+# WebUI Forge: no ldm/sgm; each sampling call's UNet is a clone of Forge's UNet patcher, which
+# ``process_before_every_sampling`` patches (``lib_regedit/backends/forge_backend.py``)
+FORGE = importlib.util.find_spec("modules_forge") is not None
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
 # Measured on the bundled model (README, "Defaults"); shown when the user unticks layout init.
 LAYOUT_OFF_COST = ("Layout init is off: generation is about 1.6x faster, but objects often land outside their "
@@ -438,6 +442,17 @@ class RegEditScript(scripts.Script):
         p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
         _wrap_sample(p)
 
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        """WebUI Forge only (A1111 has no such hook): Forge rebuilt ``forge_objects`` for this sampling call
+        (the first pass, hires fix's second), so the session goes into a clone of its UNet patcher now."""
+        session = getattr(p, "_regedit", None)
+        forge_objects = getattr(p.sd_model, "forge_objects", None)
+        if session is None or forge_objects is None:
+            return
+        from backend.attention import attention_function  # Forge's own, where no effect acts
+
+        forge_objects.unet = session.forge_unet(forge_objects.unet, attention_function)
+
     def postprocess_image(self, p, pp, *args):
         drag = getattr(p, "_regedit_drag", None)
         if drag is not None and getattr(p, "init_images", None):
@@ -465,9 +480,7 @@ class RegEditScript(scripts.Script):
                     processed.images.append(roi_preview(source, lime.roi))
                     processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
             finally:
-                from lib_regedit.backends.ldm_backend import remove_leftovers
-
-                remove_leftovers(shared.sd_model.model.diffusion_model)
+                _remove_leftovers()
                 p._regedit_lime = None
         session = getattr(p, "_regedit", None)
         if session is None:
@@ -482,15 +495,30 @@ class RegEditScript(scripts.Script):
                     processed.images.append(keyword_maps)
                     processed.infotexts.append(info)
         finally:
-            from lib_regedit.backends.ldm_backend import remove_leftovers
-
-            remove_leftovers(shared.sd_model.model.diffusion_model)
+            _remove_leftovers()
             p._regedit = None
+
+
+def _remove_leftovers() -> None:
+    """Any ldm adapter a crashed generation left on the UNet (Forge's patched UNet is a clone it drops)."""
+    if not FORGE:
+        from lib_regedit.backends.ldm_backend import remove_leftovers
+
+        remove_leftovers(shared.sd_model.model.diffusion_model)
+
+
+def _not_in_forge(field: str, what: str) -> RegEditError:
+    return RegEditError(field, f"{what} does not run in WebUI Forge yet",
+                        "use AUTOMATIC1111's WebUI v1.10, the Python API or the command line for it (region "
+                        "prompts, latent mode, keywords and KSSA run in Forge)")
 
 
 def _start_pair(p, document) -> None:
     """An edit pair (MRGD): each image of the batch becomes a source and a target (``lib_regedit/editing/
     webui_pair.py``), in the gallery side by side, each infotext saying which it is."""
+    if FORGE:
+        _fail_sampling(p, _not_in_forge("regions", "region editing (boxes with an edit role)"))
+        return
     if getattr(p, "init_images", None):
         _start_real_edit(p, document)
         return
@@ -639,7 +667,9 @@ def _start_drag(p, drag_doc) -> bool:
     if document is None or not document.pairs:
         return False
     problem = None
-    if not getattr(p, "init_images", None):
+    if FORGE:
+        problem = _not_in_forge("drag", "RegionDrag")
+    elif not getattr(p, "init_images", None):
         problem = RegEditError("drag", "dragging moves part of an image, and this generation has none",
                                "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")
     elif _needs_image_conditioning(shared.sd_model):
@@ -673,6 +703,8 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         if document is None:
             return False
         document = parse_lime_document(xyz_axes.apply_overrides(document.to_dict(), _xyz_overrides(p), "lime"))
+        if FORGE:
+            raise _not_in_forge("lime", "LIME")
         if not getattr(p, "init_images", None):
             raise RegEditError("lime", "LIME edits an image, and this generation has none",
                                "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")
@@ -801,7 +833,10 @@ def _model_eps(model, z, t, cond):
 
 def _region_loras():
     """LoRA per region through the built-in Lora extension (``lib_regedit/webui_loras.py``), or None when
-    it is not loaded (region prompts' LoRA tags are then left out with a note)."""
+    it is not loaded or in WebUI Forge, whose Lora extension differs (region prompts' LoRA tags are then left
+    out with a note)."""
+    if FORGE:
+        return None
     try:
         import networks  # the built-in Lora extension's module
     except ImportError:
@@ -822,13 +857,15 @@ def _tokenizer():
     """Word tokens of a prompt as the WebUI encodes it: (position in its 77-token chunks, text)."""
     def tokenize(prompt: str):
         model = shared.sd_model.cond_stage_model
-        # SDXL: the conditioner's first CLIP embedder (CLIP-L; OpenCLIP-G has the same token positions)
-        candidates = list(getattr(model, "embedders", None) or [model])
-        embedder = next((e for e in candidates if hasattr(e, "process_texts")
-                         and hasattr(getattr(e, "wrapped", None), "tokenizer")), None)
+        # SDXL: the conditioner's first CLIP embedder (CLIP-L; OpenCLIP-G has the same token positions);
+        # Forge: its text processing engine (SDXL: CLIP-L's)
+        candidates = [getattr(shared.sd_model, name, None) for name in ("text_processing_engine",
+                                                                         "text_processing_engine_l")]
+        candidates += list(getattr(model, "embedders", None) or [model])
+        embedder = next((e for e in candidates if hasattr(e, "process_texts") and _embedder_tokenizer(e)), None)
         if embedder is None:
             return []
-        tokenizer = embedder.wrapped.tokenizer
+        tokenizer = _embedder_tokenizer(embedder)
         special = {embedder.id_start, embedder.id_end, embedder.id_pad}
         chunks = embedder.process_texts([prompt])[0][0]
         words = []
@@ -838,6 +875,11 @@ def _tokenizer():
                     words.append((c * len(chunk.tokens) + i, tokenizer.convert_ids_to_tokens(token).replace("</w>", "")))
         return words
     return tokenize
+
+
+def _embedder_tokenizer(embedder):
+    """The Hugging Face tokenizer of a WebUI text embedder (A1111: ``wrapped.tokenizer``; Forge: ``tokenizer``)."""
+    return getattr(getattr(embedder, "wrapped", None), "tokenizer", None) or getattr(embedder, "tokenizer", None)
 
 
 def _wrap_sample(p) -> None:
@@ -853,8 +895,10 @@ def _wrap_sample(p) -> None:
             _start_from_layout(p, session.document, session)  # before the UNet is patched: the plain model inverts
         layout = _layout_guidance(p, session)
         started = time.perf_counter()
+        # in Forge, process_before_every_sampling patches the UNet patcher's clone instead
+        patching = contextlib.nullcontext() if FORGE else session.sampling(shared.sd_model.model.diffusion_model)
         try:
-            with session.sampling(shared.sd_model.model.diffusion_model), _guiding_first_sampler(p, session, layout):
+            with patching, _guiding_first_sampler(p, session, layout):
                 result = original(*args, **kwargs)
         finally:
             if isinstance(session, WebUIPairSession):
@@ -881,7 +925,9 @@ def _layout_guidance(p, session):
     if not document.guidance.enabled:
         return None
     reason = None
-    if isinstance(session, WebUIPairSession):
+    if FORGE:
+        reason = "layout guidance does not run in WebUI Forge yet; the image was made without it"
+    elif isinstance(session, WebUIPairSession):
         reason = "layout guidance does not run in an edit pair; the pair was made without it"
     elif document.mode == "latent":
         reason = "layout guidance runs in attention mode only; it was skipped in latent mode"
@@ -1006,6 +1052,8 @@ def _note(p, text: str, once: bool = False) -> None:
 
 def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
     sketch = layout_init.document_sketch(document, width, height)
+    if FORGE:
+        return _invert_layout_sketch_forge(model, sketch, steps)
     alphas = model.alphas_cumprod.detach().float().cpu()
     with torch.no_grad(), devices.autocast():
         z0 = _posterior_mean(model, sketch.to(devices.device, devices.dtype_vae))
@@ -1015,6 +1063,20 @@ def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
         return _model_eps(model, z, t, cond).cpu()
 
     return layout_init.invert_sketch(eps, z0.float().cpu(), alphas, steps)
+
+
+def _invert_layout_sketch_forge(model, sketch, steps: int):
+    """Layout init's inversion on a Forge checkpoint (``lib_regedit/backends/forge_model.py``)."""
+    from backend import memory_management
+
+    from lib_regedit.backends import forge_model
+
+    objects = model.forge_objects
+    memory_management.load_models_gpu([objects.vae.patcher, objects.unet])
+    with torch.no_grad():
+        z0 = forge_model.posterior_mean(model, sketch)
+        eps = forge_model.noise_prediction(model, model.get_learned_conditioning([""]))
+    return layout_init.invert_sketch(eps, z0.float().cpu(), forge_model.alphas_cumprod(model), steps)
 
 
 def _posterior_mean(model, image):

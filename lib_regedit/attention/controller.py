@@ -129,9 +129,11 @@ class Controller:
         self.state = state
         self.enabled = True
 
-    def begin_unet_call(self, context: torch.Tensor | None, batch: int, latent_hw: tuple[int, int]) -> None:
+    def begin_unet_call(self, context: torch.Tensor | None, batch: int, latent_hw: tuple[int, int],
+                        rows: RowLayout | None = None) -> None:
+        """A UNet call starts; ``rows`` when the backend is told the layout (Forge), else read from ``context``."""
         self.state.latent_hw = latent_hw
-        self.state.rows = self.state.classify_rows(context, batch)
+        self.state.rows = rows if rows is not None and rows.size == batch else self.state.classify_rows(context, batch)
         self.state.context = context
         for effect in self.effects:
             effect.begin_unet_call(self.state)

@@ -1,0 +1,54 @@
+"""A WebUI Forge checkpoint as the plain model functions layout init needs (its DDIM inversion of the
+boxes' sketch): the noise schedule, the VAE posterior's mean and the noise prediction.
+
+Forge has no ``apply_model(x, t, cond)`` on the checkpoint: its ``KModel`` takes k-diffusion's sigma and
+scaled input and returns the denoised latent. :func:`noise_prediction` turns that into the
+``eps(z_t, t)`` of the VP latent the engine's inversion works in. Duck-typed: nothing imports Forge.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def alphas_cumprod(sd_model) -> torch.Tensor:
+    """The checkpoint's ᾱ_t for t = 0..999 (Forge keeps them in its k-diffusion predictor)."""
+    return sd_model.forge_objects.unet.model.predictor.alphas_cumprod.detach().float().cpu()
+
+
+def posterior_mean(sd_model, image: torch.Tensor) -> torch.Tensor:
+    """The scaled latent of ``image`` (B, 3, H, W) in [-1, 1], deterministic: the mean of the VAE's
+    posterior (Forge's own ``encode_first_stage`` samples it with the unseeded global RNG)."""
+    vae = sd_model.forge_objects.vae
+    model = vae.first_stage_model
+    x = image.to(getattr(vae, "device", image.device), getattr(vae, "vae_dtype", image.dtype))
+    moments = model.encoder(x)
+    if getattr(model, "quant_conv", None) is not None:
+        moments = model.quant_conv(moments)
+    return model.process_in(moments.chunk(2, dim=1)[0].float())
+
+
+def noise_prediction(sd_model, cond) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``eps(z, t)``: the checkpoint's noise prediction for the VP latent ``z`` at timestep ``t`` with the
+    conditioning ``cond`` of ``get_learned_conditioning`` (a tensor, or SDXL's dict)."""
+    kmodel = sd_model.forge_objects.unet.model
+    alphas = alphas_cumprod(sd_model)
+    extra = {}
+    if isinstance(cond, dict):
+        extra = {"y": cond["vector"]} if cond.get("vector") is not None else {}
+        cond = cond["crossattn"]
+    device = next(kmodel.diffusion_model.parameters()).device
+
+    @torch.no_grad()
+    def eps(z: torch.Tensor, t: int) -> torch.Tensor:
+        a = alphas[int(t)]
+        sigma = ((1 - a) / a).sqrt()
+        x = (z.float() / a.sqrt()).to(device)  # k-diffusion's input: z_t / sqrt(ᾱ) = z_t sqrt(1 + σ²)
+        sigmas = torch.full((x.shape[0],), float(sigma), device=device)
+        rows = {k: v.to(device).expand(x.shape[0], *v.shape[1:]) for k, v in extra.items()}
+        denoised = kmodel.apply_model(x, sigmas, c_crossattn=cond.to(device).expand(x.shape[0], -1, -1), **rows)
+        return ((x - denoised.float()) / sigma).cpu()
+
+    return eps

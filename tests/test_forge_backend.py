@@ -1,0 +1,172 @@
+"""The Forge backend against the ldm backend, on the same UNet and the same sampler step.
+
+Forge is not installed in CI, so its side is driven here the way Forge drives it: a ``UnetPatcher``
+clone carrying ``patches_replace`` and a ``model_function_wrapper``; each transformer block projects
+``q, k, v`` and calls the replacement with its ``transformer_options`` (``block``, ``block_index``,
+``n_heads``, ``cond_or_uncond``), as ``backend/nn/unet.py`` does; the sampler batches chunks with uncond
+first (``calc_cond_uncond_batch``). Both backends must give the same noise predictions. The e2e tests
+run the real Forge.
+"""
+
+import contextlib
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+pytest.importorskip("ldm.modules.diffusionmodules.openaimodel",
+                    reason="stable-diffusion-sdkit (the ldm package) is not installed")
+
+from lib_regedit.attention.call import RowLayout  # noqa: E402
+from lib_regedit.backends import forge_backend  # noqa: E402
+from lib_regedit.documents import parse_region_document  # noqa: E402
+from lib_regedit.webui_session import WebUISession  # noqa: E402
+from test_ldm_backend import DOC, ENCODE, cfg_step, make_unet  # noqa: E402
+
+COND, UNCOND = 0, 1
+
+
+class UnetPatcher:
+    """The part of Forge's ``backend.patcher.unet.UnetPatcher`` the backend uses."""
+
+    def __init__(self, diffusion_model, model_options=None):
+        self.model = SimpleNamespace(diffusion_model=diffusion_model)
+        self.model_options = model_options if model_options is not None else {"transformer_options": {}}
+
+    def clone(self):
+        return UnetPatcher(self.model.diffusion_model, copy.deepcopy(self.model_options))
+
+    def set_model_patch_replace(self, patch, name, block_name, number, transformer_index=None):
+        options = self.model_options.setdefault("transformer_options", {})
+        options.setdefault("patches_replace", {}).setdefault(name, {})[(block_name, number, transformer_index)] = patch
+
+    def set_model_unet_function_wrapper(self, wrapper):
+        self.model_options["model_function_wrapper"] = wrapper
+
+
+@contextlib.contextmanager
+def forge_blocks(unet, model_options, transformer_options):
+    """Each block's attention goes through its registered replacement as Forge's block calls it."""
+    replace = model_options.get("transformer_options", {}).get("patches_replace", {})
+    patched = []
+    for key, (_, block) in forge_backend.transformer_blocks(unet).items():
+        for target in ("attn1", "attn2"):
+            fn = replace.get(target, {}).get(key)
+            if fn is None:
+                continue
+            attn = getattr(block, target)
+
+            def forward(x, context=None, mask=None, attn=attn, fn=fn, key=key):
+                ctx = x if context is None else context
+                opts = dict(transformer_options, block=key[:2], block_index=key[2], n_heads=attn.heads)
+                return attn.to_out(fn(attn.to_q(x), attn.to_k(ctx), attn.to_v(ctx), opts))
+
+            attn.forward = forward
+            patched.append(attn)
+    try:
+        yield
+    finally:
+        for attn in patched:
+            del attn.forward
+
+
+def forge_step(patcher, session, x, cond, uncond, step, separate=False):
+    """One Forge CFG evaluation: on_cfg_denoiser, then the UNet call(s), uncond chunk first."""
+    batch = x.shape[0]
+    session.on_cfg_denoiser(step, 4, cond, uncond)
+    unet = patcher.model.diffusion_model
+    calls = [[(uncond, UNCOND)], [(cond, COND)]] if separate else [[(uncond, UNCOND), (cond, COND)]]
+    results = {}
+    for chunks in calls:
+        marks = [m for _, m in chunks]
+        x_in = torch.cat([x] * len(chunks))
+        t = torch.full((x_in.shape[0],), 500)
+        options = dict(patcher.model_options.get("transformer_options", {}), cond_or_uncond=marks,
+                       sigmas=torch.full((batch,), 1.0))
+
+        def apply_model(input, timestep, c_crossattn, transformer_options):
+            with forge_blocks(unet, patcher.model_options, transformer_options):
+                return unet(input, timestep, context=c_crossattn)
+
+        args = {"input": x_in, "timestep": t, "cond_or_uncond": marks,
+                "c": {"c_crossattn": torch.cat([c for c, _ in chunks]), "transformer_options": options}}
+        wrapper = patcher.model_options.get("model_function_wrapper")
+        with torch.no_grad():
+            out = wrapper(apply_model, args) if wrapper else apply_model(x_in, t, **args["c"])
+        for (_, mark), part in zip(chunks, out.chunk(len(chunks))):
+            results[mark] = part
+    return results[COND], results[UNCOND]
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return make_unet()
+
+
+def test_rows_are_read_from_forges_chunk_marks():
+    assert forge_backend.rows_of([UNCOND, COND], 6) == RowLayout((3, 4, 5), (0, 1, 2))
+    assert forge_backend.rows_of([COND], 2) == RowLayout((0, 1), ())
+    assert forge_backend.rows_of([UNCOND], 2) == RowLayout((), (0, 1))
+    assert forge_backend.rows_of(None, 2) == RowLayout((0, 1), ())
+
+
+def test_transformer_blocks_are_keyed_as_forge_registers_them(unet):
+    blocks = forge_backend.transformer_blocks(unet)
+    assert ("input", 1, 0) in blocks and ("middle", 0, 0) in blocks and ("output", 3, 0) in blocks
+    name, block = blocks[("input", 1, 0)]
+    assert name == "input_blocks.1.1.transformer_blocks.0" and type(block).__name__ == "BasicTransformerBlock"
+
+
+@pytest.mark.parametrize("fusion_mode", ["attention", "latent"])
+@pytest.mark.parametrize("separate", [False, True])
+def test_forge_gives_what_the_ldm_backend_gives(unet, fusion_mode, separate):
+    doc = parse_region_document(dict(DOC.to_dict(), mode=fusion_mode))
+    torch.manual_seed(1)
+    x = torch.randn(3, 4, 16, 16)
+    cond, uncond = ENCODE("whole").expand(3, -1, -1), ENCODE("neg").expand(3, -1, -1)
+    plain_c, _ = cfg_step(unet, None, x, cond, uncond, 0)
+    ldm_session = WebUISession(doc, ENCODE)
+    with ldm_session.sampling(unet):
+        ldm_c, ldm_u = cfg_step(unet, ldm_session, x, cond, uncond, 1)
+    forge_session = WebUISession(doc, ENCODE)
+    original = UnetPatcher(unet)
+    patched = forge_session.forge_unet(original)
+    assert patched is not original and original.model_options == {"transformer_options": {}}  # Forge's own untouched
+    forge_c, forge_u = forge_step(patched, forge_session, x, cond, uncond, 1, separate)
+    assert (ldm_c - plain_c).abs().mean() > 1e-3
+    torch.testing.assert_close(forge_c, ldm_c, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(forge_u, ldm_u, atol=1e-4, rtol=1e-4)
+    assert not any("forward" in m.__dict__ for m in unet.modules())  # the module instances were never touched
+
+
+def test_another_extensions_wrapper_still_runs(unet):
+    seen = []
+
+    def other(apply_model, args):
+        seen.append(args["cond_or_uncond"])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    x = torch.randn(1, 4, 16, 16)
+    for mode in ("attention", "latent"):
+        session = WebUISession(parse_region_document(dict(DOC.to_dict(), mode=mode)), ENCODE)
+        patched = session.forge_unet(UnetPatcher(unet, {"transformer_options": {}, "model_function_wrapper": other}))
+        seen.clear()
+        forge_step(patched, session, x, ENCODE("whole"), ENCODE("neg"), 0)
+        assert seen[0] == [UNCOND, COND] and len(seen) > 1 if mode == "latent" else seen == [[UNCOND, COND]]
+
+
+def test_idle_replacement_is_forges_own_attention(unet):
+    calls = []
+
+    def forge_attention(q, k, v, heads):
+        calls.append(heads)
+        return forge_backend._plain(q, k, v, heads)
+
+    session = WebUISession(DOC, ENCODE)
+    session._prepare()
+    session.controller.enabled = False  # no effect wants a call
+    patched = forge_backend.patched(UnetPatcher(unet), session.controller, None, forge_attention)
+    x = torch.randn(1, 4, 16, 16)
+    forge_step(patched, session, x, ENCODE("whole"), ENCODE("neg"), 0)
+    assert calls and set(calls) == {2}
