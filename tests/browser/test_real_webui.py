@@ -1,4 +1,5 @@
-"""The panels in a running AUTOMATIC1111 WebUI 1.10 (gradio 3.41) with this extension installed.
+"""The panels in a running AUTOMATIC1111 WebUI 1.10 (gradio 3.41), or a WebUI Forge (gradio 4), with
+this extension installed.
 
 Skipped unless ``REGEDIT_WEBUI_URL`` points at one, e.g. a WebUI started by the end-to-end harness
 with its UI, or by hand::
@@ -25,6 +26,16 @@ from lib_regedit.documents import parse_drag_document, parse_region_document
 
 URL = os.environ.get("REGEDIT_WEBUI_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set REGEDIT_WEBUI_URL to a running WebUI 1.10 with RegEdit installed")
+
+
+def _is_forge() -> bool:
+    import requests
+
+    return "forge_preset" in requests.get(f"{URL}/sdapi/v1/options", timeout=60).json()
+
+
+not_in_forge = pytest.mark.skipif(bool(URL) and _is_forge(), reason="edit pairs and picture edits do not run in Forge; "
+                                                                    "RegEdit refuses them there with a message")
 
 
 @pytest.fixture
@@ -153,6 +164,7 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
     assert page.our_errors() == []
 
 
+@not_in_forge
 def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     """What a user clicks: a picture, one box with the edit role "change" and its target prompt, the
     null-text inversion, Generate. The gallery shows the reconstruction and the edit, and the
@@ -195,6 +207,7 @@ def _generated_info(page, before: str) -> str:
     return page.evaluate("gradioApp().querySelector('#html_info_txt2img').innerText")
 
 
+@not_in_forge
 def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     """What a user clicks in txt2img: two boxes and *Layout guidance*, Generate (the infotext carries
     it); then the selected box set to *change* with its target prompt, Generate: the gallery shows the
@@ -224,4 +237,36 @@ def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     assert "RegEdit pair: source" in info, info
     assert page.evaluate("gradioApp().querySelectorAll('#txt2img_gallery .thumbnail-item').length") >= 2
     page.locator("#txt2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_txt2img_pair.png"))
+    assert page.our_errors() == []
+
+
+def test_txt2img_regions_from_the_page_and_pasted_back(webui):
+    """Two boxes drawn, Generate: the infotext carries them. Then a fresh page: the infotext pasted into
+    the prompt and the paste button pressed brings the boxes back into the document and the canvas."""
+    page = webui
+    page.click("#tabs button:has-text('txt2img')")
+    c = _open_regions(page, "txt2img", "a landscape", steps=3)
+    c.drag((0.05, 0.1), (0.45, 0.9))
+    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a blue square")
+    c.drag((0.55, 0.2), (0.95, 0.8))
+    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a yellow house")
+    page.keyboard.press("Escape")
+    drawn = parse_region_document(field(page, "regedit_doc_txt2img"))
+    info = _generated_info(page, "")
+    assert "RegEdit regions: " in info, info
+    page.locator("#txt2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_regions_generated.png"))
+
+    page.reload()
+    page.wait_for_function("window.RegEditRegionPanels && window.RegEditRegionPanels.txt2img", timeout=60_000)
+    page.fill("#txt2img_prompt textarea", info.strip())
+    page.click("#txt2img_tools #paste")
+    page.wait_for_function("gradioApp().querySelector('#regedit_doc_txt2img textarea').value.includes('a yellow house')",
+                           timeout=30_000)
+    pasted = parse_region_document(field(page, "regedit_doc_txt2img"))
+    assert [(r.x, r.y, r.w, r.h, r.prompt) for r in pasted.regions] == \
+        [(r.x, r.y, r.w, r.h, r.prompt) for r in drawn.regions]
+    assert page.evaluate("gradioApp().querySelector('#txt2img_prompt textarea').value") == "a landscape"
+    page.click("#regedit_txt2img .label-wrap")
+    page.wait_for_function("gradioApp().querySelector('#regedit_canvas_txt2img canvas').clientWidth > 0")
+    page.locator("#regedit_txt2img").screenshot(path=str(ARTIFACTS / "real_webui_regions_pasted.png"))
     assert page.our_errors() == []

@@ -29,6 +29,9 @@ SDXL = "regedit-e2e-sdxl"
 SD15_FULL = "regedit-e2e-sd15-full"
 # Opt-in: the full SD 1.5 architecture with random weights (~2 GB on disk, slow on a CPU).
 FULL_SD15 = os.environ.get("REGEDIT_E2E_FULL_SD15") == "1"
+# WebUI Forge (``ForgeWebUI``): checkpoints Forge recognises (``make_forge_models.py``)
+FORGE_SD1 = "forge-sd15-e2e"
+FORGE_SDXL = "forge-sdxl-e2e"
 
 # Offline, CPU, loopback only. --skip-prepare-environment: no git clones and no pip (so the
 # extension's install.py is not run either); --api: the HTTP API next to the UI.
@@ -96,6 +99,9 @@ def check_install(a1111_dir: str | None, a1111_py: str | None) -> str | None:
 
 
 class WebUI:
+    first_model = SD1
+    settings = SETTINGS
+
     def __init__(self, a1111_dir: str, a1111_py: str, work: Path, *, ui: bool = True, log=print):
         self.dir = Path(a1111_dir).resolve()
         self.py = a1111_py
@@ -156,8 +162,15 @@ class WebUI:
 
     def write_settings(self) -> Path:
         path = self.work / "config.json"
-        path.write_text(json.dumps(SETTINGS, indent=1))
+        path.write_text(json.dumps(self.settings, indent=1))
         return path
+
+    def launch_flags(self) -> list[str]:
+        flags = list(LAUNCH_FLAGS)
+        if self.has_controlnet:  # the flag exists only with the extension (its preload.py adds it)
+            self.controlnet_dir.mkdir(parents=True, exist_ok=True)
+            flags += ["--controlnet-dir", str(self.controlnet_dir)]
+        return flags
 
     # ---- process -----------------------------------------------------------------------------
     def start(self, timeout: float = 600) -> None:
@@ -165,15 +178,12 @@ class WebUI:
         self.make_models()
         self.install_extension()
         settings = self.write_settings()
-        cmd = [self.py, "launch.py", *LAUNCH_FLAGS, "--port", str(self.port),
+        cmd = [self.py, "launch.py", *self.launch_flags(), "--port", str(self.port),
                "--ckpt-dir", str(self.work / "models" / "Stable-diffusion"),
                "--ui-settings-file", str(settings), "--ui-config-file", str(self.work / "ui-config.json"),
                "--embeddings-dir", str(self.work / "embeddings"), "--hypernetwork-dir", str(self.work / "hypernetworks"),
                "--lora-dir", str(self.lora_dir)]
         self.lora_dir.mkdir(parents=True, exist_ok=True)
-        if self.has_controlnet:  # the flag exists only with the extension (its preload.py adds it)
-            self.controlnet_dir.mkdir(parents=True, exist_ok=True)
-            cmd += ["--controlnet-dir", str(self.controlnet_dir)]
         if not self.ui:
             cmd.append("--nowebui")
         self.log(f"launching the WebUI: cd {self.dir} && {' '.join(cmd)}")
@@ -205,7 +215,7 @@ class WebUI:
             time.sleep(1)
         else:
             raise WebUIError(f"the WebUI did not answer within {timeout:.0f}s:\n{self.log_tail()}")
-        self.use_model(SD1)
+        self.use_model(self.first_model)
 
     def stop(self) -> None:
         try:
@@ -291,12 +301,60 @@ class WebUI:
             raise WebUIError(f"switching to {name} failed (now {got}):\n{self.log_tail()}")
         self.current_model = name
 
-    def generate(self, kind: str, payload: dict, *, model: str = SD1, expect_ok: bool = True) -> dict:
-        self.use_model(model)
+    def generate(self, kind: str, payload: dict, *, model: str | None = None, expect_ok: bool = True) -> dict:
+        self.use_model(model or self.first_model)
         r = self.post(f"/sdapi/v1/{kind}", payload)
         if expect_ok and r.status_code != 200:
             raise WebUIError(f"{kind} returned {r.status_code}: {r.text[:3000]}\n--- WebUI log ---\n{self.log_tail(4000)}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else {"raw": r.text}
+
+
+# ---- WebUI Forge --------------------------------------------------------------------------------
+
+# Forge's own CPU flag; it has no --no-half / --use-cpu / --no-download-sd-model
+FORGE_LAUNCH_FLAGS = ["--always-cpu", "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test",
+                      "--api", "--server-name", "127.0.0.1"]
+
+
+def check_forge_install(forge_dir: str | None, forge_py: str | None) -> str | None:
+    """Why the Forge end-to-end tests cannot run here, or None when they can."""
+    if not forge_dir or not forge_py:
+        return ("set FORGE_DIR to a WebUI Forge checkout and FORGE_PY to the Python of its environment to run "
+                "the Forge end-to-end tests (see tests/e2e/README.md)")
+    d = Path(forge_dir)
+    if not (d / "launch.py").is_file() or not (d / "modules_forge").is_dir():
+        return f"FORGE_DIR={forge_dir} is not a WebUI Forge checkout (no launch.py / modules_forge)"
+    if not (d / "repositories" / "huggingface_guess").is_dir():
+        return f"FORGE_DIR={forge_dir} lacks repositories/huggingface_guess (Forge has never been prepared)"
+    if not Path(forge_py).is_file():
+        return f"FORGE_PY={forge_py} does not exist"
+    return None
+
+
+class ForgeWebUI(WebUI):
+    """The same harness on WebUI Forge: its flags, and checkpoints it recognises (full-size text encoders
+    and VAE, a cut-down UNet) written by ``make_forge_models.py`` with Forge's own classes."""
+
+    first_model = FORGE_SD1
+    settings = dict(SETTINGS, sd_model_checkpoint=f"{FORGE_SD1}.safetensors")
+
+    def __init__(self, *args, sdxl: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sdxl = sdxl
+        self.has_controlnet = False  # Forge's built-in ControlNet is not what test_e2e_controlnet drives
+        # Forge's server re-raises an API error after answering it and drops that keep-alive connection,
+        # so the next request on it would fail with "connection reset": one connection per request
+        self.session.headers["Connection"] = "close"
+
+    def launch_flags(self) -> list[str]:
+        return list(FORGE_LAUNCH_FLAGS)
+
+    def make_models(self) -> None:
+        out = self.work / "models" / "Stable-diffusion"
+        cmd = [self.py, str(HERE / "make_forge_models.py"), *(["--sdxl"] if self.sdxl else []), str(out)]
+        res = subprocess.run(cmd, cwd=self.dir, env=self.env(), capture_output=True, text=True, timeout=1800)
+        if res.returncode != 0:
+            raise WebUIError(f"make_forge_models.py failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
 
 
 # ---- payloads and images --------------------------------------------------------------------------
