@@ -510,19 +510,22 @@ def _remove_leftovers() -> None:
 def _not_in_forge(field: str, what: str) -> RegEditError:
     return RegEditError(field, f"{what} does not run in WebUI Forge yet",
                         "use AUTOMATIC1111's WebUI v1.10, the Python API or the command line for it (region "
-                        "prompts, latent mode, keywords and KSSA run in Forge)")
+                        "prompts, layout init, keywords, KSSA and txt2img edit pairs run in Forge)")
 
 
 def _start_pair(p, document) -> None:
     """An edit pair (MRGD): each image of the batch becomes a source and a target (``lib_regedit/editing/
     webui_pair.py``), in the gallery side by side, each infotext saying which it is."""
-    if FORGE:
-        _fail_sampling(p, _not_in_forge("regions", "region editing (boxes with an edit role)"))
-        return
     if getattr(p, "init_images", None):
-        _start_real_edit(p, document)
+        if FORGE:
+            _fail_sampling(p, _not_in_forge("regions", "a region edit of a picture (img2img)"))
+        else:
+            _start_real_edit(p, document)
         return
     segmenter = None
+    if document.edit.guidance.enabled and FORGE:
+        _fail_sampling(p, _not_in_forge("edit.guidance", "multi-region guidance"))
+        return
     if document.edit.guidance.enabled:
         try:
             segmenter = _segmenter()

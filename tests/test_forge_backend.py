@@ -170,3 +170,29 @@ def test_idle_replacement_is_forges_own_attention(unet):
     x = torch.randn(1, 4, 16, 16)
     forge_step(patched, session, x, ENCODE("whole"), ENCODE("neg"), 0)
     assert calls and set(calls) == {2}
+
+
+def test_an_edit_pair_gives_what_the_ldm_backend_gives(unet):
+    """An edit pair (MRGD): per image a source row and a target row, prompt-to-prompt per region."""
+    from lib_regedit.editing.webui_pair import WebUIPairSession
+
+    doc = parse_region_document({"prompt": "whole", "negative_prompt": "neg", "regions": [
+        {"x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": "a red circle"},
+        {"x": 0.5, "y": 0.25, "w": 0.5, "h": 0.5, "prompt": "a blue square", "edit": "change",
+         "target_prompt": "a green square"}]})
+    torch.manual_seed(2)
+    x = torch.randn(2, 4, 16, 16)  # one image: (source, target)
+    cond = torch.cat([ENCODE("whole"), ENCODE("whole")])
+    uncond = ENCODE("neg").expand(2, -1, -1)
+
+    def session():
+        return WebUIPairSession(doc, ENCODE, None, 1, source_prompt="whole", target_prompt="whole")
+
+    ldm_session = session()
+    with ldm_session.sampling(unet):
+        ldm_c, ldm_u = cfg_step(unet, ldm_session, x, cond, uncond, 1)
+    forge_session = session()
+    forge_c, forge_u = forge_step(forge_session.forge_unet(UnetPatcher(unet)), forge_session, x, cond, uncond, 1)
+    assert (ldm_c[0] - ldm_c[1]).abs().mean() > 1e-4  # the target differs from the source
+    torch.testing.assert_close(forge_c, ldm_c, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(forge_u, ldm_u, atol=1e-4, rtol=1e-4)

@@ -34,8 +34,8 @@ def _is_forge() -> bool:
     return "forge_preset" in requests.get(f"{URL}/sdapi/v1/options", timeout=60).json()
 
 
-not_in_forge = pytest.mark.skipif(bool(URL) and _is_forge(), reason="edit pairs and picture edits do not run in Forge; "
-                                                                    "RegEdit refuses them there with a message")
+not_in_forge = pytest.mark.skipif(bool(URL) and _is_forge(), reason="picture edits do not run in Forge; RegEdit "
+                                                                    "refuses them there with a message")
 
 
 @pytest.fixture
@@ -207,7 +207,6 @@ def _generated_info(page, before: str) -> str:
     return page.evaluate("gradioApp().querySelector('#html_info_txt2img').innerText")
 
 
-@not_in_forge
 def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     """What a user clicks in txt2img: two boxes and *Layout guidance*, Generate (the infotext carries
     it); then the selected box set to *change* with its target prompt, Generate: the gallery shows the

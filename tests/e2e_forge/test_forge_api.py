@@ -186,11 +186,54 @@ def test_img2img_edits_not_in_forge_are_refused(forge, what, args, field):
     assert r.status_code == 422 and "WebUI Forge" in r.text and f"RegEdit: {field}" in r.text, r.text[:1000]
 
 
-def test_edit_pair_is_refused_and_layout_guidance_noted(forge):
-    pair = dict(DOC, regions=[DOC["regions"][0], dict(DOC["regions"][1], edit="add")])
-    r = forge.post("/sdapi/v1/txt2img", with_regions(plain_payload(), pair))
-    assert r.status_code == 422 and "WebUI Forge" in r.text, r.text[:1000]
+@pytest.mark.parametrize("kind", ["add", "remove", "change"])
+def test_edit_pairs(forge, kind, assert_plain_unchanged):
+    """Each image becomes a (source, target) pair; the source is the source document's own generation."""
+    left, right = DOC["regions"]
+    regions = {"change": [dict(left, edit="change", target_prompt="a cat"), right],
+               "remove": [left, dict(right, edit="remove")],
+               "add": [left, right, {"x": 0.3, "y": 0.0, "w": 0.4, "h": 0.3, "prompt": "a dog", "edit": "add"}]}[kind]
+    payload = with_regions(plain_payload(prompt="a blue square and a yellow house", batch_size=2, seed=5),
+                           {"regions": regions})
+    res = forge.generate("txt2img", payload)
+    texts = json.loads(res["info"])["infotexts"]
+    assert [("source" if "RegEdit pair: source" in t else "target") for t in texts] == ["source", "target"] * 2
+    assert all(rendered(b) for b in res["images"]) and pixels(res["images"][0]) != pixels(res["images"][1])
+    source_doc = {"regions": [{k: v for k, v in r.items() if k not in ("edit", "target_prompt")}
+                              for r in regions if r.get("edit") != "add"]}
+    alone = forge.generate("txt2img", with_regions(plain_payload(prompt=texts[0].splitlines()[0], batch_size=2, seed=5),
+                                                   source_doc))
+    for i in (0, 1):
+        assert pixel_diff(alone["images"][i], res["images"][2 * i])[1] < 2.0, "the pair's source is not the source's own image"
+    assert_plain_unchanged(f"an edit pair ({kind})")
+
+
+def test_picture_edits_and_guidance_are_refused_and_layout_guidance_noted(forge):
+    from PIL import Image
+
+    pair = dict(DOC, regions=[DOC["regions"][0], dict(DOC["regions"][1], edit="remove")])
+    payload = with_regions(plain_payload(init_images=[png_b64(Image.new("RGB", (64, 64), (90, 90, 200)))],
+                                         denoising_strength=0.7), pair)
+    r = forge.post("/sdapi/v1/img2img", payload)
+    assert r.status_code == 422 and "WebUI Forge" in r.text and "RegEdit: regions" in r.text, r.text[:1000]
+    r = forge.post("/sdapi/v1/txt2img", with_regions(plain_payload(), dict(pair, edit={"guidance": True})))
+    assert r.status_code == 422 and "RegEdit: edit.guidance" in r.text and "WebUI Forge" in r.text, r.text[:1000]
     before = forge.log_size()
     res = forge.generate("txt2img", with_regions(plain_payload(), dict(DOC, guidance={"enabled": True})))
     assert rendered(res["images"][0])
     assert "layout guidance does not run in WebUI Forge" in forge.log_since(before)
+
+
+def test_xyz_grid_over_regedit_axes(forge, assert_plain_unchanged):
+    from test_e2e_xyz import DOC as XYZ_DOC, grid_payload
+
+    payload = grid_payload(forge, "[RegEdit] Whole prompt start", "0, 1", y_label="[RegEdit] Init",
+                           y_dropdown=("noise", "layout"))
+    payload["alwayson_scripts"]["regedit"]["args"] = [dict(XYZ_DOC, regions=DOC["regions"])]
+    res = forge.generate("txt2img", payload)
+    cells = list(zip(res["images"], json.loads(res["info"])["infotexts"]))[-4:]  # the grid comes first
+    expected = [("0.0", "noise"), ("1.0", "noise"), ("0.0", "layout"), ("1.0", "layout")]
+    for (_, text), (start, init) in zip(cells, expected):
+        assert f'\\"whole_prompt_start\\":{start}' in text and f'\\"init\\":\\"{init}\\"' in text, text
+    assert pixel_diff(cells[0][0], cells[2][0])[1] > 0.5  # layout init moved the start
+    assert_plain_unchanged("an X/Y/Z grid")
