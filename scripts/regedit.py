@@ -446,12 +446,16 @@ class RegEditScript(scripts.Script):
         """WebUI Forge only (A1111 has no such hook): Forge rebuilt ``forge_objects`` for this sampling call
         (the first pass, hires fix's second), so the session goes into a clone of its UNet patcher now."""
         session = getattr(p, "_regedit", None)
+        controller = getattr(p, "_regedit_forge_controller", None)  # LIME's pass
         forge_objects = getattr(p.sd_model, "forge_objects", None)
-        if session is None or forge_objects is None:
+        if (session is None and controller is None) or forge_objects is None:
             return
         from backend.attention import attention_function  # Forge's own, where no effect acts
 
-        forge_objects.unet = session.forge_unet(forge_objects.unet, attention_function)
+        from lib_regedit.backends import forge_backend
+
+        forge_objects.unet = session.forge_unet(forge_objects.unet, attention_function) if session is not None \
+            else forge_backend.patched(forge_objects.unet, controller, None, attention_function)
 
     def postprocess_image(self, p, pp, *args):
         drag = getattr(p, "_regedit_drag", None)
@@ -510,7 +514,7 @@ def _remove_leftovers() -> None:
 def _not_in_forge(field: str, what: str) -> RegEditError:
     return RegEditError(field, f"{what} does not run in WebUI Forge yet",
                         "use AUTOMATIC1111's WebUI v1.10, the Python API or the command line for it (region "
-                        "prompts, layout init, keywords, KSSA and txt2img edit pairs run in Forge)")
+                        "prompts, layout init, keywords, KSSA, RegionDrag, LIME and txt2img edit pairs run in Forge)")
 
 
 def _start_pair(p, document) -> None:
@@ -670,9 +674,7 @@ def _start_drag(p, drag_doc) -> bool:
     if document is None or not document.pairs:
         return False
     problem = None
-    if FORGE:
-        problem = _not_in_forge("drag", "RegionDrag")
-    elif not getattr(p, "init_images", None):
+    if not getattr(p, "init_images", None):
         problem = RegEditError("drag", "dragging moves part of an image, and this generation has none",
                                "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")
     elif _needs_image_conditioning(shared.sd_model):
@@ -706,8 +708,6 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         if document is None:
             return False
         document = parse_lime_document(xyz_axes.apply_overrides(document.to_dict(), _xyz_overrides(p), "lime"))
-        if FORGE:
-            raise _not_in_forge("lime", "LIME")
         if not getattr(p, "init_images", None):
             raise RegEditError("lime", "LIME edits an image, and this generation has none",
                                "use the img2img tab with an image (the API: /sdapi/v1/img2img with init_images)")
@@ -739,10 +739,11 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         # the posterior's mean, not the WebUI's unseeded sample of it: both passes, and a repeat of the
         # seed or a pasted infotext, start from the same latent
         p.init_latent = _init_means(p, shared.sd_model)
-        result = session.run(shared.sd_model.model.diffusion_model,
+        result = session.run(None if FORGE else shared.sd_model.model.diffusion_model,
                              lambda: original(conditioning, unconditional_conditioning, seeds, subseeds,
                                               subseed_strength, prompts), getattr(p, "rng", None),
-                             keep_outside=lambda roi: _blend_outside(p, roi))
+                             keep_outside=lambda roi: _blend_outside(p, roi),
+                             attach=(lambda controller: _forge_controller(p, controller)) if FORGE else None)
         if session.found is not None:
             print(f"RegEdit: LIME found its region in {session.found.seconds:.2f} s of clustering "
                   f"({int(session.roi.sum())} of {session.roi.numel()} latent cells)")
@@ -750,6 +751,17 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
 
     p.sample = sample
     return True
+
+
+@contextlib.contextmanager
+def _forge_controller(p, controller):
+    """WebUI Forge: ``process_before_every_sampling`` gives ``controller`` to the UNet patcher's clone of
+    each sampling call made inside the ``with`` block (LIME's two passes)."""
+    p._regedit_forge_controller = controller
+    try:
+        yield
+    finally:
+        p._regedit_forge_controller = None
 
 
 def _blend_outside(p, roi) -> None:
@@ -803,12 +815,43 @@ def _drag_sample(p, document, seeds, prompts):
     def should_stop():
         return bool(shared.state.interrupted or shared.state.skipped)
 
+    if FORGE:
+        eps_of_row, attach, alphas = _forge_drag_model(model, conds)
+        latents = webui_drag.drag_batch(None, eps_of_row, _init_means(p, model), seeds, document, p.steps, alphas,
+                                        progress, should_stop, attach=attach)
+        return latents.to(p.init_latent.device, p.init_latent.dtype)
+
     def eps_of_row(i, x, t):
         return _model_eps(model, x, t, conds[min(i, len(conds) - 1)])
 
     latents = webui_drag.drag_batch(model.model.diffusion_model, eps_of_row, _init_means(p, model), seeds, document,
                                     p.steps, model.alphas_cumprod.detach(), progress, should_stop)
     return latents.to(p.init_latent.device, p.init_latent.dtype)
+
+
+def _forge_drag_model(model, conds):
+    """RegionDrag's model in Forge: each row's noise prediction through a clone of Forge's UNet patcher
+    that carries the drag's mutual self-attention (``lib_regedit/backends/forge_model.py``)."""
+    from backend import memory_management
+    from backend.attention import attention_function
+
+    from lib_regedit.backends import forge_backend, forge_model
+
+    objects = model.forge_objects
+    memory_management.load_models_gpu([objects.unet])
+    held = {}
+
+    @contextlib.contextmanager
+    def attach(controller):
+        unet = forge_backend.patched(objects.unet, controller, None, attention_function)
+        held.update({i: forge_model.noise_prediction(model, cond, unet) for i, cond in enumerate(conds)})
+        yield
+        held.clear()
+
+    def eps_of_row(i, x, t):
+        return held[min(i, len(conds) - 1)](x, t)
+
+    return eps_of_row, attach, forge_model.alphas_cumprod(model)
 
 
 def _init_means(p, model, rows: int | None = None):
@@ -1074,10 +1117,9 @@ def _invert_layout_sketch_forge(model, sketch, steps: int):
 
     from lib_regedit.backends import forge_model
 
-    objects = model.forge_objects
-    memory_management.load_models_gpu([objects.vae.patcher, objects.unet])
+    memory_management.load_models_gpu([model.forge_objects.unet])
     with torch.no_grad():
-        z0 = forge_model.posterior_mean(model, sketch)
+        z0 = _posterior_mean(model, sketch)
         eps = forge_model.noise_prediction(model, model.get_learned_conditioning([""]))
     return layout_init.invert_sketch(eps, z0.float().cpu(), forge_model.alphas_cumprod(model), steps)
 
@@ -1086,6 +1128,13 @@ def _posterior_mean(model, image):
     """The sketch's scaled latent, deterministic: the mean of the VAE's posterior. sgm's (SDXL)
     ``encode_first_stage`` samples the posterior with the unseeded global RNG, which made layout init
     on SDXL differ between two runs of one seed; the mean is read from the encoder's moments there."""
+    if FORGE:
+        from backend import memory_management
+
+        from lib_regedit.backends import forge_model
+
+        memory_management.load_models_gpu([model.forge_objects.vae.patcher])
+        return forge_model.posterior_mean(model, image)
     vae = model.first_stage_model
     encoder, quant_conv = getattr(vae, "encoder", None), getattr(vae, "quant_conv", None)
     if encoder is not None and isinstance(quant_conv, torch.nn.Module):

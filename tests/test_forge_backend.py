@@ -196,3 +196,47 @@ def test_an_edit_pair_gives_what_the_ldm_backend_gives(unet):
     assert (ldm_c[0] - ldm_c[1]).abs().mean() > 1e-4  # the target differs from the source
     torch.testing.assert_close(forge_c, ldm_c, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(forge_u, ldm_u, atol=1e-4, rtol=1e-4)
+
+
+def test_a_drag_gives_what_the_ldm_backend_gives(unet):
+    """RegionDrag's batch with its mutual self-attention given to a Forge patcher clone (``attach``)."""
+    from lib_regedit.documents import parse_drag_document
+    from lib_regedit.drag import webui_drag
+
+    square = [[0.1, 0.1], [0.45, 0.1], [0.45, 0.45], [0.1, 0.45]]
+    doc = parse_drag_document({"pairs": [{"handle": {"type": "polygon", "points": square},
+                                          "target": {"type": "polygon", "points": [[x + 0.5, y + 0.5] for x, y in square]}}]})
+    alphas = torch.cumprod(1 - torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2, 0)
+    context = ENCODE("a landscape")
+    init = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
+
+    def ldm_eps(row, x, t):
+        with torch.no_grad():
+            return unet(x, torch.full((x.shape[0],), int(t)), context)
+
+    ldm = webui_drag.drag_batch(unet, ldm_eps, init, [1], doc, 6, alphas)
+    held = {}
+
+    @contextlib.contextmanager
+    def attach(controller):
+        held["unet"] = forge_backend.patched(UnetPatcher(unet), controller)
+        yield
+
+    def forge_eps(row, x, t):  # as forge_model.noise_prediction calls the clone: one conditional chunk
+        patcher = held["unet"]
+        options = dict(patcher.model_options["transformer_options"], cond_or_uncond=[COND])
+
+        def apply_model(input, timestep, c_crossattn, transformer_options):
+            with forge_blocks(unet, patcher.model_options, transformer_options):
+                return unet(input, timestep, context=c_crossattn)
+
+        args = {"input": x, "timestep": torch.full((x.shape[0],), int(t)), "cond_or_uncond": [COND],
+                "c": {"c_crossattn": context.expand(x.shape[0], -1, -1), "transformer_options": options}}
+        with torch.no_grad():
+            return patcher.model_options["model_function_wrapper"](apply_model, args)
+
+    forge = webui_drag.drag_batch(None, forge_eps, init, [1], doc, 6, alphas, attach=attach)
+    torch.testing.assert_close(forge, ldm, atol=1e-4, rtol=1e-4)
+    plain = webui_drag.drag_batch(None, forge_eps, init, [1], parse_drag_document(
+        dict(doc.to_dict(), mutual_self_attention=False)), 6, alphas, attach=attach)
+    assert (plain - forge).abs().mean() > 1e-4  # the mutual self-attention did act

@@ -1,5 +1,5 @@
-"""A WebUI Forge checkpoint as the plain model functions layout init needs (its DDIM inversion of the
-boxes' sketch): the noise schedule, the VAE posterior's mean and the noise prediction.
+"""A WebUI Forge checkpoint as the model functions that layout init (its DDIM inversion of the boxes'
+sketch) and RegionDrag need: the noise schedule, the VAE posterior's mean and the noise prediction.
 
 Forge has no ``apply_model(x, t, cond)`` on the checkpoint: its ``KModel`` takes k-diffusion's sigma and
 scaled input and returns the denoised latent. :func:`noise_prediction` turns that into the
@@ -30,10 +30,13 @@ def posterior_mean(sd_model, image: torch.Tensor) -> torch.Tensor:
     return model.process_in(moments.chunk(2, dim=1)[0].float())
 
 
-def noise_prediction(sd_model, cond) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def noise_prediction(sd_model, cond, unet_patcher=None) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``eps(z, t)``: the checkpoint's noise prediction for the VP latent ``z`` at timestep ``t`` with the
-    conditioning ``cond`` of ``get_learned_conditioning`` (a tensor, or SDXL's dict)."""
+    conditioning ``cond`` of ``get_learned_conditioning`` (a tensor, or SDXL's dict). With
+    ``unet_patcher`` (a patched clone, ``forge_backend.patched``) the call goes through its attention
+    replacements and UNet wrapper, every row marked conditional, as Forge's sampler would call it."""
     kmodel = sd_model.forge_objects.unet.model
+    options = getattr(unet_patcher, "model_options", None) or {}
     alphas = alphas_cumprod(sd_model)
     extra = {}
     if isinstance(cond, dict):
@@ -47,8 +50,16 @@ def noise_prediction(sd_model, cond) -> Callable[[torch.Tensor, int], torch.Tens
         sigma = ((1 - a) / a).sqrt()
         x = (z.float() / a.sqrt()).to(device)  # k-diffusion's input: z_t / sqrt(ᾱ) = z_t sqrt(1 + σ²)
         sigmas = torch.full((x.shape[0],), float(sigma), device=device)
-        rows = {k: v.to(device).expand(x.shape[0], *v.shape[1:]) for k, v in extra.items()}
-        denoised = kmodel.apply_model(x, sigmas, c_crossattn=cond.to(device).expand(x.shape[0], -1, -1), **rows)
+        c = {k: v.to(device).expand(x.shape[0], *v.shape[1:]) for k, v in extra.items()}
+        c["c_crossattn"] = cond.to(device).expand(x.shape[0], -1, -1)
+        marks = [0]  # Forge's mark of a conditional chunk
+        c["transformer_options"] = dict(options.get("transformer_options", {}), cond_or_uncond=marks, sigmas=sigmas,
+                                        cond_indices=list(range(x.shape[0])), uncond_indices=[])
+        wrapper = options.get("model_function_wrapper")
+        if wrapper is not None:
+            denoised = wrapper(kmodel.apply_model, {"input": x, "timestep": sigmas, "c": c, "cond_or_uncond": marks})
+        else:
+            denoised = kmodel.apply_model(x, sigmas, **c)
         return ((x - denoised.float()) / sigma).cpu()
 
     return eps

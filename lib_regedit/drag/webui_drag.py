@@ -5,12 +5,12 @@ pairs: it hands in the model's noise prediction per batch row (``apply_model`` w
 prompt, no classifier-free guidance, as RegionDrag runs), the init latents the WebUI encoded, the
 seeds, and the WebUI's progress and interrupt. Mutual self-attention patches the UNet's
 CrossAttention instances through the ``ldm`` backend for the length of the drag, and always restores
-them. The WebUI decodes the result; the script composites the original back outside the edit.
+them; in WebUI Forge, ``attach`` gives the controller to a clone of Forge's UNet patcher instead. The WebUI decodes the result; the script composites the original back outside the edit.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 
@@ -25,16 +25,21 @@ from .region_drag import DragOptions, drag_latent, options_for
 def drag_batch(unet: torch.nn.Module, eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor],
                init_latent: torch.Tensor, seeds, document: DragDocument, steps: int, alphas_cumprod: torch.Tensor,
                progress: Callable[[int, int], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
-    """Each row of ``init_latent`` (B, C, H, W) dragged with its own seed; returns (B, C, H, W)."""
+               should_stop: Callable[[], bool] | None = None,
+               attach: Callable[[Controller], ContextManager] | None = None) -> torch.Tensor:
+    """Each row of ``init_latent`` (B, C, H, W) dragged with its own seed; returns (B, C, H, W).
+    ``attach(controller)``: how the model gets the drag's attention effect (default: the ``ldm``
+    backend's patches of ``unet``)."""
     options: DragOptions = options_for(document, steps)
     mapping = dense_mapping(document, *init_latent.shape[-2:])
     attention = MutualSelfAttention()
     state = GenerationState(total_steps=options.steps, latent_hw=tuple(init_latent.shape[-2:]))
     controller = Controller([attention], state)
     rows = []
-    ldm_backend.remove_leftovers(unet)
-    with ldm_backend.attached(unet, controller):
+    if attach is None:
+        ldm_backend.remove_leftovers(unet)
+        attach = lambda c: ldm_backend.attached(unet, c)  # noqa: E731
+    with attach(controller):
         for i in range(init_latent.shape[0]):
             def eps(x, t, j, row=i):
                 state.step = j

@@ -79,16 +79,24 @@ class LimeSession:
         read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
 
     @contextlib.contextmanager
-    def _attached(self, unet, effects):
+    def _attached(self, unet, effects, attach=None):
+        controller = Controller(effects, self.state)
+        if attach is not None:
+            with attach(controller):
+                yield
+            return
         ldm_backend.remove_leftovers(unet)
-        with ldm_backend.attached(unet, Controller(effects, self.state)):
+        with ldm_backend.attached(unet, controller):
             yield
 
-    def run(self, unet: torch.nn.Module, sample: Callable[[], torch.Tensor], rng=None,
-            keep_outside: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    def run(self, unet: torch.nn.Module | None, sample: Callable[[], torch.Tensor], rng=None,
+            keep_outside: Callable[[torch.Tensor], None] | None = None,
+            attach: Callable[[Controller], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
         """Both passes through ``sample`` (the WebUI's img2img sampling, called twice). With the
         ``keep_outside`` option, ``keep_outside(roi)`` is called before the edit (the WebUI's inpainting
-        blend then keeps the source outside the RoI); an inpaint mask does that already."""
+        blend then keeps the source outside the RoI); an inpaint mask does that already. ``attach(controller)``
+        gives each pass's effects to the model (default: the ``ldm`` backend's patches of ``unet``; WebUI
+        Forge: its UNet patcher's clone, made when the pass starts sampling)."""
         replay = NoiseReplay(rng) if rng is not None and self.roi is None else None
         try:
             if self.roi is None:
@@ -97,7 +105,7 @@ class LimeSession:
                 if replay is not None:
                     replay.record()
                 try:
-                    with self._attached(unet, [capture]):
+                    with self._attached(unet, [capture], attach):
                         sample()  # a run shorter than the feature step ends here, with its last step's features
                 except FeatureStepReached:
                     pass
@@ -115,7 +123,7 @@ class LimeSession:
                 keep_outside(self.roi)
             regularisation = LimeRegularisation(self.roi, self.positions, self.options.regularise_until,
                                                 self.options.regularise_downscales)
-            with self._attached(unet, [regularisation]):
+            with self._attached(unet, [regularisation], attach):
                 return sample()
         finally:
             if replay is not None:

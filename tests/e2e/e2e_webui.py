@@ -31,6 +31,7 @@ SD15_FULL = "regedit-e2e-sd15-full"
 FULL_SD15 = os.environ.get("REGEDIT_E2E_FULL_SD15") == "1"
 # WebUI Forge (``ForgeWebUI``): checkpoints Forge recognises (``make_forge_models.py``)
 FORGE_SD1 = "forge-sd15-e2e"
+FORGE_IP2P = "forge-sd15-ip2p-e2e"
 FORGE_SDXL = "forge-sdxl-e2e"
 
 # Offline, CPU, loopback only. --skip-prepare-environment: no git clones and no pip (so the

@@ -7,6 +7,8 @@ size; only the UNet is cut down where Forge still accepts it:
 
 - ``forge-sd15-e2e.safetensors``: SD 1.5's CLIP-L and VAE, a UNet with 320 channels and context 768
   (what Forge's SD 1.5 detection requires) but two levels with one res block each: about 0.6 GB.
+- ``forge-sd15-ip2p-e2e.safetensors``: the same with an instruct-pix2pix UNet (8 input channels), which
+  Forge detects as SD 1.5 instruct-pix2pix (for LIME).
 - ``forge-sdxl-e2e.safetensors`` (with ``--sdxl``): SDXL's CLIP-L, OpenCLIP-G and VAE with the UNet of
   Segmind Vega (SDXL's layout with transformer depths 0/1/2), the smallest SDXL-family UNet Forge
   detects; stored in float16.
@@ -54,9 +56,9 @@ def _text(repo: str, folder: str, cls) -> torch.nn.Module:
     return cls(CLIPTextConfig.from_pretrained(os.path.join(repo, folder)))
 
 
-def sd15() -> dict:
+def sd15(in_channels: int = 4) -> dict:
     unet = IntegratedUNet2DConditionModel(
-        in_channels=4, model_channels=320, out_channels=4, num_res_blocks=[1, 1], channel_mult=[1, 2],
+        in_channels=in_channels, model_channels=320, out_channels=4, num_res_blocks=[1, 1], channel_mult=[1, 2],
         num_heads=8, use_spatial_transformer=True, transformer_depth=[1, 1], transformer_depth_output=[1, 1, 1, 1],
         transformer_depth_middle=1, context_dim=768, use_linear_in_transformer=False)
     clip = _text(SD15, "text_encoder", CLIPTextModel)
@@ -116,6 +118,10 @@ def main(argv: list[str]) -> int:
         if not os.path.exists(path):
             save_file(sd15(), path)
         written["sd15"] = path
+        path = os.path.join(out, "forge-sd15-ip2p-e2e.safetensors")
+        if not os.path.exists(path):
+            save_file(sd15(in_channels=8), path)
+        written["sd15_ip2p"] = path
         if "--sdxl" in argv:
             path = os.path.join(out, "forge-sdxl-e2e.safetensors")
             if not os.path.exists(path):

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from e2e_webui import (FORGE_SD1, FORGE_SDXL, decode_png, infotext_of, pixel_diff, pixels, plain_payload,  # noqa: E402
+from e2e_webui import (FORGE_IP2P, FORGE_SD1, FORGE_SDXL, decode_png, infotext_of, pixel_diff, pixels, plain_payload,  # noqa: E402
                        png_b64, with_regions)
 
 SDXL = os.environ.get("REGEDIT_E2E_FORGE_SDXL") == "1"
@@ -79,15 +79,17 @@ def test_regions_with_the_whole_prompt_reproduce_the_plain_image(forge, mode):
         assert pixel_diff(a, b)[0] <= 2, pixel_diff(a, b)
 
 
-def test_layout_init_starts_from_the_boxes(forge):
+@pytest.mark.parametrize("model", MODELS)
+def test_layout_init_starts_from_the_boxes(forge, model):
     same = {"prompt": "a landscape", "background_prompt": "whole",
             "regions": [dict(r, prompt="a landscape") for r in DOC["regions"]]}
-    noise = forge.generate("txt2img", with_regions(plain_payload(), dict(same, init="noise")))
-    layout = forge.generate("txt2img", with_regions(plain_payload(), dict(same, init="layout")))
-    again = forge.generate("txt2img", with_regions(plain_payload(), dict(same, init="layout")))
+    before = forge.log_size()
+    noise = forge.generate("txt2img", with_regions(plain_payload(), dict(same, init="noise")), model=model)
+    layout = forge.generate("txt2img", with_regions(plain_payload(), dict(same, init="layout")), model=model)
+    again = forge.generate("txt2img", with_regions(plain_payload(), dict(same, init="layout")), model=model)
+    assert "init layout skipped" not in forge.log_since(before)
     assert pixel_diff(noise["images"][0], layout["images"][0])[1] > 1.0, "layout init changed nothing"
     assert pixels(layout["images"][0]) == pixels(again["images"][0]), "layout init is not reproducible"
-    assert "init layout skipped" not in forge.log_tail(20000)
 
 
 def test_png_info_parses_the_regions(forge):
@@ -120,6 +122,8 @@ def test_keywords_and_kssa(forge, assert_plain_unchanged):
     assert "RegEdit keywords: " in line and "circle" in line.split("RegEdit keywords: ", 1)[1].split(";")[0], line
     off = forge.generate("txt2img", with_regions(plain_payload(steps=4), dict(doc, kssa={"enabled": False})))
     assert pixel_diff(res["images"][0], off["images"][0])[0] > 0, "KSSA changed nothing"
+    previews = dict(plain_payload(steps=3), alwayson_scripts={"regedit": {"args": [doc, True, True]}})
+    assert len(forge.generate("txt2img", previews)["images"]) == 3, "the image, the layout, the keyword maps"
     assert_plain_unchanged("KSSA")
 
 
@@ -170,20 +174,65 @@ def test_img2img(forge, assert_plain_unchanged):
     assert_plain_unchanged("img2img regions")
 
 
-@pytest.mark.parametrize("what,args,field", [
-    ("drag", ["", False, False, {"pairs": [{"handle": {"type": "polygon", "points": [[0.1, 0.1], [0.3, 0.1], [0.2, 0.3]]},
-                                           "target": {"type": "polygon", "points": [[0.5, 0.1], [0.7, 0.1], [0.6, 0.3]]}}]}],
-     "drag"),
-    ("lime", ["", False, False, "", True], "lime"),
-])
-def test_img2img_edits_not_in_forge_are_refused(forge, what, args, field):
-    from PIL import Image
+def test_inpaint_keeps_the_unmasked_part(forge):
+    from PIL import Image, ImageDraw
 
-    payload = plain_payload(init_images=[png_b64(Image.new("RGB", (64, 64), (200, 40, 40)))],
-                            denoising_strength=0.7, prompt="make the square blue")
-    payload["alwayson_scripts"] = {"regedit": {"args": args}}
-    r = forge.post("/sdapi/v1/img2img", payload)
-    assert r.status_code == 422 and "WebUI Forge" in r.text and f"RegEdit: {field}" in r.text, r.text[:1000]
+    source = forge.generate("txt2img", plain_payload(seed=3))["images"][0]
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 31, 63), fill=255)  # repaint the left half only
+    res = forge.generate("img2img", with_regions(plain_payload(init_images=[source], mask=png_b64(mask),
+                                                               denoising_strength=0.9, inpainting_fill=1), DOC))
+    a = np.asarray(decode_png(source).convert("RGB"), dtype=np.int16)[:, 40:]
+    b = np.asarray(decode_png(res["images"][0]).convert("RGB"), dtype=np.int16)[:, 40:]
+    assert np.abs(a - b).mean() < 4.0, "inpainting with regions changed the unmasked part"
+    assert regedit_value(infotext_of(res["images"][0]))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_drag_moves_a_region_and_keeps_the_rest(forge, model, assert_plain_unchanged):
+    from test_e2e_drag import DRAG, drag_payload, red_circle_image
+
+    source = red_circle_image()
+    res = forge.generate("img2img", drag_payload(source, DRAG, batch_size=2), model=model)
+    assert len(res["images"]) == 2
+    src = np.asarray(source, dtype=np.int16)
+    for b64 in res["images"]:
+        out = np.asarray(decode_png(b64).convert("RGB"), dtype=np.int16)
+        # outside the handle, the target and the feather the original is composited back exactly
+        assert np.abs(out[:, 40:][:20] - src[:, 40:][:20]).max() <= 1
+        assert np.abs(out[40:, :20] - src[40:, :20]).max() <= 1
+        assert np.abs(out[34:58, 34:58] - src[34:58, 34:58]).mean() > 2  # the target changed
+    assert pixel_diff(res["images"][0], res["images"][1])[1] > 0  # each image its own seed
+    assert "RegEdit drag: " in infotext_of(res["images"][0])
+    again = forge.generate("img2img", drag_payload(source, DRAG, batch_size=2), model=model)
+    assert [pixels(b) for b in again["images"]] == [pixels(b) for b in res["images"]], "not reproducible"
+    plain_attention = dict(DRAG, mutual_self_attention=False)
+    off = forge.generate("img2img", drag_payload(source, plain_attention, batch_size=2), model=model)
+    assert pixel_diff(off["images"][0], res["images"][0])[1] > 0, "mutual self-attention changed nothing"
+    assert_plain_unchanged(f"a drag on {model}")
+
+
+@pytest.mark.parametrize("model", [FORGE_SD1, FORGE_IP2P])
+def test_lime(forge, model, assert_plain_unchanged):
+    """LIME on an ordinary checkpoint (a localised prompt edit) and an instruct-pix2pix one: the RoI found
+    in a first pass, its preview, the infotext, the same edit twice; an inpaint mask as the RoI."""
+    from test_e2e_lime import lime_payload, scene
+
+    over = dict(prompt="make the red circle blue", sampler_name="Euler a", batch_size=2, seed=3,
+                **({"image_cfg_scale": 1.5, "denoising_strength": 1.0} if model == FORGE_IP2P else {}))
+    res = forge.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=model)
+    assert len(res["images"]) == 3  # the two edits, then the RoI preview
+    assert "RegEdit LIME: {}" in infotext_of(res["images"][0])
+    assert decode_png(res["images"][2]).size == (64, 64)
+    again = forge.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=model)
+    assert [pixels(b) for b in again["images"]] == [pixels(b) for b in res["images"]], "not reproducible"
+    plain = forge.generate("img2img", lime_payload(scene(), None, **over), model=model)
+    assert [pixels(b) for b in plain["images"]] != [pixels(b) for b in res["images"][:2]], "LIME changed nothing"
+    before = forge.log_size()
+    forge.generate("img2img", lime_payload(scene(), {"roi": [{"x": 0.1, "y": 0.1, "w": 0.35, "h": 0.35}]},
+                                                   **over), model=model)
+    assert "LIME found its region" not in forge.log_since(before)  # the given box: no first pass
+    assert_plain_unchanged(f"LIME on {model}")
 
 
 @pytest.mark.parametrize("kind", ["add", "remove", "change"])
