@@ -514,20 +514,17 @@ def _remove_leftovers() -> None:
 def _not_in_forge(field: str, what: str) -> RegEditError:
     return RegEditError(field, f"{what} does not run in WebUI Forge yet",
                         "use AUTOMATIC1111's WebUI v1.10, the Python API or the command line for it (region "
-                        "prompts, layout init, keywords, KSSA, RegionDrag, LIME and txt2img edit pairs run in Forge)")
+                        "prompts, layout init, keywords, KSSA, RegionDrag, LIME and region edits run in Forge)")
 
 
 def _start_pair(p, document) -> None:
     """An edit pair (MRGD): each image of the batch becomes a source and a target (``lib_regedit/editing/
     webui_pair.py``), in the gallery side by side, each infotext saying which it is."""
     if getattr(p, "init_images", None):
-        if FORGE:
-            _fail_sampling(p, _not_in_forge("regions", "a region edit of a picture (img2img)"))
-        else:
-            _start_real_edit(p, document)
+        _start_real_edit(p, document)
         return
     segmenter = None
-    if document.edit.guidance.enabled and FORGE:
+    if document.edit.guidance.enabled and FORGE:  # its gradient runs through the UNet: see _start_real_edit
         _fail_sampling(p, _not_in_forge("edit.guidance", "multi-region guidance"))
         return
     if document.edit.guidance.enabled:
@@ -562,6 +559,11 @@ def _start_real_edit(p, document) -> None:
     if getattr(p, "image_mask", None) is not None:
         problem = RegEditError("regions", "an inpainting mask is set; a region edit changes its boxes itself",
                                "clear the mask (use the img2img tab, not inpaint)")
+    elif FORGE and document.edit.inversion == "nulltext":
+        problem = RegEditError("edit.inversion", "null-text inversion optimises through the UNet, and WebUI Forge "
+                                                 "holds its weights as inference tensors, which cannot be differentiated",
+                               'use "negative" (the default) or "ddim" in Forge, or null-text in AUTOMATIC1111\'s '
+                               "WebUI v1.10, the Python API or the command line")
     elif _needs_image_conditioning(shared.sd_model):
         problem = RegEditError("regions", "this checkpoint is an inpainting or instruct-pix2pix model, which region "
                                           "editing of a picture does not support",
@@ -627,7 +629,8 @@ def _real_edit_sample(p, document, prompts):
     z, inversion, cached, notes = webui_real.edit_latent(
         model, document, z0, picture, str(model_id), encode, _tokenizer(), source_prompt=prompts[0],
         target_prompt=prompts[1], negative_prompt=p.all_negative_prompts[0], steps=p.steps,
-        guidance_scale=p.cfg_scale, seed=int(p.all_seeds[0]), progress=progress, cancel=cancel)
+        guidance_scale=p.cfg_scale, seed=int(p.all_seeds[0]), progress=progress, cancel=cancel,
+        access=_forge_access(model) if FORGE else None)
     for note in notes:
         _note(p, note)
     return z.repeat(rows // 2, 1, 1, 1).to(p.init_latent.device, p.init_latent.dtype)
@@ -791,6 +794,8 @@ def _drawn_boxes(region_doc) -> tuple:
 
 
 def _needs_image_conditioning(model) -> bool:
+    if FORGE:  # Forge's engine: a UNet with more than 4 input channels (inpainting, instruct-pix2pix)
+        return getattr(model, "is_inpaint", False) is True
     key = getattr(getattr(model, "model", None), "conditioning_key", None)
     return key in ("hybrid", "concat", "crossattn-adm") or getattr(model, "is_sdxl_inpaint", False)
 
@@ -827,6 +832,36 @@ def _drag_sample(p, document, seeds, prompts):
     latents = webui_drag.drag_batch(model.model.diffusion_model, eps_of_row, _init_means(p, model), seeds, document,
                                     p.steps, model.alphas_cumprod.detach(), progress, should_stop)
     return latents.to(p.init_latent.device, p.init_latent.dtype)
+
+
+def _forge_access(model):
+    """A picture's region edit in Forge (``webui_real.ModelAccess``): the inversion and the pair's
+    denoising call Forge's model through a clone of its UNet patcher carrying the pair's effects."""
+    from backend import memory_management
+    from backend.attention import attention_function
+
+    from lib_regedit.backends import forge_backend, forge_model
+
+    objects = model.forge_objects
+    memory_management.load_models_gpu([objects.unet])
+    held = {}
+
+    @contextlib.contextmanager
+    def attach(controller):
+        held["unet"] = forge_backend.patched(objects.unet, controller, None, attention_function)
+        try:
+            yield
+        finally:
+            held.pop("unet", None)
+
+    def forward_for(vectors):
+        def forward(z, t, context, kinds):
+            vector = None if vectors is None else torch.cat([vectors[k] for k in kinds])
+            return forge_model.model_eps(model, z, t, context, vector, held.get("unet")).to(z.device)
+        return forward
+
+    return webui_real.ModelAccess(forward_for, attach, objects.unet.model.diffusion_model,
+                                  forge_model.alphas_cumprod(model))
 
 
 def _forge_drag_model(model, conds):
@@ -972,7 +1007,8 @@ def _layout_guidance(p, session):
         return None
     reason = None
     if FORGE:
-        reason = "layout guidance does not run in WebUI Forge yet; the image was made without it"
+        reason = ("layout guidance does not run in WebUI Forge (its gradient runs through the UNet, whose weights "
+                  "Forge holds as inference tensors); the image was made without it")
     elif isinstance(session, WebUIPairSession):
         reason = "layout guidance does not run in an edit pair; the pair was made without it"
     elif document.mode == "latent":

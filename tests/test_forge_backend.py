@@ -111,6 +111,19 @@ def test_rows_are_read_from_forges_chunk_marks():
     assert forge_backend.rows_of(None, 2) == RowLayout((0, 1), ())
 
 
+def test_a_callers_fixed_rows_come_before_forges_marks():
+    """An inversion builds every UNet call itself and says which rows are which (``fixed_rows``); the
+    Forge wrapper's marks (every row conditional, as it calls the model) must not override them."""
+    from lib_regedit.attention.controller import Controller, GenerationState
+
+    controller = Controller([], GenerationState())
+    controller.begin_unet_call(None, 2, (8, 8), rows=RowLayout((0, 1), ()))
+    assert controller.state.rows == RowLayout((0, 1), ())
+    controller.state.fixed_rows = RowLayout((1,), (0,))
+    controller.begin_unet_call(None, 2, (8, 8), rows=RowLayout((0, 1), ()))
+    assert controller.state.rows == RowLayout((1,), (0,))
+
+
 def test_transformer_blocks_are_keyed_as_forge_registers_them(unet):
     blocks = forge_backend.transformer_blocks(unet)
     assert ("input", 1, 0) in blocks and ("middle", 0, 0) in blocks and ("output", 3, 0) in blocks

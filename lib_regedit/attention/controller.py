@@ -131,9 +131,12 @@ class Controller:
 
     def begin_unet_call(self, context: torch.Tensor | None, batch: int, latent_hw: tuple[int, int],
                         rows: RowLayout | None = None) -> None:
-        """A UNet call starts; ``rows`` when the backend is told the layout (Forge), else read from ``context``."""
+        """A UNet call starts; ``rows`` when the backend is told the layout (Forge), else read from ``context``.
+        A caller's ``fixed_rows`` (an inversion building every call itself) come first either way."""
         self.state.latent_hw = latent_hw
-        self.state.rows = rows if rows is not None and rows.size == batch else self.state.classify_rows(context, batch)
+        fixed = self.state.fixed_rows is not None and self.state.fixed_rows.size == batch
+        self.state.rows = rows if rows is not None and rows.size == batch and not fixed \
+            else self.state.classify_rows(context, batch)
         self.state.context = context
         for effect in self.effects:
             effect.begin_unet_call(self.state)

@@ -30,36 +30,43 @@ def posterior_mean(sd_model, image: torch.Tensor) -> torch.Tensor:
     return model.process_in(moments.chunk(2, dim=1)[0].float())
 
 
-def noise_prediction(sd_model, cond, unet_patcher=None) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """``eps(z, t)``: the checkpoint's noise prediction for the VP latent ``z`` at timestep ``t`` with the
-    conditioning ``cond`` of ``get_learned_conditioning`` (a tensor, or SDXL's dict). With
-    ``unet_patcher`` (a patched clone, ``forge_backend.patched``) the call goes through its attention
-    replacements and UNet wrapper, every row marked conditional, as Forge's sampler would call it."""
+def model_eps(sd_model, z: torch.Tensor, t: int, context: torch.Tensor, vector: torch.Tensor | None = None,
+              unet_patcher=None) -> torch.Tensor:
+    """The checkpoint's noise prediction for the VP latent ``z`` at timestep ``t`` with the text ``context``
+    (SDXL: and its pooled ``vector``), differentiable (callers choose ``no_grad``). With ``unet_patcher``
+    (a patched clone, ``forge_backend.patched``) the call goes through its attention replacements and UNet
+    wrapper, every row marked conditional, as Forge's sampler would call it."""
     kmodel = sd_model.forge_objects.unet.model
     options = getattr(unet_patcher, "model_options", None) or {}
-    alphas = alphas_cumprod(sd_model)
-    extra = {}
+    parameter = next(kmodel.diffusion_model.parameters())
+    a = alphas_cumprod(sd_model)[int(t)]
+    sigma = ((1 - a) / a).sqrt()
+    x = (z.float() / a.sqrt()).to(parameter.device)  # k-diffusion's input: z_t / sqrt(ᾱ) = z_t sqrt(1 + σ²)
+    batch = x.shape[0]
+    sigmas = torch.full((batch,), float(sigma), device=x.device)
+    c = {"c_crossattn": context.to(x.device).expand(batch, -1, -1)}
+    if vector is not None:
+        c["y"] = vector.to(x.device).expand(batch, -1)
+    marks = [0]  # Forge's mark of a conditional chunk
+    c["transformer_options"] = dict(options.get("transformer_options", {}), cond_or_uncond=marks, sigmas=sigmas,
+                                    cond_indices=list(range(batch)), uncond_indices=[])
+    wrapper = options.get("model_function_wrapper")
+    if wrapper is not None:
+        denoised = wrapper(kmodel.apply_model, {"input": x, "timestep": sigmas, "c": c, "cond_or_uncond": marks})
+    else:
+        denoised = kmodel.apply_model(x, sigmas, **c)
+    return (x - denoised.float()) / sigma
+
+
+def noise_prediction(sd_model, cond, unet_patcher=None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``eps(z, t)`` (no gradient, on the CPU) with the conditioning ``cond`` of ``get_learned_conditioning``
+    (a tensor, or SDXL's dict), through ``unet_patcher`` when given (see :func:`model_eps`)."""
+    vector = None
     if isinstance(cond, dict):
-        extra = {"y": cond["vector"]} if cond.get("vector") is not None else {}
-        cond = cond["crossattn"]
-    device = next(kmodel.diffusion_model.parameters()).device
+        cond, vector = cond["crossattn"], cond.get("vector")
 
     @torch.no_grad()
     def eps(z: torch.Tensor, t: int) -> torch.Tensor:
-        a = alphas[int(t)]
-        sigma = ((1 - a) / a).sqrt()
-        x = (z.float() / a.sqrt()).to(device)  # k-diffusion's input: z_t / sqrt(ᾱ) = z_t sqrt(1 + σ²)
-        sigmas = torch.full((x.shape[0],), float(sigma), device=device)
-        c = {k: v.to(device).expand(x.shape[0], *v.shape[1:]) for k, v in extra.items()}
-        c["c_crossattn"] = cond.to(device).expand(x.shape[0], -1, -1)
-        marks = [0]  # Forge's mark of a conditional chunk
-        c["transformer_options"] = dict(options.get("transformer_options", {}), cond_or_uncond=marks, sigmas=sigmas,
-                                        cond_indices=list(range(x.shape[0])), uncond_indices=[])
-        wrapper = options.get("model_function_wrapper")
-        if wrapper is not None:
-            denoised = wrapper(kmodel.apply_model, {"input": x, "timestep": sigmas, "c": c, "cond_or_uncond": marks})
-        else:
-            denoised = kmodel.apply_model(x, sigmas, **c)
-        return ((x - denoised.float()) / sigma).cpu()
+        return model_eps(sd_model, z, t, cond, vector, unet_patcher).cpu()
 
     return eps

@@ -28,16 +28,6 @@ URL = os.environ.get("REGEDIT_WEBUI_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set REGEDIT_WEBUI_URL to a running WebUI 1.10 with RegEdit installed")
 
 
-def _is_forge() -> bool:
-    import requests
-
-    return "forge_preset" in requests.get(f"{URL}/sdapi/v1/options", timeout=60).json()
-
-
-not_in_forge = pytest.mark.skipif(bool(URL) and _is_forge(), reason="picture edits do not run in Forge; RegEdit "
-                                                                    "refuses them there with a message")
-
-
 @pytest.fixture
 def webui(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1400}, device_scale_factor=1)
@@ -164,7 +154,6 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
     assert page.our_errors() == []
 
 
-@not_in_forge
 def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     """What a user clicks: a picture, one box with the edit role "change" and its target prompt, the
     null-text inversion, Generate. The gallery shows the reconstruction and the edit, and the

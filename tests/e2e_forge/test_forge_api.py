@@ -212,12 +212,25 @@ def test_a_drag_moves_a_region_and_keeps_the_rest(forge, model, assert_plain_unc
     assert_plain_unchanged(f"a drag on {model}")
 
 
+def _instruct_pix2pix_runs(forge) -> bool:
+    """Whether this Forge runs an SD 1.5 instruct-pix2pix checkpoint in img2img at all (dfdcbab does not:
+    it hands the 8-channel UNet 9 channels, as for an inpainting model)."""
+    from PIL import Image
+
+    forge.use_model(FORGE_IP2P)
+    r = forge.post("/sdapi/v1/img2img", plain_payload(init_images=[png_b64(Image.new("RGB", (64, 64)))]))
+    return r.status_code == 200
+
+
 @pytest.mark.parametrize("model", [FORGE_SD1, FORGE_IP2P])
 def test_lime(forge, model, assert_plain_unchanged):
     """LIME on an ordinary checkpoint (a localised prompt edit) and an instruct-pix2pix one: the RoI found
-    in a first pass, its preview, the infotext, the same edit twice; an inpaint mask as the RoI."""
+    in a first pass, its preview, the infotext, the same edit twice; a given box skips the first pass."""
     from test_e2e_lime import lime_payload, scene
 
+    if model == FORGE_IP2P and not _instruct_pix2pix_runs(forge):
+        pytest.skip("this Forge cannot run an SD 1.5 instruct-pix2pix checkpoint in img2img, RegEdit or not "
+                    "(it gives the 8-channel UNet 9 channels)")
     over = dict(prompt="make the red circle blue", sampler_name="Euler a", batch_size=2, seed=3,
                 **({"image_cfg_scale": 1.5, "denoising_strength": 1.0} if model == FORGE_IP2P else {}))
     res = forge.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=model)
@@ -257,16 +270,43 @@ def test_edit_pairs(forge, kind, assert_plain_unchanged):
     assert_plain_unchanged(f"an edit pair ({kind})")
 
 
-def test_picture_edits_and_guidance_are_refused_and_layout_guidance_noted(forge):
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("inversion", ["negative", "ddim"])
+def test_img2img_edits_a_picture_through_an_inversion(forge, model, inversion, assert_plain_unchanged):
+    """A picture with edit roles: the reconstruction and the edit, the inversion named, the cache."""
+    from PIL import Image
+
+    left, right = DOC["regions"]
+    doc = {"regions": [dict(left, edit="change", target_prompt="a cat"), right], "edit": {"inversion": inversion}}
+    payload = with_regions(plain_payload(init_images=[png_b64(Image.new("RGB", (64, 64), (200, 120, 90)))],
+                                         denoising_strength=0.75, prompt="a blue square and a yellow house",
+                                         steps=3), doc)
+    res = forge.generate("img2img", payload, model=model)
+    texts = json.loads(res["info"])["infotexts"]
+    assert len(res["images"]) == 2 and "RegEdit pair: source" in texts[0] and "RegEdit pair: target" in texts[1]
+    assert f"RegEdit inversion: {inversion}" in texts[1] and texts[1].splitlines()[0] == "a cat and a yellow house"
+    assert pixels(res["images"][0]) != pixels(res["images"][1])
+    again = forge.generate("img2img", payload, model=model)
+    assert pixels(again["images"][1]) == pixels(res["images"][1]), "an edit of a picture is deterministic"
+    assert "(cached)" in forge.log_tail(4000)
+    assert_plain_unchanged(f"a picture's edit through {inversion} inversion")
+
+
+def test_refusals_and_notes(forge):
+    """What does not run in Forge says so; a drag on an instruct-pix2pix checkpoint is refused as in A1111."""
+    from test_e2e_drag import DRAG, drag_payload, red_circle_image
+
     from PIL import Image
 
     pair = dict(DOC, regions=[DOC["regions"][0], dict(DOC["regions"][1], edit="remove")])
-    payload = with_regions(plain_payload(init_images=[png_b64(Image.new("RGB", (64, 64), (90, 90, 200)))],
-                                         denoising_strength=0.7), pair)
-    r = forge.post("/sdapi/v1/img2img", payload)
-    assert r.status_code == 422 and "WebUI Forge" in r.text and "RegEdit: regions" in r.text, r.text[:1000]
     r = forge.post("/sdapi/v1/txt2img", with_regions(plain_payload(), dict(pair, edit={"guidance": True})))
     assert r.status_code == 422 and "RegEdit: edit.guidance" in r.text and "WebUI Forge" in r.text, r.text[:1000]
+    picture = plain_payload(init_images=[png_b64(Image.new("RGB", (64, 64), (200, 120, 90)))], denoising_strength=0.75)
+    r = forge.post("/sdapi/v1/img2img", with_regions(picture, dict(pair, edit={"inversion": "nulltext"})))
+    assert r.status_code == 422 and "RegEdit: edit.inversion" in r.text and "Forge" in r.text, r.text[:1000]
+    forge.use_model(FORGE_IP2P)
+    r = forge.post("/sdapi/v1/img2img", drag_payload(red_circle_image(), DRAG))
+    assert r.status_code == 422 and "instruct-pix2pix" in r.text, r.text[:1000]
     before = forge.log_size()
     res = forge.generate("txt2img", with_regions(plain_payload(), dict(DOC, guidance={"enabled": True})))
     assert rendered(res["images"][0])
