@@ -1,9 +1,10 @@
 """A WebUI Forge checkpoint as the model functions that layout init (its DDIM inversion of the boxes'
-sketch) and RegionDrag need: the noise schedule, the VAE posterior's mean and the noise prediction.
+sketch), RegionDrag and a picture's region edit need: the noise schedule, the VAE posterior's mean
+and the noise prediction.
 
 Forge has no ``apply_model(x, t, cond)`` on the checkpoint: its ``KModel`` takes k-diffusion's sigma and
-scaled input and returns the denoised latent. :func:`noise_prediction` turns that into the
-``eps(z_t, t)`` of the VP latent the engine's inversion works in. Duck-typed: nothing imports Forge.
+scaled input and returns the denoised latent. :func:`model_eps` turns that into the ``eps(z_t, t)``
+of the VP latent the engine's inversions work in. Duck-typed: nothing imports Forge.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ pairs: it hands in the model's noise prediction per batch row (``apply_model`` w
 prompt, no classifier-free guidance, as RegionDrag runs), the init latents the WebUI encoded, the
 seeds, and the WebUI's progress and interrupt. Mutual self-attention patches the UNet's
 CrossAttention instances through the ``ldm`` backend for the length of the drag, and always restores
-them; in WebUI Forge, ``attach`` gives the controller to a clone of Forge's UNet patcher instead. The WebUI decodes the result; the script composites the original back outside the edit.
+them; in WebUI Forge, ``attach`` gives the controller to a clone of Forge's UNet patcher instead.
+The WebUI decodes the result; the script composites the original back outside the edit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .mapping import dense_mapping
 from .region_drag import DragOptions, drag_latent, options_for
 
 
-def drag_batch(unet: torch.nn.Module, eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor],
+def drag_batch(unet: torch.nn.Module | None, eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor],
                init_latent: torch.Tensor, seeds, document: DragDocument, steps: int, alphas_cumprod: torch.Tensor,
                progress: Callable[[int, int], None] | None = None,
                should_stop: Callable[[], bool] | None = None,

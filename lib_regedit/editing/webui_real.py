@@ -5,9 +5,9 @@ through the ldm backend.
 
 The UNet is called as the samplers call it (``model.apply_model``, v-prediction converted to ε), and
 SDXL's pooled vector follows each row's prompt. :class:`ModelAccess` is how: ``ldm_access`` for
-AUTOMATIC1111's checkpoints, ``scripts/regedit.py``'s own for WebUI Forge's. Inversions are cached in memory per picture,
-checkpoint, source prompts and settings (``INVERSIONS``, bounded by the *Inversion cache* setting),
-so a second edit of the same photo skips the inversion.
+AUTOMATIC1111's checkpoints, ``scripts/regedit.py``'s own for WebUI Forge's. Inversions are cached in
+memory per picture, checkpoint, source prompts and settings (``INVERSIONS``, bounded by the
+*Inversion cache* setting), so a second edit of the same photo skips the inversion.
 """
 
 from __future__ import annotations
