@@ -443,8 +443,9 @@ class RegEditScript(scripts.Script):
         _wrap_sample(p)
 
     def process_before_every_sampling(self, p, *args, **kwargs):
-        """WebUI Forge only (A1111 has no such hook): Forge rebuilt ``forge_objects`` for this sampling call
-        (the first pass, hires fix's second), so the session goes into a clone of its UNet patcher now."""
+        """WebUI Forge (AUTOMATIC1111 calls it too, but has no ``forge_objects``): Forge rebuilt
+        ``forge_objects`` for this sampling call (the first pass, hires fix's second), so the session goes
+        into a clone of its UNet patcher now."""
         session = getattr(p, "_regedit", None)
         controller = getattr(p, "_regedit_forge_controller", None)  # LIME's pass
         forge_objects = getattr(p.sd_model, "forge_objects", None)
