@@ -293,7 +293,11 @@ class WebUI:
 
     def use_model(self, name: str) -> None:
         if self.current_model == name:
-            return
+            # a pasted infotext's "Model" (override_settings) can switch the WebUI's model behind this
+            # cache: ask the WebUI, which is cheap
+            got = self.get("/sdapi/v1/options").json().get("sd_model_checkpoint", "")
+            if got.startswith(name):
+                return
         r = self.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{name}.safetensors"})
         if r.status_code != 200:
             raise WebUIError(f"switching to {name} failed: {r.status_code} {r.text[:500]}")
