@@ -28,6 +28,12 @@ URL = os.environ.get("REGEDIT_WEBUI_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set REGEDIT_WEBUI_URL to a running WebUI 1.10 with RegEdit installed")
 
 
+def _is_forge() -> bool:
+    import requests
+
+    return "forge_preset" in requests.get(f"{URL}/sdapi/v1/options", timeout=60).json()
+
+
 @pytest.fixture
 def webui(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1400}, device_scale_factor=1)
@@ -156,8 +162,9 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
 
 def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     """What a user clicks: a picture, one box with the edit role "change" and its target prompt, the
-    null-text inversion, Generate. The gallery shows the reconstruction and the edit, and the
-    infotext names the inversion. Needs a checkpoint loaded (the e2e harness's tiny SD1 is enough)."""
+    null-text inversion (DDIM in Forge, which refuses null-text), Generate. The gallery shows the
+    reconstruction and the edit, and the infotext names the inversion. Needs a checkpoint loaded (the
+    e2e harness's tiny SD1 is enough)."""
     from PIL import Image
 
     Image.new("RGB", (64, 64), (200, 120, 90)).save(tmp_path / "picture.png")
@@ -171,7 +178,8 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     page.fill("#regedit_canvas_img2img [data-key=target_prompt]", "a blue circle")
     assert parse_region_document(field(page, "regedit_doc_img2img")).regions[0].edit == "change"
     page.click("#regedit_img2img .label-wrap:has-text('Edit a picture by regions')")
-    page.click("#regedit_inversion_img2img label:has-text('nulltext')")
+    inversion = "ddim" if _is_forge() else "nulltext"
+    page.click(f"#regedit_inversion_img2img label:has-text('{inversion}')")
     page.click("#img2img_generate")
     page.wait_for_function("gradioApp().querySelectorAll('#img2img_gallery .thumbnail-item').length >= 2 || "
                            "(gradioApp().querySelector('#html_info_img2img') || {}).innerText?.includes('RegEdit')",
@@ -179,7 +187,7 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     page.wait_for_function("(gradioApp().querySelector('#html_info_img2img') || {}).innerText?.includes('RegEdit')",
                            timeout=60_000)
     info = page.evaluate("gradioApp().querySelector('#html_info_img2img').innerText")
-    assert "RegEdit inversion: nulltext" in info and "RegEdit pair: source" in info, info
+    assert f"RegEdit inversion: {inversion}" in info and "RegEdit pair: source" in info, info
     # the reconstruction and the edit (the gallery adds the WebUI's grid of them)
     assert page.evaluate("gradioApp().querySelectorAll('#img2img_gallery .thumbnail-item').length") >= 2
     page.locator("#img2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_picture_edit.png"))
