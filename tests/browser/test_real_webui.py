@@ -196,6 +196,18 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
 
 
 
+def _draw_two_boxes(page, prompt: str, steps: int, left: tuple, right: tuple):
+    """txt2img's accordion opened with ``prompt``, a box on the left and one on the right, each
+    ``((x0, y0), (x1, y1), prompt)``; the last box stays selected. Returns the canvas."""
+    page.click("#tabs button:has-text('txt2img')")
+    c = _open_regions(page, "txt2img", prompt, steps=steps)
+    for start, end, text in (left, right):
+        c.drag(start, end)
+        page.fill("#regedit_canvas_txt2img [data-key=prompt]", text)
+    page.keyboard.press("Escape")
+    return c
+
+
 def _generated_info(page, before: str) -> str:
     page.click("#txt2img_generate")
     page.wait_for_function(f"(gradioApp().querySelector('#html_info_txt2img') || {{}}).innerText?.includes('RegEdit') "
@@ -209,13 +221,8 @@ def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     it); then the selected box set to *change* with its target prompt, Generate: the gallery shows the
     source and the target."""
     page = webui
-    page.click("#tabs button:has-text('txt2img')")
-    c = _open_regions(page, "txt2img", "a red circle and a blue square", steps=4)
-    c.drag((0.05, 0.1), (0.45, 0.9))
-    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a red circle")
-    c.drag((0.55, 0.1), (0.95, 0.9))
-    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a blue square")
-    page.keyboard.press("Escape")
+    _draw_two_boxes(page, "a red circle and a blue square", 4, ((0.05, 0.1), (0.45, 0.9), "a red circle"),
+                    ((0.55, 0.1), (0.95, 0.9), "a blue square"))
     page.click("#regedit_guidance_txt2img input")
     page.wait_for_function("gradioApp().querySelector('#regedit_doc_txt2img textarea').value.includes('\"guidance\"')")
     assert parse_region_document(field(page, "regedit_doc_txt2img")).guidance.enabled
@@ -240,13 +247,8 @@ def test_txt2img_regions_from_the_page_and_pasted_back(webui):
     """Two boxes drawn, Generate: the infotext carries them. Then a fresh page: the infotext pasted into
     the prompt and the paste button pressed brings the boxes back into the document and the canvas."""
     page = webui
-    page.click("#tabs button:has-text('txt2img')")
-    c = _open_regions(page, "txt2img", "a landscape", steps=3)
-    c.drag((0.05, 0.1), (0.45, 0.9))
-    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a blue square")
-    c.drag((0.55, 0.2), (0.95, 0.8))
-    page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a yellow house")
-    page.keyboard.press("Escape")
+    _draw_two_boxes(page, "a landscape", 3, ((0.05, 0.1), (0.45, 0.9), "a blue square"),
+                    ((0.55, 0.2), (0.95, 0.8), "a yellow house"))
     drawn = parse_region_document(field(page, "regedit_doc_txt2img"))
     info = _generated_info(page, "")
     assert "RegEdit regions: " in info, info

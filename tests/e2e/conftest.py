@@ -7,8 +7,6 @@ are set. ``REGEDIT_E2E_WORK`` keeps the work folder (checkpoints, log) for a lat
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from e2e_webui import SD1, WebUI, check_install, log, plain_payload  # noqa: E402
+from e2e_webui import SD1, WebUI, check_install, log, plain_payload, serve  # noqa: E402
 
 E2E_DIR = Path(__file__).resolve().parent
 SKIP_REASON = check_install(os.environ.get("A1111_DIR"), os.environ.get("A1111_PY"))
@@ -51,25 +49,7 @@ def webui(request):
     if attach:  # a WebUI this harness started earlier and left running (debugging only)
         server.url = attach.rstrip("/")
         return server
-    def finish():
-        server.stop()
-        if not keep and request.session.testsfailed == 0:
-            shutil.rmtree(work, ignore_errors=True)  # kept after a failure: webui.log, screenshots
-        elif not keep:
-            log(f"e2e work folder kept for a look: {work}")
-
-    # SIGTERM (a CI timeout, `kill`) would end pytest without finalizers and orphan the WebUI: turn it
-    # into KeyboardInterrupt so the finalizer below still runs. (The child also dies with us anyway.)
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
-    # The finalizer is registered before the start, so a failed or interrupted start is cleaned up too.
-    request.addfinalizer(finish)
-    server.start()
-    log(f"WebUI ready at {server.url} (log: {server.log_path})")
-    return server
+    return serve(request, server, work, bool(keep))
 
 
 @pytest.fixture(scope="session")

@@ -314,6 +314,32 @@ class WebUI:
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else {"raw": r.text}
 
 
+def serve(request, server: WebUI, work: Path, keep: bool) -> WebUI:
+    """Start ``server`` for a pytest session and always stop it at the end: the work folder is deleted
+    after a green run and kept (log, screenshots) after a failure, unless ``keep``."""
+    import shutil
+
+    def finish():
+        server.stop()
+        if not keep and request.session.testsfailed == 0:
+            shutil.rmtree(work, ignore_errors=True)
+        elif not keep:
+            log(f"e2e work folder kept for a look: {work}")
+
+    # SIGTERM (a CI timeout, `kill`) would end pytest without finalizers and orphan the WebUI: turn it
+    # into KeyboardInterrupt so the finalizer below still runs. (The child also dies with us anyway.)
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
+    # The finalizer is registered before the start, so a failed or interrupted start is cleaned up too.
+    request.addfinalizer(finish)
+    server.start()
+    log(f"{type(server).__name__} ready at {server.url} (log: {server.log_path})")
+    return server
+
+
 # ---- WebUI Forge --------------------------------------------------------------------------------
 
 # Forge's own CPU flag; it has no --no-half / --use-cpu / --no-download-sd-model

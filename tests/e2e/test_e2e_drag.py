@@ -28,20 +28,25 @@ def red_circle_image():
     return render(Scene((235, 235, 230), (ShapeObject("circle", "red", (0.12, 0.12, 0.3, 0.3), (220, 40, 40)),)))
 
 
+def assert_dragged(source, b64: str) -> None:
+    """``DRAG`` applied to ``source``: the original outside the handle, the target and the feather
+    (composited back exactly), the target changed."""
+    import numpy as np
+
+    src = np.asarray(source, dtype=np.int16)
+    out = np.asarray(decode_png(b64).convert("RGB"), dtype=np.int16)
+    assert np.abs(out[:, 40:][:20] - src[:, 40:][:20]).max() <= 1
+    assert np.abs(out[40:, :20] - src[40:, :20]).max() <= 1
+    assert np.abs(out[34:58, 34:58] - src[34:58, 34:58]).mean() > 2
+
+
 @pytest.mark.parametrize("model", [SD1, SDXL])
 def test_a_drag_moves_a_region_and_keeps_the_rest(webui, model, assert_plain_unchanged):
     source = red_circle_image()
     res = webui.generate("img2img", drag_payload(source, DRAG, batch_size=2, n_iter=2), model=model)
     assert len(res["images"]) == 4  # batch count 2 x batch size 2, each its own seed
-    import numpy as np
-
-    src = np.asarray(source, dtype=np.int16)
     for b64 in res["images"]:
-        out = np.asarray(decode_png(b64).convert("RGB"), dtype=np.int16)
-        # outside the handle, the target and the feather the original is composited back exactly
-        assert np.abs(out[:, 40:][:20] - src[:, 40:][:20]).max() <= 1
-        assert np.abs(out[40:, :20] - src[40:, :20]).max() <= 1
-        assert np.abs(out[34:58, 34:58] - src[34:58, 34:58]).mean() > 2  # the target changed
+        assert_dragged(source, b64)
     for i in range(4):
         for j in range(i):
             assert pixel_diff(res["images"][i], res["images"][j])[1] > 0, (i, j)  # each image its own seed

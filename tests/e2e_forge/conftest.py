@@ -8,8 +8,6 @@ writes and tests an SDXL-family checkpoint (about 3.3 GB). ``REGEDIT_E2E_WORK`` 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from e2e_webui import FORGE_SD1, ForgeWebUI, check_forge_install, log, pixels, plain_payload  # noqa: E402
+from e2e_webui import FORGE_SD1, ForgeWebUI, check_forge_install, log, pixels, plain_payload, serve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SKIP_REASON = check_forge_install(os.environ.get("FORGE_DIR"), os.environ.get("FORGE_PY"))
@@ -41,23 +39,7 @@ def forge(request):
     keep = os.environ.get("REGEDIT_E2E_WORK")
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="regedit-forge-e2e-"))
     server = ForgeWebUI(os.environ["FORGE_DIR"], os.environ["FORGE_PY"], work, log=log, sdxl=SDXL)
-
-    def finish():
-        server.stop()
-        if not keep and request.session.testsfailed == 0:
-            shutil.rmtree(work, ignore_errors=True)
-        elif not keep:
-            log(f"Forge e2e work folder kept for a look: {work}")
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, previous))
-    request.addfinalizer(finish)
-    server.start()
-    log(f"Forge ready at {server.url} (log: {server.log_path})")
-    return server
+    return serve(request, server, work, bool(keep))
 
 
 @pytest.fixture(scope="session")
