@@ -230,7 +230,11 @@ def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     assert '"guidance":{"enabled":true}' in info.replace("\\", ""), info
     page.locator("#txt2img_gallery").screenshot(path=str(ARTIFACTS / "real_webui_layout_guidance.png"))
 
-    page.click("#regedit_guidance_txt2img input")  # off again; the last box drawn is still selected
+    page.click("#regedit_guidance_txt2img input")  # off again
+    # select the second box (Forge's page sometimes redraws the panel after a generation, deselecting it)
+    chip = page.locator("#regedit_canvas_txt2img .regedit-chip").nth(1)
+    if "selected" not in (chip.get_attribute("class") or ""):  # a click on the selected chip deselects it
+        chip.click()
     page.select_option("#regedit_canvas_txt2img [data-key=edit]", "change")
     page.fill("#regedit_canvas_txt2img [data-key=target_prompt]", "a green square")
     page.keyboard.press("Escape")
