@@ -237,8 +237,8 @@ def test_lime(forge, model, assert_plain_unchanged):
     plain = forge.generate("img2img", lime_payload(scene(), None, **over), model=model)
     assert [pixels(b) for b in plain["images"]] != [pixels(b) for b in res["images"][:2]], "LIME changed nothing"
     before = forge.log_size()
-    forge.generate("img2img", lime_payload(scene(), {"roi": [{"x": 0.1, "y": 0.1, "w": 0.35, "h": 0.35}]},
-                                                   **over), model=model)
+    boxed = {"roi": [{"x": 0.1, "y": 0.1, "w": 0.35, "h": 0.35}]}
+    forge.generate("img2img", lime_payload(scene(), boxed, **over), model=model)
     assert "LIME found its region" not in forge.log_since(before)  # the given box: no first pass
     assert_plain_unchanged(f"LIME on {model}")
 
