@@ -513,7 +513,8 @@ def _remove_leftovers() -> None:
 
 
 def _not_in_forge(field: str, what: str) -> RegEditError:
-    return RegEditError(field, f"{what} does not run in WebUI Forge yet",
+    return RegEditError(field, f"{what} does not run in WebUI Forge: its gradient runs through the UNet, whose "
+                               "weights Forge holds as inference tensors",
                         "use AUTOMATIC1111's WebUI v1.10, the Python API or the command line for it (region "
                         "prompts, layout init, keywords, KSSA, RegionDrag, LIME and region edits run in Forge)")
 
@@ -525,7 +526,7 @@ def _start_pair(p, document) -> None:
         _start_real_edit(p, document)
         return
     segmenter = None
-    if document.edit.guidance.enabled and FORGE:  # its gradient runs through the UNet: see _start_real_edit
+    if document.edit.guidance.enabled and FORGE:
         _fail_sampling(p, _not_in_forge("edit.guidance", "multi-region guidance"))
         return
     if document.edit.guidance.enabled:
