@@ -46,7 +46,7 @@ from lib_regedit.lime.preview import roi_preview  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
 from lib_regedit.region_prompting import region_lora_tags  # noqa: E402
 from lib_regedit.webui_loras import WebUILoras  # noqa: E402
-from lib_regedit.webui_session import WebUISession, checkpoint_eps  # noqa: E402
+from lib_regedit.webui_session import WebUISession, checkpoint_eps, crossattn  # noqa: E402
 
 # WebUI Forge: no ldm/sgm; each sampling call's UNet is a clone of Forge's UNet patcher, which
 # ``process_before_every_sampling`` patches (``lib_regedit/backends/forge_backend.py``)
@@ -822,10 +822,18 @@ def _drag_sample(p, document, seeds, prompts):
     def should_stop():
         return bool(shared.state.interrupted or shared.state.skipped)
 
-    if FORGE:
-        eps_of_row, attach, alphas = _forge_drag_model(model, conds)
-        latents = webui_drag.drag_batch(None, eps_of_row, _init_means(p, model), seeds, document, p.steps, alphas,
-                                        progress, should_stop, attach=attach)
+    if FORGE:  # each row's prediction through the patcher clone carrying the drag's mutual self-attention
+        access = _forge_access(model)
+        vectors = {i: c["vector"] for i, c in enumerate(conds)} if isinstance(conds[0], dict) else None
+        forward = access.forward_for(vectors)
+
+        def forge_eps_of_row(i, x, t):
+            i = min(i, len(conds) - 1)
+            with torch.no_grad():
+                return forward(x, t, crossattn(conds[i]), [i]).cpu()
+
+        latents = webui_drag.drag_batch(None, forge_eps_of_row, _init_means(p, model), seeds, document, p.steps,
+                                        access.alphas, progress, should_stop, attach=access.attach)
         return latents.to(p.init_latent.device, p.init_latent.dtype)
 
     def eps_of_row(i, x, t):
@@ -837,8 +845,8 @@ def _drag_sample(p, document, seeds, prompts):
 
 
 def _forge_access(model):
-    """A picture's region edit in Forge (``webui_real.ModelAccess``): the inversion and the pair's
-    denoising call Forge's model through a clone of its UNet patcher carrying the pair's effects."""
+    """A Forge checkpoint as ``webui_real.ModelAccess``: a picture's inversion and edit, and RegionDrag,
+    call Forge's model through a clone of its UNet patcher carrying their effects."""
     from backend import memory_management
     from backend.attention import attention_function
 
@@ -864,31 +872,6 @@ def _forge_access(model):
 
     return webui_real.ModelAccess(forward_for, attach, objects.unet.model.diffusion_model,
                                   forge_model.alphas_cumprod(model))
-
-
-def _forge_drag_model(model, conds):
-    """RegionDrag's model in Forge: each row's noise prediction through a clone of Forge's UNet patcher
-    that carries the drag's mutual self-attention (``lib_regedit/backends/forge_model.py``)."""
-    from backend import memory_management
-    from backend.attention import attention_function
-
-    from lib_regedit.backends import forge_backend, forge_model
-
-    objects = model.forge_objects
-    memory_management.load_models_gpu([objects.unet])
-    held = {}
-
-    @contextlib.contextmanager
-    def attach(controller):
-        unet = forge_backend.patched(objects.unet, controller, None, attention_function)
-        held.update({i: forge_model.noise_prediction(model, cond, unet) for i, cond in enumerate(conds)})
-        yield
-        held.clear()
-
-    def eps_of_row(i, x, t):
-        return held[min(i, len(conds) - 1)](x, t)
-
-    return eps_of_row, attach, forge_model.alphas_cumprod(model)
 
 
 def _init_means(p, model, rows: int | None = None):

@@ -59,15 +59,15 @@ def model_eps(sd_model, z: torch.Tensor, t: int, context: torch.Tensor, vector: 
     return (x - denoised.float()) / sigma
 
 
-def noise_prediction(sd_model, cond, unet_patcher=None) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """``eps(z, t)`` (no gradient, on the CPU) with the conditioning ``cond`` of ``get_learned_conditioning``
-    (a tensor, or SDXL's dict), through ``unet_patcher`` when given (see :func:`model_eps`)."""
+def noise_prediction(sd_model, cond) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``eps(z, t)`` of the plain model (no gradient, on the CPU) with the conditioning ``cond`` of
+    ``get_learned_conditioning`` (a tensor, or SDXL's dict): layout init's inversion."""
     vector = None
     if isinstance(cond, dict):
         cond, vector = cond["crossattn"], cond.get("vector")
 
     @torch.no_grad()
     def eps(z: torch.Tensor, t: int) -> torch.Tensor:
-        return model_eps(sd_model, z, t, cond, vector, unet_patcher).cpu()
+        return model_eps(sd_model, z, t, cond, vector).cpu()
 
     return eps

@@ -15,19 +15,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from e2e_webui import SD1, WebUI, check_install, log, plain_payload, serve  # noqa: E402
+from e2e_webui import SD1, WebUI, check_install, log, plain_payload, serve, skip_unless_installed  # noqa: E402
 
 E2E_DIR = Path(__file__).resolve().parent
 SKIP_REASON = check_install(os.environ.get("A1111_DIR"), os.environ.get("A1111_PY"))
 
 
 def pytest_collection_modifyitems(config, items):
-    if SKIP_REASON is None:
-        return
-    marker = pytest.mark.skip(reason=SKIP_REASON)
-    for item in items:
-        if E2E_DIR in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(marker)
+    skip_unless_installed(items, E2E_DIR, SKIP_REASON)
 
 
 @pytest.hookimpl(hookwrapper=True)

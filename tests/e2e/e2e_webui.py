@@ -314,6 +314,19 @@ class WebUI:
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else {"raw": r.text}
 
 
+def skip_unless_installed(items, folder: Path, reason: str | None) -> None:
+    """pytest's collection hook for a folder of end-to-end tests: mark every test in ``folder`` to skip
+    with ``reason`` (why the install they need is missing), or nothing when ``reason`` is None."""
+    if reason is None:
+        return
+    import pytest
+
+    marker = pytest.mark.skip(reason=reason)
+    for item in items:
+        if folder in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(marker)
+
+
 def serve(request, server: WebUI, work: Path, keep: bool) -> WebUI:
     """Start ``server`` for a pytest session and always stop it at the end: the work folder is deleted
     after a green run and kept (log, screenshots) after a failure, unless ``keep``."""

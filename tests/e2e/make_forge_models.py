@@ -1,12 +1,12 @@
 """Write random-weight checkpoints that WebUI Forge accepts, with Forge's own model classes.
 
-Run by the e2e harness as ``$FORGE_PY tests/e2e/make_forge_models.py OUT_DIR`` from the Forge folder
+Run by the e2e harness as ``$FORGE_PY tests/e2e/make_forge_models.py [--sdxl] OUT_DIR`` from the Forge folder
 (``backend`` must be importable). Forge recognises a checkpoint by its UNet (``huggingface_guess``) and
 takes the text-encoder and VAE configs from its own ``backend/huggingface`` folder, so those are full
 size; only the UNet is cut down where Forge still accepts it:
 
 - ``forge-sd15-e2e.safetensors``: SD 1.5's CLIP-L and VAE, a UNet with 320 channels and context 768
-  (what Forge's SD 1.5 detection requires) but two levels with one res block each: about 0.6 GB.
+  (what Forge's SD 1.5 detection requires) but two levels with one res block each: 1.2 GB in float32.
 - ``forge-sd15-ip2p-e2e.safetensors``: the same with an instruct-pix2pix UNet (8 input channels), which
   Forge detects as SD 1.5 instruct-pix2pix (for LIME).
 - ``forge-sdxl-e2e.safetensors`` (with ``--sdxl``): SDXL's CLIP-L, OpenCLIP-G and VAE with the UNet of

@@ -16,7 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from e2e_webui import FORGE_SD1, ForgeWebUI, check_forge_install, log, pixels, plain_payload, serve  # noqa: E402
+from e2e_webui import (FORGE_SD1, ForgeWebUI, check_forge_install, log, pixels, plain_payload, serve,  # noqa: E402
+                       skip_unless_installed)
 
 HERE = Path(__file__).resolve().parent
 SKIP_REASON = check_forge_install(os.environ.get("FORGE_DIR"), os.environ.get("FORGE_PY"))
@@ -24,12 +25,7 @@ SDXL = os.environ.get("REGEDIT_E2E_FORGE_SDXL") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
-    if SKIP_REASON is None:
-        return
-    marker = pytest.mark.skip(reason=SKIP_REASON)
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(marker)
+    skip_unless_installed(items, HERE, SKIP_REASON)
 
 
 @pytest.fixture(scope="session")
