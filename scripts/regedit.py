@@ -1100,7 +1100,7 @@ def _start_from_layout(p, document, session=None) -> None:
                   for z_inv, alpha_bar in inverted]
         start = starts[0]
         if pair is not None:  # a pair's rows are (source, target) per image; the target keeps the source's
-            start = start.clone()  # start outside its edited boxes (lib_regedit/editing/pair_start.py)
+            start = start.clone()  # start away from its edited boxes (lib_regedit/editing/pair_start.py)
             start[1::2] = edited_start(starts[0][1::2], starts[1][1::2], document)
         return start.to(noise.device, noise.dtype)
 

@@ -140,6 +140,21 @@ def test_self_blend_weights_each_pixel_by_its_regions_fractions():
     assert self_fractions(EditOptions(), ("add",))[0] == 0.0  # the source has nothing there
 
 
+def test_target_start_cuts_around_edited_boxes_and_takes_the_whole_target_latent_for_an_addition():
+    from lib_regedit.editing.pair_start import edited_start
+
+    source, target = torch.zeros(1, 4, 8, 8), torch.ones(1, 4, 8, 8)
+    regions = [{"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a red circle", "edit": "remove"},
+               {"x": 0.5, "y": 0.5, "w": 0.5, "h": 0.5, "prompt": "a green square"}]
+    start = edited_start(source, target, parse_region_document({"regions": regions}))
+    grown = torch.zeros(8, 8)
+    grown[:5, :5] = 1  # the removed box and a tenth of the image around it (clipped at the edges)
+    assert torch.equal(start[0, 0], grown) and start.amin(1).eq(start.amax(1)).all()
+    added = regions + [{"x": 0.5, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a blue circle", "edit": "add"}]
+    start = edited_start(source, target, parse_region_document({"regions": added}))
+    assert torch.equal(start, target) and start is not target
+
+
 # --- rows --------------------------------------------------------------------------------------------
 
 def test_row_roles_read_from_the_contexts():
