@@ -43,7 +43,7 @@ def edited_start(source: torch.Tensor, target: torch.Tensor, document: RegionDoc
     0.903 and 0.898; 40 of 40 and 0.827 from the whole target latent); additions right in 24 of 56
     cut at the box and 32 of 56 from the whole target latent (4 seeds; 34 of 56 regenerating), SSIM-i
     0.941 and 0.937, and 15 of 28 with the margin (2 seeds; 13 and 17 of 28 for the other two).
-    Changes gave the same images either way."""
+    Changes scored the same either way."""
     if any(region.edit == "add" for region in document.regions):
         return target.clone()
     mask = edit_start_mask(document, *source.shape[-2:], margin=START_MARGIN).to(source.device, source.dtype)
