@@ -58,6 +58,12 @@ def _axis_profile(start: float, length: float, feather: float, cells: int) -> to
     return torch.maximum(coverage, ramp).clamp(max=1).float()
 
 
+def grown_box(x: float, y: float, w: float, h: float, margin: float) -> tuple[float, float, float, float]:
+    """The box (x, y, w, h, fractions of the image) grown by ``margin`` on every side, clipped to the image."""
+    x0, y0 = max(0.0, x - margin), max(0.0, y - margin)
+    return x0, y0, min(1.0, x + w + margin) - x0, min(1.0, y + h + margin) - y0
+
+
 def box_mask(x: float, y: float, w: float, h: float, height: int, width: int, feather: float = 0.0) -> torch.Tensor:
     """A (height, width) mask in [0, 1] for the box, with soft edges ``feather`` wide."""
     return _axis_profile(y, h, feather, height)[:, None] * _axis_profile(x, w, feather, width)[None, :]

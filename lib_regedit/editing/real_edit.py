@@ -222,7 +222,7 @@ def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
     """(h, w) in [0, 1]: the edited boxes grown by ``KEEP_MARGIN`` of the image, with a soft edge
     ``KEEP_FEATHER`` wide, at any resolution (the latent's, or the picture's for the paste-back);
     None when a background edit makes the whole image the edit's."""
-    from ..masks import box_mask
+    from ..masks import box_mask, grown_box
 
     area = torch.zeros(h, w)
     for region in document.regions:
@@ -230,9 +230,8 @@ def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
             continue
         if region.is_background:
             return None
-        x0, y0 = max(0.0, region.x - KEEP_MARGIN), max(0.0, region.y - KEEP_MARGIN)
-        x1, y1 = min(1.0, region.x + region.w + KEEP_MARGIN), min(1.0, region.y + region.h + KEEP_MARGIN)
-        area = torch.maximum(area, box_mask(x0, y0, x1 - x0, y1 - y0, h, w, KEEP_FEATHER))
+        box = grown_box(region.x, region.y, region.w, region.h, KEEP_MARGIN)
+        area = torch.maximum(area, box_mask(*box, h, w, KEEP_FEATHER))
     return area
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..drag.mapping import dense_mapping
 from ..drag.region_drag import DragOptions
+from ..masks import grown_box
 from ..shapesworld.data import render, scene_for
 from . import metrics
 from .cli import HELD_OUT_SEED
@@ -48,9 +49,7 @@ def _overlaps(a, b) -> bool:
 
 
 def _padded(box):
-    x, y, w, h = box
-    x0, y0 = max(0.0, x - PAD), max(0.0, y - PAD)
-    return x0, y0, min(1.0, x + w + PAD) - x0, min(1.0, y + h + PAD) - y0
+    return grown_box(*box, PAD)
 
 
 def _region(box, kind: str) -> dict:

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from ..masks import grown_box
 from ..shapesworld.data import COLOURS as COLOUR_RGB
 from ..shapesworld.data import SHAPES, caption_for
 from .cli import LAYOUTS, held_out_layouts
@@ -85,10 +86,7 @@ def edit_cases(layout, index: int) -> list[dict]:
 
 
 def ring_mask(box, h: int, w: int, ring: float = RING) -> np.ndarray:
-    x, y, bw, bh = box
-    grown = (max(0.0, x - ring), max(0.0, y - ring), min(1.0, x + bw + ring) - max(0.0, x - ring),
-             min(1.0, y + bh + ring) - max(0.0, y - ring))
-    return box_mask(grown, h, w) & ~box_mask(box, h, w)
+    return box_mask(grown_box(*box, ring), h, w) & ~box_mask(box, h, w)
 
 
 def score(source, target, case) -> dict:
