@@ -10,6 +10,10 @@ instruction-following editor (the instruct-pix2pix recipe: Brooks et al. 2023), 
 - Conditioning dropout for the two guidance scales: 5% of the rows drop the instruction, 5% the
   image, 5% both (instruct-pix2pix's values).
 - Pairs come from ``instruct_data.edit_pair`` (data seed 0), rendered and encoded on the fly.
+- ``--grounding W`` adds TokenCompose's token loss (``grounding.py``) with weight ``W``: the
+  instruction's object words (the colour, the shape and the new colour or shape: LIME's
+  ``edit_tokens.object_positions``) should put their cross-attention inside the edited object's box.
+  LIME finds its region of interest where these words attend, which plain fine-tuning does not teach.
 
 The result is a diffusers ``StableDiffusionInstructPix2PixPipeline`` folder (``--out``); ``--init``
 resumes from one. Checkpoints every ``--ckpt-minutes``; the run stops at ``--steps`` or ``--minutes``.
@@ -59,19 +63,42 @@ def load(init: Path | None):
         requires_safety_checker=False)
 
 
-def batch(seed: int, start: int, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def batch(seed: int, start: int, size: int) -> tuple[np.ndarray, np.ndarray, list]:
     pairs = [edit_pair(seed, start + i) for i in range(size)]
     sources = np.stack([render_array(p.source) for p in pairs])
     targets = np.stack([render_array(p.target) for p in pairs])
-    return sources, targets, [p.instruction for p in pairs]
+    return sources, targets, pairs
 
 
 def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def train_step(pipe, sources, targets, instructions, generator) -> torch.Tensor:
-    """The noise-prediction loss of one batch (with conditioning dropout)."""
+def grounding_targets(tokenizer, pairs, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each pair: the positions of its instruction's object words in ``ids`` (n, K), -1 where there
+    is none, and the edited object's box (n, K, 4) for each."""
+    from ..lime.edit_tokens import object_positions
+
+    k = 3  # colour, shape, new colour or shape
+    positions = torch.full((len(pairs), k), -1, dtype=torch.long)
+    boxes = torch.zeros(len(pairs), k, 4)
+    for i, pair in enumerate(pairs):
+        row = ids[i].tolist()
+        words = []
+        for pos, token in enumerate(row[1:], 1):
+            if token == tokenizer.eos_token_id:
+                break
+            words.append((pos, tokenizer.decode([token])))
+        found = object_positions(words)[:k]
+        positions[i, :len(found)] = torch.tensor(found, dtype=torch.long)
+        boxes[i] = torch.tensor(pair.source.objects[pair.index].box)
+    return positions, boxes
+
+
+def train_step(pipe, sources, targets, instructions, generator, pairs=None, ground_store=None,
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The noise-prediction loss of one batch (with conditioning dropout), and the grounding loss when
+    ``ground_store`` (from ``grounding.install``) and the batch's ``pairs`` are given."""
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
     with torch.no_grad():
         source_latents = vae.encode(to_tensor(sources)).latent_dist.mode()
@@ -84,14 +111,24 @@ def train_step(pipe, sources, targets, instructions, generator) -> torch.Tensor:
     u = torch.rand(n, generator=generator)
     drop_text = (u < DROP) | ((u >= 2 * DROP) & (u < 3 * DROP))
     drop_image = (u >= DROP) & (u < 3 * DROP)
+    ground_targets = grounding_targets(tokenizer, pairs, ids) if ground_store is not None else None
     ids = torch.where(drop_text[:, None], empty, ids)
     context = text_encoder(ids)[0]
     source_latents = source_latents * (~drop_image).float()[:, None, None, None]
     noise = torch.randn(target_latents.shape, generator=generator)
     t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
     noisy = pipe.scheduler.add_noise(target_latents, noise, t)
+    if ground_store is not None:
+        ground_store.clear()
     pred = unet(torch.cat([noisy, source_latents], 1), t, encoder_hidden_states=context).sample
-    return F.mse_loss(pred, noise)
+    ground = None
+    if ground_targets is not None:
+        from . import grounding
+
+        positions, boxes = ground_targets
+        positions[drop_text] = -1  # no instruction, no target
+        ground = grounding.loss(ground_store, positions, boxes)
+    return F.mse_loss(pred, noise), ground
 
 
 def main(argv=None) -> None:
@@ -106,6 +143,8 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--ckpt-minutes", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--grounding", type=float, default=0.0,
+                   help="weight of the token grounding loss on the instruction's object words; 0 = off")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -119,20 +158,30 @@ def main(argv=None) -> None:
     pipe.vae.requires_grad_(False)
     opt = torch.optim.AdamW([{"params": pipe.unet.parameters()}, {"params": [embeddings], "weight_decay": 0.0}],
                             lr=args.lr)
+    ground_store = None
+    if args.grounding > 0:
+        from . import grounding
+
+        ground_store = grounding.install(pipe.unet)
     generator = torch.Generator().manual_seed(args.seed)
-    started, saved, step, index, losses = time.time(), time.time(), 0, args.start, []
+    started, saved, step, index, losses, grounds = time.time(), time.time(), 0, args.start, [], []
     while step < args.steps and time.time() - started < args.minutes * 60:
-        sources, targets, instructions = batch(args.seed, index, args.batch)
+        sources, targets, pairs = batch(args.seed, index, args.batch)
         index += args.batch
-        loss = train_step(pipe, sources, targets, instructions, generator)
+        loss, ground = train_step(pipe, sources, targets, [p.instruction for p in pairs], generator, pairs,
+                                  ground_store)
+        losses.append(float(loss.detach()))
+        if ground is not None:
+            grounds.append(float(ground.detach()))
+            loss = loss + args.grounding * ground
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
-        losses.append(float(loss.detach()))
         if step % 25 == 0:
-            print(f"step {step} pairs {index} loss {np.mean(losses[-25:]):.4f} ({time.time() - started:.0f}s)",
-                  flush=True)
+            ground_text = f" grounding {np.mean(grounds[-25:]):.3f}" if grounds else ""
+            print(f"step {step} pairs {index} loss {np.mean(losses[-25:]):.4f}{ground_text} "
+                  f"({time.time() - started:.0f}s)", flush=True)
         if time.time() - saved > args.ckpt_minutes * 60:
             save(pipe, out, index)
             saved = time.time()
