@@ -319,8 +319,9 @@ class RegEditScript(scripts.Script):
                                           label="LIME: regularise until (fraction of the steps)")
                         keep_outside = gr.Checkbox(LIME_DEFAULTS.keep_outside, label="LIME: keep the rest of the image",
                                                    elem_id=f"regedit_lime_keep_{tab}",
-                                                   info="blend the source back outside the region at every step "
-                                                        "(off: the paper's attention regularisation alone)")
+                                                   info="blend the source back outside the region at every step and "
+                                                        "paste its pixels there at the end (off: the paper's "
+                                                        "attention regularisation alone)")
                 with gr.Accordion("Edit a picture by regions", open=False):
                     gr.Markdown("Give boxes an edit role (add, remove, change) on the region canvas, each box's "
                                 "prompt describing the picture as it is: Generate inverts the picture with those "
@@ -473,6 +474,12 @@ class RegEditScript(scripts.Script):
 
             original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
             pp.image = paste_outside(original, pp.image, edit)
+        lime = getattr(p, "_regedit_lime", None)
+        if lime is not None and getattr(p, "init_images", None):
+            from modules import images
+
+            original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+            pp.image = lime.paste_outside(original, pp.image)
 
     def postprocess(self, p, processed, *args):
         lime = getattr(p, "_regedit_lime", None)

@@ -292,3 +292,45 @@ def test_the_feature_pass_stops_at_the_feature_step(instruct):
     finally:
         del instruct.unet.forward
     assert len(calls) == 3 + 1 + 9  # steps 0..3 (the 4th call raises at its start), then the edit's 9
+
+
+# --- keeping the rest -----------------------------------------------------------------------------------
+
+def test_a_drawn_region_is_every_latent_cell_it_touches_and_its_pixels_for_the_paste():
+    from lib_regedit.lime import given_roi
+
+    latent, pixels = given_roi.from_boxes([(0.1, 0.1, 0.3, 0.3)], (8, 8), (32, 32))
+    assert latent.nonzero().min().item() == 0 and latent.nonzero().max().item() == 3  # cells 0..3 touched, 3.2 px in
+    assert latent.sum() == 16 and pixels.shape == (32, 32) and abs(float(pixels.sum()) - (0.3 * 32) ** 2) < 1e-3
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[5:9, 5:9] = True
+    latent, pixels = given_roi.from_mask(mask, (8, 8), (32, 32))
+    assert latent.nonzero().tolist() == [[1, 1], [1, 2], [2, 1], [2, 2]] and torch.equal(pixels.bool(), mask)
+    latent, pixels = given_roi.from_mask(torch.ones(8, 8, dtype=torch.bool), (8, 8), (32, 32))
+    assert latent.all() and pixels is None  # a latent-sized mask has no pixel region
+    with pytest.raises(RegEditError) as e:
+        given_roi.from_mask(torch.ones(2, 8, 8, dtype=torch.bool), (8, 8), (32, 32))
+    assert e.value.field == "roi" and "shape" in str(e.value)
+
+
+def test_the_paste_mask_feathers_outward_only():
+    from lib_regedit.compositing import pixel_mask
+
+    cells = np.zeros((4, 4), bool)
+    cells[1:3, 1:3] = True
+    mask = pixel_mask(cells, 32, 32, feather=2)
+    assert (mask[8:24, 8:24] == 1).all()  # the region itself stays whole
+    assert 0 < mask[6, 16] < 1 and mask[0, 0] == 0  # softened just outside, untouched far away
+
+
+def test_keep_outside_pastes_the_source_back_outside_the_roi(instruct):
+    image = source_image()
+    doc = {"roi": [{"x": 0.125, "y": 0.125, "w": 0.3125, "h": 0.3125}]}  # pixels 4..14
+    kept = lime_edit(instruct, image, "make the red square blue", lime=doc, steps=5, seed=2, progress=False).image
+    loose = lime_edit(instruct, image, "make the red square blue", lime={**doc, "keep_outside": False}, steps=5,
+                      seed=2, progress=False).image
+    src, a, b = (np.asarray(x).astype(int) for x in (image, kept, loose))
+    far = np.ones((32, 32), bool)
+    far[2:17, 2:17] = False  # the box and its feather (a quarter of a 2-pixel latent cell)
+    assert np.array_equal(a[far], src[far]) and not np.array_equal(b[far], src[far])
+    assert not np.array_equal(a[4:14, 4:14], src[4:14, 4:14])  # inside, the edit

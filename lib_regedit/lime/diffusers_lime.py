@@ -35,8 +35,8 @@ from ..errors import RegEditError
 from ..infotext import LIME_INFOTEXT_KEY, parameters_text
 from .edit_tokens import edit_positions, edit_words, object_positions
 from .options import LimeOptions
-from .preview import roi_preview
-from ..masks import mask_at
+from . import given_roi
+from .preview import paste_outside_roi, roi_preview
 from .roi import Roi, find_roi
 
 
@@ -114,7 +114,6 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     from ..api import native_size, tokenize
     from ..documents.lime import LimeDocument, parse_lime_document
     from ..drag.diffusers_drag import check_image
-    from ..masks import box_mask
     from .preview import mask_from_image
 
     document = lime if isinstance(lime, LimeDocument) else parse_lime_document(lime)
@@ -137,17 +136,12 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     latent_hw = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     positions, objects = lime_positions(tokenize(pipe, instruction)) if lime else ([], [])
+    pixel_roi = None  # the user's region at the image's size, for the paste at the end
     if lime and roi is None and document.roi:
-        roi = sum(box_mask(*box, *latent_hw) for box in document.roi) >= 0.5
-    if lime and roi is not None:
-        roi = mask_from_image(roi) if isinstance(roi, Image.Image) else torch.as_tensor(roi).bool()
-        if not roi.any():
-            raise RegEditError("roi", "the mask covers nothing", "draw the region to edit, or leave it out to "
-                                                                 "find the RoI automatically")
-        roi = mask_at(roi, latent_hw)
-        if not roi.any():
-            raise RegEditError("roi", "the mask is smaller than one latent cell",
-                               f"draw a region of at least {pipe.vae_scale_factor}x{pipe.vae_scale_factor} pixels")
+        roi, pixel_roi = given_roi.from_boxes(document.roi, latent_hw, (height, width))
+    elif lime and roi is not None:
+        roi, pixel_roi = given_roi.from_mask(mask_from_image(roi) if isinstance(roi, Image.Image) else roi,
+                                             latent_hw, (height, width))
 
     runner = edit_pipeline(pipe)
     runner.set_progress_bar_config(disable=not progress)
@@ -201,6 +195,8 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     started = time.perf_counter()
     effects = [LimeRegularisation(roi, positions, options.regularise_until, options.regularise_downscales)] if lime else []
     edited = run(effects, roi if lime and options.keep_outside else None)
+    if lime and options.keep_outside:
+        edited = paste_outside_roi(image, edited, roi if pixel_roi is None else pixel_roi, pipe.vae_scale_factor)
     timings["edit"] = time.perf_counter() - started
 
     params = {"Steps": steps, "Seed": seed, "Size": f"{width}x{height}", "CFG scale": guidance_scale, "Model": model_name}

@@ -5,7 +5,11 @@ steps, in the cross-attention layers of the two finest resolutions.
 ``keep_outside`` is ours, not the paper's: the regularisation only acts inside the RoI, and an
 instruct model that edits more than it is told (ShapesWorld's does) changes the rest of the image all
 the same. With it, the latent outside the RoI is the source's at every step (Blended Latent
-Diffusion, Avrahami et al. 2023; the WebUI's inpainting blend), so the RoI LIME finds bounds the edit.
+Diffusion, Avrahami et al. 2023; the WebUI's inpainting blend), so the RoI LIME finds bounds the edit,
+and at the end the source's own pixels are pasted back outside the RoI (feathered outward by a quarter
+of a latent cell), as the WebUI's inpainting composites its result: the VAE's round trip no longer
+touches the rest. A drawn RoI (boxes, a mask) is edited in every latent cell it touches and pasted at
+its own pixels.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class LimeOptions:
     regularise_downscales: tuple[int, ...] = (1, 2)  # resolutions regularised
     map_levels: tuple[str, ...] = ("down", "mid", "up")  # UNet levels whose edit-token maps locate the RoI
     max_dim: int = 64  # features with more channels are reduced by PCA to this many before clustering
-    keep_outside: bool = True  # outside the RoI, blend the source back at every step (see below)
+    keep_outside: bool = True  # outside the RoI, blend the source back at every step, paste it at the end
 
     def checked(self) -> "LimeOptions":
         """Itself, or a RegEditError naming the field."""

@@ -26,3 +26,13 @@ def mask_from_image(mask_image: Image.Image, field: str = "roi") -> torch.Tensor
     if not mask.any():
         raise RegEditError(field, "the mask covers nothing", "paint the region to edit in white")
     return mask
+
+
+def paste_outside_roi(source: Image.Image, edited: Image.Image, roi: torch.Tensor, cell: int) -> Image.Image:
+    """The edit inside ``roi`` and the source's own pixels outside it, the edge feathered by a quarter
+    of a latent cell (``cell`` pixels): the last step of ``keep_outside``, as the WebUI's inpainting
+    composites its result (the latent blend alone leaves the VAE's round trip outside the RoI). ``roi``:
+    bool at the latent's resolution (LIME's own), or the user's region in [0, 1] at the image's size."""
+    from ..compositing import paste_back, pixel_mask
+
+    return paste_back(source, edited, pixel_mask(roi.float().cpu().numpy(), edited.height, edited.width, cell / 4))

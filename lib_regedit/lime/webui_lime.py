@@ -20,9 +20,11 @@ from ..attention.effects.roi_capture import FeatureStepReached, RoiCapture
 from ..backends import ldm_backend
 from ..documents.lime import LimeDocument
 from ..errors import RegEditError
-from ..masks import box_mask, mask_at
+from ..masks import mask_at
 from ..webui_session import read_cfg_denoiser
+from . import given_roi
 from .diffusers_lime import lime_positions
+from .preview import paste_outside_roi
 from .roi import Roi, find_roi
 
 
@@ -53,6 +55,9 @@ class NoiseReplay:
             del self.rng.next
 
 
+LATENT_CELL = 8  # pixels per latent cell in the WebUI's SD 1.x and SDXL models
+
+
 class LimeSession:
     """One LIME generation: the settings, the edit tokens, the RoI (given or found), the row layout."""
 
@@ -69,11 +74,24 @@ class LimeSession:
         if mask is not None:
             self.roi, self.source = mask_at(mask.bool(), latent_hw), "inpaint mask"
         elif document.roi:
-            self.roi = sum(box_mask(*box, *latent_hw) for box in document.roi) >= 0.5
+            cell = LATENT_CELL
+            self.roi, _ = given_roi.from_boxes(document.roi, latent_hw, (latent_hw[0] * cell, latent_hw[1] * cell))
             self.source = "boxes"
         if self.roi is not None and not self.roi.any():
             raise RegEditError("lime.roi", f"the {self.source} cover nothing at the latent's resolution",
                                "draw a larger region, or leave it out to let LIME find one")
+
+    def paste_outside(self, source, edited):
+        """The edit with the source's own pixels outside the RoI (the last step of ``keep_outside``): the
+        drawn boxes themselves, or the RoI LIME found. With an inpaint mask the WebUI's own overlay does
+        it, and without ``keep_outside`` (or before a RoI exists) ``edited`` comes back as it is."""
+        if not self.options.keep_outside or self.source == "inpaint mask" or self.roi is None:
+            return edited
+        if self.source == "boxes":
+            _, region = given_roi.from_boxes(self.document.roi, self.latent_hw, (edited.height, edited.width))
+        else:
+            region = self.roi
+        return paste_outside_roi(source, edited, region, edited.width // self.latent_hw[1])
 
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
         read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
