@@ -64,10 +64,5 @@ def edit_pair(seed: int, index: int) -> EditPair:
 
 
 def instruction_vocabulary() -> list[str]:
-    """The words instructions use beyond the captions' (their embeddings are trained with the edits)."""
-    return ["make", "the", "turn", "into", "remove"]
-
-
-def instruction_vocabulary() -> list[str]:
     """Every word an instruction can contain besides the colours and shapes."""
     return ["make", "the", "turn", "into", "a", "remove"]
