@@ -74,8 +74,8 @@ class LimeSession:
         if mask is not None:
             self.roi, self.source = mask_at(mask.bool(), latent_hw), "inpaint mask"
         elif document.roi:
-            cell = LATENT_CELL
-            self.roi, _ = given_roi.from_boxes(document.roi, latent_hw, (latent_hw[0] * cell, latent_hw[1] * cell))
+            self.roi, _ = given_roi.from_boxes(document.roi, latent_hw,
+                                               (latent_hw[0] * LATENT_CELL, latent_hw[1] * LATENT_CELL))
             self.source = "boxes"
         if self.roi is not None and not self.roi.any():
             raise RegEditError("lime.roi", f"the {self.source} cover nothing at the latent's resolution",
