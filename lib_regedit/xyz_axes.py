@@ -46,6 +46,7 @@ AXES = (
     Axis("[RegEdit] LIME points", "lime", "points", int, 1, 4096),
     Axis("[RegEdit] LIME feature step", "lime", "feature_step", float, 0.0, 1.0),
     Axis("[RegEdit] LIME regularise until", "lime", "regularise_until", float, 0.0, 1.0),
+    Axis("[RegEdit] LIME grow", "lime", "grow", int, 0, 16),
 )
 
 

@@ -186,7 +186,7 @@ def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
 LIME_DEFAULTS = LimeOptions()
 
 
-def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until, keep_outside):
+def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until, grow, keep_outside):
     """The LIME controls written into the LIME document (its drawn RoI boxes kept)."""
     try:
         old = parse_lime_document(lime_text)
@@ -196,7 +196,7 @@ def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_ste
         return ""
     options = dataclasses.replace(LIME_DEFAULTS, clusters=int(clusters), points=int(points),
                                   feature_step=float(feature_step), regularise_until=float(until),
-                                  keep_outside=bool(keep_outside))
+                                  grow=int(grow), keep_outside=bool(keep_outside))
     return LimeDocument(options, old.roi if old is not None else ()).to_json()
 
 
@@ -317,6 +317,9 @@ class RegEditScript(scripts.Script):
                                                  label="LIME: region found at (fraction of the steps)")
                         until = gr.Slider(0.0, 1.0, value=LIME_DEFAULTS.regularise_until, step=0.05,
                                           label="LIME: regularise until (fraction of the steps)")
+                        grow = gr.Slider(0, 4, value=LIME_DEFAULTS.grow, step=1,
+                                         label="LIME: grow the found region (latent cells)",
+                                         elem_id=f"regedit_lime_grow_{tab}")
                         keep_outside = gr.Checkbox(LIME_DEFAULTS.keep_outside, label="LIME: keep the rest of the image",
                                                    elem_id=f"regedit_lime_keep_{tab}",
                                                    info="blend the source back outside the region at every step and "
@@ -333,7 +336,7 @@ class RegEditScript(scripts.Script):
                                                "reconstruction) or plain DDIM",
                                          elem_id=f"regedit_inversion_{tab}")
                 self._inversion = inversion
-                lime_settings = [lime_on, clusters, points, feature_step, until, keep_outside]
+                lime_settings = [lime_on, clusters, points, feature_step, until, grow, keep_outside]
                 self._lime_settings = lime_settings
                 for control in lime_settings:
                     control.change(_lime_settings_to_doc, inputs=[lime_doc, *lime_settings], outputs=[lime_doc])
@@ -343,6 +346,7 @@ class RegEditScript(scripts.Script):
                     (points, _from_infotext(lambda d: d.options.points, LIME_INFOTEXT_KEY)),
                     (feature_step, _from_infotext(lambda d: d.options.feature_step, LIME_INFOTEXT_KEY)),
                     (until, _from_infotext(lambda d: d.options.regularise_until, LIME_INFOTEXT_KEY)),
+                    (grow, _from_infotext(lambda d: d.options.grow, LIME_INFOTEXT_KEY)),
                     (keep_outside, _from_infotext(lambda d: d.options.keep_outside, LIME_INFOTEXT_KEY)),
                 ]
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta]
@@ -392,8 +396,8 @@ class RegEditScript(scripts.Script):
         active = bool(enabled) or bool(getattr(p, "is_api", False))
         if from_page and len(ui_values) >= UI_SETTINGS + 3:
             drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3])
-        if from_page and len(ui_values) >= UI_SETTINGS + 9:
-            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[UI_SETTINGS + 3:UI_SETTINGS + 9])
+        if from_page and len(ui_values) >= UI_SETTINGS + 10:
+            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[UI_SETTINGS + 3:UI_SETTINGS + 10])
             active = active or bool(ui_values[UI_SETTINGS + 3])  # the LIME checkbox alone turns it on
         if active and _start_drag(p, drag_doc):
             return
@@ -405,9 +409,9 @@ class RegEditScript(scripts.Script):
             obj = load_json_object(doc, "regedit")
             if obj is not None and from_page:  # what the page shows runs
                 obj = json.loads(_with_settings(obj, *ui_values[:UI_SETTINGS]))
-                if len(ui_values) >= UI_SETTINGS + 10 and ui_values[UI_SETTINGS + 9] and _edits(obj) \
+                if len(ui_values) >= UI_SETTINGS + 11 and ui_values[UI_SETTINGS + 10] and _edits(obj) \
                         and isinstance(obj.get("edit", {}), dict):  # img2img's inversion, for a picture's edit
-                    obj["edit"] = {**obj.get("edit", {}), "inversion": ui_values[UI_SETTINGS + 9]}
+                    obj["edit"] = {**obj.get("edit", {}), "inversion": ui_values[UI_SETTINGS + 10]}
             obj = xyz_axes.apply_overrides(obj, _xyz_overrides(p), "regions")
             if obj is None:
                 return

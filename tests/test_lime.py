@@ -76,6 +76,16 @@ def test_roi_is_the_planted_segment_where_the_edit_tokens_peak():
     assert torch.equal(both, (segment == 1) | (segment == 2))
 
 
+def test_grow_adds_every_cell_within_that_many_cells_of_the_found_roi():
+    features, segment = planted_features()
+    attention = torch.zeros(12, 12)
+    attention[3, 4] = 1.0
+    grown = find_roi(features, attention, clusters=3, points=1, grow=1).mask
+    square = segment == 1
+    expected = torch.nn.functional.max_pool2d(square.float()[None, None], 3, 1, 1)[0, 0] > 0
+    assert torch.equal(grown, expected) and grown.sum() > square.sum() and (grown & square).equal(square)
+
+
 def test_features_are_upsampled_and_l2_normalised_and_pca_keeps_the_clusters():
     features, segment = planted_features()
     x = feature_matrix(features, (12, 12))
@@ -258,6 +268,8 @@ def test_an_ordinary_pipeline_runs_the_localised_prompt_edit(sd):
     (dict(roi=torch.zeros(32, 32, dtype=torch.bool)), "roi"),
     (dict(lime={"clusters": 0}), "lime.clusters"),
     (dict(lime={"feature_step": 2}), "lime.feature_step"),
+    (dict(lime={"grow": -1}), "lime.grow"),
+    (dict(options=LimeOptions(grow=1.5)), "lime.grow"),
     (dict(lime={"colour": 1}), "lime.colour"),
     (dict(image=Image.new("RGB", (30, 30))), "image"),
     (dict(image=Image.new("I;16", (32, 32))), "image"),

@@ -1,14 +1,15 @@
 """The LIME document: settings of a localized instruction edit (LIME, Simsar et al. 2025) and,
 optionally, a region of interest drawn by the user instead of the one LIME finds::
 
-    {"clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.9,
+    {"clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.9, "grow": 1,
      "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}]}
 
 ``true`` or ``{}`` is LIME with its defaults; ``false``, ``null``, ``""`` or ``{"enabled": false}`` is
 no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_regedit/lime/options.py``):
 ``clusters`` (k of k-means, 8), ``points`` (the edit tokens' most attended positions whose clusters
 form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
-``regularise_until`` (the fraction of the steps regularised, 0.9), ``keep_outside`` (the source is
+``regularise_until`` (the fraction of the steps regularised, 0.9), ``grow`` (latent cells added around
+the RoI LIME finds, 0: the paper's RoI), ``keep_outside`` (the source is
 blended back outside the RoI at every step and its pixels pasted there at the end, true; false is the
 paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their union replaces
 the found RoI).
@@ -24,7 +25,8 @@ from ..errors import RegEditError
 from ..lime.options import LimeOptions
 from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
 
-LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "keep_outside", "roi")
+LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "roi")
+MAX_GROW = 16
 MAX_ROI_BOXES = 32
 
 
@@ -35,7 +37,7 @@ class LimeDocument:
 
     def to_dict(self) -> dict:
         defaults, data = asdict(LimeOptions()), {}
-        for key in ("clusters", "points", "feature_step", "regularise_until", "keep_outside"):
+        for key in ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside"):
             value = getattr(self.options, key)
             if value != defaults[key]:
                 data[key] = value
@@ -65,6 +67,7 @@ def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
         points=_whole(obj, "points", field, defaults.points, 1, 4096),
         feature_step=get_number(obj, "feature_step", field, default=defaults.feature_step, lo=0.0, hi=1.0),
         regularise_until=get_number(obj, "regularise_until", field, default=defaults.regularise_until, lo=0.0, hi=1.0),
+        grow=_whole(obj, "grow", field, defaults.grow, 0, MAX_GROW),
         keep_outside=get_bool(obj, "keep_outside", field, default=defaults.keep_outside),
     )
     boxes = []

@@ -188,7 +188,7 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
             raise RegEditError("instruction", "its edit tokens were not attended at the feature resolutions",
                                "check lime.feature_downscales against the model's attention resolutions")
         found = find_roi(capture.features, attention, clusters=options.clusters, points=options.points,
-                         max_dim=options.max_dim, hw=latent_hw, seed=seed)
+                         max_dim=options.max_dim, hw=latent_hw, seed=seed, grow=options.grow)
         roi = found.mask
         timings["first_pass"] = time.perf_counter() - started - found.seconds
         timings["clustering"] = found.seconds

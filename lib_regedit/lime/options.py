@@ -29,11 +29,12 @@ class LimeOptions:
     regularise_downscales: tuple[int, ...] = (1, 2)  # resolutions regularised
     map_levels: tuple[str, ...] = ("down", "mid", "up")  # UNet levels whose edit-token maps locate the RoI
     max_dim: int = 64  # features with more channels are reduced by PCA to this many before clustering
+    grow: int = 0  # ours: the found RoI grown by this many latent cells (0: the paper's RoI)
     keep_outside: bool = True  # outside the RoI, blend the source back at every step, paste it at the end
 
     def checked(self) -> "LimeOptions":
         """Itself, or a RegEditError naming the field."""
-        for name, lo in (("clusters", 1), ("points", 1), ("max_dim", 2)):
+        for name, lo in (("clusters", 1), ("points", 1), ("max_dim", 2), ("grow", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise RegEditError(f"lime.{name}", f"{value!r} is not a whole number of at least {lo}",

@@ -2,7 +2,9 @@
 
 The outputs of the UNet's attention layers at one step of a first pass are upsampled to one grid,
 concatenated and L2-normalised per position; k-means on them segments the image into ``k`` parts.
-The parts that hold the positions where the edit tokens' cross-attention peaks are the RoI.
+The parts that hold the positions where the edit tokens' cross-attention peaks are the RoI,
+optionally grown by whole cells (``grow``: ours, not the paper's; the WebUI's inpainting calls it mask
+padding): on a small latent the segments follow an object's inside and miss its edge.
 
 Pure functions on tensors: :class:`~lib_regedit.attention.effects.roi_capture.RoiCapture` collects
 the features and maps during the first pass.
@@ -63,10 +65,17 @@ def pick_clusters(labels: torch.Tensor, attention: torch.Tensor, points: int) ->
     return torch.isin(labels, chosen)
 
 
+def grow_mask(mask: torch.Tensor, cells: int) -> torch.Tensor:
+    """``mask`` with every cell within ``cells`` cells (a square neighbourhood) of it added."""
+    if cells <= 0:
+        return mask
+    return F.max_pool2d(mask.float()[None, None], 2 * cells + 1, stride=1, padding=cells)[0, 0] > 0.5
+
+
 def find_roi(features: list[torch.Tensor], attention: torch.Tensor, *, clusters: int, points: int,
-             max_dim: int = 64, hw: tuple[int, int] | None = None, seed: int = 0) -> Roi:
+             max_dim: int = 64, hw: tuple[int, int] | None = None, seed: int = 0, grow: int = 0) -> Roi:
     """The RoI on the ``hw`` grid (default: ``attention``'s) from the captured features and the edit
-    tokens' mean attention map (upsampled to ``hw``)."""
+    tokens' mean attention map (upsampled to ``hw``), grown by ``grow`` cells."""
     hw = hw or tuple(attention.shape[-2:])
     if not features:
         raise RegEditError("lime", "no attention features were captured at the feature step",
@@ -76,4 +85,4 @@ def find_roi(features: list[torch.Tensor], attention: torch.Tensor, *, clusters:
     labels = torch.from_numpy(cluster(x, clusters, seed)).long().reshape(hw)
     seconds = time.perf_counter() - started
     attention = F.interpolate(attention[None, None].float(), size=hw, mode="bilinear", align_corners=True)[0, 0]
-    return Roi(pick_clusters(labels, attention, points), labels, attention, seconds)
+    return Roi(grow_mask(pick_clusters(labels, attention, points), grow), labels, attention, seconds)

@@ -132,7 +132,8 @@ class LimeSession:
                     raise RegEditError("prompt", "its edit tokens were not attended at the feature resolutions",
                                        "check that the checkpoint has cross-attention below the latent's resolution")
                 self.found = find_roi(capture.features, attention, clusters=self.options.clusters,
-                                      points=self.options.points, max_dim=self.options.max_dim, hw=self.latent_hw)
+                                      points=self.options.points, max_dim=self.options.max_dim, hw=self.latent_hw,
+                                      grow=self.options.grow)
                 self.roi = self.found.mask
                 if replay is not None:
                     replay.replay()
