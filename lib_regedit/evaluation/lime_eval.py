@@ -8,6 +8,9 @@ object is still detected in its place. Columns:
 
 - ``instruct``: the ShapesWorld instruct model alone;
 - ``LIME``: with LIME (RoI found from the features), its defaults: the source kept outside the RoI;
+- ``LIME, small latent``: LIME set for ShapesWorld's 16x16 latent (:data:`SMALL_LATENT`): features and
+  maps from the two finest resolutions (the defaults' relative ones are 8x8 down to 2x2 here) and the
+  found RoI grown by one cell;
 - ``LIME, paper``: the regularisation alone, as the paper has it (``keep_outside`` off);
 - ``LIME, true box``: the RoI replaced by the object's ground-truth box (the ceiling);
 - ``ordinary`` and ``ordinary + LIME``: the text-to-image ShapesWorld model in img2img with the target
@@ -17,6 +20,7 @@ object is still detected in its place. Columns:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -28,7 +32,8 @@ from .metrics import box_mask, match_in_box, ssim
 
 HELD_OUT_SEED = 7  # the instruct model trained on data seed 0
 UNCHANGED = 32  # of 255, max over channels
-COLUMNS = ("instruct", "LIME", "LIME, paper", "LIME, true box", "ordinary", "ordinary + LIME")
+COLUMNS = ("instruct", "LIME", "LIME, small latent", "LIME, paper", "LIME, true box", "ordinary", "ordinary + LIME")
+SMALL_LATENT = {"feature_downscales": (1, 2), "grow": 1}
 
 
 def cases(n: int, seed: int = HELD_OUT_SEED) -> list:
@@ -66,7 +71,7 @@ def outside_scores(source, edited, box) -> tuple[float, float]:
 def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 30, steps: int = 20, cfg: float = 7.5,
              image_cfg: float = 1.5, strength: float = 0.75, seed: int = 0, options=None, columns=None,
              log=print) -> dict:
-    from ..lime import lime_edit
+    from ..lime import LimeOptions, lime_edit
 
     rows = {c: [] for c in COLUMNS if (ordinary_pipe is not None or not c.startswith("ordinary"))
             and (columns is None or c in columns)}
@@ -77,6 +82,8 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 30, steps: int = 20,
         true_box = torch.from_numpy(box_mask(box, h, w))
         runs = {"instruct": (instruct_pipe, pair.instruction, dict(lime=False)),
                 "LIME": (instruct_pipe, pair.instruction, dict(lime=True)),
+                "LIME, small latent": (instruct_pipe, pair.instruction,
+                                       dict(lime=True, options=replace(options or LimeOptions(), **SMALL_LATENT))),
                 "LIME, paper": (instruct_pipe, pair.instruction, dict(lime={"keep_outside": False})),
                 "LIME, true box": (instruct_pipe, pair.instruction, dict(lime=True, roi=true_box))}
         if ordinary_pipe is not None:
@@ -86,8 +93,9 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 30, steps: int = 20,
             if columns is not None and column not in columns:
                 continue
             started = time.perf_counter()
+            kw = {"options": options, **kw}
             result = lime_edit(pipe, source, text, seed=seed, steps=steps, guidance_scale=cfg,
-                               image_guidance_scale=image_cfg, options=options, progress=False, **kw)
+                               image_guidance_scale=image_cfg, progress=False, **kw)
             seconds = time.perf_counter() - started
             dets = detect(result.image)
             unchanged, ssim_out = outside_scores(source, result.image, box)
