@@ -244,9 +244,13 @@ def test_a_given_mask_or_boxes_replace_the_found_roi_and_skip_the_first_pass(ins
     image = source_image()
     roi = torch.zeros(16, 16, dtype=torch.bool)
     roi[2:7, 2:7] = True
+    pixels = torch.zeros(32, 32, dtype=torch.bool)
+    pixels[4:14, 4:14] = True  # the same region at the image's size
     kwargs = dict(steps=5, seed=1, progress=False)
-    given = lime_edit(instruct, image, "make the red square blue", roi=roi, **kwargs)
+    given = lime_edit(instruct, image, "make the red square blue", roi=pixels, **kwargs)
     assert torch.equal(given.roi, roi) and "first_pass" not in given.timings
+    latent = lime_edit(instruct, image, "make the red square blue", roi=roi, **kwargs)
+    assert torch.equal(latent.roi, roi)  # a latent-sized mask is used as it is (and pasted a cell wider)
     boxes = lime_edit(instruct, image, "make the red square blue", lime={"roi": [{"x": 0.125, "y": 0.125, "w": 0.3125,
                                                                                   "h": 0.3125}]}, **kwargs)
     assert torch.equal(boxes.roi, roi)
@@ -346,3 +350,14 @@ def test_keep_outside_pastes_the_source_back_outside_the_roi(instruct):
     far[2:17, 2:17] = False  # the box and its feather (a quarter of a 2-pixel latent cell)
     assert np.array_equal(a[far], src[far]) and not np.array_equal(b[far], src[far])
     assert not np.array_equal(a[4:14, 4:14], src[4:14, 4:14])  # inside, the edit
+
+
+def test_a_found_roi_is_pasted_a_latent_cell_wider():
+    from lib_regedit.lime.preview import paste_outside_roi
+
+    source, edited = Image.new("RGB", (32, 32), (0, 0, 0)), Image.new("RGB", (32, 32), (255, 255, 255))
+    roi = torch.zeros(8, 8, dtype=torch.bool)
+    roi[3:5, 3:5] = True  # pixels 12..20, a cell is 4 pixels
+    out = np.asarray(paste_outside_roi(source, edited, roi, 4))[..., 0]
+    assert (out[8:24, 8:24] == 255).all()  # the RoI and one cell around it: the edit
+    assert (out[:4] == 0).all() and (out[:, 28:] == 0).all()  # beyond the feather: the source

@@ -28,11 +28,20 @@ def mask_from_image(mask_image: Image.Image, field: str = "roi") -> torch.Tensor
     return mask
 
 
-def paste_outside_roi(source: Image.Image, edited: Image.Image, roi: torch.Tensor, cell: int) -> Image.Image:
-    """The edit inside ``roi`` and the source's own pixels outside it, the edge feathered by a quarter
-    of a latent cell (``cell`` pixels): the last step of ``keep_outside``, as the WebUI's inpainting
-    composites its result (the latent blend alone leaves the VAE's round trip outside the RoI). ``roi``:
-    bool at the latent's resolution (LIME's own), or the user's region in [0, 1] at the image's size."""
-    from ..compositing import paste_back, pixel_mask
+PASTE_MARGIN = 1  # latent cells: a RoI at the latent's resolution is pasted this much wider
 
+
+def paste_outside_roi(source: Image.Image, edited: Image.Image, roi: torch.Tensor, cell: int) -> Image.Image:
+    """The edit inside ``roi`` and the source's own pixels outside it: the last step of ``keep_outside``,
+    as the WebUI's inpainting composites its result (the latent blend alone leaves the VAE's round trip
+    outside the RoI). ``roi``: the user's region in [0, 1] at the image's size, pasted at its own
+    pixels; or bool at the latent's resolution (``cell`` pixels a cell, LIME's own RoI), pasted
+    :data:`PASTE_MARGIN` cell wider, because the decoder carries the edit about a cell past the RoI's
+    edge and cutting it there leaves the object's rim as it was (measured in the README's LIME
+    table). The edge is feathered outward by a quarter of a cell."""
+    from ..compositing import paste_back, pixel_mask
+    from .roi import grow_mask
+
+    if roi.shape[-1] != edited.width:
+        roi = grow_mask(roi.bool(), PASTE_MARGIN)
     return paste_back(source, edited, pixel_mask(roi.float().cpu().numpy(), edited.height, edited.width, cell / 4))
