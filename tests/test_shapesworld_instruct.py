@@ -62,13 +62,15 @@ def test_a_short_run_saves_an_instruct_pipeline(tmp_path):
 
 
 def test_grounding_targets_are_the_instructions_object_words_at_the_edited_box():
+    from types import SimpleNamespace
+
     from lib_regedit.shapesworld.instruct_train import grounding_targets
     from lib_regedit.tokenizer import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     pairs = [edit_pair(0, i) for i in range(12)]
     ids = tokenizer([p.instruction for p in pairs], padding="max_length", max_length=77, return_tensors="pt").input_ids
-    positions, boxes = grounding_targets(tokenizer, pairs, ids)
+    positions, boxes = grounding_targets(SimpleNamespace(tokenizer=tokenizer), pairs)
     for p, row, pos, box in zip(pairs, ids, positions, boxes):
         obj = p.source.objects[p.index]
         words = [tokenizer.decode([int(row[j])]).strip() for j in pos if j >= 0]
@@ -86,8 +88,7 @@ def test_a_grounded_step_returns_both_losses_and_reaches_the_cross_attention_key
     pipe = load(None)
     store = grounding.install(pipe.unet)
     sources, targets, pairs = batch(0, 0, 4)
-    noise_loss, ground = train_step(pipe, sources, targets, [p.instruction for p in pairs],
-                                    torch.Generator().manual_seed(0), pairs, store)
+    noise_loss, ground = train_step(pipe, sources, targets, pairs, torch.Generator().manual_seed(0), store)
     assert noise_loss.requires_grad and ground.requires_grad and 0 < float(ground) <= 1
     assert len(store) == 6  # the down and up cross-attention layers of ShapesWorld's UNet (2 + 4), not the mid one
     ground.backward()

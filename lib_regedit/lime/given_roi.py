@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import RegEditError
-from ..masks import box_mask
+from ..masks import box_mask, mask_at
 
 TOUCHED = 0.01  # a cell is in the RoI when at least this share of it is (1%: rounding slivers are not)
 
@@ -40,8 +40,7 @@ def from_mask(mask: torch.Tensor, latent_hw: tuple[int, int], image_hw: tuple[in
                                                              "find the RoI automatically")
     if tuple(mask.shape) == tuple(image_hw):
         return touched_cells(mask, latent_hw), mask.float()
-    latent = torch.nn.functional.interpolate(mask[None, None].float(), size=tuple(latent_hw),
-                                             mode="nearest")[0, 0] > 0.5
+    latent = mask_at(mask, latent_hw)
     if not latent.any():
         raise RegEditError(field, "the mask is smaller than one latent cell",
                            "draw a larger region, or give the mask at the image's size")

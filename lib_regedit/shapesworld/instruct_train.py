@@ -74,44 +74,39 @@ def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def grounding_targets(tokenizer, pairs, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each pair: the positions of its instruction's object words in ``ids`` (n, K), -1 where there
-    is none, and the edited object's box (n, K, 4) for each."""
+def grounding_targets(pipe, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each pair: the positions of its instruction's object words (n, K), -1 where there is none,
+    found as LIME finds them at edit time (``api.tokenize``, then ``object_positions``), and the edited
+    object's box (n, K, 4) for each."""
+    from ..api import tokenize
     from ..lime.edit_tokens import object_positions
 
     k = 3  # colour, shape, new colour or shape
     positions = torch.full((len(pairs), k), -1, dtype=torch.long)
     boxes = torch.zeros(len(pairs), k, 4)
     for i, pair in enumerate(pairs):
-        row = ids[i].tolist()
-        words = []
-        for pos, token in enumerate(row[1:], 1):
-            if token == tokenizer.eos_token_id:
-                break
-            words.append((pos, tokenizer.decode([token])))
-        found = object_positions(words)[:k]
+        found = object_positions(tokenize(pipe, pair.instruction))[:k]
         positions[i, :len(found)] = torch.tensor(found, dtype=torch.long)
         boxes[i] = torch.tensor(pair.source.objects[pair.index].box)
     return positions, boxes
 
 
-def train_step(pipe, sources, targets, instructions, generator, pairs=None, ground_store=None,
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The noise-prediction loss of one batch (with conditioning dropout), and the grounding loss when
-    ``ground_store`` (from ``grounding.install``) and the batch's ``pairs`` are given."""
+def train_step(pipe, sources, targets, pairs, generator, ground_store=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The noise-prediction loss of one batch of ``pairs`` (with conditioning dropout), and the grounding
+    loss when ``ground_store`` (from ``grounding.install``) is given."""
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
     with torch.no_grad():
         source_latents = vae.encode(to_tensor(sources)).latent_dist.mode()
         target_latents = vae.encode(to_tensor(targets)).latent_dist.mode() * vae.config.scaling_factor
     n = target_latents.shape[0]
-    ids = tokenizer(instructions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+    ids = tokenizer([p.instruction for p in pairs], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty = tokenizer([""] * n, padding="max_length", max_length=tokenizer.model_max_length,
                       return_tensors="pt").input_ids
     u = torch.rand(n, generator=generator)
     drop_text = (u < DROP) | ((u >= 2 * DROP) & (u < 3 * DROP))
     drop_image = (u >= DROP) & (u < 3 * DROP)
-    ground_targets = grounding_targets(tokenizer, pairs, ids) if ground_store is not None else None
+    ground_targets = grounding_targets(pipe, pairs) if ground_store is not None else None
     ids = torch.where(drop_text[:, None], empty, ids)
     context = text_encoder(ids)[0]
     source_latents = source_latents * (~drop_image).float()[:, None, None, None]
@@ -168,8 +163,7 @@ def main(argv=None) -> None:
     while step < args.steps and time.time() - started < args.minutes * 60:
         sources, targets, pairs = batch(args.seed, index, args.batch)
         index += args.batch
-        loss, ground = train_step(pipe, sources, targets, [p.instruction for p in pairs], generator, pairs,
-                                  ground_store)
+        loss, ground = train_step(pipe, sources, targets, pairs, generator, ground_store)
         losses.append(float(loss.detach()))
         if ground is not None:
             grounds.append(float(ground.detach()))
