@@ -466,34 +466,22 @@ class RegEditScript(scripts.Script):
     def postprocess_image(self, p, pp, *args):
         drag = getattr(p, "_regedit_drag", None)
         if drag is not None and getattr(p, "init_images", None):
-            from modules import images
-
-            original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
-            pp.image = composite(original, pp.image, drag)
+            pp.image = composite(_init_image(p), pp.image, drag)
         edit = getattr(p, "_regedit_picture_edit", None)
         if edit is not None and getattr(p, "batch_index", 0) % 2 == 1:  # the edit of each (reconstruction, edit)
-            from modules import images
-
             from lib_regedit.editing.real_edit import paste_outside
 
-            original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
-            pp.image = paste_outside(original, pp.image, edit)
+            pp.image = paste_outside(_init_image(p), pp.image, edit)
         lime = getattr(p, "_regedit_lime", None)
         if lime is not None and getattr(p, "init_images", None):
-            from modules import images
-
-            original = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
-            pp.image = lime.paste_outside(original, pp.image)
+            pp.image = lime.paste_outside(_init_image(p), pp.image)
 
     def postprocess(self, p, processed, *args):
         lime = getattr(p, "_regedit_lime", None)
         if lime is not None:
             try:
                 if lime.roi is not None and getattr(p, "_regedit_preview", False) and processed.images:
-                    from modules import images
-
-                    source = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
-                    processed.images.append(roi_preview(source, lime.roi))
+                    processed.images.append(roi_preview(_init_image(p), lime.roi))
                     processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
             finally:
                 _remove_leftovers()
@@ -607,7 +595,7 @@ def _start_real_edit(p, document) -> None:
 
 
 def _real_edit_sample(p, document, prompts):
-    from modules import images, prompt_parser
+    from modules import prompt_parser
 
     from lib_regedit.inversion.image_input import check_regions_cover
 
@@ -624,7 +612,7 @@ def _real_edit_sample(p, document, prompts):
                 [text], is_negative_prompt=negative, width=p.width, height=p.height))
 
     rows = p.init_latent.shape[0]
-    picture = images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+    picture = _init_image(p)
     z0 = _init_means(p, model, rows=1)  # every row is the same picture: its one inversion serves them
     shared.state.textinfo = "RegEdit: inverting"
     shared.state.sampling_step = 0
@@ -778,6 +766,13 @@ def _forge_controller(p, controller):
         yield
     finally:
         p._regedit_forge_controller = None
+
+
+def _init_image(p):
+    """img2img's first init image at the generation's size, as the WebUI resizes it for sampling."""
+    from modules import images
+
+    return images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
 
 
 def _blend_outside(p, roi) -> None:
