@@ -55,7 +55,8 @@ class NoiseReplay:
             del self.rng.next
 
 
-LATENT_CELL = 8  # pixels per latent cell in the WebUI's SD 1.x and SDXL models
+BOX_GRID = 8  # drawn boxes' cover of each latent cell is measured on a grid this many times finer
+# (any VAE factor: ShapesWorld's is 4; the paste measures them again at the image's own size)
 
 
 class LimeSession:
@@ -75,7 +76,7 @@ class LimeSession:
             self.roi, self.source = mask_at(mask.bool(), latent_hw), "inpaint mask"
         elif document.roi:
             self.roi, _ = given_roi.from_boxes(document.roi, latent_hw,
-                                               (latent_hw[0] * LATENT_CELL, latent_hw[1] * LATENT_CELL))
+                                               (latent_hw[0] * BOX_GRID, latent_hw[1] * BOX_GRID))
             self.source = "boxes"
         if self.roi is not None and not self.roi.any():
             raise RegEditError("lime.roi", f"the {self.source} cover nothing at the latent's resolution",
