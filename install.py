@@ -1,13 +1,14 @@
 """Run by the AUTOMATIC1111 WebUI at start-up: installs only what is missing, with launch.run_pip.
 
 Inside the WebUI, lib_regedit needs what the WebUI already ships (torch, numpy, Pillow) and
-scikit-learn (LIME's k-means and English stop words), which the WebUI does not ship; a stripped
-environment gets a clear install instead of an import error.
+scikit-learn (LIME's k-means and English stop words), which the WebUI does not ship, and
+scikit-image (LIME's superpixels), which it does; a stripped environment gets a clear install
+instead of an import error.
 """
 
 import launch
 
-REQUIREMENTS = {"numpy": "numpy", "PIL": "pillow", "sklearn": "scikit-learn"}
+REQUIREMENTS = {"numpy": "numpy", "PIL": "pillow", "sklearn": "scikit-learn", "skimage": "scikit-image"}
 
 for module, package in REQUIREMENTS.items():
     if not launch.is_installed(module):

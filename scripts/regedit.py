@@ -132,6 +132,10 @@ def _outside_note(layout: bool) -> str:
 
 
 UI_SETTINGS = 11  # mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta
+# img2img's controls after those, in the order ui() returns them
+DRAG_UI = (UI_SETTINGS, UI_SETTINGS + 3)  # start_t, end_t, handle_noise
+LIME_UI = (DRAG_UI[1], DRAG_UI[1] + 8)  # on, clusters, points, feature_step, until, grow, keep_outside, snap
+INVERSION_UI = LIME_UI[1]  # the picture edit's inversion
 # Settings → RegEdit: the accordion's starting values (read when the page is built; Reload UI after a
 # change) and previews (read when a generation starts).
 SETTING_DEFAULTS = {"mode": "attention", "whole_start": 0.3, "layout_init": True, "init_noise": 0.25, "kssa": False}
@@ -186,7 +190,8 @@ def _drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
 LIME_DEFAULTS = LimeOptions()
 
 
-def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until, grow, keep_outside):
+def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until, grow, keep_outside,
+                          snap=LIME_DEFAULTS.snap):
     """The LIME controls written into the LIME document (its drawn RoI boxes kept)."""
     try:
         old = parse_lime_document(lime_text)
@@ -196,7 +201,7 @@ def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_ste
         return ""
     options = dataclasses.replace(LIME_DEFAULTS, clusters=int(clusters), points=int(points),
                                   feature_step=float(feature_step), regularise_until=float(until),
-                                  grow=int(grow), keep_outside=bool(keep_outside))
+                                  grow=int(grow), keep_outside=bool(keep_outside), snap=bool(snap))
     return LimeDocument(options, old.roi if old is not None else ()).to_json()
 
 
@@ -325,6 +330,10 @@ class RegEditScript(scripts.Script):
                                                    info="blend the source back outside the region at every step and "
                                                         "paste its pixels there at the end (off: the paper's "
                                                         "attention regularisation alone)")
+                        snap = gr.Checkbox(LIME_DEFAULTS.snap, label="LIME: snap the found region to the object",
+                                           elem_id=f"regedit_lime_snap_{tab}",
+                                           info="the image's superpixels the found region mostly covers, boxed "
+                                                "(off: the paper's feature clusters as they are)")
                 with gr.Accordion("Edit a picture by regions", open=False):
                     gr.Markdown("Give boxes an edit role (add, remove, change) on the region canvas, each box's "
                                 "prompt describing the picture as it is: Generate inverts the picture with those "
@@ -336,7 +345,7 @@ class RegEditScript(scripts.Script):
                                                "reconstruction) or plain DDIM",
                                          elem_id=f"regedit_inversion_{tab}")
                 self._inversion = inversion
-                lime_settings = [lime_on, clusters, points, feature_step, until, grow, keep_outside]
+                lime_settings = [lime_on, clusters, points, feature_step, until, grow, keep_outside, snap]
                 self._lime_settings = lime_settings
                 for control in lime_settings:
                     control.change(_lime_settings_to_doc, inputs=[lime_doc, *lime_settings], outputs=[lime_doc])
@@ -348,6 +357,7 @@ class RegEditScript(scripts.Script):
                     (until, _from_infotext(lambda d: d.options.regularise_until, LIME_INFOTEXT_KEY)),
                     (grow, _from_infotext(lambda d: d.options.grow, LIME_INFOTEXT_KEY)),
                     (keep_outside, _from_infotext(lambda d: d.options.keep_outside, LIME_INFOTEXT_KEY)),
+                    (snap, _from_infotext(lambda d: d.options.snap, LIME_INFOTEXT_KEY)),
                 ]
         settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta]
         apply.click(_table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
@@ -394,11 +404,11 @@ class RegEditScript(scripts.Script):
         webui_latent_scale.sync(processing, shared.sd_model)
         from_page = not getattr(p, "is_api", False) and len(ui_values) >= UI_SETTINGS
         active = bool(enabled) or bool(getattr(p, "is_api", False))
-        if from_page and len(ui_values) >= UI_SETTINGS + 3:
-            drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[UI_SETTINGS:UI_SETTINGS + 3])
-        if from_page and len(ui_values) >= UI_SETTINGS + 10:
-            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[UI_SETTINGS + 3:UI_SETTINGS + 10])
-            active = active or bool(ui_values[UI_SETTINGS + 3])  # the LIME checkbox alone turns it on
+        if from_page and len(ui_values) >= DRAG_UI[1]:
+            drag_doc = _drag_settings_to_doc(drag_doc, *ui_values[DRAG_UI[0]:DRAG_UI[1]])
+        if from_page and len(ui_values) >= LIME_UI[1]:
+            lime_doc = _lime_settings_to_doc(lime_doc, *ui_values[LIME_UI[0]:LIME_UI[1]])
+            active = active or bool(ui_values[LIME_UI[0]])  # the LIME checkbox alone turns it on
         if active and _start_drag(p, drag_doc):
             return
         if active and _start_lime(p, lime_doc, doc, bool(preview)):
@@ -409,9 +419,9 @@ class RegEditScript(scripts.Script):
             obj = load_json_object(doc, "regedit")
             if obj is not None and from_page:  # what the page shows runs
                 obj = json.loads(_with_settings(obj, *ui_values[:UI_SETTINGS]))
-                if len(ui_values) >= UI_SETTINGS + 11 and ui_values[UI_SETTINGS + 10] and _edits(obj) \
+                if len(ui_values) > INVERSION_UI and ui_values[INVERSION_UI] and _edits(obj) \
                         and isinstance(obj.get("edit", {}), dict):  # img2img's inversion, for a picture's edit
-                    obj["edit"] = {**obj.get("edit", {}), "inversion": ui_values[UI_SETTINGS + 10]}
+                    obj["edit"] = {**obj.get("edit", {}), "inversion": ui_values[INVERSION_UI]}
             obj = xyz_axes.apply_overrides(obj, _xyz_overrides(p), "regions")
             if obj is None:
                 return
@@ -481,7 +491,8 @@ class RegEditScript(scripts.Script):
         if lime is not None:
             try:
                 if lime.roi is not None and getattr(p, "_regedit_preview", False) and processed.images:
-                    processed.images.append(roi_preview(_init_image(p), lime.roi))
+                    processed.images.append(roi_preview(_init_image(p), lime.roi if lime.pixel_roi is None
+                                                        else lime.pixel_roi > 0.5))
                     processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
             finally:
                 _remove_leftovers()
@@ -735,7 +746,8 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         mask = nmask.reshape(-1, *nmask.shape[-2:])[0].float().cpu() > 0.5 \
             if isinstance(nmask, torch.Tensor) and nmask.ndim >= 2 else None
         try:
-            session = LimeSession(document, _tokenizer()(prompts[0]), tuple(p.init_latent.shape[-2:]), mask)
+            session = LimeSession(document, _tokenizer()(prompts[0]), tuple(p.init_latent.shape[-2:]), mask,
+                                  _init_image(p))
         except RegEditError as exc:
             exc.status_code = 422
             raise

@@ -86,6 +86,62 @@ def test_grow_adds_every_cell_within_that_many_cells_of_the_found_roi():
     assert torch.equal(grown, expected) and grown.sum() > square.sum() and (grown & square).equal(square)
 
 
+def shapes_scene():
+    """64x64 (a 16x16 latent at 4 pixels a cell): a red square at pixels 8..28, a blue disc at 40..60."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (64, 64), (225, 235, 245))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((8, 8, 27, 27), fill=(220, 30, 30))
+    draw.ellipse((40, 36, 59, 55), fill=(30, 60, 220))
+    return image
+
+
+def test_snap_takes_the_object_the_found_roi_lands_on_and_drops_the_stray_cells():
+    from lib_regedit.lime.superpixels import snap_to_superpixels
+
+    found = torch.zeros(16, 16, dtype=torch.bool)
+    found[3:6, 3:6] = True  # the square's middle (cells 2..6), not its rim
+    found[12, 2] = True  # a stray background cell
+    region = snap_to_superpixels(shapes_scene(), found)
+    square = torch.zeros(64, 64)
+    square[8:28, 8:28] = 1
+    assert region.shape == (64, 64) and torch.equal(region, square)  # the whole square, its box, nothing else
+
+
+def test_snap_boxes_each_part_and_falls_back_to_the_found_roi():
+    from lib_regedit.lime.superpixels import box_each_part, snap_to_superpixels
+
+    region = np.zeros((10, 10), bool)
+    region[1, 1] = region[2, 2] = region[1, 3] = True  # one part (diagonal neighbours)
+    region[7:9, 6] = region[8, 8] = True  # two more
+    boxed = box_each_part(region)
+    expected = np.zeros((10, 10), bool)
+    expected[1:3, 1:4] = expected[7:9, 6] = expected[8, 8] = True
+    assert np.array_equal(boxed, expected)
+    plain = Image.new("RGB", (64, 64), (200, 200, 200))  # no superpixel is covered enough: the RoI's own box
+    found = torch.zeros(16, 16, dtype=torch.bool)
+    found[4, 4] = found[5, 5] = True
+    out = snap_to_superpixels(plain, found)
+    assert out.sum() == 64 and (out[16:24, 16:24] == 1).all()
+
+
+def test_lime_edit_snaps_the_found_roi_and_pastes_at_its_pixels(instruct):
+    from lib_regedit.lime.given_roi import touched_cells
+    from lib_regedit.lime.superpixels import snap_to_superpixels
+
+    image = source_image()
+    kwargs = dict(steps=5, seed=0, progress=False)
+    raw = lime_edit(instruct, image, "make the red square blue", lime={"snap": False}, **kwargs)
+    snapped = lime_edit(instruct, image, "make the red square blue", **kwargs)
+    region = snap_to_superpixels(image, raw.roi)
+    assert torch.equal(snapped.roi, touched_cells(region, (16, 16))) and "snap" in snapped.timings
+    src, out = np.asarray(image).astype(int), np.asarray(snapped.image).astype(int)
+    far = torch.nn.functional.max_pool2d(region[None, None], 5, 1, 2)[0, 0].numpy() == 0  # beyond the feather
+    assert np.array_equal(out[far], src[far])
+    assert '"snap": false' in raw.parameters.replace('\\"', '"') and '"snap"' not in snapped.parameters
+
+
 def test_features_are_upsampled_and_l2_normalised_and_pca_keeps_the_clusters():
     features, segment = planted_features()
     x = feature_matrix(features, (12, 12))
@@ -225,7 +281,7 @@ def test_lime_edit_on_an_instruct_pipeline_runs_all_three_branches(instruct):
     assert result.roi.shape == (16, 16) and result.roi.any() and not result.roi.all()
     assert result.preview.size == (32, 32)
     assert "RegEdit LIME: {}" in result.parameters and "Image CFG scale: 1.5" in result.parameters
-    assert set(result.timings) == {"first_pass", "clustering", "edit"}
+    assert set(result.timings) == {"first_pass", "clustering", "snap", "edit"}
 
 
 def test_without_lime_it_is_the_plain_pipeline_and_nothing_stays_hooked(instruct):
@@ -274,6 +330,7 @@ def test_an_ordinary_pipeline_runs_the_localised_prompt_edit(sd):
     (dict(lime={"feature_step": 2}), "lime.feature_step"),
     (dict(lime={"grow": -1}), "lime.grow"),
     (dict(options=LimeOptions(grow=1.5)), "lime.grow"),
+    (dict(options=LimeOptions(snap="yes")), "lime.snap"),
     (dict(lime={"colour": 1}), "lime.colour"),
     (dict(image=Image.new("RGB", (30, 30))), "image"),
     (dict(image=Image.new("I;16", (32, 32))), "image"),

@@ -19,8 +19,9 @@ def test_lime_document_defaults_shorthands_and_round_trip():
     default = parse_lime_document(True)
     assert default == parse_lime_document({}) == parse_lime_document("true")
     assert default.to_json() == "{}" and default.options.keep_outside
-    doc = parse_lime_document({"clusters": 4, "keep_outside": False, "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}]})
-    assert parse_lime_document(doc.to_json()) == doc
+    doc = parse_lime_document({"clusters": 4, "keep_outside": False, "snap": False,
+                               "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}]})
+    assert parse_lime_document(doc.to_json()) == doc and not doc.options.snap and default.options.snap
     assert doc.roi == ((0.1, 0.2, 0.3, 0.4),) and doc.options.clusters == 4 and not doc.options.keep_outside
 
 
@@ -28,6 +29,7 @@ def test_lime_document_defaults_shorthands_and_round_trip():
     ({"clusters": 2.5}, "lime.clusters"),
     ({"points": 0}, "lime.points"),
     ({"regularise_until": -1}, "lime.regularise_until"),
+    ({"snap": "yes"}, "lime.snap"),
     ({"roi": [{"x": 0.8, "y": 0, "w": 0.5, "h": 0.1}]}, "lime.roi[0]"),
     ({"roi": "box"}, "lime.roi"),
     ({"colour": "red"}, "lime.colour"),
@@ -83,6 +85,7 @@ def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
     (["--instruction", "make it red", "--clusters", "3"], "--clusters: is a LIME setting"),
     (["--instruction", "make it red", "--lime", "--points", "0"], "--points: 0 is out of range"),
     (["--instruction", "make it red", "--roi-preview", "r.png"], "--roi-preview: needs --lime"),
+    (["--instruction", "make it red", "--no-snap"], "--no-snap: is a LIME setting"),
     (["--instruction", "make it red", "--strength", "0"], "--strength"),
     (["--instruction", "make it red", "--model", "/nonexistent"], "--model: /nonexistent does not exist"),
 ])

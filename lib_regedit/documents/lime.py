@@ -10,7 +10,8 @@ no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_
 form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
 ``regularise_until`` (the fraction of the steps regularised, 0.9), ``grow`` (latent cells added around
 the RoI LIME finds, 0: the paper's RoI), ``keep_outside`` (the source is blended back outside the RoI at
-every step and its pixels pasted there at the end, true; false is the paper's method alone), ``roi``
+every step and its pixels pasted there at the end, true; false is the paper's method alone), ``snap`` (the found RoI snapped to
+the image's superpixels, true; false keeps the paper's k-means segments), ``roi``
 (boxes as fractions of the image, top-left origin; their union replaces the found RoI).
 """
 
@@ -24,7 +25,7 @@ from ..errors import RegEditError
 from ..lime.options import LimeOptions
 from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
 
-LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "roi")
+LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap", "roi")
 MAX_GROW = 16
 MAX_ROI_BOXES = 32
 
@@ -36,7 +37,7 @@ class LimeDocument:
 
     def to_dict(self) -> dict:
         defaults, data = asdict(LimeOptions()), {}
-        for key in ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside"):
+        for key in ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap"):
             value = getattr(self.options, key)
             if value != defaults[key]:
                 data[key] = value
@@ -68,6 +69,7 @@ def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
         regularise_until=get_number(obj, "regularise_until", field, default=defaults.regularise_until, lo=0.0, hi=1.0),
         grow=_whole(obj, "grow", field, defaults.grow, 0, MAX_GROW),
         keep_outside=get_bool(obj, "keep_outside", field, default=defaults.keep_outside),
+        snap=get_bool(obj, "snap", field, default=defaults.snap),
     )
     boxes = []
     for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):

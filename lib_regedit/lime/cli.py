@@ -35,16 +35,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--feature-step", type=float, help="LIME: the step whose features find the RoI (fraction, default 1/3)")
     ed.add_argument("--regularise-until", type=float, help="LIME: fraction of the steps regularised (default 0.9)")
     ed.add_argument("--grow", type=int, help="LIME: latent cells added around the RoI it finds (default 0)")
+    ed.add_argument("--no-snap", dest="snap", action="store_const", const=False,
+                    help="LIME: keep the feature clusters it finds, not snapped to the object's superpixels and boxed")
     ed.set_defaults(func=run)
     return ed
 
 
 def _lime_document(args) -> dict | None:
     """The LIME flags as a LIME document (checked by the one parser before any work)."""
-    flags = {k: getattr(args, k) for k in ("clusters", "points", "feature_step", "regularise_until", "grow")
-             if getattr(args, k) is not None}
+    names = ("clusters", "points", "feature_step", "regularise_until", "grow", "snap")
+    flags = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if flags and not args.lime:
-        raise RegEditError("--" + next(iter(flags)).replace("_", "-"), "is a LIME setting, and --lime is not given",
+        first = next(iter(flags))
+        raise RegEditError("--no-snap" if first == "snap" else "--" + first.replace("_", "-"),
+                           "is a LIME setting, and --lime is not given",
                            "add --lime, or leave the setting out")
     for name in ("roi_preview", "roi_mask"):
         if getattr(args, name) and not args.lime:

@@ -38,6 +38,7 @@ from .options import LimeOptions
 from . import given_roi
 from .preview import paste_outside_roi, roi_preview
 from .roi import Roi, find_roi
+from .superpixels import snap_to_superpixels
 
 
 @dataclass
@@ -192,6 +193,11 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
         roi = found.mask
         timings["first_pass"] = time.perf_counter() - started - found.seconds
         timings["clustering"] = found.seconds
+        if options.snap:
+            started = time.perf_counter()
+            pixel_roi = snap_to_superpixels(image, roi)
+            roi = given_roi.touched_cells(pixel_roi, latent_hw)
+            timings["snap"] = time.perf_counter() - started
     started = time.perf_counter()
     effects = [LimeRegularisation(roi, positions, options.regularise_until, options.regularise_downscales)] if lime else []
     edited = run(effects, roi if lime and options.keep_outside else None)
@@ -207,7 +213,7 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     if lime:
         params[LIME_INFOTEXT_KEY] = LimeDocument(options, document.roi).to_json()
     return LimeResult(edited, parameters_text(instruction, negative_prompt, params), roi if lime else None,
-                      roi_preview(image, roi) if lime else None, timings)
+                      roi_preview(image, roi if pixel_roi is None else pixel_roi > 0.5) if lime else None, timings)
 
 
 def _outside_blend(runner, image: Image.Image, roi: torch.Tensor, seed: int, skipped: int):

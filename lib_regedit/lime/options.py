@@ -31,6 +31,7 @@ class LimeOptions:
     max_dim: int = 64  # features with more channels are reduced by PCA to this many before clustering
     grow: int = 0  # ours: the found RoI grown by this many latent cells (0: the paper's RoI)
     keep_outside: bool = True  # outside the RoI, blend the source back at every step, paste it at the end
+    snap: bool = True  # ours: the found RoI snapped to the image's superpixels (lib_regedit/lime/superpixels.py)
 
     def checked(self) -> "LimeOptions":
         """Itself, or a RegEditError naming the field."""
@@ -39,6 +40,10 @@ class LimeOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise RegEditError(f"lime.{name}", f"{value!r} is not a whole number of at least {lo}",
                                    f"use an integer >= {lo} (default {getattr(LimeOptions, name)})")
+        for name in ("keep_outside", "snap"):
+            if not isinstance(getattr(self, name), bool):
+                raise RegEditError(f"lime.{name}", f"{getattr(self, name)!r} is not true or false",
+                                   f"use true or false (default {str(getattr(LimeOptions, name)).lower()})")
         for name in ("feature_step", "regularise_until"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:

@@ -26,6 +26,7 @@ from . import given_roi
 from .diffusers_lime import lime_positions
 from .preview import paste_outside_roi
 from .roi import Roi, find_roi
+from .superpixels import snap_to_superpixels
 
 
 class NoiseReplay:
@@ -63,8 +64,10 @@ class LimeSession:
     """One LIME generation: the settings, the edit tokens, the RoI (given or found), the row layout."""
 
     def __init__(self, document: LimeDocument, tokens: list[tuple[int, str]], latent_hw: tuple[int, int],
-                 mask: torch.Tensor | None = None):
+                 mask: torch.Tensor | None = None, image=None):
         self.document = document
+        self.image = image  # the source at the generation's size: the found RoI snaps to its superpixels
+        self.pixel_roi: torch.Tensor | None = None  # the snapped RoI at the image's size
         self.options = document.options.checked()
         self.positions, self.objects = lime_positions(tokens, "prompt")
         self.latent_hw = latent_hw
@@ -90,6 +93,8 @@ class LimeSession:
             return edited
         if self.source == "boxes":
             _, region = given_roi.from_boxes(self.document.roi, self.latent_hw, (edited.height, edited.width))
+        elif self.pixel_roi is not None and tuple(self.pixel_roi.shape) == (edited.height, edited.width):
+            region = self.pixel_roi
         else:
             region = self.roi
         return paste_outside_roi(source, edited, region, edited.width // self.latent_hw[1])
@@ -136,6 +141,9 @@ class LimeSession:
                                       points=self.options.points, max_dim=self.options.max_dim, hw=self.latent_hw,
                                       grow=self.options.grow)
                 self.roi = self.found.mask
+                if self.options.snap and self.image is not None:
+                    self.pixel_roi = snap_to_superpixels(self.image, self.roi)
+                    self.roi = given_roi.touched_cells(self.pixel_roi, self.latent_hw)
                 if replay is not None:
                     replay.replay()
             self.state.step = 0

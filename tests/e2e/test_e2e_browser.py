@@ -323,8 +323,8 @@ def test_what_the_page_shows_runs(page, webui):
 
 
 def test_img2img_lime_from_the_page(page, webui, tmp_path):
-    """The LIME accordion in img2img: ticking LIME alone runs it, the sliders (k, the growth) reach the
-    infotext, and the preview adds the RoI to the gallery."""
+    """The LIME accordion in img2img: ticking LIME alone runs it, the sliders (k, the growth) and the
+    snap checkbox reach the infotext, and the preview adds the RoI to the gallery."""
     from lib_regedit.shapesworld.data import Scene, ShapeObject, render
 
     init = tmp_path / "init.png"
@@ -343,12 +343,15 @@ def test_img2img_lime_from_the_page(page, webui, tmp_path):
     page.locator("#regedit_lime_enable_img2img input").check()
     set_number(page, "regedit_lime_clusters_img2img", 5)
     set_number(page, "regedit_lime_grow_img2img", 1)
+    page.locator("#regedit_lime_snap_img2img input").uncheck()
     page.wait_for_function("(document.querySelector('#regedit_lime_img2img textarea').value || '')"
                            ".includes('\"clusters\": 5')", timeout=30_000)
     info, image = generate_and_read(page, webui, "img2img")
     parameters = image.info.get("parameters", "")
     assert "RegEdit LIME" in info and '\\"clusters\\": 5' in parameters and '\\"grow\\": 1' in parameters, image.info
+    assert '\\"snap\\": false' in parameters, image.info
     assert page.locator("#img2img_gallery .thumbnail-item").count() >= 2  # the edit and the RoI preview
     page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / "lime_accordion.png"))
+    page.locator("#regedit_lime_snap_img2img input").check()
     page.locator("#regedit_lime_enable_img2img input").uncheck()
     assert not our_errors(page), our_errors(page)
