@@ -25,6 +25,8 @@ class Axis:
     choices: tuple[str, ...] | None = None
 
 
+ON_OFF = ("on", "off")  # a switch (the WebUI's axis turns each value into the axis type: str, not bool)
+
 AXES = (
     Axis("[RegEdit] Fusion mode", "regions", "mode", str, choices=("attention", "latent")),
     Axis("[RegEdit] Whole prompt start", "regions", "whole_prompt_start", float, 0.0, 1.0),
@@ -34,9 +36,9 @@ AXES = (
     Axis("[RegEdit] Init noise", "regions", "init_noise", float, 0.0, 1.0),
     Axis("[RegEdit] Background prompt", "regions", "background_prompt", str,
          choices=("rest", "whole", "empty", "negative")),
-    Axis("[RegEdit] KSSA", "regions", "kssa.enabled", str, choices=("on", "off")),
+    Axis("[RegEdit] KSSA", "regions", "kssa.enabled", str, choices=ON_OFF),
     Axis("[RegEdit] KSSA scale", "regions", "kssa.scale", float, 0.0, 10.0),
-    Axis("[RegEdit] Layout guidance", "regions", "guidance.enabled", str, choices=("on", "off")),
+    Axis("[RegEdit] Layout guidance", "regions", "guidance.enabled", str, choices=ON_OFF),
     Axis("[RegEdit] Layout guidance scale", "regions", "guidance.scale", float, 0.0, 10000.0),
     Axis("[RegEdit] Layout guidance until", "regions", "guidance.until", float, 0.0, 1.0),
     Axis("[RegEdit] Drag start", "drag", "start_t", float, 0.0, 1.0),
@@ -47,6 +49,7 @@ AXES = (
     Axis("[RegEdit] LIME feature step", "lime", "feature_step", float, 0.0, 1.0),
     Axis("[RegEdit] LIME regularise until", "lime", "regularise_until", float, 0.0, 1.0),
     Axis("[RegEdit] LIME grow", "lime", "grow", int, 0, 16),
+    Axis("[RegEdit] LIME snap", "lime", "snap", str, choices=ON_OFF),
 )
 
 
@@ -85,6 +88,8 @@ def apply_overrides(obj: dict | None, overrides: dict, document: str) -> dict | 
             if name != "enabled":
                 options.setdefault("enabled", True)
             out[group] = options
+        elif axis.choices == ON_OFF:
+            out[axis.key] = value == "on"
         else:
             out[axis.key] = float(value) if axis.type is float else int(value) if axis.type is int else value
     return out

@@ -21,7 +21,7 @@ def test_every_axis_writes_a_valid_document():
             assert doc is not None
         elif axis.document == "lime":
             lime = parse_lime_document(xyz_axes.apply_overrides({}, {axis.label: value}, "lime"))
-            assert getattr(lime.options, axis.key) == value
+            assert getattr(lime.options, axis.key) == (value == "on" if axis.choices == xyz_axes.ON_OFF else value)
         else:
             drag = {"pairs": [], "start_t": 0.5}
             assert parse_drag_document(xyz_axes.apply_overrides(drag, {axis.label: value}, "drag")) is not None
@@ -53,6 +53,8 @@ def test_lime_axes_write_the_lime_document_only():
     assert (lime.options.clusters, lime.options.feature_step, lime.options.points) == (5, 0.2, 2)
     assert '"clusters": 5' in lime.to_json()  # the infotext carries the axis value
     assert xyz_axes.apply_overrides(None, over, "lime") is None  # no LIME asked, none made
+    unsnapped = parse_lime_document(xyz_axes.apply_overrides({}, {"[RegEdit] LIME snap": "off"}, "lime"))
+    assert not unsnapped.options.snap and '"snap": false' in unsnapped.to_json()
 
 
 @pytest.mark.parametrize("label,values,fix", [

@@ -6,8 +6,9 @@ channels and SD's VAE (random weights; a one-layer CLIP of SD's width), at 256x2
 interleaved over ``--runs`` rounds (the order alternates each round); medians are compared. Without
 LIME: ``steps`` UNet evaluations of batch 3 (text and image guidance) and a VAE encode and decode. With
 LIME: a first pass that stops after the feature step (a third of the steps), the k-means of its
-features, then the edit with the regularisation. The goal is at most 1.5; the clustering's share is
-printed. Last line: ``ratio_time=X``.
+features, the snap of the found region to the image's superpixels, then the edit with the
+regularisation. The goal is at most 1.5; the clustering's and the snap's shares are printed. Last
+line: ``ratio_time=X``.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def run(args) -> None:
     medians = interleaved_medians(jobs, args.runs)
     plain, lime = medians["plain"], medians["lime"]
     timings = timings[1:]  # the warm-up's left out
-    parts = {k: statistics.median(t[k] for t in timings) for k in ("first_pass", "clustering", "edit")}
+    parts = {k: statistics.median(t[k] for t in timings) for k in ("first_pass", "clustering", "snap", "edit")}
     print(f"instruct-pix2pix edit: {plain:.2f} s; with LIME: {lime:.2f} s (first pass {parts['first_pass']:.2f} s, "
           f"clustering {parts['clustering']:.2f} s = {parts['clustering'] / lime:.1%} of the LIME edit, "
+          f"snap {parts['snap']:.3f} s = {parts['snap'] / lime:.2%}, "
           f"regularised edit {parts['edit']:.2f} s); SD 1.5 UNet (8 input channels) and VAE, random weights, "
           f"{args.size}x{args.size}, {args.steps} steps, {args.threads} thread(s), median of {args.runs}")
     print(f"ratio_time={lime / plain:.3f}")

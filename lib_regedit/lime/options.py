@@ -10,6 +10,11 @@ and at the end the source's own pixels are pasted back outside the RoI (feathere
 of a latent cell), as the WebUI's inpainting composites its result: the VAE's round trip no longer
 touches the rest. A drawn RoI (boxes, a mask) is edited in every latent cell it touches and pasted at
 its own pixels.
+
+``snap`` is ours too: the found RoI becomes the box around the image's superpixels it mostly covers
+(:mod:`lib_regedit.lime.superpixels`), then is used as a drawn region is. k-means on a small latent's
+features covers part of an object and a strip beside it; the edit needs the whole object and room
+around it.
 """
 
 from __future__ import annotations
