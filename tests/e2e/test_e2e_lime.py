@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from e2e_webui import SD1, SDXL, decode_png, infotext_of, pixels, plain_payload, png_b64
 
@@ -48,6 +49,11 @@ def test_lime_on_the_shapesworld_instruct_model(webui, instruct, assert_plain_un
     assert "RegEdit LIME: {}" in text and "RegEdit LIME: {}" in infotext_of(res["images"][0])
     preview = np.asarray(decode_png(res["images"][2]).convert("RGB"), dtype=np.int16)
     assert preview.shape == (64, 64, 3)
+    # the found region snapped to the object: the preview tints boxes (outside them: the source darkened)
+    darkened = (np.asarray(scene().convert("RGB"), dtype=np.float32) * 0.6).round()
+    tinted = np.abs(preview - darkened).max(-1) > 1
+    parts, count = ndimage.label(tinted, structure=np.ones((3, 3)))
+    assert count >= 1 and all(tinted[box].all() for box in ndimage.find_objects(parts)), tinted.astype(int)
     edits = [detect(decode_png(b).convert("RGB")) for b in res["images"][:2]]
     print("LIME in the WebUI, ShapesWorld instruct:", [[(d.colour, d.shape) for d in e] for e in edits])
     again = webui.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=instruct)
