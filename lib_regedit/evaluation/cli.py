@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     p.add_argument("--drag-cases", type=int, default=16, help="with --drag: how many cases")
     p.add_argument("--lime", action="store_true",
                    help="evaluate LIME instead (lib_regedit/evaluation/lime_eval.py): edit right, rest unchanged")
-    p.add_argument("--lime-cases", type=int, default=30, help="with --lime: how many edit pairs")
+    p.add_argument("--lime-cases", type=int, default=60, help="with --lime: how many edit pairs (default 60)")
     p.add_argument("--instruct-model", default=None,
                    help="with --lime: the instruct-pix2pix model (default: the bundled ShapesWorld instruct model); "
                         "--model is the ordinary one")

@@ -73,7 +73,7 @@ def outside_scores(source, edited, box) -> tuple[float, float]:
     return float(same[outside].mean()), ssim(source, edited, ~outside, inside=False)
 
 
-def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 30, steps: int = 20, cfg: float = 7.5,
+def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20, cfg: float = 7.5,
              image_cfg: float = 1.5, strength: float = 0.75, seed: int = 0, options=None, columns=None,
              log=print) -> dict:
     from ..lime import lime_edit
