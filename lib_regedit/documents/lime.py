@@ -9,10 +9,11 @@ no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_
 ``clusters`` (k of k-means, 8), ``points`` (the edit tokens' most attended positions whose clusters
 form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
 ``regularise_until`` (the fraction of the steps regularised, 0.9), ``grow`` (latent cells added around
-the RoI LIME finds, 0: the paper's RoI), ``keep_outside`` (the source is blended back outside the RoI at
-every step and its pixels pasted there at the end, true; false is the paper's method alone), ``snap`` (the found RoI snapped to
-the image's superpixels, true; false keeps the paper's k-means segments), ``roi``
-(boxes as fractions of the image, top-left origin; their union replaces the found RoI).
+the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the image's superpixels and
+boxed, true; false keeps the paper's k-means segments), ``keep_outside`` (the source is blended back
+outside the RoI at every step and its pixels pasted there at the end, true; false is the paper's
+method alone), ``roi`` (boxes as fractions of the image, top-left origin; their union replaces the
+found RoI).
 """
 
 from __future__ import annotations
