@@ -109,6 +109,21 @@ def test_snap_takes_the_object_the_found_roi_lands_on_and_drops_the_stray_cells(
     assert region.shape == (64, 64) and torch.equal(region, square)  # the whole square, its box, nothing else
 
 
+def test_snap_merges_the_superpixels_of_one_colour_so_a_large_object_comes_whole():
+    from lib_regedit.lime.superpixels import snap_to_superpixels, superpixels
+
+    image = Image.new("RGB", (64, 64), (225, 235, 245))
+    image.paste((30, 160, 60), (8, 8, 56, 40))  # 12 x 8 cells: SLIC alone cuts it into two superpixels
+    labels = superpixels(image, (16, 16))
+    assert len(np.unique(labels[8:40, 8:56])) == 1 and len(np.unique(labels)) == 2
+    found = torch.zeros(16, 16, dtype=torch.bool)
+    found[2:10, 2:7] = True  # its left 40%
+    region = snap_to_superpixels(image, found)
+    expected = torch.zeros(64, 64)
+    expected[8:40, 8:56] = 1
+    assert torch.equal(region, expected)
+
+
 def test_snap_boxes_each_part_and_falls_back_to_the_found_roi():
     from lib_regedit.lime.superpixels import box_each_part, snap_to_superpixels
 

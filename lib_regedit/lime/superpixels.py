@@ -3,8 +3,9 @@
 LIME (Simsar et al. 2025, §3.1) takes whole k-means segments of the UNet's features. On a small
 latent those segments follow part of an object's inside and a strip of the background beside it,
 and the edit then changes half an object. The image knows better where its objects end: SLIC
-superpixels (Achanta et al. 2012; scikit-image) follow its colour edges. A superpixel joins the
-region when at least :data:`SHARE` of it is in the found RoI, and the rest of the found RoI is
+superpixels (Achanta et al. 2012; scikit-image) follow its colour edges, and neighbours of one
+colour are merged (a region adjacency graph cut at :data:`MERGE`), so an object SLIC cut in two
+comes whole. A superpixel joins the region when at least :data:`SHARE` of it is in the found RoI, and the rest of the found RoI is
 dropped (superpixel refinement of a coarse mask, as weakly supervised segmentation does it). Each
 connected part of that region then becomes its bounding box: the box a user would draw around the
 object, which leaves room for a new shape ("turn the circle into a square" needs the corners) and
@@ -26,15 +27,19 @@ SHARE = 0.35  # a superpixel joins the region when this share of it is in the fo
 CELLS_PER_SEGMENT = 16  # latent cells per superpixel (about 4x4)
 WORK_CELL = 4  # pixels per latent cell at which the image is segmented
 COMPACTNESS = 10.0  # SLIC's colour/space balance (scikit-image's default)
+MERGE = 20.0  # neighbouring superpixels whose mean colours differ by less (RGB, of 255) are one
 
 
 def superpixels(image: Image.Image, latent_hw: tuple[int, int]) -> np.ndarray:
-    """(h·WORK_CELL, w·WORK_CELL) SLIC labels of ``image`` resized to that grid, numbered from 0."""
+    """(h·WORK_CELL, w·WORK_CELL) SLIC labels of ``image`` resized to that grid, neighbours of one
+    colour merged (a region adjacency graph cut at :data:`MERGE`), numbered from 0."""
+    from skimage import graph
     from skimage.segmentation import slic
 
     h, w = latent_hw
     small = np.asarray(image.convert("RGB").resize((w * WORK_CELL, h * WORK_CELL), Image.LANCZOS))
     labels = slic(small, n_segments=max(2, (h * w) // CELLS_PER_SEGMENT), compactness=COMPACTNESS, start_label=0)
+    labels = graph.cut_threshold(labels, graph.rag_mean_color(small, labels), MERGE)
     return np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
 
 
