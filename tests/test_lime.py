@@ -87,7 +87,7 @@ def test_grow_adds_every_cell_within_that_many_cells_of_the_found_roi():
 
 
 def shapes_scene():
-    """64x64 (a 16x16 latent at 4 pixels a cell): a red square at pixels 8..28, a blue disc at 40..60."""
+    """64x64 (a 16x16 latent at 4 pixels a cell): a red square at pixels 8..27, a blue disc at x 40..59, y 36..55."""
     from PIL import ImageDraw
 
     image = Image.new("RGB", (64, 64), (225, 235, 245))
