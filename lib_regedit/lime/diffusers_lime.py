@@ -38,7 +38,7 @@ from .options import LimeOptions
 from . import given_roi
 from .preview import paste_outside_roi, roi_preview
 from .roi import Roi, find_roi
-from .superpixels import snap_to_superpixels
+from .superpixels import snapped_roi
 
 
 @dataclass
@@ -195,8 +195,7 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
         timings["clustering"] = found.seconds
         if options.snap:
             started = time.perf_counter()
-            pixel_roi = snap_to_superpixels(image, roi)
-            roi = given_roi.touched_cells(pixel_roi, latent_hw)
+            roi, pixel_roi = snapped_roi(image, roi)
             timings["snap"] = time.perf_counter() - started
     started = time.perf_counter()
     effects = [LimeRegularisation(roi, positions, options.regularise_until, options.regularise_downscales)] if lime else []

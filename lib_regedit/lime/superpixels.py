@@ -23,6 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..masks import mask_at
+from .given_roi import touched_cells
+
 SHARE = 0.35  # a superpixel joins the region when this share of it is in the found RoI
 CELLS_PER_SEGMENT = 16  # latent cells per superpixel (about 4x4)
 WORK_CELL = 4  # pixels per latent cell at which the image is segmented
@@ -61,10 +64,16 @@ def snap_to_superpixels(image: Image.Image, roi: torch.Tensor, share: float = SH
     none that much."""
     h, w = roi.shape
     labels = superpixels(image, (h, w))
-    inside = np.kron(roi.cpu().numpy().astype(np.float64), np.ones((WORK_CELL, WORK_CELL)))
+    inside = mask_at(roi.cpu(), labels.shape).numpy()
     size = np.bincount(labels.ravel())
-    covered = np.bincount(labels.ravel(), weights=inside.ravel(), minlength=len(size))
+    covered = np.bincount(labels.ravel(), weights=inside.ravel().astype(np.float64), minlength=len(size))
     chosen = covered / size >= share
-    region = box_each_part(chosen[labels] if chosen.any() else inside > 0.5)
-    out = Image.fromarray(region.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
-    return torch.from_numpy(np.asarray(out) >= 128).float()
+    region = box_each_part(chosen[labels] if chosen.any() else inside)
+    return mask_at(torch.from_numpy(region), (image.height, image.width)).float()
+
+
+def snapped_roi(image: Image.Image, roi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent bool RoI, image float RoI): ``roi`` snapped, then used as a drawn region is (every latent
+    cell it touches, and its pixels for the paste)."""
+    pixels = snap_to_superpixels(image, roi)
+    return touched_cells(pixels, tuple(roi.shape)), pixels

@@ -26,7 +26,7 @@ from . import given_roi
 from .diffusers_lime import lime_positions
 from .preview import paste_outside_roi
 from .roi import Roi, find_roi
-from .superpixels import snap_to_superpixels
+from .superpixels import snapped_roi
 
 
 class NoiseReplay:
@@ -142,8 +142,7 @@ class LimeSession:
                                       grow=self.options.grow)
                 self.roi = self.found.mask
                 if self.options.snap and self.image is not None:
-                    self.pixel_roi = snap_to_superpixels(self.image, self.roi)
-                    self.roi = given_roi.touched_cells(self.pixel_roi, self.latent_hw)
+                    self.roi, self.pixel_roi = snapped_roi(self.image, self.roi)
                 if replay is not None:
                     replay.replay()
             self.state.step = 0
