@@ -118,3 +118,13 @@ def test_a_lora_folder_that_is_not_one_and_an_unknown_lora(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and err.startswith("RegEdit: regions[0].prompt: no LoRA named 'ink' (known: none)"), err
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("args,field", [(["--lime-cases", "0"], "--lime-cases"), (["--lime-skip", "-1"], "--lime-skip")])
+def test_the_lime_eval_refuses_an_empty_range_before_loading(capsys, monkeypatch, args, field):
+    import lib_regedit.evaluation.cli as eval_cli
+
+    monkeypatch.setattr(eval_cli, "load", lambda *a, **k: pytest.fail("loaded the model for a bad setting"))
+    assert main(["eval", "--lime", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"RegEdit: {field}: ") and "whole number" in err

@@ -140,3 +140,30 @@ def test_drag_eval_runs_every_column(sd):
     assert list(summary) == list(drag_eval.COLUMNS)
     assert all(r["cases"] == 1 and 0 <= r["ssim_outside"] <= 1 for r in summary.values())
     assert "SSIM_outside" in drag_eval.format_table(summary)
+
+
+def test_lime_cases_leave_out_ambiguous_pairs_and_skip_counts_from_the_first():
+    from lib_regedit.evaluation import lime_eval
+
+    pairs = lime_eval.cases(8)
+    assert all(2 <= len(p.source.objects) <= 3 and not lime_eval.ambiguous(p) for p in pairs)
+    assert lime_eval.cases(3) == pairs[:3]
+
+
+def test_lime_eval_runs_every_column_and_scores_exact_edits(sd):
+    from lib_regedit.evaluation import lime_eval
+    from tiny_models import tiny_instruct_pipeline
+
+    instruct = tiny_instruct_pipeline()
+    logged = []
+    summary = lime_eval.evaluate(instruct, sd, n=1, skip=2, steps=3, log=logged.append)
+    assert list(summary) == list(lime_eval.COLUMNS)
+    assert lime_eval.cases(3)[2].instruction in logged[0]  # the third pair: two were skipped
+    for entry in summary.values():
+        assert entry["n"] == 1 and entry["exact"] <= min(entry["right"], entry["kept"])
+    assert "exact" in lime_eval.format_table(summary)
+    rows = {"instruct": [{"edit": "remove", "right": True, "kept": False, "exact": False, "unchanged": 0.5,
+                          "ssim_out": 0.5, "seconds": 1.0},
+                         {"edit": "remove", "right": True, "kept": True, "exact": True, "unchanged": 1.0,
+                          "ssim_out": 1.0, "seconds": 1.0}]}
+    assert lime_eval.summarise(rows)["instruct"]["exact"] == 0.5

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RegEditError
 from ..shapesworld.data import BLANK_CAPTION, COLOURS, caption_for, scene_for
 from . import metrics
 from .attention_probe import AttentionRecorder, block_of
@@ -278,6 +279,9 @@ def main(argv=None) -> int:
     p.add_argument("--lime", action="store_true",
                    help="evaluate LIME instead (lib_regedit/evaluation/lime_eval.py): edit right, rest unchanged")
     p.add_argument("--lime-cases", type=int, default=60, help="with --lime: how many edit pairs (default 60)")
+    p.add_argument("--lime-skip", type=int, default=0,
+                   help="with --lime: start after this many pairs (60: the next 60, which took no part in choosing "
+                        "LIME's defaults)")
     p.add_argument("--instruct-model", default=None,
                    help="with --lime: the instruct-pix2pix model (default: the bundled ShapesWorld instruct model); "
                         "--model is the ordinary one")
@@ -300,6 +304,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-defaults", action="store_true",
                    help="leave out the rows of a document with only regions (the defaults, and version 1's)")
     args = p.parse_args(argv)
+    for name, value, lo in (("--lime-cases", args.lime_cases, 1), ("--lime-skip", args.lime_skip, 0)):
+        if value < lo:
+            print(RegEditError(name, f"{value} is out of range", f"use a whole number >= {lo}"), file=sys.stderr)
+            return 2
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -313,7 +321,7 @@ def main(argv=None) -> int:
         for p_ in (pipe, instruct):
             p_.set_progress_bar_config(disable=True)
         lime_summary = lime_eval.evaluate(instruct, pipe, n=args.lime_cases, steps=args.steps, cfg=args.cfg,
-                                          log=lambda m: print(m, file=sys.stderr))
+                                          skip=args.lime_skip, log=lambda m: print(m, file=sys.stderr))
         return _report(lime_summary, lime_eval.format_table(lime_summary), args)
     if args.edit:
         from . import edit_eval
