@@ -109,12 +109,12 @@ def _settings_to_doc(doc_text: str, *settings):
     return doc_text if obj is None else _with_settings(obj, *settings)
 
 
-def _pasted_document(params):
-    """The infotext's region document for the hidden field. One written before document versions
-    existed is tagged ``"version": 1``, so it keeps the defaults it was made with."""
-    text = params.get(INFOTEXT_KEY)
+def _pasted_document(params, key: str = INFOTEXT_KEY):
+    """The infotext's region (or LIME) document for the hidden field. One written before document
+    versions existed is tagged ``"version": 1``, so it keeps the defaults it was made with."""
+    text = params.get(key)
     try:
-        obj = load_json_object(text, INFOTEXT_KEY)
+        obj = load_json_object(text, key)
     except RegEditError:
         return text  # shown as it is; generating names the problem
     if obj is None or "version" in obj:
@@ -205,9 +205,10 @@ def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_ste
     return LimeDocument(options, old.roi if old is not None else ()).to_json()
 
 
-# How a pasted infotext entry is read: region documents written before versions existed keep version 1.
+# How a pasted infotext entry is read: region and LIME documents written before versions existed keep version 1.
 _PASTED = {INFOTEXT_KEY: lambda value: parse_region_document(value, untagged_version=1),
-           DRAG_INFOTEXT_KEY: parse_drag_document, LIME_INFOTEXT_KEY: parse_lime_document}
+           DRAG_INFOTEXT_KEY: parse_drag_document,
+           LIME_INFOTEXT_KEY: lambda value: parse_lime_document(value, untagged_version=1)}
 
 
 def _edits(obj: dict) -> bool:
@@ -383,7 +384,7 @@ class RegEditScript(scripts.Script):
             (eta, _from_infotext(lambda d: d.guidance.scale)),
         ]
         self.infotext_fields.append((drag_doc, DRAG_INFOTEXT_KEY))
-        self.infotext_fields.append((lime_doc, LIME_INFOTEXT_KEY))
+        self.infotext_fields.append((lime_doc, lambda params: _pasted_document(params, LIME_INFOTEXT_KEY)))
         if is_img2img:
             self.infotext_fields.extend(self._drag_fields + self._lime_fields)
             self.infotext_fields.append((self._inversion, lambda params: params.get(INVERSION_KEY)))

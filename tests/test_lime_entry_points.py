@@ -18,11 +18,23 @@ def test_lime_document_defaults_shorthands_and_round_trip():
     assert parse_lime_document(False) is None and parse_lime_document({"enabled": False}) is None
     default = parse_lime_document(True)
     assert default == parse_lime_document({}) == parse_lime_document("true")
-    assert default.to_json() == "{}" and default.options.keep_outside
+    assert default.to_json() == '{"version": 2}' and default.options.keep_outside
     doc = parse_lime_document({"clusters": 4, "keep_outside": False, "snap": False,
                                "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}]})
     assert parse_lime_document(doc.to_json()) == doc and not doc.options.snap and default.options.snap
     assert doc.roi == ((0.1, 0.2, 0.3, 0.4),) and doc.options.clusters == 4 and not doc.options.keep_outside
+
+
+def test_lime_documents_keep_the_defaults_of_their_version():
+    assert parse_lime_document({}).options.regularise_until == 0.35  # the current defaults
+    old = parse_lime_document("{}", untagged_version=1)  # an infotext written before versions existed
+    assert old.version == 1 and old.options.regularise_until == 0.9
+    assert old.to_json() == '{"version": 1}' and parse_lime_document(old.to_json()) == old
+    assert parse_lime_document({"version": 1, "regularise_until": 0.35}).to_json() == \
+        '{"version": 1, "regularise_until": 0.35}'
+    assert parse_lime_document({"version": 2}, untagged_version=1).options.regularise_until == 0.35
+    with pytest.raises(RegEditError, match="lime.version"):
+        parse_lime_document({"version": 3})
 
 
 @pytest.mark.parametrize("value,field", [
@@ -65,7 +77,7 @@ def test_edit_command_writes_the_edit_the_roi_preview_and_the_infotext(tmp_path,
                  "--roi-preview", str(roi)])
     assert code == 0, capsys.readouterr().err
     text = Image.open(out).text["parameters"]
-    assert text.startswith("make the red square blue\n") and 'RegEdit LIME: "{\\"clusters\\": 4}"' in text
+    assert text.startswith("make the red square blue\n") and 'RegEdit LIME: "{\\"version\\": 2, \\"clusters\\": 4}"' in text
     assert Image.open(roi).size == (32, 32)
     assert "clustering" in capsys.readouterr().out
 

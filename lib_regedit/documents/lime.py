@@ -13,20 +13,26 @@ the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the 
 boxed, true; false keeps the paper's k-means segments), ``keep_outside`` (the source is blended back
 outside the RoI at every step and its pixels pasted there at the end, true; false is the paper's
 method alone), ``roi`` (boxes as fractions of the image, top-left origin; their union replaces the
-found RoI).
+found RoI), ``version`` (the defaults a document was written against: version 2, the current one,
+regularises the first 35% of the steps; version 1, and LIME infotexts written before versions existed,
+the first 90%, so a pasted infotext makes its image again).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import RegEditError
 from ..lime.options import LimeOptions
 from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
 
-LIME_FIELDS = ("enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap", "roi")
+LIME_FIELDS = ("version", "enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside",
+               "snap", "roi")
+VERSION = 2
+# The defaults that changed between document versions; a document keeps those of its version.
+VERSION_DEFAULTS = {1: {"regularise_until": 0.9}, 2: {"regularise_until": LimeOptions.regularise_until}}
 MAX_GROW = 16
 MAX_ROI_BOXES = 32
 
@@ -35,9 +41,11 @@ MAX_ROI_BOXES = 32
 class LimeDocument:
     options: LimeOptions = LimeOptions()
     roi: tuple[tuple[float, float, float, float], ...] = ()
+    version: int = VERSION
 
     def to_dict(self) -> dict:
-        defaults, data = asdict(LimeOptions()), {}
+        """The version first (it says which defaults the rest leaves out), then the settings that differ."""
+        defaults, data = asdict(version_defaults(self.version)), {"version": self.version}
         for key in ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap"):
             value = getattr(self.options, key)
             if value != defaults[key]:
@@ -50,8 +58,14 @@ class LimeDocument:
         return json.dumps(self.to_dict(), separators=(", ", ": "))
 
 
-def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
-    """A LIME document from a dict, a JSON string or a boolean; ``None`` when LIME is off."""
+def version_defaults(version: int) -> LimeOptions:
+    return replace(LimeOptions(), **VERSION_DEFAULTS[version])
+
+
+def parse_lime_document(value: Any, field: str = "lime", untagged_version: int = VERSION) -> LimeDocument | None:
+    """A LIME document from a dict, a JSON string or a boolean; ``None`` when LIME is off. A document
+    without ``version`` is read as ``untagged_version``: the current one, except for infotexts, whose
+    untagged documents were written before versions existed (pass 1)."""
     if isinstance(value, bool):
         return LimeDocument() if value else None
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -62,7 +76,8 @@ def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
     reject_unknown(obj, LIME_FIELDS, field)
     if not get_bool(obj, "enabled", field, default=True):
         return None
-    defaults = LimeOptions()
+    version = _whole(obj, "version", field, untagged_version, 1, VERSION)
+    defaults = version_defaults(version)
     options = LimeOptions(
         clusters=_whole(obj, "clusters", field, defaults.clusters, 1, 64),
         points=_whole(obj, "points", field, defaults.points, 1, 4096),
@@ -75,7 +90,7 @@ def parse_lime_document(value: Any, field: str = "lime") -> LimeDocument | None:
     boxes = []
     for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):
         boxes.append(parse_box(box, f"{field}.roi[{i}]"))
-    return LimeDocument(options, tuple(boxes))
+    return LimeDocument(options, tuple(boxes), version)
 
 
 def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> int:

@@ -112,7 +112,7 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
             right, kept = edit_right(dets, pair), others_kept(dets, pair)
             rows[column].append({"edit": pair.edit, "right": right, "kept": kept, "exact": right and kept,
                                  "unchanged": unchanged, "ssim_out": ssim_out, "seconds": seconds})
-        log(f"case {i + 1}/{n} ({pair.edit}: {pair.instruction}): " + ", ".join(
+        log(f"case {skip + i + 1}/{skip + n} ({pair.edit}: {pair.instruction}): " + ", ".join(
             f"{c} {'right' if r[-1]['right'] else 'wrong'}/{r[-1]['unchanged']:.3f}" for c, r in rows.items()))
     return summarise(rows)
 

@@ -46,7 +46,8 @@ def test_lime_on_the_shapesworld_instruct_model(webui, instruct, assert_plain_un
     res = webui.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=instruct)
     assert len(res["images"]) == 3  # the two edits, then the RoI preview
     text = json.loads(res["info"])["infotexts"][0]
-    assert "RegEdit LIME: {}" in text and "RegEdit LIME: {}" in infotext_of(res["images"][0])
+    default = 'RegEdit LIME: "{\\"version\\": 2}"'
+    assert default in text and default in infotext_of(res["images"][0])
     preview = np.asarray(decode_png(res["images"][2]).convert("RGB"), dtype=np.int16)
     assert preview.shape == (64, 64, 3)
     # the found region snapped to the object: the preview tints boxes (outside them: the source darkened)
@@ -66,6 +67,14 @@ def test_lime_on_the_shapesworld_instruct_model(webui, instruct, assert_plain_un
                                         "cfg_scale": 7.5, "image_cfg_scale": 1.5}, model=instruct)
     assert pixels(pasted["images"][0]) == pixels(res["images"][0]), \
         f"pasting the infotext did not redo the edit:\n{text}\n{json.loads(pasted['info'])['infotexts'][0]}"
+    # an infotext written before LIME documents had versions keeps version 1's defaults (90% regularised)
+    old = webui.generate("img2img", lime_payload(scene(), {"version": 1}, **over), model=instruct)
+    assert pixels(old["images"][0]) != pixels(res["images"][0])
+    pasted_old = webui.generate("img2img", {"infotext": text.replace(default, "RegEdit LIME: {}"),
+                                            "prompt": over["prompt"], "init_images": [png_b64(scene())],
+                                            "width": 64, "height": 64, "batch_size": 2, "denoising_strength": 1.0,
+                                            "cfg_scale": 7.5, "image_cfg_scale": 1.5}, model=instruct)
+    assert pixels(pasted_old["images"][0]) == pixels(old["images"][0]), json.loads(pasted_old["info"])["infotexts"][0]
     assert_plain_unchanged("LIME on the instruct model")
 
 
