@@ -148,6 +148,9 @@ def test_lime_cases_leave_out_ambiguous_pairs_and_skip_counts_from_the_first():
     pairs = lime_eval.cases(8)
     assert all(2 <= len(p.source.objects) <= 3 and not lime_eval.ambiguous(p) for p in pairs)
     assert lime_eval.cases(3) == pairs[:3]
+    for pair in pairs:  # what a user of an ordinary checkpoint writes for the box they draw
+        expected = "a blank background" if pair.edit == "remove" else pair.target.objects[pair.index].phrase
+        assert lime_eval.box_prompt(pair) == expected and (pair.edit == "remove" or expected.startswith("a "))
 
 
 def test_lime_eval_runs_every_column_and_scores_exact_edits(sd):

@@ -16,7 +16,10 @@ but not exact). Columns:
   window (``snap`` and ``keep_outside`` off, ``regularise_until`` 0.9);
 - ``LIME, true box``: the RoI replaced by the object's ground-truth box (the ceiling);
 - ``ordinary`` and ``ordinary + LIME``: the text-to-image ShapesWorld model in img2img with the target
-  scene's caption as the edit prompt (the localised prompt edit for checkpoints without an image input).
+  scene's caption as the edit prompt (the localised prompt edit for checkpoints without an image input);
+- ``ordinary, drawn box``: the same model with the object's true box as RoI and what the box should
+  show as the edit prompt ("a blue circle"; a removal: the blank background's caption), as a user of
+  an ordinary checkpoint draws and writes it.
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ import time
 import numpy as np
 import torch
 
-from ..shapesworld.data import render
+from ..shapesworld.data import BLANK_CAPTION, render
 from ..shapesworld.instruct_data import edit_pair
 from .detector import detect, to_array
 from .metrics import box_mask, match_in_box, ssim
 
 HELD_OUT_SEED = 7  # the instruct model trained on data seed 0
 UNCHANGED = 32  # of 255, max over channels
-COLUMNS = ("instruct", "LIME", "LIME, unsnapped", "LIME, paper", "LIME, true box", "ordinary", "ordinary + LIME")
+COLUMNS = ("instruct", "LIME", "LIME, unsnapped", "LIME, paper", "LIME, true box", "ordinary", "ordinary + LIME",
+           "ordinary, drawn box")
 
 
 def cases(n: int, seed: int = HELD_OUT_SEED) -> list:
@@ -53,6 +57,12 @@ def ambiguous(pair) -> bool:
     """Whether another object of the source has the edited object's colour and shape."""
     target = pair.source.objects[pair.index]
     return sum(o.colour == target.colour and o.shape == target.shape for o in pair.source.objects) > 1
+
+
+def box_prompt(pair) -> str:
+    """What the edited object's box should show after the edit: the new object's phrase, or the blank
+    background's caption for a removal."""
+    return BLANK_CAPTION if pair.edit == "remove" else pair.target.objects[pair.index].phrase
 
 
 def edit_right(detections, pair) -> bool:
@@ -99,6 +109,7 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
         if ordinary_pipe is not None:
             runs["ordinary"] = (ordinary_pipe, pair.target.caption, dict(lime=False, strength=strength))
             runs["ordinary + LIME"] = (ordinary_pipe, pair.target.caption, dict(lime=True, strength=strength))
+            runs["ordinary, drawn box"] = (ordinary_pipe, box_prompt(pair), dict(lime=True, roi=true_box, strength=strength))
         for column, (pipe, text, kw) in runs.items():
             if columns is not None and column not in columns:
                 continue
@@ -135,11 +146,11 @@ def summarise(rows: dict) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    head = (f"{'':18} {'edit right':>10} {'others kept':>11} {'exact':>6} {'unchanged out':>13} {'SSIM out':>8} "
+    head = (f"{'':19} {'edit right':>10} {'others kept':>11} {'exact':>6} {'unchanged out':>13} {'SSIM out':>8} "
             f"{'time':>6}  recolour reshape remove")
     lines = [head]
     for column, e in summary.items():
-        lines.append(f"{column:18} {e['right']:10.3f} {e['kept']:11.3f} {e['exact']:6.3f} {e['unchanged']:13.3f} "
+        lines.append(f"{column:19} {e['right']:10.3f} {e['kept']:11.3f} {e['exact']:6.3f} {e['unchanged']:13.3f} "
                      f"{e['ssim_out']:8.3f} "
                      f"{e['time_vs_instruct']:5.2f}x  {e.get('right_recolour', '-'):>8} {e.get('right_reshape', '-'):>7} "
                      f"{e.get('right_remove', '-'):>6}")
