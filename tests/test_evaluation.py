@@ -142,7 +142,7 @@ def test_drag_eval_runs_every_column(sd):
     assert "SSIM_outside" in drag_eval.format_table(summary)
 
 
-def test_lime_cases_leave_out_ambiguous_pairs_and_skip_counts_from_the_first():
+def test_lime_cases_leave_out_ambiguous_pairs_and_name_what_a_drawn_box_should_show():
     from lib_regedit.evaluation import lime_eval
 
     pairs = lime_eval.cases(8)

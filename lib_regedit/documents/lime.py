@@ -1,18 +1,18 @@
 """The LIME document: settings of a localized instruction edit (LIME, Simsar et al. 2025) and,
 optionally, a region of interest drawn by the user instead of the one LIME finds::
 
-    {"clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.35, "grow": 1,
+    {"version": 2, "clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.35, "grow": 1,
      "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}]}
 
 ``true`` or ``{}`` is LIME with its defaults; ``false``, ``null``, ``""`` or ``{"enabled": false}`` is
 no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_regedit/lime/options.py``):
 ``clusters`` (k of k-means, 8), ``points`` (the edit tokens' most attended positions whose clusters
 form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
-``regularise_until`` (the fraction of the steps regularised, 0.35; the paper's 0.9), ``grow`` (latent cells added around
-the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the image's superpixels and
-boxed, true; false keeps the paper's k-means segments), ``keep_outside`` (the source is blended back
-outside the RoI at every step and its pixels pasted there at the end, true; false is the paper's
-method alone), ``roi`` (boxes as fractions of the image, top-left origin; their union replaces the
+``regularise_until`` (the fraction of the steps regularised, 0.35; the paper's 0.9), ``grow`` (latent
+cells added around the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the
+image's superpixels and boxed, true; false keeps the paper's k-means segments), ``keep_outside`` (the
+source is blended back outside the RoI at every step and its pixels pasted there at the end, true;
+false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their union replaces the
 found RoI), ``version`` (the defaults a document was written against: version 2, the current one,
 regularises the first 35% of the steps; version 1, and LIME infotexts written before versions existed,
 the first 90%, so a pasted infotext makes its image again).

@@ -109,7 +109,8 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
         if ordinary_pipe is not None:
             runs["ordinary"] = (ordinary_pipe, pair.target.caption, dict(lime=False, strength=strength))
             runs["ordinary + LIME"] = (ordinary_pipe, pair.target.caption, dict(lime=True, strength=strength))
-            runs["ordinary, drawn box"] = (ordinary_pipe, box_prompt(pair), dict(lime=True, roi=true_box, strength=strength))
+            runs["ordinary, drawn box"] = (ordinary_pipe, box_prompt(pair),
+                                           dict(lime=True, roi=true_box, strength=strength))
         for column, (pipe, text, kw) in runs.items():
             if columns is not None and column not in columns:
                 continue

@@ -33,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--clusters", type=int, help="LIME: k of k-means on the features (default 8)")
     ed.add_argument("--points", type=int, help="LIME: most attended positions whose clusters form the RoI (default 1)")
     ed.add_argument("--feature-step", type=float, help="LIME: the step whose features find the RoI (fraction, default 1/3)")
-    ed.add_argument("--regularise-until", type=float, help="LIME: fraction of the steps regularised (default 0.35; the paper's 0.9)")
+    ed.add_argument("--regularise-until", type=float,
+                    help="LIME: fraction of the steps regularised (default 0.35; the paper's 0.9)")
     ed.add_argument("--grow", type=int, help="LIME: latent cells added around the RoI it finds (default 0)")
     ed.add_argument("--no-snap", dest="snap", action="store_const", const=False,
                     help="LIME: keep the feature clusters it finds, not snapped to the object's superpixels and boxed")

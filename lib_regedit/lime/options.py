@@ -38,7 +38,7 @@ class LimeOptions:
     clusters: int = 8  # k of k-means on the features
     points: int = 1  # the edit tokens' top-attended positions whose clusters form the RoI
     feature_step: float = 1 / 3  # the step (a fraction of the run) whose features and maps find the RoI
-    regularise_until: float = 0.35  # ours (the paper's: 0.9): regularise while fewer than this fraction of the steps are done
+    regularise_until: float = 0.35  # regularise while fewer than this fraction of the steps are done (paper: 0.9)
     feature_downscales: tuple[int, ...] = (2, 4, 8)  # resolutions read for the RoI (latent side / layer side)
     regularise_downscales: tuple[int, ...] = (1, 2)  # resolutions regularised
     map_levels: tuple[str, ...] = ("down", "mid", "up")  # UNet levels whose edit-token maps locate the RoI
