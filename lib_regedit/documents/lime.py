@@ -12,10 +12,10 @@ form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a frac
 cells added around the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the
 image's superpixels and boxed, true; false keeps the paper's k-means segments), ``keep_outside`` (the
 source is blended back outside the RoI at every step and its pixels pasted there at the end, true;
-false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their union replaces the
-found RoI), ``version`` (the defaults a document was written against: version 2, the current one,
-regularises the first 35% of the steps; version 1, and LIME infotexts written before versions existed,
-the first 90%, so a pasted infotext makes its image again).
+false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their
+union replaces the found RoI), ``version`` (the defaults a document was written against: version 2,
+the current one, regularises the first 35% of the steps; version 1, and LIME infotexts written before
+versions existed, the first 90%, so a pasted infotext makes its image again).
 """
 
 from __future__ import annotations

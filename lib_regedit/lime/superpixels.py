@@ -5,8 +5,9 @@ latent those segments follow part of an object's inside and a strip of the backg
 and the edit then changes half an object. The image knows better where its objects end: SLIC
 superpixels (Achanta et al. 2012; scikit-image) follow its colour edges, and neighbours of one
 colour are merged (a region adjacency graph cut at :data:`MERGE`), so an object SLIC cut in two
-comes whole. A superpixel joins the region when at least :data:`SHARE` of it is in the found RoI, and the rest of the found RoI is
-dropped (superpixel refinement of a coarse mask, as weakly supervised segmentation does it). Each
+comes whole. A superpixel joins the region when at least :data:`SHARE` of it is in the found RoI,
+and the rest of the found RoI is dropped (superpixel refinement of a coarse mask, as weakly
+supervised segmentation does it). Each
 connected part of that region then becomes its bounding box: the box a user would draw around the
 object, which leaves room for a new shape ("turn the circle into a square" needs the corners) and
 which the ground-truth-box row of the LIME eval shows the edit needs. The result is used as a drawn
