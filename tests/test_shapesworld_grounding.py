@@ -45,6 +45,22 @@ def test_loss_is_zero_inside_and_one_outside():
     assert G.loss([inside], torch.tensor([[-1, -1]]), boxes).item() == 0.0  # no target
 
 
+def test_choice_term_counts_only_the_attention_on_the_scenes_objects():
+    boxes = torch.tensor([[[0.0, 0.0, 0.5, 0.5]]])  # the word's object: the top-left quarter (4x4 cells 0, 1, 4, 5)
+    others = torch.tensor([[[0.5, 0.5, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]])  # one other object bottom-right, one slot empty
+    positions = torch.tensor([[3]])
+    probs = torch.zeros(1, 16, 77)
+    probs[0, 0, 3] = 0.5  # own object
+    probs[0, 3, 3] = 0.5  # background (top-right): the grounding term counts it, the choice term does not
+    ground, choice = G.losses([probs], positions, boxes, others)
+    assert ground.item() == 0.25 and choice.item() == 0.0
+    probs[0, 3, 3], probs[0, 15, 3] = 0.0, 0.5  # the same half on the other object instead
+    ground, choice = G.losses([probs], positions, boxes, others)
+    assert ground.item() == 0.25 and choice.item() == 0.25
+    assert G.losses([probs], positions, boxes)[1] is None  # no negatives, no choice term
+    assert G.loss([probs], positions, boxes).item() == 0.25
+
+
 def test_probs_processor_matches_the_stock_attention_and_fills_the_store():
     torch.manual_seed(0)
     unet = M.build_unet().eval()

@@ -70,16 +70,19 @@ def test_grounding_targets_are_the_instructions_object_words_at_the_edited_box()
     tokenizer = build_clip_tokenizer()
     pairs = [edit_pair(0, i) for i in range(12)]
     ids = tokenizer([p.instruction for p in pairs], padding="max_length", max_length=77, return_tensors="pt").input_ids
-    positions, boxes = grounding_targets(SimpleNamespace(tokenizer=tokenizer), pairs)
-    for p, row, pos, box in zip(pairs, ids, positions, boxes):
+    positions, boxes, others = grounding_targets(SimpleNamespace(tokenizer=tokenizer), pairs)
+    for p, row, pos, box, rest in zip(pairs, ids, positions, boxes, others):
         obj = p.source.objects[p.index]
         words = [tokenizer.decode([int(row[j])]).strip() for j in pos if j >= 0]
         new = [] if p.edit == "remove" else [p.instruction.split()[-1]]
         assert words == [obj.colour, obj.shape] + new  # verbs and stop words carry no target
         assert torch.equal(box, torch.tensor([obj.box] * 3, dtype=box.dtype))
+        negatives = [o.box for j, o in enumerate(p.source.objects) if j != p.index]
+        assert torch.allclose(rest[:len(negatives)], torch.tensor(negatives, dtype=rest.dtype).reshape(-1, 4))
+        assert (rest[len(negatives):] == 0).all()  # empty slots: zero-sized boxes, no negatives
 
 
-def test_a_grounded_step_returns_both_losses_and_reaches_the_cross_attention_keys():
+def test_a_grounded_step_returns_its_losses_and_reaches_the_cross_attention_keys():
     if not (default_model_path() / "model_index.json").exists():
         pytest.skip("the bundled model is missing")
     from lib_regedit.shapesworld import grounding
@@ -88,8 +91,10 @@ def test_a_grounded_step_returns_both_losses_and_reaches_the_cross_attention_key
     pipe = load(None)
     store = grounding.install(pipe.unet)
     sources, targets, pairs = batch(0, 0, 4)
-    noise_loss, ground = train_step(pipe, sources, targets, pairs, torch.Generator().manual_seed(0), store)
-    assert noise_loss.requires_grad and ground.requires_grad and 0 < float(ground) <= 1
+    noise_loss, ground, choice = train_step(pipe, sources, targets, pairs, torch.Generator().manual_seed(0), store)
+    assert noise_loss.requires_grad and ground.requires_grad and 0 < float(ground) <= 1 and choice is None
+    _, _, choice = train_step(pipe, sources, targets, pairs, torch.Generator().manual_seed(0), store, choice=True)
+    assert choice.requires_grad and 0 < float(choice) <= 1
     assert len(store) == 6  # the down and up cross-attention layers of ShapesWorld's UNet (2 + 4), not the mid one
     ground.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in pipe.unet.named_parameters() if "attn2.to_k" in n)

@@ -94,17 +94,41 @@ def install(unet) -> list:
 
 def loss(store: list, positions: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """L_ground over the captured layers. ``positions`` (B, K) with -1 for none, ``boxes`` (B, K, 4)."""
+    return losses(store, positions, boxes)[0]
+
+
+def losses(store: list, positions: torch.Tensor, boxes: torch.Tensor,
+           others: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """L_ground, and with ``others`` (B, M, 4: the scene's other objects' boxes, zero-sized where there
+    is none) the choice term L_choice: the same square, of the share of the word's attention on the
+    scene's objects that falls outside its own object's box,
+
+        L_choice = mean of (1 - sum_{p in box} A(p) / sum_{p in any object's box} A(p))^2
+
+    L_ground alone is satisfied by attending to every object, since the background is what it
+    penalises most; L_choice takes the other objects as the negatives, so a word must choose its own."""
     valid = positions >= 0
     if not valid.any():
-        return torch.zeros(())
+        zero = torch.zeros(())
+        return zero, (zero if others is not None else None)
     index = positions.clamp(min=0)
-    terms = []
+    ground_terms, choice_terms = [], []
     masks_at: dict = {}
     for probs in store:
         side = int(round(probs.shape[1] ** 0.5))
         if side not in masks_at:
-            masks_at[side] = box_masks(boxes, (side, side)).to(probs.dtype)  # (B, K, N)
+            own = box_masks(boxes, (side, side)).to(probs.dtype)  # (B, K, N)
+            objects = None
+            if others is not None:
+                rest = box_masks(others, (side, side)).to(probs.dtype).amax(1, keepdim=True)  # (B, 1, N)
+                objects = torch.maximum(own, rest)
+            masks_at[side] = own, objects
+        own, objects = masks_at[side]
         maps = probs.gather(2, index[:, None, :].expand(-1, probs.shape[1], -1)).transpose(1, 2)  # (B, K, N)
-        inside = (maps * masks_at[side]).sum(-1) / maps.sum(-1).clamp_min(1e-8)
-        terms.append(((1 - inside) ** 2)[valid].mean())
-    return torch.stack(terms).mean()
+        inside = (maps * own).sum(-1)
+        ground_terms.append(((1 - inside / maps.sum(-1).clamp_min(1e-8)) ** 2)[valid].mean())
+        if objects is not None:
+            share = inside / (maps * objects).sum(-1).clamp_min(1e-8)
+            choice_terms.append(((1 - share) ** 2)[valid].mean())
+    choice = torch.stack(choice_terms).mean() if others is not None else None
+    return torch.stack(ground_terms).mean(), choice

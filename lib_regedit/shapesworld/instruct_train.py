@@ -74,26 +74,33 @@ def to_tensor(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def grounding_targets(pipe, pairs) -> tuple[torch.Tensor, torch.Tensor]:
+def grounding_targets(pipe, pairs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each pair: the positions of its instruction's object words (n, K), -1 where there is none,
-    found as LIME finds them at edit time (``api.tokenize``, then ``object_positions``), and the edited
-    object's box (n, K, 4) for each."""
+    found as LIME finds them at edit time (``api.tokenize``, then ``object_positions``), the edited
+    object's box (n, K, 4) for each, and the scene's other objects' boxes (n, M, 4), zero-sized where
+    there is none (the choice term's negatives)."""
     from ..api import tokenize
     from ..lime.edit_tokens import object_positions
+    from .grounding import MAX_OBJECTS
 
     k = 3  # colour, shape, new colour or shape
     positions = torch.full((len(pairs), k), -1, dtype=torch.long)
     boxes = torch.zeros(len(pairs), k, 4)
+    others = torch.zeros(len(pairs), MAX_OBJECTS - 1, 4)
     for i, pair in enumerate(pairs):
         found = object_positions(tokenize(pipe, pair.instruction))[:k]
         positions[i, :len(found)] = torch.tensor(found, dtype=torch.long)
         boxes[i] = torch.tensor(pair.source.objects[pair.index].box)
-    return positions, boxes
+        rest = [o.box for j, o in enumerate(pair.source.objects) if j != pair.index]
+        if rest:
+            others[i, :len(rest)] = torch.tensor(rest, dtype=torch.float32)
+    return positions, boxes, others
 
 
-def train_step(pipe, sources, targets, pairs, generator, ground_store=None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The noise-prediction loss of one batch of ``pairs`` (with conditioning dropout), and the grounding
-    loss when ``ground_store`` (from ``grounding.install``) is given."""
+def train_step(pipe, sources, targets, pairs, generator, ground_store=None, choice=False):
+    """The noise-prediction loss of one batch of ``pairs`` (with conditioning dropout), the grounding
+    loss when ``ground_store`` (from ``grounding.install``) is given (else None), and with ``choice``
+    the grounding's choice term (else None)."""
     vae, unet, text_encoder, tokenizer = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer
     with torch.no_grad():
         source_latents = vae.encode(to_tensor(sources)).latent_dist.mode()
@@ -116,14 +123,14 @@ def train_step(pipe, sources, targets, pairs, generator, ground_store=None) -> t
     if ground_store is not None:
         ground_store.clear()
     pred = unet(torch.cat([noisy, source_latents], 1), t, encoder_hidden_states=context).sample
-    ground = None
+    ground = chosen = None
     if ground_targets is not None:
         from . import grounding
 
-        positions, boxes = ground_targets
+        positions, boxes, others = ground_targets
         positions[drop_text] = -1  # no instruction, no target
-        ground = grounding.loss(ground_store, positions, boxes)
-    return F.mse_loss(pred, noise), ground
+        ground, chosen = grounding.losses(ground_store, positions, boxes, others if choice else None)
+    return F.mse_loss(pred, noise), ground, chosen
 
 
 def main(argv=None) -> None:
@@ -140,6 +147,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--grounding", type=float, default=0.0,
                    help="weight of the token grounding loss on the instruction's object words; 0 = off")
+    p.add_argument("--grounding-choice", type=float, default=0.0,
+                   help="weight of the grounding's choice term (the scene's other objects as negatives); 0 = off")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -154,26 +163,32 @@ def main(argv=None) -> None:
     opt = torch.optim.AdamW([{"params": pipe.unet.parameters()}, {"params": [embeddings], "weight_decay": 0.0}],
                             lr=args.lr)
     ground_store = None
-    if args.grounding > 0:
+    if args.grounding > 0 or args.grounding_choice > 0:
         from . import grounding
 
         ground_store = grounding.install(pipe.unet)
     generator = torch.Generator().manual_seed(args.seed)
-    started, saved, step, index, losses, grounds = time.time(), time.time(), 0, args.start, [], []
+    started, saved, step, index = time.time(), time.time(), 0, args.start
+    losses, grounds, choices = [], [], []
     while step < args.steps and time.time() - started < args.minutes * 60:
         sources, targets, pairs = batch(args.seed, index, args.batch)
         index += args.batch
-        loss, ground = train_step(pipe, sources, targets, pairs, generator, ground_store)
+        loss, ground, chosen = train_step(pipe, sources, targets, pairs, generator, ground_store,
+                                          choice=args.grounding_choice > 0)
         losses.append(float(loss.detach()))
         if ground is not None:
             grounds.append(float(ground.detach()))
             loss = loss + args.grounding * ground
+        if chosen is not None:
+            choices.append(float(chosen.detach()))
+            loss = loss + args.grounding_choice * chosen
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
         if step % 25 == 0:
             ground_text = f" grounding {np.mean(grounds[-25:]):.3f}" if grounds else ""
+            ground_text += f" choice {np.mean(choices[-25:]):.3f}" if choices else ""
             print(f"step {step} pairs {index} loss {np.mean(losses[-25:]):.4f}{ground_text} "
                   f"({time.time() - started:.0f}s)", flush=True)
         if time.time() - saved > args.ckpt_minutes * 60:
