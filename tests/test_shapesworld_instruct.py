@@ -92,9 +92,9 @@ def test_a_grounded_step_returns_its_losses_and_reaches_the_cross_attention_keys
     store = grounding.install(pipe.unet)
     sources, targets, pairs = batch(0, 0, 4)
     noise_loss, ground, choice = train_step(pipe, sources, targets, pairs, torch.Generator().manual_seed(0), store)
-    assert noise_loss.requires_grad and ground.requires_grad and 0 < float(ground) <= 1 and choice is None
+    assert noise_loss.requires_grad and ground.requires_grad and 0 < ground.item() <= 1 and choice is None
     _, _, choice = train_step(pipe, sources, targets, pairs, torch.Generator().manual_seed(0), store, choice=True)
-    assert choice.requires_grad and 0 < float(choice) <= 1
+    assert choice.requires_grad and 0 < choice.item() <= 1
     assert len(store) == 6  # the down and up cross-attention layers of ShapesWorld's UNet (2 + 4), not the mid one
     ground.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in pipe.unet.named_parameters() if "attn2.to_k" in n)
