@@ -98,3 +98,19 @@ def test_a_grounded_step_returns_its_losses_and_reaches_the_cross_attention_keys
     assert len(store) == 6  # the down and up cross-attention layers of ShapesWorld's UNet (2 + 4), not the mid one
     ground.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in pipe.unet.named_parameters() if "attn2.to_k" in n)
+
+
+def test_text_layers_train_the_first_encoder_layers_and_leave_the_rest_identities(tmp_path):
+    if not (default_model_path() / "model_index.json").exists():
+        pytest.skip("the bundled model is missing")
+    from transformers import CLIPTextModel
+
+    from lib_regedit.shapesworld.instruct_train import main
+
+    main(["--out", str(tmp_path / "instruct"), "--steps", "2", "--batch", "4", "--threads", "1", "--text-layers", "1",
+          "--grounding", "0.05", "--grounding-choice", "0.2"])
+    text = CLIPTextModel.from_pretrained(str(tmp_path / "instruct" / "text_encoder"), local_files_only=True)
+    layers = getattr(text, "text_model", text).encoder.layers
+    assert layers[0].self_attn.out_proj.weight.abs().sum() > 0  # no longer an identity: it mixes in earlier words
+    assert all(layer.self_attn.out_proj.weight.abs().sum() == 0 and layer.mlp.fc2.weight.abs().sum() == 0
+               for layer in layers[1:])  # still exact identities, so the WebUI's clip skip sees the same output

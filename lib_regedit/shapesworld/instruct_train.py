@@ -14,6 +14,11 @@ instruction-following editor (the instruct-pix2pix recipe: Brooks et al. 2023), 
   instruction's object words (the colour, the shape and the new colour or shape: LIME's
   ``edit_tokens.object_positions``) should put their cross-attention inside the edited object's box.
   LIME finds its region of interest where these words attend, which plain fine-tuning does not teach.
+  ``--grounding-choice W`` adds its choice term: the scene's other objects are the negatives, so a
+  word must pick its own object rather than attend to every object.
+- ``--text-layers N`` also trains the text encoder's first N layers (``wake_identity_layer``), so a
+  shape word can take in the colour before it; the 0-layer encoder gives "red" one key in every
+  phrase.
 
 The result is a diffusers ``StableDiffusionInstructPix2PixPipeline`` folder (``--out``); ``--init``
 resumes from one. Checkpoints every ``--ckpt-minutes``; the run stops at ``--steps`` or ``--minutes``.
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 
 from .data import render_array
 from .instruct_data import edit_pair
+from .model import text_core
 
 DROP = 0.05  # each of: no instruction, no image, neither
 
@@ -47,6 +53,20 @@ def widen_unet(unet):
     state["conv_in.weight"] = torch.cat([weight, torch.zeros_like(weight)], 1)
     wide.load_state_dict(state)
     return wide
+
+
+@torch.no_grad()
+def wake_identity_layer(layer, generator: torch.Generator, std: float = 0.02) -> None:
+    """Make one of the text encoder's identity layers (all weights zero, ``model.make_identity_layers``)
+    trainable: a zero layer gets no gradient anywhere, since its output projections block the branch
+    and its inner projections give them nothing to learn from. The query, key, value and fc1 weights
+    get CLIP's normal initialisation; the output projection and fc2 stay zero, so the layer is still
+    an exact identity at step 0. A layer that has weights already is left as it is."""
+    inner = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.mlp.fc1]
+    if any(m.weight.abs().sum() > 0 for m in inner):
+        return
+    for m in inner:
+        m.weight.copy_(torch.randn(m.weight.shape, generator=generator) * std)
 
 
 def load(init: Path | None):
@@ -149,6 +169,9 @@ def main(argv=None) -> None:
                    help="weight of the token grounding loss on the instruction's object words; 0 = off")
     p.add_argument("--grounding-choice", type=float, default=0.0,
                    help="weight of the grounding's choice term (the scene's other objects as negatives); 0 = off")
+    p.add_argument("--text-layers", type=int, default=0,
+                   help="also train the text encoder's first N layers (identities until then: their output "
+                        "projections are zero), so a word can take in the words before it; 0 = embeddings only")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -160,8 +183,14 @@ def main(argv=None) -> None:
     embeddings = pipe.text_encoder.get_input_embeddings().weight
     embeddings.requires_grad_(True)
     pipe.vae.requires_grad_(False)
-    opt = torch.optim.AdamW([{"params": pipe.unet.parameters()}, {"params": [embeddings], "weight_decay": 0.0}],
-                            lr=args.lr)
+    groups = [{"params": pipe.unet.parameters()}, {"params": [embeddings], "weight_decay": 0.0}]
+    if args.text_layers > 0:
+        layers = text_core(pipe.text_encoder).encoder.layers[:args.text_layers]
+        for layer in layers:
+            wake_identity_layer(layer, torch.Generator().manual_seed(args.seed))
+        layers.requires_grad_(True)
+        groups.append({"params": layers.parameters()})
+    opt = torch.optim.AdamW(groups, lr=args.lr)
     ground_store = None
     if args.grounding > 0 or args.grounding_choice > 0:
         from . import grounding
