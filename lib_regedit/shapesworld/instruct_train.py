@@ -186,8 +186,9 @@ def main(argv=None) -> None:
     groups = [{"params": pipe.unet.parameters()}, {"params": [embeddings], "weight_decay": 0.0}]
     if args.text_layers > 0:
         layers = text_core(pipe.text_encoder).encoder.layers[:args.text_layers]
+        waking = torch.Generator().manual_seed(args.seed)  # one stream, so no two layers start alike
         for layer in layers:
-            wake_identity_layer(layer, torch.Generator().manual_seed(args.seed))
+            wake_identity_layer(layer, waking)
         layers.requires_grad_(True)
         groups.append({"params": layers.parameters()})
     opt = torch.optim.AdamW(groups, lr=args.lr)
