@@ -200,12 +200,12 @@ def console() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "eval":
-        from .evaluation.cli import main as eval_main
-
-        return eval_main(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
+        if argv and argv[0] == "eval":
+            from .evaluation.cli import main as eval_main
+
+            return eval_main(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except RegEditError as exc:
         print(str(exc), file=sys.stderr)

@@ -306,8 +306,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     for name, value, lo in (("--lime-cases", args.lime_cases, 1), ("--lime-skip", args.lime_skip, 0)):
         if value < lo:
-            print(RegEditError(name, f"{value} is out of range", f"use a whole number >= {lo}"), file=sys.stderr)
-            return 2
+            raise RegEditError(name, f"{value} is out of range", f"use a whole number >= {lo}")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -379,4 +378,6 @@ def edit_eval_layouts(args) -> list:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import main as cli_main  # its RegEditError handler prints the message
+
+    sys.exit(cli_main(["eval", *sys.argv[1:]]))
