@@ -25,14 +25,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import RegEditError
-from ..lime.options import LimeOptions
+from ..lime.options import REFERENCE_REGULARISE_UNTIL, LimeOptions
 from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
 
 LIME_FIELDS = ("version", "enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside",
                "snap", "roi")
 VERSION = 2
 # The defaults that changed between document versions; a document keeps those of its version.
-VERSION_DEFAULTS = {1: {"regularise_until": 0.9}, 2: {"regularise_until": LimeOptions.regularise_until}}
+VERSION_DEFAULTS = {1: {"regularise_until": REFERENCE_REGULARISE_UNTIL},
+                    2: {"regularise_until": LimeOptions.regularise_until}}
 MAX_GROW = 16
 MAX_ROI_BOXES = 32
 

@@ -29,6 +29,7 @@ import time
 import numpy as np
 import torch
 
+from ..lime.options import REFERENCE_REGULARISE_UNTIL
 from ..shapesworld.data import BLANK_CAPTION, render
 from ..shapesworld.instruct_data import edit_pair
 from .detector import detect, to_array
@@ -104,7 +105,8 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
                 "LIME": (instruct_pipe, pair.instruction, dict(lime=True)),
                 "LIME, unsnapped": (instruct_pipe, pair.instruction, dict(lime={"snap": False})),
                 "LIME, paper": (instruct_pipe, pair.instruction,
-                                dict(lime={"keep_outside": False, "snap": False, "regularise_until": 0.9})),
+                                dict(lime={"keep_outside": False, "snap": False,
+                                          "regularise_until": REFERENCE_REGULARISE_UNTIL})),
                 "LIME, true box": (instruct_pipe, pair.instruction, dict(lime=True, roi=true_box))}
         if ordinary_pipe is not None:
             runs["ordinary"] = (ordinary_pipe, pair.target.caption, dict(lime=False, strength=strength))

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from ..errors import RegEditError
 
 
+REFERENCE_REGULARISE_UNTIL = 0.9  # the reference implementation's window: the first 27 of 30 steps
+
+
 @dataclass(frozen=True)
 class LimeOptions:
     clusters: int = 8  # k of k-means on the features

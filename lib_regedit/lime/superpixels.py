@@ -7,11 +7,11 @@ superpixels (Achanta et al. 2012; scikit-image) follow its colour edges, and nei
 colour are merged (a region adjacency graph cut at :data:`MERGE`), so an object SLIC cut in two
 comes whole. A superpixel joins the region when at least :data:`SHARE` of it is in the found RoI,
 and the rest of the found RoI is dropped (superpixel refinement of a coarse mask, as weakly
-supervised segmentation does it). Each
-connected part of that region then becomes its bounding box: the box a user would draw around the
-object, which leaves room for a new shape ("turn the circle into a square" needs the corners) and
-which the ground-truth-box row of the LIME eval shows the edit needs. The result is used as a drawn
-region is: edited in every latent cell it touches, pasted at its own pixels.
+supervised segmentation does it). Each connected part of that region then becomes its bounding box:
+the box a user would draw around the object, which leaves room for a new shape ("turn the circle
+into a square" needs the corners) and which the ground-truth-box row of the LIME eval shows the edit
+needs. The result is used as a drawn region is: edited in every latent cell it touches, pasted at
+its own pixels.
 
 The image is segmented at :data:`WORK_CELL` pixels per latent cell (64x64 for ShapesWorld's 16x16
 latent, 256x256 for SD 1.x at 512), into one superpixel per :data:`CELLS_PER_SEGMENT` latent cells,
