@@ -43,6 +43,7 @@ from lib_regedit.editing.webui_real import INVERSIONS  # noqa: E402
 from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
 from lib_regedit.lime.options import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
+from lib_regedit.lime.roi import uncertainty_note  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
 from lib_regedit.region_prompting import region_lora_tags  # noqa: E402
 from lib_regedit.webui_loras import WebUILoras  # noqa: E402
@@ -764,10 +765,17 @@ def _start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         if session.found is not None:
             print(f"RegEdit: LIME found its region in {session.found.seconds:.2f} s of clustering "
                   f"({int(session.roi.sum())} of {session.roi.numel()} latent cells)")
+            note = uncertainty_note(session.found, WEBUI_LIME_FIX)
+            if note:
+                _note(p, note, once=True)
         return result
 
     p.sample = sample
     return True
+
+
+WEBUI_LIME_FIX = ("draw a box around the object on the region canvas with LIME on, or paint an inpaint mask; "
+                  "tick the preview to see the region")
 
 
 @contextlib.contextmanager

@@ -165,8 +165,13 @@ def test_lime_eval_runs_every_column_and_scores_exact_edits(sd):
     for entry in summary.values():
         assert entry["n"] == 1 and entry["exact"] <= min(entry["right"], entry["kept"])
     assert "exact" in lime_eval.format_table(summary)
+    found_roi = {"LIME", "LIME, unsnapped", "LIME, paper", "ordinary + LIME"}  # the uncertain-region note's count
+    assert {c for c, e in summary.items() if "uncertain" in e} == found_roi
     rows = {"instruct": [{"edit": "remove", "right": True, "kept": False, "exact": False, "unchanged": 0.5,
                           "ssim_out": 0.5, "seconds": 1.0},
                          {"edit": "remove", "right": True, "kept": True, "exact": True, "unchanged": 1.0,
                           "ssim_out": 1.0, "seconds": 1.0}]}
     assert lime_eval.summarise(rows)["instruct"]["exact"] == 0.5
+    rows["LIME"] = [dict(r, uncertain=u) for r, u in zip(rows["instruct"], (True, False))]
+    rows["LIME"][0]["right"] = False
+    assert lime_eval.summarise(rows)["LIME"]["uncertain"] == "1 (1/1 wrong)"

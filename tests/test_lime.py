@@ -15,8 +15,10 @@ from lib_regedit.attention.effects.lime_regularisation import LimeRegularisation
 from lib_regedit.attention.effects.roi_capture import RoiCapture
 from lib_regedit.errors import RegEditError
 from lib_regedit.lime import LimeOptions, lime_edit
+from lib_regedit.lime.diffusers_lime import API_FIX
 from lib_regedit.lime.edit_tokens import edit_positions, edit_words, object_positions
-from lib_regedit.lime.roi import cluster, feature_matrix, find_roi, pick_clusters, reduce_dimension
+from lib_regedit.lime.roi import (cluster, feature_matrix, find_roi, pick_clusters, reduce_dimension,
+                                  second_peak, uncertainty_note)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,30 @@ def test_grow_adds_every_cell_within_that_many_cells_of_the_found_roi():
     square = segment == 1
     expected = torch.nn.functional.max_pool2d(square.float()[None, None], 3, 1, 1)[0, 0] > 0
     assert torch.equal(grown, expected) and grown.sum() > square.sum() and (grown & square).equal(square)
+
+
+def blob(h: int, w: int, y: int, x: int, height: float, radius: float = 1.5) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return height * torch.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * radius ** 2))
+
+
+def test_second_peak_is_the_best_place_apart_from_the_peak_as_a_share_of_it():
+    one = blob(16, 16, 4, 4, 1.0)
+    assert second_peak(one) < 0.01  # one object: its own slope is not a second place
+    two = one + blob(16, 16, 11, 12, 0.7)
+    assert second_peak(two) == pytest.approx(0.7, abs=0.02)
+    assert second_peak(one + blob(16, 16, 11, 12, 1.0)) == pytest.approx(1.0, abs=0.02)
+    assert second_peak(torch.zeros(16, 16)) == 0.0 and second_peak(torch.ones(16, 16)) == 0.0
+
+
+def test_an_uncertain_found_roi_tells_the_user_how_to_give_the_region():
+    features, segment = planted_features()
+    sure = find_roi(features, blob(12, 12, 3, 4, 1.0), clusters=3, points=1)
+    assert not sure.uncertain and uncertainty_note(sure, "draw it") is None
+    torn = find_roi(features, blob(12, 12, 3, 4, 1.0) + blob(12, 12, 9, 8, 0.9), clusters=3, points=1)
+    assert torn.uncertain and torch.equal(torn.mask, segment == 1)  # the pick itself is unchanged
+    note = uncertainty_note(torn, "draw it")
+    assert note.startswith("LIME: ") and "90%" in note and note.endswith("draw it")
 
 
 def shapes_scene():
@@ -155,6 +181,8 @@ def test_lime_edit_snaps_the_found_roi_and_pastes_at_its_pixels(instruct):
     far = torch.nn.functional.max_pool2d(region[None, None], 5, 1, 2)[0, 0].numpy() == 0  # beyond the feather
     assert np.array_equal(out[far], src[far])
     assert '"snap": false' in raw.parameters.replace('\\"', '"') and '"snap"' not in snapped.parameters
+    assert torch.equal(raw.found.mask, raw.roi)  # the found RoI is kept (before the snap) for its notes
+    assert raw.notes == ([uncertainty_note(raw.found, API_FIX)] if raw.found.uncertain else [])
 
 
 def test_features_are_upsampled_and_l2_normalised_and_pca_keeps_the_clusters():
@@ -320,6 +348,7 @@ def test_a_given_mask_or_boxes_replace_the_found_roi_and_skip_the_first_pass(ins
     kwargs = dict(steps=5, seed=1, progress=False)
     given = lime_edit(instruct, image, "make the red square blue", roi=pixels, **kwargs)
     assert torch.equal(given.roi, roi) and "first_pass" not in given.timings
+    assert given.found is None and given.notes == []  # a given region is never uncertain
     latent = lime_edit(instruct, image, "make the red square blue", roi=roi, **kwargs)
     assert torch.equal(latent.roi, roi)  # a latent-sized mask is used as it is (and pasted a cell wider)
     boxes = lime_edit(instruct, image, "make the red square blue", lime={"roi": [{"x": 0.125, "y": 0.125, "w": 0.3125,

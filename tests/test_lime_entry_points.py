@@ -82,6 +82,18 @@ def test_edit_command_writes_the_edit_the_roi_preview_and_the_infotext(tmp_path,
     assert "clustering" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("uncertain", [True, False])
+def test_edit_command_says_when_the_found_roi_is_uncertain(tmp_path, instruct_folder, capsys, monkeypatch, uncertain):
+    from lib_regedit.lime import roi
+
+    monkeypatch.setattr(roi, "UNCERTAIN", 0.0 if uncertain else 1.01)  # every found RoI, or none
+    assert main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
+                 "--clusters", "4", "--model", str(instruct_folder), "--steps", "3",
+                 "--out", str(tmp_path / "o.png")]) == 0
+    err = capsys.readouterr().err
+    assert ("LIME: the edit words point at two places" in err and "--roi-mask" in err) == uncertain
+
+
 def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
     mask = Image.new("L", (32, 32), 0)
     mask.paste(255, (0, 0, 16, 16))

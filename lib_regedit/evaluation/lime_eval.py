@@ -125,7 +125,8 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
             unchanged, ssim_out = outside_scores(source, result.image, box)
             right, kept = edit_right(dets, pair), others_kept(dets, pair)
             rows[column].append({"edit": pair.edit, "right": right, "kept": kept, "exact": right and kept,
-                                 "unchanged": unchanged, "ssim_out": ssim_out, "seconds": seconds})
+                                 "unchanged": unchanged, "ssim_out": ssim_out, "seconds": seconds,
+                                 "uncertain": None if result.found is None else result.found.uncertain})
         log(f"case {skip + i + 1}/{skip + n} ({pair.edit}: {pair.instruction}): " + ", ".join(
             f"{c} {'right' if r[-1]['right'] else 'wrong'}/{r[-1]['unchanged']:.3f}" for c, r in rows.items()))
     return summarise(rows)
@@ -141,6 +142,11 @@ def summarise(rows: dict) -> dict:
             sub = [r for r in results if r["edit"] == kind]
             if sub:
                 entry[f"right_{kind}"] = f"{sum(r['right'] for r in sub)}/{len(sub)}"
+        found = [r for r in results if r.get("uncertain") is not None]
+        if found:  # the uncertain-region note: how often it came, and how many wrong edits it warned of
+            wrong = [r for r in found if not r["right"]]
+            entry["uncertain"] = (f"{sum(r['uncertain'] for r in found)} "
+                                  f"({sum(r['uncertain'] for r in wrong)}/{len(wrong)} wrong)")
         summary[column] = entry
     base = summary.get("instruct", {}).get("seconds")
     for entry in summary.values():
@@ -150,11 +156,11 @@ def summarise(rows: dict) -> dict:
 
 def format_table(summary: dict) -> str:
     head = (f"{'':19} {'edit right':>10} {'others kept':>11} {'exact':>6} {'unchanged out':>13} {'SSIM out':>8} "
-            f"{'time':>6}  recolour reshape remove")
+            f"{'time':>6}  recolour reshape remove  uncertain (of the wrong)")
     lines = [head]
     for column, e in summary.items():
         lines.append(f"{column:19} {e['right']:10.3f} {e['kept']:11.3f} {e['exact']:6.3f} {e['unchanged']:13.3f} "
                      f"{e['ssim_out']:8.3f} "
                      f"{e['time_vs_instruct']:5.2f}x  {e.get('right_recolour', '-'):>8} {e.get('right_reshape', '-'):>7} "
-                     f"{e.get('right_remove', '-'):>6}")
+                     f"{e.get('right_remove', '-'):>6}  {e.get('uncertain', '-')}")
     return "\n".join(lines)

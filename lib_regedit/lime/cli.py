@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import RegEditError
@@ -75,6 +76,7 @@ def run(args) -> int:
     from ..documents.lime import parse_lime_document
     from ..models import load_pipeline
     from .diffusers_lime import check_instruction, lime_edit
+    from .roi import uncertainty_note
 
     limits.check_seed(args.seed, "--seed")
     limits.check_steps(args.steps, 1000, "--steps")
@@ -110,6 +112,11 @@ def run(args) -> int:
     if args.roi_preview and result.preview is not None:
         result.preview.save(args.roi_preview)
         print(f"wrote {args.roi_preview} (the region of interest)")
+    if result.found is not None and (note := uncertainty_note(result.found, CLI_FIX)):
+        print(note, file=sys.stderr)
     if result.timings.get("clustering") is not None:
         print("LIME: first pass {first_pass:.1f} s, clustering {clustering:.2f} s, edit {edit:.1f} s".format(**result.timings))
     return 0
+
+
+CLI_FIX = "give the region with --roi-mask MASK.png (white on the object)"

@@ -37,7 +37,7 @@ from .edit_tokens import edit_positions, edit_words, object_positions
 from .options import LimeOptions
 from . import given_roi
 from .preview import paste_outside_roi, roi_preview
-from .roi import Roi, find_roi
+from .roi import Roi, find_roi, uncertainty_note
 from .superpixels import snapped_roi
 
 
@@ -48,6 +48,13 @@ class LimeResult:
     roi: torch.Tensor | None = None  # bool (h, w) at the latent's resolution; None without LIME
     preview: Image.Image | None = None  # the source image with the RoI tinted
     timings: dict = field(default_factory=dict)  # seconds: first_pass, clustering, edit
+    found: Roi | None = None  # the RoI LIME found (k-means labels, edit-token map); None when one was given
+
+    @property
+    def notes(self) -> list[str]:
+        """What the user should know about this edit: an uncertain found RoI."""
+        note = uncertainty_note(self.found, API_FIX) if self.found is not None else None
+        return [note] if note else []
 
     def pnginfo(self) -> PngInfo:
         info = PngInfo()
@@ -111,7 +118,8 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     """Edit ``image`` as ``instruction`` says. ``lime``: ``True``/``False``, or a LIME document (a dict,
     JSON or :class:`~lib_regedit.documents.lime.LimeDocument`: settings and optional RoI boxes);
     ``options`` overrides the document's settings; ``roi`` (a bool mask tensor, or a mask image, white
-    inside) replaces the RoI LIME would find."""
+    inside) replaces the RoI LIME would find. ``result.notes`` says when the found RoI is uncertain
+    (:func:`lib_regedit.lime.roi.second_peak`)."""
     from ..api import native_size, tokenize
     from ..documents.lime import LimeDocument, parse_lime_document
     from ..drag.diffusers_drag import check_image
@@ -212,7 +220,11 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     if lime:
         params[LIME_INFOTEXT_KEY] = LimeDocument(options, document.roi).to_json()
     return LimeResult(edited, parameters_text(instruction, negative_prompt, params), roi if lime else None,
-                      roi_preview(image, roi if pixel_roi is None else pixel_roi > 0.5) if lime else None, timings)
+                      roi_preview(image, roi if pixel_roi is None else pixel_roi > 0.5) if lime else None, timings,
+                      found)
+
+
+API_FIX = "give the region: roi= a mask (white on the object), or boxes in the LIME document's roi"
 
 
 def _outside_blend(runner, image: Image.Image, roi: torch.Tensor, seed: int, skipped: int):

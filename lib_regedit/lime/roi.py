@@ -6,6 +6,11 @@ The parts that hold the positions where the edit tokens' cross-attention peaks a
 optionally grown by whole cells (``grow``: ours, not the paper's; the WebUI's inpainting calls it mask
 padding): on a small latent the segments follow an object's inside and miss its edge.
 
+:func:`second_peak` says how sure that pick is: the edit tokens' attention at the best place apart
+from its peak, as a fraction of the peak. From :data:`UNCERTAIN` up the words point at two places
+(on ShapesWorld, mostly two objects of one colour), and the callers tell the user to check the
+preview and give the region.
+
 Pure functions on tensors: :class:`~lib_regedit.attention.effects.roi_capture.RoiCapture` collects
 the features and maps during the first pass.
 """
@@ -28,6 +33,18 @@ class Roi:
     labels: torch.Tensor  # long (h, w): the k-means segmentation
     attention: torch.Tensor  # float (h, w): the edit tokens' mean cross-attention
     seconds: float  # time spent clustering (PCA included)
+
+    @property
+    def second_peak(self) -> float:
+        return second_peak(self.attention)
+
+    @property
+    def uncertain(self) -> bool:
+        return self.second_peak >= UNCERTAIN
+
+
+PEAK_SHARE = 0.5  # the peak's place: the cells connected to the peak at this share of it or more
+UNCERTAIN = 0.6  # a second place this strong makes the found region uncertain (measured: see the README)
 
 
 def feature_matrix(features: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
@@ -86,3 +103,28 @@ def find_roi(features: list[torch.Tensor], attention: torch.Tensor, *, clusters:
     seconds = time.perf_counter() - started
     attention = F.interpolate(attention[None, None].float(), size=hw, mode="bilinear", align_corners=True)[0, 0]
     return Roi(grow_mask(pick_clusters(labels, attention, points), grow), labels, attention, seconds)
+
+
+def second_peak(attention: torch.Tensor, share: float = PEAK_SHARE) -> float:
+    """The highest local maximum of ``attention`` (h, w) away from its peak's place, as a fraction of
+    the peak (0 when there is none, or the map is flat). The peak's place: the cells at ``share`` of
+    the peak or more connected to it (diagonals too). Only local maxima count, so the slope of the
+    peak's own blob is not a second place."""
+    from scipy import ndimage
+
+    a = attention.detach().float().cpu().numpy()
+    peak = float(a.max())
+    if not np.isfinite(peak) or peak <= 0:
+        return 0.0
+    parts, _ = ndimage.label(a >= share * peak, structure=np.ones((3, 3)))
+    maxima = (a == ndimage.maximum_filter(a, size=3, mode="nearest")) & (parts != parts.flat[int(a.argmax())])
+    return float(a[maxima].max() / peak) if maxima.any() else 0.0
+
+
+def uncertainty_note(roi: Roi, fix: str) -> str | None:
+    """What to tell the user when the found region is uncertain (``fix``: how to give the region in
+    the caller's terms), else None."""
+    if not roi.uncertain:
+        return None
+    return (f"LIME: the edit words point at two places (the second at {roi.second_peak:.0%} of the first), so "
+            f"the region it found may be on the wrong object. Check the region preview; if it is wrong, {fix}")
