@@ -8,8 +8,8 @@ padding): on a small latent the segments follow an object's inside and miss its 
 
 :func:`second_peak` says how sure that pick is: the edit tokens' attention at the best place apart
 from its peak, as a fraction of the peak. From :data:`UNCERTAIN` up the words point at two places
-(on ShapesWorld, mostly two objects of one colour), and the callers tell the user to check the
-preview and give the region.
+(on ShapesWorld, typically two objects that share a colour or a shape), and the callers tell the
+user to check the preview and give the region.
 
 Pure functions on tensors: :class:`~lib_regedit.attention.effects.roi_capture.RoiCapture` collects
 the features and maps during the first pass.
@@ -44,7 +44,7 @@ class Roi:
 
 
 PEAK_SHARE = 0.5  # the peak's place: the cells connected to the peak at this share of it or more
-UNCERTAIN = 0.6  # a second place this strong makes the found region uncertain (measured: see the README)
+UNCERTAIN = 0.7  # a second place this strong makes the found region uncertain (chosen on the eval's pairs 1-60: README)
 
 
 def feature_matrix(features: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
