@@ -181,7 +181,7 @@ def test_lime_edit_snaps_the_found_roi_and_pastes_at_its_pixels(instruct):
     far = torch.nn.functional.max_pool2d(region[None, None], 5, 1, 2)[0, 0].numpy() == 0  # beyond the feather
     assert np.array_equal(out[far], src[far])
     assert '"snap": false' in raw.parameters.replace('\\"', '"') and '"snap"' not in snapped.parameters
-    assert torch.equal(raw.found.mask, raw.roi)  # the found RoI is kept (before the snap) for its notes
+    assert torch.equal(raw.found.mask, raw.roi)  # the found RoI comes back (unsnapped here: the RoI used) for its notes
     assert raw.notes == ([uncertainty_note(raw.found, API_FIX)] if raw.found.uncertain else [])
 
 
