@@ -49,6 +49,7 @@ def test_a_short_run_saves_an_instruct_pipeline(tmp_path):
 
     from lib_regedit.shapesworld.data import render
     from lib_regedit.shapesworld.instruct_train import main
+    from lib_regedit.shapesworld.model import text_core
 
     main(["--out", str(tmp_path / "instruct"), "--steps", "2", "--batch", "4", "--threads", "1"])
     assert (tmp_path / "instruct" / "next_start.txt").read_text().strip() == "8"
@@ -106,11 +107,12 @@ def test_text_layers_train_the_first_encoder_layers_and_leave_the_rest_identitie
     from transformers import CLIPTextModel
 
     from lib_regedit.shapesworld.instruct_train import main
+    from lib_regedit.shapesworld.model import text_core
 
     main(["--out", str(tmp_path / "instruct"), "--steps", "2", "--batch", "4", "--threads", "1", "--text-layers", "1",
           "--grounding", "0.05", "--grounding-choice", "0.2"])
     text = CLIPTextModel.from_pretrained(str(tmp_path / "instruct" / "text_encoder"), local_files_only=True)
-    layers = getattr(text, "text_model", text).encoder.layers
+    layers = text_core(text).encoder.layers
     assert layers[0].self_attn.out_proj.weight.abs().sum() > 0  # no longer an identity: it mixes in earlier words
     assert all(layer.self_attn.out_proj.weight.abs().sum() == 0 and layer.mlp.fc2.weight.abs().sum() == 0
                for layer in layers[1:])  # still exact identities, so the WebUI's clip skip sees the same output

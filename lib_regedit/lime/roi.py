@@ -124,7 +124,8 @@ def second_peak(attention: torch.Tensor, share: float = PEAK_SHARE) -> float:
 def uncertainty_note(roi: Roi, fix: str) -> str | None:
     """What to tell the user when the found region is uncertain (``fix``: how to give the region in
     the caller's terms), else None."""
-    if not roi.uncertain:
+    second = roi.second_peak
+    if second < UNCERTAIN:
         return None
-    return (f"LIME: the edit words point at two places (the second at {roi.second_peak:.0%} of the first), so "
+    return (f"LIME: the edit words point at two places (the second at {second:.0%} of the first), so "
             f"the region it found may be on the wrong object. Check the region preview; if it is wrong, {fix}")
