@@ -200,10 +200,13 @@ def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_ste
         old = None
     if not enabled:
         return ""
-    options = dataclasses.replace(LIME_DEFAULTS, clusters=int(clusters), points=int(points),
-                                  feature_step=float(feature_step), regularise_until=float(until),
+    # the settings without a control (pick, segment_cells, colour_merge) and the version stay the document's
+    options = dataclasses.replace(old.options if old is not None else LIME_DEFAULTS, clusters=int(clusters),
+                                  points=int(points), feature_step=float(feature_step), regularise_until=float(until),
                                   grow=int(grow), keep_outside=bool(keep_outside), snap=bool(snap))
-    return LimeDocument(options, old.roi if old is not None else ()).to_json()
+    if old is None:
+        return LimeDocument(options).to_json()
+    return LimeDocument(options, old.roi, old.version).to_json()
 
 
 # How a pasted infotext entry is read: region and LIME documents written before versions existed keep version 1.

@@ -17,8 +17,8 @@ from lib_regedit.errors import RegEditError
 from lib_regedit.lime import LimeOptions, lime_edit
 from lib_regedit.lime.diffusers_lime import API_FIX
 from lib_regedit.lime.edit_tokens import edit_positions, edit_words, object_positions
-from lib_regedit.lime.roi import (cluster, feature_matrix, find_roi, pick_clusters, reduce_dimension,
-                                  second_peak, uncertainty_note)
+from lib_regedit.lime.roi import (cluster, feature_matrix, find_roi, object_cells, pick_clusters,
+                                  reduce_dimension, second_peak, uncertainty_note)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,37 @@ def test_grow_adds_every_cell_within_that_many_cells_of_the_found_roi():
     assert torch.equal(grown, expected) and grown.sum() > square.sum() and (grown & square).equal(square)
 
 
+def planted_segments() -> np.ndarray:
+    """Superpixel labels on a 24x24 grid (twice the planted features' 12x12): the background (0), the
+    square (1) and the bar (2) of :func:`planted_features`."""
+    _, segment = planted_features()
+    return segment.repeat_interleave(2, 0).repeat_interleave(2, 1).numpy()
+
+
+def test_the_object_pick_takes_the_most_attended_object_not_the_highest_spike():
+    features, segment = planted_features()
+    attention = torch.zeros(12, 12)
+    attention[segment == 2] = 0.6  # the words attend the bar as a whole
+    attention[5, 5] = 1.0  # and spike on the square's rim
+    assert torch.equal(find_roi(features, attention, clusters=3, points=1).mask, segment == 1)  # the paper's peak
+    cells = object_cells(attention, planted_segments())
+    assert torch.equal(cells, segment == 2)
+    roi = find_roi(features, attention, clusters=3, points=1, segments=planted_segments())
+    assert torch.equal(roi.mask, segment == 2) and roi.attention.max() == 1.0  # the map itself is kept, for the note
+    assert torch.equal(pick_clusters(segment, attention, 1, within=segment == 2), segment == 2)
+
+
+def test_the_object_pick_passes_over_the_background_and_falls_back_to_the_peak():
+    features, segment = planted_features()
+    attention = torch.zeros(12, 12)
+    attention[segment == 0] = 0.5  # the background is attended most on average, but it is no object
+    attention[3, 4] = 0.9
+    assert torch.equal(object_cells(attention, planted_segments()), segment == 1)
+    one = np.zeros((24, 24), dtype=np.int64)  # a single segment: all background, so the peak anywhere
+    assert object_cells(attention, one).all()
+    assert torch.equal(find_roi(features, attention, clusters=3, points=1, segments=one).mask, segment == 1)
+
+
 def blob(h: int, w: int, y: int, x: int, height: float, radius: float = 1.5) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     return height * torch.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * radius ** 2))
@@ -150,6 +181,18 @@ def test_snap_merges_the_superpixels_of_one_colour_so_a_large_object_comes_whole
     assert torch.equal(region, expected)
 
 
+def test_superpixels_of_an_image_slic_leaves_whole_are_one_segment():
+    from lib_regedit.lime.superpixels import snap_to_superpixels, superpixels
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    labels = superpixels(noise, (16, 16))  # SLIC keeps pure noise as one segment: nothing to merge
+    assert labels.shape == (64, 64) and (labels == 0).all()
+    found = torch.zeros(16, 16, dtype=torch.bool)
+    found[4:6, 4:6] = True
+    region = snap_to_superpixels(noise, found)  # the found cells cover 4/256 of the one segment: their own box
+    assert region.sum() == 64 and (region[16:24, 16:24] == 1).all()
+
+
 def test_snap_boxes_each_part_and_falls_back_to_the_found_roi():
     from lib_regedit.lime.superpixels import box_each_part, snap_to_superpixels
 
@@ -175,7 +218,7 @@ def test_lime_edit_snaps_the_found_roi_and_pastes_at_its_pixels(instruct):
     kwargs = dict(steps=5, seed=0, progress=False)
     raw = lime_edit(instruct, image, "make the red square blue", lime={"snap": False}, **kwargs)
     snapped = lime_edit(instruct, image, "make the red square blue", **kwargs)
-    region = snap_to_superpixels(image, raw.roi)
+    region = snap_to_superpixels(image, snapped.found.mask)
     assert torch.equal(snapped.roi, touched_cells(region, (16, 16))) and "snap" in snapped.timings
     src, out = np.asarray(image).astype(int), np.asarray(snapped.image).astype(int)
     far = torch.nn.functional.max_pool2d(region[None, None], 5, 1, 2)[0, 0].numpy() == 0  # beyond the feather
@@ -323,7 +366,7 @@ def test_lime_edit_on_an_instruct_pipeline_runs_all_three_branches(instruct):
     assert regularised and all(n == 3 and rows == RowLayout((0,), (1, 2)) for _, n, rows in regularised)
     assert result.roi.shape == (16, 16) and result.roi.any() and not result.roi.all()
     assert result.preview.size == (32, 32)
-    assert 'RegEdit LIME: "{\\"version\\": 2}"' in result.parameters and "Image CFG scale: 1.5" in result.parameters
+    assert 'RegEdit LIME: "{\\"version\\": 3}"' in result.parameters and "Image CFG scale: 1.5" in result.parameters
     assert set(result.timings) == {"first_pass", "clustering", "snap", "edit"}
 
 
@@ -355,7 +398,7 @@ def test_a_given_mask_or_boxes_replace_the_found_roi_and_skip_the_first_pass(ins
                                                                                   "h": 0.3125}]}, **kwargs)
     assert torch.equal(boxes.roi, roi)
     assert np.array_equal(np.asarray(given.image), np.asarray(boxes.image))
-    assert 'RegEdit LIME: "{\\"version\\": 2, \\"roi\\": [{\\"x\\": 0.125' in boxes.parameters
+    assert 'RegEdit LIME: "{\\"version\\": 3, \\"roi\\": [{\\"x\\": 0.125' in boxes.parameters
 
 
 def test_an_ordinary_pipeline_runs_the_localised_prompt_edit(sd):

@@ -18,7 +18,7 @@ def test_lime_document_defaults_shorthands_and_round_trip():
     assert parse_lime_document(False) is None and parse_lime_document({"enabled": False}) is None
     default = parse_lime_document(True)
     assert default == parse_lime_document({}) == parse_lime_document("true")
-    assert default.to_json() == '{"version": 2}' and default.options.keep_outside
+    assert default.to_json() == '{"version": 3}' and default.options.keep_outside
     doc = parse_lime_document({"clusters": 4, "keep_outside": False, "snap": False,
                                "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}]})
     assert parse_lime_document(doc.to_json()) == doc and not doc.options.snap and default.options.snap
@@ -33,8 +33,16 @@ def test_lime_documents_keep_the_defaults_of_their_version():
     assert parse_lime_document({"version": 1, "regularise_until": 0.35}).to_json() == \
         '{"version": 1, "regularise_until": 0.35}'
     assert parse_lime_document({"version": 2}, untagged_version=1).options.regularise_until == 0.35
+    current = parse_lime_document({}).options
+    assert (current.pick, current.segment_cells, current.colour_merge) == ("object", 4, 40)
+    for version in (1, 2):  # the peak anywhere on the coarser superpixels
+        options = parse_lime_document({"version": version}).options
+        assert (options.pick, options.segment_cells, options.colour_merge) == ("peak", 16, 20)
+    peak = parse_lime_document({"version": 3, "pick": "peak", "segment_cells": 16})
+    assert peak.to_json() == '{"version": 3, "pick": "peak", "segment_cells": 16}'
+    assert parse_lime_document(peak.to_json()) == peak
     with pytest.raises(RegEditError, match="lime.version"):
-        parse_lime_document({"version": 3})
+        parse_lime_document({"version": 4})
 
 
 @pytest.mark.parametrize("value,field", [
@@ -42,6 +50,9 @@ def test_lime_documents_keep_the_defaults_of_their_version():
     ({"points": 0}, "lime.points"),
     ({"regularise_until": -1}, "lime.regularise_until"),
     ({"snap": "yes"}, "lime.snap"),
+    ({"pick": "middle"}, "lime.pick"),
+    ({"segment_cells": 0}, "lime.segment_cells"),
+    ({"colour_merge": -1}, "lime.colour_merge"),
     ({"roi": [{"x": 0.8, "y": 0, "w": 0.5, "h": 0.1}]}, "lime.roi[0]"),
     ({"roi": "box"}, "lime.roi"),
     ({"colour": "red"}, "lime.colour"),
@@ -73,11 +84,12 @@ def _image(tmp_path, size=32):
 def test_edit_command_writes_the_edit_the_roi_preview_and_the_infotext(tmp_path, instruct_folder, capsys):
     out, roi = tmp_path / "out.png", tmp_path / "roi.png"
     code = main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
-                 "--clusters", "4", "--model", str(instruct_folder), "--steps", "4", "--out", str(out),
+                 "--clusters", "4", "--pick", "peak", "--model", str(instruct_folder), "--steps", "4", "--out", str(out),
                  "--roi-preview", str(roi)])
     assert code == 0, capsys.readouterr().err
     text = Image.open(out).text["parameters"]
-    assert text.startswith("make the red square blue\n") and 'RegEdit LIME: "{\\"version\\": 2, \\"clusters\\": 4}"' in text
+    assert text.startswith("make the red square blue\n")
+    assert 'RegEdit LIME: "{\\"version\\": 3, \\"clusters\\": 4, \\"pick\\": \\"peak\\"}"' in text
     assert Image.open(roi).size == (32, 32)
     assert "clustering" in capsys.readouterr().out
 
@@ -110,6 +122,7 @@ def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
     (["--instruction", "make it red", "--lime", "--points", "0"], "--points: 0 is out of range"),
     (["--instruction", "make it red", "--roi-preview", "r.png"], "--roi-preview: needs --lime"),
     (["--instruction", "make it red", "--no-snap"], "--no-snap: is a LIME setting"),
+    (["--instruction", "make it red", "--pick", "peak"], "--pick: is a LIME setting"),
     (["--instruction", "make it red", "--strength", "0"], "--strength"),
     (["--instruction", "make it red", "--model", "/nonexistent"], "--model: /nonexistent does not exist"),
 ])

@@ -55,6 +55,8 @@ def test_lime_axes_write_the_lime_document_only():
     assert xyz_axes.apply_overrides(None, over, "lime") is None  # no LIME asked, none made
     unsnapped = parse_lime_document(xyz_axes.apply_overrides({}, {"[RegEdit] LIME snap": "off"}, "lime"))
     assert not unsnapped.options.snap and '"snap": false' in unsnapped.to_json()
+    peak = parse_lime_document(xyz_axes.apply_overrides({}, {"[RegEdit] LIME pick": "peak"}, "lime"))
+    assert peak.options.pick == "peak" and '"pick": "peak"' in peak.to_json()
 
 
 @pytest.mark.parametrize("label,values,fix", [
@@ -62,6 +64,7 @@ def test_lime_axes_write_the_lime_document_only():
     ("[RegEdit] LIME clusters", [0], "from 1 to 64"),
     ("[RegEdit] Whole prompt start", [0.2, 1.5], "from 0 to 1"),
     ("[RegEdit] Fusion mode", ["attention", "both"], "use one of attention, latent"),
+    ("[RegEdit] LIME pick", ["object", "middle"], "use one of object, peak"),
     ("[RegEdit] KSSA scale", [0], "from 0 to 10"),
     ("[RegEdit] Layout guidance scale", [30, 0], "from 0 to 10000"),
     ("[RegEdit] Layout guidance until", [1.5], "from 0 to 1"),

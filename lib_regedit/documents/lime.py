@@ -1,7 +1,7 @@
 """The LIME document: settings of a localized instruction edit (LIME, Simsar et al. 2025) and,
 optionally, a region of interest drawn by the user instead of the one LIME finds::
 
-    {"version": 2, "clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.35, "grow": 1,
+    {"version": 3, "clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.35, "grow": 1,
      "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}]}
 
 ``true`` or ``{}`` is LIME with its defaults; ``false``, ``null``, ``""`` or ``{"enabled": false}`` is
@@ -10,12 +10,18 @@ no LIME. Fields (defaults from LIME and its reference implementation, see ``lib_
 form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a fraction of the run, 1/3),
 ``regularise_until`` (the fraction of the steps regularised, 0.35; the paper's 0.9), ``grow`` (latent
 cells added around the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the
-image's superpixels and boxed, true; false keeps the paper's k-means segments), ``keep_outside`` (the
+image's superpixels and boxed, true; false keeps the paper's k-means segments), ``pick`` (where the
+clusters are picked: ``"object"``, the peak inside the superpixel the edit words attend most on
+average; ``"peak"``, the paper's peak anywhere), ``segment_cells`` (latent cells per superpixel, 4),
+``colour_merge`` (neighbouring superpixels whose mean colours differ by less, of 255 in RGB, are one,
+40), ``keep_outside`` (the
 source is blended back outside the RoI at every step and its pixels pasted there at the end, true;
 false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their
-union replaces the found RoI), ``version`` (the defaults a document was written against: version 2,
-the current one, regularises the first 35% of the steps; version 1, and LIME infotexts written before
-versions existed, the first 90%, so a pasted infotext makes its image again).
+union replaces the found RoI), ``version`` (the defaults a document was written against, so a pasted
+infotext makes its image again: version 3, the current one, picks by object on superpixels of 4
+cells merged at 40; version 2 regularises the first 35% of the steps and picks the peak on
+superpixels of 16 cells merged at 20; version 1, and LIME infotexts written before versions existed,
+also regularises the first 90%).
 """
 
 from __future__ import annotations
@@ -25,15 +31,20 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import RegEditError
-from ..lime.options import REFERENCE_REGULARISE_UNTIL, LimeOptions
-from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown
+from ..lime.options import PICKS, REFERENCE_REGULARISE_UNTIL, LimeOptions
+from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
 
 LIME_FIELDS = ("version", "enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside",
-               "snap", "roi")
-VERSION = 2
+               "snap", "pick", "segment_cells", "colour_merge", "roi")
+SETTINGS = ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap", "pick",
+            "segment_cells", "colour_merge")
+VERSION = 3
 # The defaults that changed between document versions; a document keeps those of its version.
-VERSION_DEFAULTS = {1: {"regularise_until": REFERENCE_REGULARISE_UNTIL},
-                    2: {"regularise_until": LimeOptions.regularise_until}}
+_PEAK_PICK = {"pick": "peak", "segment_cells": 16, "colour_merge": 20.0}  # before version 3
+VERSION_DEFAULTS = {1: {"regularise_until": REFERENCE_REGULARISE_UNTIL, **_PEAK_PICK},
+                    2: {"regularise_until": LimeOptions.regularise_until, **_PEAK_PICK},
+                    3: {}}
+MAX_SEGMENT_CELLS = 1024
 MAX_GROW = 16
 MAX_ROI_BOXES = 32
 
@@ -47,7 +58,7 @@ class LimeDocument:
     def to_dict(self) -> dict:
         """The version first (it says which defaults the rest leaves out), then the settings that differ."""
         defaults, data = asdict(version_defaults(self.version)), {"version": self.version}
-        for key in ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap"):
+        for key in SETTINGS:
             value = getattr(self.options, key)
             if value != defaults[key]:
                 data[key] = value
@@ -87,6 +98,9 @@ def parse_lime_document(value: Any, field: str = "lime", untagged_version: int =
         grow=_whole(obj, "grow", field, defaults.grow, 0, MAX_GROW),
         keep_outside=get_bool(obj, "keep_outside", field, default=defaults.keep_outside),
         snap=get_bool(obj, "snap", field, default=defaults.snap),
+        pick=get_string(obj, "pick", field, default=defaults.pick, max_chars=16, choices=PICKS),
+        segment_cells=_whole(obj, "segment_cells", field, defaults.segment_cells, 1, MAX_SEGMENT_CELLS),
+        colour_merge=get_number(obj, "colour_merge", field, default=defaults.colour_merge, lo=0.0, hi=442.0),
     )
     boxes = []
     for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):

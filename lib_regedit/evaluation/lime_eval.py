@@ -9,11 +9,12 @@ instruction carried out and nothing else (an instruct model that recolours every
 but not exact). Columns:
 
 - ``instruct``: the ShapesWorld instruct model alone;
-- ``LIME``: with LIME (RoI found from the features), its defaults: the found RoI snapped to the
-  object's superpixels and boxed, the source kept outside it;
+- ``LIME``: with LIME (RoI found from the features), its defaults: the clusters picked at the peak
+  inside the most attended object (``pick: "object"``), the found RoI snapped to the object's
+  superpixels and boxed, the source kept outside it;
 - ``LIME, unsnapped``: the RoI as the feature clusters give it (``snap`` off), the source kept outside;
-- ``LIME, paper``: the paper's method: its RoI and the regularisation alone, over the reference's
-  window (``snap`` and ``keep_outside`` off, ``regularise_until`` 0.9);
+- ``LIME, paper``: the paper's method: its RoI (the peak anywhere) and the regularisation alone, over
+  the reference's window (``pick: "peak"``, ``snap`` and ``keep_outside`` off, ``regularise_until`` 0.9);
 - ``LIME, true box``: the RoI replaced by the object's ground-truth box (the ceiling);
 - ``ordinary`` and ``ordinary + LIME``: the text-to-image ShapesWorld model in img2img with the target
   scene's caption as the edit prompt (the localised prompt edit for checkpoints without an image input);
@@ -105,7 +106,7 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
                 "LIME": (instruct_pipe, pair.instruction, dict(lime=True)),
                 "LIME, unsnapped": (instruct_pipe, pair.instruction, dict(lime={"snap": False})),
                 "LIME, paper": (instruct_pipe, pair.instruction,
-                                dict(lime={"keep_outside": False, "snap": False,
+                                dict(lime={"keep_outside": False, "snap": False, "pick": "peak",
                                           "regularise_until": REFERENCE_REGULARISE_UNTIL})),
                 "LIME, true box": (instruct_pipe, pair.instruction, dict(lime=True, roi=true_box))}
         if ordinary_pipe is not None:

@@ -39,13 +39,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--grow", type=int, help="LIME: latent cells added around the RoI it finds (default 0)")
     ed.add_argument("--no-snap", dest="snap", action="store_const", const=False,
                     help="LIME: keep the feature clusters it finds, not snapped to the object's superpixels and boxed")
+    ed.add_argument("--pick", choices=("object", "peak"),
+                    help="LIME: where the RoI's clusters are picked: 'object', the peak inside the superpixel the "
+                         "edit words attend most (default); 'peak', the paper's peak anywhere")
     ed.set_defaults(func=run)
     return ed
 
 
 def _lime_document(args) -> dict | None:
     """The LIME flags as a LIME document (checked by the one parser before any work)."""
-    names = ("clusters", "points", "feature_step", "regularise_until", "grow", "snap")
+    names = ("clusters", "points", "feature_step", "regularise_until", "grow", "snap", "pick")
     flags = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if flags and not args.lime:
         first = next(iter(flags))

@@ -23,7 +23,15 @@ its own pixels.
 ``snap`` is ours too: the found RoI becomes the box around the image's superpixels it mostly covers
 (:mod:`lib_regedit.lime.superpixels`), then is used as a drawn region is. k-means on a small latent's
 features covers part of an object and a strip beside it; the edit needs the whole object and room
-around it.
+around it. ``segment_cells`` sets the superpixels' size (latent cells per superpixel) and
+``colour_merge`` how close two neighbours' mean colours must be to make one superpixel.
+
+``pick`` is ours: where the clusters are picked. ``"peak"`` is the paper's, the position where the
+edit tokens' attention peaks. ``"object"`` first takes the superpixel (an object's, at most
+:data:`~lib_regedit.lime.roi.MAX_OBJECT_SHARE` of the image) where their attention is highest on
+average, then that peak inside it: a spike of attention on the rim of another object that shares a
+colour or a shape no longer wins over the object the words attend as a whole (measured in the
+README). The superpixels are the snap's, made whether or not the RoI is then snapped.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from ..errors import RegEditError
 
 
 REFERENCE_REGULARISE_UNTIL = 0.9  # the reference implementation's window: the first 27 of 30 steps
+PICKS = ("object", "peak")  # how the clusters of the RoI are picked (see ``pick`` above)
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,13 @@ class LimeOptions:
     grow: int = 0  # ours: the found RoI grown by this many latent cells (0: the paper's RoI)
     keep_outside: bool = True  # outside the RoI, blend the source back at every step, paste it at the end
     snap: bool = True  # ours: the found RoI snapped to the image's superpixels (lib_regedit/lime/superpixels.py)
+    pick: str = "object"  # ours: "object" (the most attended superpixel, then its peak) or "peak" (the paper's)
+    segment_cells: int = 4  # ours: latent cells per superpixel of the snap and the object pick (about 2x2)
+    colour_merge: float = 40.0  # ours: neighbouring superpixels whose mean colours differ by less (RGB, of 255) are one
 
     def checked(self) -> "LimeOptions":
         """Itself, or a RegEditError naming the field."""
-        for name, lo in (("clusters", 1), ("points", 1), ("max_dim", 2), ("grow", 0)):
+        for name, lo in (("clusters", 1), ("points", 1), ("max_dim", 2), ("grow", 0), ("segment_cells", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise RegEditError(f"lime.{name}", f"{value!r} is not a whole number of at least {lo}",
@@ -61,6 +73,13 @@ class LimeOptions:
             if not isinstance(getattr(self, name), bool):
                 raise RegEditError(f"lime.{name}", f"{getattr(self, name)!r} is not true or false",
                                    f"use true or false (default {str(getattr(LimeOptions, name)).lower()})")
+        if self.pick not in PICKS:
+            raise RegEditError("lime.pick", f"{self.pick!r} is not a way to pick the region",
+                               f"use one of {', '.join(repr(p) for p in PICKS)} (default {LimeOptions.pick!r})")
+        if isinstance(self.colour_merge, bool) or not isinstance(self.colour_merge, (int, float)) \
+                or not 0 <= self.colour_merge <= 442:
+            raise RegEditError("lime.colour_merge", f"{self.colour_merge!r} is out of range",
+                               f"use a colour distance from 0 to 442 (default {LimeOptions.colour_merge:g})")
         for name in ("feature_step", "regularise_until"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:

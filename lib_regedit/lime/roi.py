@@ -6,6 +6,11 @@ The parts that hold the positions where the edit tokens' cross-attention peaks a
 optionally grown by whole cells (``grow``: ours, not the paper's; the WebUI's inpainting calls it mask
 padding): on a small latent the segments follow an object's inside and miss its edge.
 
+With the image's superpixels (``segments``; LIME's ``pick: "object"``, ours) the peak is looked for
+only inside the superpixel where the edit tokens' attention is highest on average
+(:func:`object_cells`): the object the words attend as a whole, not a spike on the rim of another
+object that shares a colour or a shape.
+
 :func:`second_peak` says how sure that pick is: the edit tokens' attention at the best place apart
 from its peak, as a fraction of the peak. From :data:`UNCERTAIN` up the words point at two places
 (on ShapesWorld, typically two objects that share a colour or a shape), and the callers tell the
@@ -43,6 +48,7 @@ class Roi:
         return self.second_peak >= UNCERTAIN
 
 
+MAX_OBJECT_SHARE = 0.3  # a superpixel larger than this share of the image is background, not an object
 PEAK_SHARE = 0.5  # the peak's place: the cells connected to the peak at this share of it or more
 UNCERTAIN = 0.7  # a second place this strong makes the found region uncertain (chosen on the eval's pairs 1-60: README)
 
@@ -75,8 +81,13 @@ def cluster(x: torch.Tensor, k: int, seed: int = 0) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(x.double().cpu().numpy())
 
 
-def pick_clusters(labels: torch.Tensor, attention: torch.Tensor, points: int) -> torch.Tensor:
-    """The union of the clusters holding the ``points`` positions of highest ``attention``."""
+def pick_clusters(labels: torch.Tensor, attention: torch.Tensor, points: int,
+                  within: torch.Tensor | None = None) -> torch.Tensor:
+    """The union of the clusters holding the ``points`` positions of highest ``attention`` (among the
+    ``within`` cells when given)."""
+    if within is not None and within.any():
+        attention = torch.where(within, attention.float(), torch.tensor(float("-inf")))
+        points = min(points, int(within.sum()))
     top = attention.flatten().topk(min(points, attention.numel())).indices
     chosen = labels.flatten()[top].unique()
     return torch.isin(labels, chosen)
@@ -89,10 +100,28 @@ def grow_mask(mask: torch.Tensor, cells: int) -> torch.Tensor:
     return F.max_pool2d(mask.float()[None, None], 2 * cells + 1, stride=1, padding=cells)[0, 0] > 0.5
 
 
+def object_cells(attention: torch.Tensor, segments: np.ndarray, max_share: float = MAX_OBJECT_SHARE) -> torch.Tensor:
+    """Bool, ``attention``'s (h, w) grid: the cells touched by the segment of ``segments`` (labels on any
+    finer grid, e.g. superpixels) whose mean ``attention`` (upsampled to it) is highest, among the
+    segments no larger than ``max_share`` of the image. All cells when every segment is larger."""
+    hw = tuple(attention.shape[-2:])
+    fine = F.interpolate(attention[None, None].float(), size=segments.shape, mode="bilinear",
+                         align_corners=True)[0, 0].numpy()
+    size = np.bincount(segments.ravel())
+    mean = np.bincount(segments.ravel(), weights=fine.ravel(), minlength=len(size)) / np.maximum(size, 1)
+    mean[(size == 0) | (size > max_share * segments.size)] = -np.inf
+    if not np.isfinite(mean).any():
+        return torch.ones(hw, dtype=torch.bool)
+    best = torch.from_numpy(segments == int(mean.argmax())).float()
+    return F.adaptive_avg_pool2d(best[None, None], hw)[0, 0] > 0
+
+
 def find_roi(features: list[torch.Tensor], attention: torch.Tensor, *, clusters: int, points: int,
-             max_dim: int = 64, hw: tuple[int, int] | None = None, seed: int = 0, grow: int = 0) -> Roi:
+             max_dim: int = 64, hw: tuple[int, int] | None = None, seed: int = 0, grow: int = 0,
+             segments: np.ndarray | None = None) -> Roi:
     """The RoI on the ``hw`` grid (default: ``attention``'s) from the captured features and the edit
-    tokens' mean attention map (upsampled to ``hw``), grown by ``grow`` cells."""
+    tokens' mean attention map (upsampled to ``hw``), grown by ``grow`` cells; with ``segments``
+    (superpixel labels), the peak is taken inside the most attended one (:func:`object_cells`)."""
     hw = hw or tuple(attention.shape[-2:])
     if not features:
         raise RegEditError("lime", "no attention features were captured at the feature step",
@@ -102,7 +131,8 @@ def find_roi(features: list[torch.Tensor], attention: torch.Tensor, *, clusters:
     labels = torch.from_numpy(cluster(x, clusters, seed)).long().reshape(hw)
     seconds = time.perf_counter() - started
     attention = F.interpolate(attention[None, None].float(), size=hw, mode="bilinear", align_corners=True)[0, 0]
-    return Roi(grow_mask(pick_clusters(labels, attention, points), grow), labels, attention, seconds)
+    within = object_cells(attention, segments) if segments is not None else None
+    return Roi(grow_mask(pick_clusters(labels, attention, points, within), grow), labels, attention, seconds)
 
 
 def second_peak(attention: torch.Tensor, share: float = PEAK_SHARE) -> float:

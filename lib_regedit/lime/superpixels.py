@@ -14,8 +14,13 @@ needs. The result is used as a drawn region is: edited in every latent cell it t
 its own pixels.
 
 The image is segmented at :data:`WORK_CELL` pixels per latent cell (64x64 for ShapesWorld's 16x16
-latent, 256x256 for SD 1.x at 512), into one superpixel per :data:`CELLS_PER_SEGMENT` latent cells,
-so the same settings mean the same thing at every model's scale.
+latent, 256x256 for SD 1.x at 512), into one superpixel per :data:`CELLS_PER_SEGMENT` latent cells
+(LIME's ``segment_cells``), so the same settings mean the same thing at every model's scale. About
+2x2 cells a superpixel with a wider colour merge (version 3 of the LIME document; 4x4 and 20 before) gives a triangle's tip a
+superpixel of its own, which the colour merge joins to the triangle, where a coarser one mixed it
+with the background and the edit left the tip as it was (the README has the figures).
+
+The same superpixels choose where the RoI is picked (LIME's ``pick``, :func:`lib_regedit.lime.roi.object_cells`).
 """
 
 from __future__ import annotations
@@ -28,22 +33,26 @@ from ..masks import mask_at
 from .given_roi import touched_cells
 
 SHARE = 0.35  # a superpixel joins the region when this share of it is in the found RoI
-CELLS_PER_SEGMENT = 16  # latent cells per superpixel (about 4x4)
+CELLS_PER_SEGMENT = 4  # latent cells per superpixel (about 2x2; LIME documents before version 3: 16)
 WORK_CELL = 4  # pixels per latent cell at which the image is segmented
 COMPACTNESS = 10.0  # SLIC's colour/space balance (scikit-image's default)
-MERGE = 20.0  # neighbouring superpixels whose mean colours differ by less (RGB, of 255) are one
+MERGE = 40.0  # neighbouring superpixels whose mean colours differ by less (RGB, of 255) are one
+# (LIME's colour_merge; LIME documents before version 3: 20)
 
 
-def superpixels(image: Image.Image, latent_hw: tuple[int, int]) -> np.ndarray:
-    """(h·WORK_CELL, w·WORK_CELL) SLIC labels of ``image`` resized to that grid, neighbours of one
-    colour merged (a region adjacency graph cut at :data:`MERGE`), numbered from 0."""
+def superpixels(image: Image.Image, latent_hw: tuple[int, int], cells: int = CELLS_PER_SEGMENT,
+                merge: float = MERGE) -> np.ndarray:
+    """(h·WORK_CELL, w·WORK_CELL) SLIC labels of ``image`` resized to that grid, one superpixel per
+    ``cells`` latent cells, neighbours of one colour merged (a region adjacency graph cut at ``merge``),
+    numbered from 0."""
     from skimage import graph
     from skimage.segmentation import slic
 
     h, w = latent_hw
     small = np.asarray(image.convert("RGB").resize((w * WORK_CELL, h * WORK_CELL), Image.LANCZOS))
-    labels = slic(small, n_segments=max(2, (h * w) // CELLS_PER_SEGMENT), compactness=COMPACTNESS, start_label=0)
-    labels = graph.cut_threshold(labels, graph.rag_mean_color(small, labels), MERGE)
+    labels = slic(small, n_segments=max(2, (h * w) // cells), compactness=COMPACTNESS, start_label=0)
+    if labels.max() > labels.min():  # one segment (SLIC on noise gives one) has no neighbours to merge
+        labels = graph.cut_threshold(labels, graph.rag_mean_color(small, labels), merge)
     return np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
 
 
@@ -59,12 +68,13 @@ def box_each_part(region: np.ndarray) -> np.ndarray:
     return out
 
 
-def snap_to_superpixels(image: Image.Image, roi: torch.Tensor, share: float = SHARE) -> torch.Tensor:
-    """The float (H, W) region at ``image``'s size: the boxes around the superpixels that ``roi`` (bool,
-    at the latent's resolution) covers by at least ``share``; around ``roi`` itself when it covers
-    none that much."""
+def snap_to_superpixels(image: Image.Image, roi: torch.Tensor, share: float = SHARE,
+                        labels: np.ndarray | None = None) -> torch.Tensor:
+    """The float (H, W) region at ``image``'s size: the boxes around the superpixels (``labels``, or
+    :func:`superpixels` of ``image``) that ``roi`` (bool, at the latent's resolution) covers by at
+    least ``share``; around ``roi`` itself when it covers none that much."""
     h, w = roi.shape
-    labels = superpixels(image, (h, w))
+    labels = superpixels(image, (h, w)) if labels is None else labels
     inside = mask_at(roi.cpu(), labels.shape).numpy()
     size = np.bincount(labels.ravel())
     covered = np.bincount(labels.ravel(), weights=inside.ravel().astype(np.float64), minlength=len(size))
@@ -73,8 +83,9 @@ def snap_to_superpixels(image: Image.Image, roi: torch.Tensor, share: float = SH
     return mask_at(torch.from_numpy(region), (image.height, image.width)).float()
 
 
-def snapped_roi(image: Image.Image, roi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent bool RoI, image float RoI): ``roi`` snapped, then used as a drawn region is (every latent
-    cell it touches, and its pixels for the paste)."""
-    pixels = snap_to_superpixels(image, roi)
+def snapped_roi(image: Image.Image, roi: torch.Tensor,
+                labels: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent bool RoI, image float RoI): ``roi`` snapped (to ``labels`` when given), then used as a
+    drawn region is (every latent cell it touches, and its pixels for the paste)."""
+    pixels = snap_to_superpixels(image, roi, labels=labels)
     return touched_cells(pixels, tuple(roi.shape)), pixels
