@@ -16,11 +16,13 @@ its own pixels.
 The image is segmented at :data:`WORK_CELL` pixels per latent cell (64x64 for ShapesWorld's 16x16
 latent, 256x256 for SD 1.x at 512), into one superpixel per :data:`CELLS_PER_SEGMENT` latent cells
 (LIME's ``segment_cells``), so the same settings mean the same thing at every model's scale. About
-2x2 cells a superpixel with a wider colour merge (version 3 of the LIME document; 4x4 and 20 before) gives a triangle's tip a
-superpixel of its own, which the colour merge joins to the triangle, where a coarser one mixed it
-with the background and the edit left the tip as it was (the README has the figures).
+2x2 cells a superpixel with a wider colour merge (version 3 of the LIME document; 4x4 cells merged
+at 20 before) gives a triangle's tip a superpixel of its own, which the colour merge joins to the
+triangle, where a coarser one mixed it with the background and the edit left the tip as it was
+(the README has the figures).
 
-The same superpixels choose where the RoI is picked (LIME's ``pick``, :func:`lib_regedit.lime.roi.object_cells`).
+The same superpixels choose where the RoI is picked (LIME's ``pick``,
+:func:`lib_regedit.lime.roi.object_cells`).
 """
 
 from __future__ import annotations
