@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import RegEditError
+from .lime.options import PICKS
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ AXES = (
     Axis("[RegEdit] LIME regularise until", "lime", "regularise_until", float, 0.0, 1.0),
     Axis("[RegEdit] LIME grow", "lime", "grow", int, 0, 16),
     Axis("[RegEdit] LIME snap", "lime", "snap", str, choices=ON_OFF),
-    Axis("[RegEdit] LIME pick", "lime", "pick", str, choices=("object", "peak")),
+    Axis("[RegEdit] LIME pick", "lime", "pick", str, choices=PICKS),
 )
 
 

@@ -10,7 +10,7 @@ pytest.importorskip("ldm.modules.diffusionmodules.openaimodel", reason="the ldm 
 
 from lib_regedit.backends import ldm_backend  # noqa: E402
 from lib_regedit.documents import parse_lime_document  # noqa: E402
-from lib_regedit.lime import webui_lime  # noqa: E402
+from lib_regedit.lime import locate, webui_lime  # noqa: E402
 from lib_regedit.lime.given_roi import touched_cells  # noqa: E402
 from lib_regedit.lime.superpixels import superpixels  # noqa: E402
 from test_ldm_backend import CTX, make_unet  # noqa: E402
@@ -58,7 +58,7 @@ def test_the_session_finds_and_snaps_the_region_then_edits(unet, monkeypatch, ve
         made.append((cells, merge))
         return superpixels(image, latent_hw, cells, merge)
 
-    monkeypatch.setattr(webui_lime, "superpixels", spy)
+    monkeypatch.setattr(locate, "superpixels", spy)
     session = webui_lime.LimeSession(parse_lime_document({"version": version}), TOKENS, (16, 16), image=scene())
     calls = []
     session.run(unet, sampler(unet, session, calls))
@@ -71,7 +71,7 @@ def test_the_session_finds_and_snaps_the_region_then_edits(unet, monkeypatch, ve
 
 
 def test_without_an_image_the_session_picks_the_peak_and_does_not_snap(unet, monkeypatch):
-    monkeypatch.setattr(webui_lime, "superpixels", lambda *a, **k: pytest.fail("no image, no superpixels"))
+    monkeypatch.setattr(locate, "superpixels", lambda *a, **k: pytest.fail("no image, no superpixels"))
     session = webui_lime.LimeSession(parse_lime_document(True), TOKENS, (16, 16))
     calls = []
     session.run(unet, sampler(unet, session, calls))

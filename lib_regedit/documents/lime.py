@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import RegEditError
-from ..lime.options import PICKS, REFERENCE_REGULARISE_UNTIL, LimeOptions
+from ..lime.options import MAX_COLOUR_MERGE, PICKS, REFERENCE_REGULARISE_UNTIL, LimeOptions
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
 
 LIME_FIELDS = ("version", "enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside",
@@ -100,7 +100,7 @@ def parse_lime_document(value: Any, field: str = "lime", untagged_version: int =
         snap=get_bool(obj, "snap", field, default=defaults.snap),
         pick=get_string(obj, "pick", field, default=defaults.pick, max_chars=16, choices=PICKS),
         segment_cells=_whole(obj, "segment_cells", field, defaults.segment_cells, 1, MAX_SEGMENT_CELLS),
-        colour_merge=get_number(obj, "colour_merge", field, default=defaults.colour_merge, lo=0.0, hi=442.0),
+        colour_merge=get_number(obj, "colour_merge", field, default=defaults.colour_merge, lo=0.0, hi=MAX_COLOUR_MERGE),
     )
     boxes = []
     for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):

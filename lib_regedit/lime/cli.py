@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RegEditError
+from .options import PICKS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--grow", type=int, help="LIME: latent cells added around the RoI it finds (default 0)")
     ed.add_argument("--no-snap", dest="snap", action="store_const", const=False,
                     help="LIME: keep the feature clusters it finds, not snapped to the object's superpixels and boxed")
-    ed.add_argument("--pick", choices=("object", "peak"),
+    ed.add_argument("--pick", choices=PICKS,
                     help="LIME: where the RoI's clusters are picked: 'object', the peak inside the superpixel the "
                          "edit words attend most (default); 'peak', the paper's peak anywhere")
     ed.set_defaults(func=run)

@@ -37,8 +37,8 @@ from .edit_tokens import edit_positions, edit_words, object_positions
 from .options import LimeOptions
 from . import given_roi
 from .preview import paste_outside_roi, roi_preview
-from .roi import Roi, find_roi, uncertainty_note
-from .superpixels import snapped_roi, superpixels
+from .locate import locate_roi
+from .roi import Roi, uncertainty_note
 
 
 @dataclass
@@ -196,21 +196,12 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
         if attention is None:
             raise RegEditError("instruction", "its edit tokens were not attended at the feature resolutions",
                                "check lime.feature_downscales against the model's attention resolutions")
-        first_pass = time.perf_counter() - started
-        started = time.perf_counter()
-        segments = None
-        if options.snap or options.pick == "object":
-            segments = superpixels(image, latent_hw, options.segment_cells, options.colour_merge)
-        found = find_roi(capture.features, attention, clusters=options.clusters, points=options.points,
-                         max_dim=options.max_dim, hw=latent_hw, seed=seed, grow=options.grow,
-                         segments=segments if options.pick == "object" else None)
-        roi = found.mask
-        timings["first_pass"] = first_pass
+        timings["first_pass"] = time.perf_counter() - started
+        located = locate_roi(capture.features, attention, options, latent_hw, image, seed)
+        found, roi, pixel_roi = located.found, located.roi, located.pixel_roi
         timings["clustering"] = found.seconds
-        if options.snap:
-            roi, pixel_roi = snapped_roi(image, roi, segments)
-        if segments is not None:  # the superpixels, the object pick and the snap
-            timings["snap"] = time.perf_counter() - started - found.seconds
+        if located.snap_seconds is not None:  # the superpixels, the object pick and the snap
+            timings["snap"] = located.snap_seconds
     started = time.perf_counter()
     effects = [LimeRegularisation(roi, positions, options.regularise_until, options.regularise_downscales)] if lime else []
     edited = run(effects, roi if lime and options.keep_outside else None)

@@ -43,6 +43,7 @@ from ..errors import RegEditError
 
 REFERENCE_REGULARISE_UNTIL = 0.9  # the reference implementation's window: the first 27 of 30 steps
 PICKS = ("object", "peak")  # how the clusters of the RoI are picked (see ``pick`` above)
+MAX_COLOUR_MERGE = 442.0  # the largest RGB distance (255·√3): every neighbour merged
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,10 @@ class LimeOptions:
             raise RegEditError("lime.pick", f"{self.pick!r} is not a way to pick the region",
                                f"use one of {', '.join(repr(p) for p in PICKS)} (default {LimeOptions.pick!r})")
         if isinstance(self.colour_merge, bool) or not isinstance(self.colour_merge, (int, float)) \
-                or not 0 <= self.colour_merge <= 442:
+                or not 0 <= self.colour_merge <= MAX_COLOUR_MERGE:
             raise RegEditError("lime.colour_merge", f"{self.colour_merge!r} is out of range",
-                               f"use a colour distance from 0 to 442 (default {LimeOptions.colour_merge:g})")
+                               f"use a colour distance from 0 to {MAX_COLOUR_MERGE:g} "
+                               f"(default {LimeOptions.colour_merge:g})")
         for name in ("feature_step", "regularise_until"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:

@@ -25,8 +25,8 @@ from ..webui_session import read_cfg_denoiser
 from . import given_roi
 from .diffusers_lime import lime_positions
 from .preview import paste_outside_roi
-from .roi import Roi, find_roi
-from .superpixels import snapped_roi, superpixels
+from .locate import locate_roi
+from .roi import Roi
 
 
 class NoiseReplay:
@@ -137,15 +137,8 @@ class LimeSession:
                 if attention is None:
                     raise RegEditError("prompt", "its edit tokens were not attended at the feature resolutions",
                                        "check that the checkpoint has cross-attention below the latent's resolution")
-                options = self.options
-                segments = superpixels(self.image, self.latent_hw, options.segment_cells, options.colour_merge) \
-                    if self.image is not None and (options.snap or options.pick == "object") else None
-                self.found = find_roi(capture.features, attention, clusters=options.clusters,
-                                      points=options.points, max_dim=options.max_dim, hw=self.latent_hw,
-                                      grow=options.grow, segments=segments if options.pick == "object" else None)
-                self.roi = self.found.mask
-                if options.snap and segments is not None:
-                    self.roi, self.pixel_roi = snapped_roi(self.image, self.roi, segments)
+                located = locate_roi(capture.features, attention, self.options, self.latent_hw, self.image)
+                self.found, self.roi, self.pixel_roi = located.found, located.roi, located.pixel_roi
                 if replay is not None:
                     replay.replay()
             self.state.step = 0
