@@ -366,7 +366,7 @@ def test_lime_edit_on_an_instruct_pipeline_runs_all_three_branches(instruct):
     assert regularised and all(n == 3 and rows == RowLayout((0,), (1, 2)) for _, n, rows in regularised)
     assert result.roi.shape == (16, 16) and result.roi.any() and not result.roi.all()
     assert result.preview.size == (32, 32)
-    assert 'RegEdit LIME: "{\\"version\\": 3}"' in result.parameters and "Image CFG scale: 1.5" in result.parameters
+    assert 'RegEdit LIME: "{\\"version\\": 4}"' in result.parameters and "Image CFG scale: 1.5" in result.parameters
     assert set(result.timings) == {"first_pass", "clustering", "snap", "edit"}
 
 
@@ -398,7 +398,7 @@ def test_a_given_mask_or_boxes_replace_the_found_roi_and_skip_the_first_pass(ins
                                                                                   "h": 0.3125}]}, **kwargs)
     assert torch.equal(boxes.roi, roi)
     assert np.array_equal(np.asarray(given.image), np.asarray(boxes.image))
-    assert 'RegEdit LIME: "{\\"version\\": 3, \\"roi\\": [{\\"x\\": 0.125' in boxes.parameters
+    assert 'RegEdit LIME: "{\\"version\\": 4, \\"roi\\": [{\\"x\\": 0.125' in boxes.parameters
 
 
 def test_an_ordinary_pipeline_runs_the_localised_prompt_edit(sd):

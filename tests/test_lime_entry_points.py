@@ -18,7 +18,7 @@ def test_lime_document_defaults_shorthands_and_round_trip():
     assert parse_lime_document(False) is None and parse_lime_document({"enabled": False}) is None
     default = parse_lime_document(True)
     assert default == parse_lime_document({}) == parse_lime_document("true")
-    assert default.to_json() == '{"version": 3}' and default.options.keep_outside
+    assert default.to_json() == '{"version": 4}' and default.options.keep_outside
     doc = parse_lime_document({"clusters": 4, "keep_outside": False, "snap": False,
                                "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4}]})
     assert parse_lime_document(doc.to_json()) == doc and not doc.options.snap and default.options.snap
@@ -34,7 +34,11 @@ def test_lime_documents_keep_the_defaults_of_their_version():
         '{"version": 1, "regularise_until": 0.35}'
     assert parse_lime_document({"version": 2}, untagged_version=1).options.regularise_until == 0.35
     current = parse_lime_document({}).options
-    assert (current.pick, current.segment_cells, current.colour_merge) == ("object", 4, 40)
+    assert (current.pick, current.segment_cells, current.colour_merge, current.maps) == ("object", 4, 40, "first")
+    for version in (1, 2, 3):  # the paper's maps, read with the features
+        assert parse_lime_document({"version": version}).options.maps == "feature"
+    paper_maps = parse_lime_document({"maps": "feature"})
+    assert paper_maps.to_json() == '{"version": 4, "maps": "feature"}' and parse_lime_document(paper_maps.to_json()) == paper_maps
     for version in (1, 2):  # the peak anywhere on the coarser superpixels
         options = parse_lime_document({"version": version}).options
         assert (options.pick, options.segment_cells, options.colour_merge) == ("peak", 16, 20)
@@ -42,7 +46,7 @@ def test_lime_documents_keep_the_defaults_of_their_version():
     assert peak.to_json() == '{"version": 3, "pick": "peak", "segment_cells": 16}'
     assert parse_lime_document(peak.to_json()) == peak
     with pytest.raises(RegEditError, match="lime.version"):
-        parse_lime_document({"version": 4})
+        parse_lime_document({"version": 5})
 
 
 @pytest.mark.parametrize("value,field", [
@@ -53,6 +57,7 @@ def test_lime_documents_keep_the_defaults_of_their_version():
     ({"pick": "middle"}, "lime.pick"),
     ({"segment_cells": 0}, "lime.segment_cells"),
     ({"colour_merge": -1}, "lime.colour_merge"),
+    ({"maps": "last"}, "lime.maps"),
     ({"roi": [{"x": 0.8, "y": 0, "w": 0.5, "h": 0.1}]}, "lime.roi[0]"),
     ({"roi": "box"}, "lime.roi"),
     ({"colour": "red"}, "lime.colour"),
@@ -89,7 +94,7 @@ def test_edit_command_writes_the_edit_the_roi_preview_and_the_infotext(tmp_path,
     assert code == 0, capsys.readouterr().err
     text = Image.open(out).text["parameters"]
     assert text.startswith("make the red square blue\n")
-    assert 'RegEdit LIME: "{\\"version\\": 3, \\"clusters\\": 4, \\"pick\\": \\"peak\\"}"' in text
+    assert 'RegEdit LIME: "{\\"version\\": 4, \\"clusters\\": 4, \\"pick\\": \\"peak\\"}"' in text
     assert Image.open(roi).size == (32, 32)
     assert "clustering" in capsys.readouterr().out
 

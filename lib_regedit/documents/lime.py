@@ -1,7 +1,7 @@
 """The LIME document: settings of a localized instruction edit (LIME, Simsar et al. 2025) and,
 optionally, a region of interest drawn by the user instead of the one LIME finds::
 
-    {"version": 3, "clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.35, "grow": 1,
+    {"version": 4, "clusters": 8, "points": 1, "feature_step": 0.333, "regularise_until": 0.35, "grow": 1,
      "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}]}
 
 ``true`` or ``{}`` is LIME with its defaults; ``false``, ``null``, ``""`` or ``{"enabled": false}`` is
@@ -12,14 +12,16 @@ form the RoI, 1), ``feature_step`` (the step whose features find the RoI, a frac
 cells added around the RoI LIME finds, 0: the paper's RoI), ``snap`` (the found RoI snapped to the
 image's superpixels and boxed, true; false keeps the paper's k-means segments), ``pick`` (where the
 clusters are picked: ``"object"``, the peak inside the superpixel the edit words attend most on
-average; ``"peak"``, the paper's peak anywhere), ``segment_cells`` (latent cells per superpixel, 4),
+average; ``"peak"``, the paper's peak anywhere), ``maps`` (the edit words' attention maps that pick the
+RoI: ``"first"``, the first step's at the finest resolution in the up blocks; ``"feature"``, the
+paper's, read with the features), ``segment_cells`` (latent cells per superpixel, 4),
 ``colour_merge`` (neighbouring superpixels whose mean colours differ by less, of 255 in RGB, are one,
 40), ``keep_outside`` (the
 source is blended back outside the RoI at every step and its pixels pasted there at the end, true;
 false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their
 union replaces the found RoI), ``version`` (the defaults a document was written against, so a pasted
-infotext makes its image again: version 3, the current one, picks by object on superpixels of 4
-cells merged at 40; version 2 regularises the first 35% of the steps and picks the peak on
+infotext makes its image again: version 4, the current one, picks with the first step's maps;
+version 3 with the paper's, by object on superpixels of 4 cells merged at 40; version 2 regularises the first 35% of the steps and picks the peak on
 superpixels of 16 cells merged at 20; version 1, and LIME infotexts written before versions existed,
 also regularises the first 90%).
 """
@@ -31,19 +33,21 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import RegEditError
-from ..lime.options import MAX_COLOUR_MERGE, PICKS, REFERENCE_REGULARISE_UNTIL, LimeOptions
+from ..lime.options import MAPS, MAX_COLOUR_MERGE, PICKS, REFERENCE_REGULARISE_UNTIL, LimeOptions
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
 
 LIME_FIELDS = ("version", "enabled", "clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside",
-               "snap", "pick", "segment_cells", "colour_merge", "roi")
+               "snap", "pick", "maps", "segment_cells", "colour_merge", "roi")
 SETTINGS = ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap", "pick",
-            "segment_cells", "colour_merge")
-VERSION = 3
+            "maps", "segment_cells", "colour_merge")
+VERSION = 4
 # The defaults that changed between document versions; a document keeps those of its version.
-_PEAK_PICK = {"pick": "peak", "segment_cells": 16, "colour_merge": 20.0}  # before version 3
+_FEATURE_MAPS = {"maps": "feature"}  # before version 4
+_PEAK_PICK = {"pick": "peak", "segment_cells": 16, "colour_merge": 20.0, **_FEATURE_MAPS}  # before version 3
 VERSION_DEFAULTS = {1: {"regularise_until": REFERENCE_REGULARISE_UNTIL, **_PEAK_PICK},
                     2: {"regularise_until": LimeOptions.regularise_until, **_PEAK_PICK},
-                    3: {}}
+                    3: _FEATURE_MAPS,
+                    4: {}}
 MAX_SEGMENT_CELLS = 1024
 MAX_GROW = 16
 MAX_ROI_BOXES = 32
@@ -99,6 +103,7 @@ def parse_lime_document(value: Any, field: str = "lime", untagged_version: int =
         keep_outside=get_bool(obj, "keep_outside", field, default=defaults.keep_outside),
         snap=get_bool(obj, "snap", field, default=defaults.snap),
         pick=get_string(obj, "pick", field, default=defaults.pick, max_chars=16, choices=PICKS),
+        maps=get_string(obj, "maps", field, default=defaults.maps, max_chars=16, choices=MAPS),
         segment_cells=_whole(obj, "segment_cells", field, defaults.segment_cells, 1, MAX_SEGMENT_CELLS),
         colour_merge=get_number(obj, "colour_merge", field, default=defaults.colour_merge, lo=0.0, hi=MAX_COLOUR_MERGE),
     )

@@ -14,7 +14,8 @@ but not exact). Columns:
   superpixels and boxed, the source kept outside it;
 - ``LIME, unsnapped``: the RoI as the feature clusters give it (``snap`` off), the source kept outside;
 - ``LIME, paper``: the paper's method: its RoI (the peak anywhere) and the regularisation alone, over
-  the reference's window (``pick: "peak"``, ``snap`` and ``keep_outside`` off, ``regularise_until`` 0.9);
+  the reference's window (``pick: "peak"``, ``maps: "feature"``, ``snap`` and ``keep_outside`` off,
+  ``regularise_until`` 0.9);
 - ``LIME, true box``: the RoI replaced by the object's ground-truth box (the ceiling);
 - ``ordinary`` and ``ordinary + LIME``: the text-to-image ShapesWorld model in img2img with the target
   scene's caption as the edit prompt (the localised prompt edit for checkpoints without an image input);
@@ -106,7 +107,7 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
                 "LIME": (instruct_pipe, pair.instruction, dict(lime=True)),
                 "LIME, unsnapped": (instruct_pipe, pair.instruction, dict(lime={"snap": False})),
                 "LIME, paper": (instruct_pipe, pair.instruction,
-                                dict(lime={"keep_outside": False, "snap": False, "pick": "peak",
+                                dict(lime={"keep_outside": False, "snap": False, "pick": "peak", "maps": "feature",
                                           "regularise_until": REFERENCE_REGULARISE_UNTIL})),
                 "LIME, true box": (instruct_pipe, pair.instruction, dict(lime=True, roi=true_box))}
         if ordinary_pipe is not None:

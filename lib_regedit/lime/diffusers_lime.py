@@ -189,8 +189,7 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     found: Roi | None = None
     if lime and roi is None:
         started = time.perf_counter()
-        capture = RoiCapture(options.feature_step, objects, options.feature_downscales,
-                             options.map_levels)
+        capture = RoiCapture(options.feature_step, objects, options.feature_downscales, **options.capture_maps())
         run([capture])
         attention = capture.attention()
         if attention is None:

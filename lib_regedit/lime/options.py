@@ -32,6 +32,14 @@ edit tokens' attention peaks. ``"object"`` first takes the superpixel (an object
 average, then that peak inside it: a spike of attention on the rim of another object that shares a
 colour or a shape no longer wins over the object the words attend as a whole (measured in the
 README). The superpixels are the snap's, made whether or not the RoI is then snapped.
+
+``maps`` is ours: which cross-attention maps of the edit words pick the RoI. ``"feature"`` is the
+paper's, read with the features (the feature step, the feature resolutions, ``map_levels``).
+``"first"`` reads them at the first step, at the finest resolution that has cross-attention (the
+latent's own in SD 1.x and ShapesWorld), in the UNet's up blocks (:data:`FIRST_MAPS`): on the ShapesWorld instruct model the words' mean attention over each object's
+true mask is highest on the named object in 577 of 600 edit pairs with those maps, against 549 with
+the paper's, and the words name their object most clearly before the noise has been shaped into the
+edit (the step sweep is in the README).
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from ..errors import RegEditError
 
 REFERENCE_REGULARISE_UNTIL = 0.9  # the reference implementation's window: the first 27 of 30 steps
 PICKS = ("object", "peak")  # how the clusters of the RoI are picked (see ``pick`` above)
+MAPS = ("first", "feature")  # which attention maps pick the RoI (see ``maps`` above)
+FIRST_MAPS = {"map_step": 0.0, "maps_finest": True, "map_levels": ("up",)}  # the maps "first" reads
 MAX_COLOUR_MERGE = 442.0  # the largest RGB distance (255·√3): every neighbour merged
 
 
@@ -50,11 +60,11 @@ MAX_COLOUR_MERGE = 442.0  # the largest RGB distance (255·√3): every neighbou
 class LimeOptions:
     clusters: int = 8  # k of k-means on the features
     points: int = 1  # the edit tokens' top-attended positions whose clusters form the RoI
-    feature_step: float = 1 / 3  # the step (a fraction of the run) whose features and maps find the RoI
+    feature_step: float = 1 / 3  # the step (a fraction of the run) whose features (and "feature" maps) find the RoI
     regularise_until: float = 0.35  # regularise while fewer than this fraction of the steps are done (paper: 0.9)
     feature_downscales: tuple[int, ...] = (2, 4, 8)  # resolutions read for the RoI (latent side / layer side)
     regularise_downscales: tuple[int, ...] = (1, 2)  # resolutions regularised
-    map_levels: tuple[str, ...] = ("down", "mid", "up")  # UNet levels whose edit-token maps locate the RoI
+    map_levels: tuple[str, ...] = ("down", "mid", "up")  # UNet levels whose edit-token maps locate the RoI ("feature")
     max_dim: int = 64  # features with more channels are reduced by PCA to this many before clustering
     grow: int = 0  # ours: the found RoI grown by this many latent cells (0: the paper's RoI)
     keep_outside: bool = True  # outside the RoI, blend the source back at every step, paste it at the end
@@ -62,6 +72,7 @@ class LimeOptions:
     pick: str = "object"  # ours: "object" (the most attended superpixel, then its peak) or "peak" (the paper's)
     segment_cells: int = 4  # ours: latent cells per superpixel of the snap and the object pick (about 2x2)
     colour_merge: float = 40.0  # ours: neighbouring superpixels whose mean colours differ by less (RGB, of 255) are one
+    maps: str = "first"  # ours: "first" (the first step's maps, finest resolution, up blocks) or "feature" (paper)
 
     def checked(self) -> "LimeOptions":
         """Itself, or a RegEditError naming the field."""
@@ -74,6 +85,9 @@ class LimeOptions:
             if not isinstance(getattr(self, name), bool):
                 raise RegEditError(f"lime.{name}", f"{getattr(self, name)!r} is not true or false",
                                    f"use true or false (default {str(getattr(LimeOptions, name)).lower()})")
+        if self.maps not in MAPS:
+            raise RegEditError("lime.maps", f"{self.maps!r} is not a choice of attention maps",
+                               f"use one of {', '.join(repr(m) for m in MAPS)} (default {LimeOptions.maps!r})")
         if self.pick not in PICKS:
             raise RegEditError("lime.pick", f"{self.pick!r} is not a way to pick the region",
                                f"use one of {', '.join(repr(p) for p in PICKS)} (default {LimeOptions.pick!r})")
@@ -93,3 +107,9 @@ class LimeOptions:
                 raise RegEditError(f"lime.{name}", f"{value!r} is not a list of layer downscales",
                                    "use whole numbers >= 1, e.g. [1, 2] (1 = the latent's resolution)")
         return self
+
+    def capture_maps(self) -> dict:
+        """The RoI capture's map arguments (``map_levels``, ``map_step``, ``maps_finest``) for ``maps``."""
+        if self.maps == "first":
+            return dict(FIRST_MAPS)
+        return {"map_levels": self.map_levels, "map_step": None, "maps_finest": False}

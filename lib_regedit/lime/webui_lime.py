@@ -125,7 +125,7 @@ class LimeSession:
         try:
             if self.roi is None:
                 capture = RoiCapture(self.options.feature_step, self.objects, self.options.feature_downscales,
-                             self.options.map_levels)
+                                     **self.options.capture_maps())
                 if replay is not None:
                     replay.record()
                 try:

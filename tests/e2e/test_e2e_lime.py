@@ -46,7 +46,7 @@ def test_lime_on_the_shapesworld_instruct_model(webui, instruct, assert_plain_un
     res = webui.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=instruct)
     assert len(res["images"]) == 3  # the two edits, then the RoI preview
     text = json.loads(res["info"])["infotexts"][0]
-    default = 'RegEdit LIME: "{\\"version\\": 3}"'
+    default = 'RegEdit LIME: "{\\"version\\": 4}"'
     assert default in text and default in infotext_of(res["images"][0])
     preview = np.asarray(decode_png(res["images"][2]).convert("RGB"), dtype=np.int16)
     assert preview.shape == (64, 64, 3)

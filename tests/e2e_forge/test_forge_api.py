@@ -230,7 +230,7 @@ def test_lime(forge, model, assert_plain_unchanged):
                 **({"image_cfg_scale": 1.5, "denoising_strength": 1.0} if model == FORGE_IP2P else {}))
     res = forge.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=model)
     assert len(res["images"]) == 3  # the two edits, then the RoI preview
-    assert 'RegEdit LIME: "{\\"version\\": 3}"' in infotext_of(res["images"][0])
+    assert 'RegEdit LIME: "{\\"version\\": 4}"' in infotext_of(res["images"][0])
     assert decode_png(res["images"][2]).size == (64, 64)
     again = forge.generate("img2img", lime_payload(scene(), True, preview=True, **over), model=model)
     assert [pixels(b) for b in again["images"]] == [pixels(b) for b in res["images"]], "not reproducible"

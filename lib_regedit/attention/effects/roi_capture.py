@@ -7,6 +7,11 @@ the features from the first unconditional row, which in instruct-pix2pix's guida
 branch in the WebUI and in diffusers alike (the reference reads that branch: the source image's
 features, not yet pulled by the instruction), and from the conditional rows when a run has no
 unconditional ones (CFG scale 1).
+
+The maps may come from another step and other resolutions than the features (``map_step``,
+``maps_finest``; LIME's ``maps: "first"``, ours): the first step's, at the finest resolution with
+cross-attention (the latent's own in SD 1.x; half of it in SDXL, whose first level has none), in the
+up blocks. The paper reads them with the features (``map_step`` None).
 """
 
 from __future__ import annotations
@@ -33,12 +38,16 @@ class RoiCapture(Effect):
     self_ = True
 
     def __init__(self, feature_step: float, positions: list[int], downscales: tuple[int, ...] = (2, 4, 8),
-                 map_levels: tuple[str, ...] = ("down", "mid", "up")):
+                 map_levels: tuple[str, ...] = ("down", "mid", "up"), map_step: float | None = None,
+                 maps_finest: bool = False):
         self.feature_step = feature_step  # a fraction of the run; the step index follows the run's length
+        self.map_step = map_step  # the maps' step (a fraction, at most the feature step); None: the feature step
         self.step = 0
+        self.map_index = 0
         self.seen_step = None
         self.positions = list(positions)
         self.downscales = tuple(downscales)
+        self.maps_finest = maps_finest  # maps at every resolution, the finest kept; else at ``downscales``
         self.map_levels = tuple(map_levels)
         self.uncond_features: list[torch.Tensor] = []  # (C, h, w) each
         self.cond_features: list[torch.Tensor] = []
@@ -46,14 +55,25 @@ class RoiCapture(Effect):
 
     def begin_unet_call(self, state) -> None:
         self.step = min(state.total_steps - 1, max(0, round(self.feature_step * state.total_steps)))
+        self.map_index = self.step if self.map_step is None else \
+            min(self.step, max(0, round(self.map_step * state.total_steps)))
         if state.step > self.step:
             raise FeatureStepReached
         if state.step != self.seen_step:  # keep the latest step's: a short run may end before the feature step
             self.seen_step = state.step
-            self.uncond_features, self.cond_features, self.maps = [], [], {}
+            self.uncond_features, self.cond_features = [], []
+            if state.step <= self.map_index:
+                self.maps = {}
+
+    def _features_here(self, call: AttentionCall) -> bool:
+        return downscale(call) in self.downscales
+
+    def _maps_here(self, call: AttentionCall) -> bool:
+        return call.is_cross and call.step <= self.map_index and call.level in self.map_levels \
+            and (self.maps_finest or downscale(call) in self.downscales)
 
     def applies_to(self, call: AttentionCall) -> bool:
-        return call.step == self.seen_step and downscale(call) in self.downscales
+        return call.step == self.seen_step and (self._features_here(call) or self._maps_here(call))
 
     @property
     def features(self) -> list[torch.Tensor]:
@@ -62,13 +82,15 @@ class RoiCapture(Effect):
 
     def observe(self, call: AttentionCall, out: torch.Tensor) -> None:
         h, w = call.hw
-        if call.rows.uncond:
+        features = self._features_here(call)
+        if call.rows.uncond and features:
             self.uncond_features.append(_channels_first(out[call.rows.uncond[0]], h, w))
         if not call.rows.cond:
             return
         index = torch.tensor(call.rows.cond, device=out.device)
-        self.cond_features.append(_channels_first(out.index_select(0, index).mean(0), h, w))
-        if call.is_cross and call.level in self.map_levels:
+        if features:
+            self.cond_features.append(_channels_first(out.index_select(0, index).mean(0), h, w))
+        if self._maps_here(call):
             positions = [p for p in self.positions if p < call.k.shape[2]]
             if not positions:
                 return
@@ -78,11 +100,12 @@ class RoiCapture(Effect):
             self.maps.setdefault(call.hw, []).append(token_map)
 
     def attention(self) -> torch.Tensor | None:
-        """The edit tokens' mean cross-attention, each resolution's mean upsampled to the finest."""
+        """The edit tokens' mean cross-attention, each resolution's mean upsampled to the finest (with
+        ``maps_finest``, the finest resolution's alone)."""
         if not self.maps:
             return None
         finest = max(self.maps, key=lambda hw: hw[0] * hw[1])
-        maps = [torch.stack(m).mean(0) for m in self.maps.values()]
+        maps = [torch.stack(m).mean(0) for hw, m in self.maps.items() if hw == finest or not self.maps_finest]
         maps = [torch.nn.functional.interpolate(m[None, None], size=finest, mode="bilinear", align_corners=True)[0, 0]
                 for m in maps]
         return torch.stack(maps).mean(0)
