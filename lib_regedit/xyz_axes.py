@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import RegEditError
-from .lime.options import PICKS
+from .lime.options import MAPS, PICKS
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ AXES = (
     Axis("[RegEdit] LIME grow", "lime", "grow", int, 0, 16),
     Axis("[RegEdit] LIME snap", "lime", "snap", str, choices=ON_OFF),
     Axis("[RegEdit] LIME pick", "lime", "pick", str, choices=PICKS),
+    Axis("[RegEdit] LIME maps", "lime", "maps", str, choices=MAPS),
 )
 
 

@@ -200,7 +200,7 @@ def _lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_ste
         old = None
     if not enabled:
         return ""
-    # the settings without a control (pick, segment_cells, colour_merge) and the version stay the document's
+    # the settings without a control (pick, maps, segment_cells, colour_merge) and the version stay the document's
     options = dataclasses.replace(old.options if old is not None else LIME_DEFAULTS, clusters=int(clusters),
                                   points=int(points), feature_step=float(feature_step), regularise_until=float(until),
                                   grow=int(grow), keep_outside=bool(keep_outside), snap=bool(snap))

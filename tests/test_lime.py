@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lib_regedit.attention.call import AttentionCall, RowLayout, attend
+from lib_regedit.attention.call import AttentionCall, RowLayout, attend, attention_probs
 from lib_regedit.attention.controller import Controller, Effect, GenerationState
 from lib_regedit.attention.effects.lime_regularisation import LimeRegularisation
-from lib_regedit.attention.effects.roi_capture import RoiCapture
+from lib_regedit.attention.effects.roi_capture import FeatureStepReached, RoiCapture
 from lib_regedit.errors import RegEditError
 from lib_regedit.lime import LimeOptions, lime_edit
 from lib_regedit.lime.diffusers_lime import API_FIX
@@ -435,6 +435,51 @@ def test_an_ordinary_model_needs_an_edit_prompt(sd):
     with pytest.raises(RegEditError) as e:
         lime_edit(sd, source_image(), "", progress=False)
     assert e.value.field == "instruction" and "edit prompt" in e.value.fix
+
+
+def test_first_maps_come_from_the_first_step_at_the_finest_resolution_and_features_from_the_feature_step():
+    """``maps: "first"`` (version 4): the edit words' maps are the first step's, in the up blocks, at the
+    finest resolution that has them; the features stay the feature step's, at the feature resolutions.
+    ``"feature"`` (the paper's) reads both at the feature step."""
+    from types import SimpleNamespace
+
+    from lib_regedit.lime.options import LimeOptions
+
+    def call(hw, step, layer, cross=True, fill=0.0):
+        g = torch.Generator().manual_seed(step)
+        q = torch.randn(1, 2, hw[0] * hw[1], 8, generator=g)
+        k = torch.randn(1, 2, 6, 8, generator=g)
+        k[..., 2, :] += fill  # the edit token's key moves with the step: its map differs from step to step
+        return AttentionCall(q=q, k=k, v=torch.randn(1, 2, 6, 8, generator=g), is_cross=cross, layer=layer,
+                             hw=hw, rows=RowLayout.all_cond(1), step=step, total_steps=9, latent_hw=(8, 8))
+
+    def run(maps):
+        capture = RoiCapture(1 / 3, [2], (2,), **LimeOptions(maps=maps).capture_maps())
+        seen = {}
+        for step in range(4):
+            state = SimpleNamespace(step=step, total_steps=9)
+            try:
+                capture.begin_unet_call(state)
+            except FeatureStepReached:
+                break
+            for c in (call((8, 8), step, "up_blocks.1.attentions.0", fill=step), call((4, 4), step, "up_blocks.0.attentions.0"),
+                      call((4, 4), step, "down_blocks.1.attentions.0"), call((4, 4), step, "down_blocks.1.attentions.0", False)):
+                if capture.applies_to(c):
+                    capture.observe(c, attend(c.q, c.k, c.v))
+                    seen.setdefault(step, set()).add((c.hw, c.level, c.is_cross))
+        return capture, seen
+
+    first, seen = run("first")
+    step0 = call((8, 8), 0, "up_blocks.1.attentions.0")
+    expected = attention_probs(step0.q, step0.k, scale=step0.scale)[..., 2].mean((0, 1)).reshape(8, 8)
+    torch.testing.assert_close(first.attention(), expected)  # the first step's, the finest resolution's alone
+    assert seen[0] >= {((8, 8), "up", True)} and all(((8, 8), "up", True) not in s for k, s in seen.items() if k)
+    assert {s for k, v in seen.items() if k == 3 for s in v} == {((4, 4), "up", True), ((4, 4), "down", True),
+                                                               ((4, 4), "down", False)}  # the features, step 3
+    assert len(first.features) == 3
+    paper, seen = run("feature")
+    assert paper.attention().shape == (4, 4) and all(((8, 8), "up", True) not in s for s in seen.values())
+    assert len(paper.maps[(4, 4)]) == 2  # up and down, at the feature step
 
 
 def test_the_feature_pass_stops_at_the_feature_step(instruct):

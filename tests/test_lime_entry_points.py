@@ -89,12 +89,12 @@ def _image(tmp_path, size=32):
 def test_edit_command_writes_the_edit_the_roi_preview_and_the_infotext(tmp_path, instruct_folder, capsys):
     out, roi = tmp_path / "out.png", tmp_path / "roi.png"
     code = main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
-                 "--clusters", "4", "--pick", "peak", "--model", str(instruct_folder), "--steps", "4", "--out", str(out),
+                 "--clusters", "4", "--pick", "peak", "--maps", "feature", "--model", str(instruct_folder), "--steps", "4", "--out", str(out),
                  "--roi-preview", str(roi)])
     assert code == 0, capsys.readouterr().err
     text = Image.open(out).text["parameters"]
     assert text.startswith("make the red square blue\n")
-    assert 'RegEdit LIME: "{\\"version\\": 4, \\"clusters\\": 4, \\"pick\\": \\"peak\\"}"' in text
+    assert 'RegEdit LIME: "{\\"version\\": 4, \\"clusters\\": 4, \\"pick\\": \\"peak\\", \\"maps\\": \\"feature\\"}"' in text
     assert Image.open(roi).size == (32, 32)
     assert "clustering" in capsys.readouterr().out
 
@@ -128,6 +128,7 @@ def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
     (["--instruction", "make it red", "--roi-preview", "r.png"], "--roi-preview: needs --lime"),
     (["--instruction", "make it red", "--no-snap"], "--no-snap: is a LIME setting"),
     (["--instruction", "make it red", "--pick", "peak"], "--pick: is a LIME setting"),
+    (["--instruction", "make it red", "--maps", "feature"], "--maps: is a LIME setting"),
     (["--instruction", "make it red", "--strength", "0"], "--strength"),
     (["--instruction", "make it red", "--model", "/nonexistent"], "--model: /nonexistent does not exist"),
 ])

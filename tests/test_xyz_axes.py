@@ -57,6 +57,8 @@ def test_lime_axes_write_the_lime_document_only():
     assert not unsnapped.options.snap and '"snap": false' in unsnapped.to_json()
     peak = parse_lime_document(xyz_axes.apply_overrides({}, {"[RegEdit] LIME pick": "peak"}, "lime"))
     assert peak.options.pick == "peak" and '"pick": "peak"' in peak.to_json()
+    paper_maps = parse_lime_document(xyz_axes.apply_overrides({}, {"[RegEdit] LIME maps": "feature"}, "lime"))
+    assert paper_maps.options.maps == "feature" and '"maps": "feature"' in paper_maps.to_json()
 
 
 @pytest.mark.parametrize("label,values,fix", [

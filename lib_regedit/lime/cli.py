@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RegEditError
-from .options import PICKS
+from .options import MAPS, PICKS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,13 +43,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--pick", choices=PICKS,
                     help="LIME: where the RoI's clusters are picked: 'object', the peak inside the superpixel the "
                          "edit words attend most (default); 'peak', the paper's peak anywhere")
+    ed.add_argument("--maps", choices=MAPS,
+                    help="LIME: the edit words' attention maps that pick the RoI: 'first', the first step's at the "
+                         "finest resolution (default); 'feature', the paper's, read with the features")
     ed.set_defaults(func=run)
     return ed
 
 
 def _lime_document(args) -> dict | None:
     """The LIME flags as a LIME document (checked by the one parser before any work)."""
-    names = ("clusters", "points", "feature_step", "regularise_until", "grow", "snap", "pick")
+    names = ("clusters", "points", "feature_step", "regularise_until", "grow", "snap", "pick", "maps")
     flags = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if flags and not args.lime:
         first = next(iter(flags))
