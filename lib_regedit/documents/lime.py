@@ -21,9 +21,9 @@ source is blended back outside the RoI at every step and its pixels pasted there
 false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their
 union replaces the found RoI), ``version`` (the defaults a document was written against, so a pasted
 infotext makes its image again: version 4, the current one, picks with the first step's maps;
-version 3 with the paper's, by object on superpixels of 4 cells merged at 40; version 2 regularises the first 35% of the steps and picks the peak on
-superpixels of 16 cells merged at 20; version 1, and LIME infotexts written before versions existed,
-also regularises the first 90%).
+version 3 with the paper's, by object on superpixels of 4 cells merged at 40; version 2 regularises
+the first 35% of the steps and picks the peak on superpixels of 16 cells merged at 20; version 1, and
+LIME infotexts written before versions existed, also regularises the first 90%).
 """
 
 from __future__ import annotations

@@ -193,8 +193,9 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
         run([capture])
         attention = capture.attention()
         if attention is None:
-            raise RegEditError("instruction", "its edit tokens were not attended at the feature resolutions",
-                               "check lime.feature_downscales against the model's attention resolutions")
+            raise RegEditError("instruction", "its edit tokens were not attended where LIME reads the maps",
+                               "check lime.maps and lime.feature_downscales against the model's attention layers "
+                               "(or give the region: roi=)")
         timings["first_pass"] = time.perf_counter() - started
         located = locate_roi(capture.features, attention, options, latent_hw, image, seed)
         found, roi, pixel_roi = located.found, located.roi, located.pixel_roi

@@ -135,8 +135,9 @@ class LimeSession:
                     pass
                 attention = capture.attention()
                 if attention is None:
-                    raise RegEditError("prompt", "its edit tokens were not attended at the feature resolutions",
-                                       "check that the checkpoint has cross-attention below the latent's resolution")
+                    raise RegEditError("prompt", "its edit tokens were not attended where LIME reads the maps",
+                                       "check that the checkpoint has cross-attention in its up blocks (or draw the "
+                                       "region: boxes or an inpaint mask)")
                 located = locate_roi(capture.features, attention, self.options, self.latent_hw, self.image)
                 self.found, self.roi, self.pixel_roi = located.found, located.roi, located.pixel_roi
                 if replay is not None:
