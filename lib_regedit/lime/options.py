@@ -38,7 +38,7 @@ paper's, read with the features (the feature step, the feature resolutions, ``ma
 ``"first"`` reads them at the first step, at the finest resolution that has cross-attention (the
 latent's own in SD 1.x and ShapesWorld), in the UNet's up blocks (:data:`FIRST_MAPS`). On the
 ShapesWorld instruct model the words' mean attention over each object's true mask is highest on the
-named object in 577 of 600 edit pairs with those maps, against 549 with the paper's: the words name
+named object in 577 of 600 edit pairs with those maps, against 557 with the paper's: the words name
 their object most clearly before the noise is shaped into the edit (the sweep is in the README).
 """
 
