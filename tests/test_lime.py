@@ -462,8 +462,10 @@ def test_first_maps_come_from_the_first_step_at_the_finest_resolution_and_featur
                 capture.begin_unet_call(state)
             except FeatureStepReached:
                 break
-            for c in (call((8, 8), step, "up_blocks.1.attentions.0", fill=step), call((4, 4), step, "up_blocks.0.attentions.0"),
-                      call((4, 4), step, "down_blocks.1.attentions.0"), call((4, 4), step, "down_blocks.1.attentions.0", False)):
+            for c in (call((8, 8), step, "up_blocks.1.attentions.0", fill=step),
+                      call((4, 4), step, "up_blocks.0.attentions.0"),
+                      call((4, 4), step, "down_blocks.1.attentions.0"),
+                      call((4, 4), step, "down_blocks.1.attentions.0", False)):
                 if capture.applies_to(c):
                     capture.observe(c, attend(c.q, c.k, c.v))
                     seen.setdefault(step, set()).add((c.hw, c.level, c.is_cross))

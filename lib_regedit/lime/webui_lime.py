@@ -136,8 +136,8 @@ class LimeSession:
                 attention = capture.attention()
                 if attention is None:
                     raise RegEditError("prompt", "its edit tokens were not attended where LIME reads the maps",
-                                       "check that the checkpoint has cross-attention in its up blocks (or draw the "
-                                       "region: boxes or an inpaint mask)")
+                                       "check that the checkpoint has cross-attention where lime.maps reads it (the up "
+                                       "blocks for \"first\"), or draw the region: boxes or an inpaint mask")
                 located = locate_roi(capture.features, attention, self.options, self.latent_hw, self.image)
                 self.found, self.roi, self.pixel_roi = located.found, located.roi, located.pixel_roi
                 if replay is not None:
