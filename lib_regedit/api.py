@@ -194,20 +194,32 @@ def _params(pipe, seed, steps, guidance_scale, width, height, model_name) -> dic
 
 
 def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> torch.Tensor:
-    """Layout init (``lib_regedit.layout_init``): the DDIM inversion of the boxes' sketch with the
-    empty prompt, mixed with the seed's noise, as the pipeline's initial ``latents``."""
-    unet, sched = pipe.unet, pipe.scheduler
-    sketch = layout_init.document_sketch(doc, width, height)
+    """Layout init (``lib_regedit.layout_init.layout_start``): the document's sketch DDIM-inverted
+    with the empty prompt (once per layout and model, cached), mixed with the seed's noise, as the
+    pipeline's initial ``latents``."""
+    unet = pipe.unet
     context, _, pooled, _ = encode(pipe, "")
-    added = _unet_kwargs(pipe, pooled, 1, width, height)
 
     def eps(z, t):
-        return unet(z.to(unet.dtype), t, encoder_hidden_states=context, **added).sample
+        rows = z.shape[0]
+        return unet(z.to(unet.dtype), t, encoder_hidden_states=context.expand(rows, -1, -1),
+                    **_unet_kwargs(pipe, pooled, rows, width, height)).sample
 
-    z0 = clean_latent(pipe, sketch)
-    noise = torch.randn((batch_size, *z0.shape[1:]), generator=torch.Generator("cpu").manual_seed(seed))
-    latents = layout_init.spatial_noise(eps, z0, sched.alphas_cumprod, steps, noise, doc.init_noise)
+    factor = pipe.vae_scale_factor
+    shape = (batch_size, pipe.vae.config.latent_channels, height // factor, width // factor)
+    noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+    latents = layout_init.layout_start(doc, noise, width=width, height=height, steps=steps,
+                                       encode=lambda pixels: clean_latent(pipe, pixels), eps=eps,
+                                       alphas_cumprod=pipe.scheduler.alphas_cumprod, model_key=_model_key(pipe))
     return latents.to(unet.device, unet.dtype)
+
+
+def _model_key(pipe) -> tuple:
+    """What identifies the pipeline's weights for layout init's cache: its UNet and VAE objects,
+    and a fingerprint of their first weights (an in-place load of other weights changes it)."""
+    unet, vae = pipe.unet, pipe.vae
+    probe = (float(unet.conv_in.weight.detach().float().sum()), float(vae.encoder.conv_in.weight.detach().float().sum()))
+    return id(unet), id(vae), str(unet.dtype), str(unet.device), probe
 
 
 def clean_latent(pipe, pixels: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,8 @@ import torch
 
 from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
 
+MAX_DRIFT = 0.1  # the guided latent's RMS stays within 10% of where guidance found it
+MAX_HALVINGS = 4
 FUNCTION_WORDS = frozenset("a an the and or of with in on at to for by from its his her their".split())
 
 
@@ -66,12 +68,41 @@ def sigma_squared(alpha_bar: float) -> float:
     return (1.0 - alpha_bar) / alpha_bar
 
 
+def rms(z: torch.Tensor) -> float:
+    return float(z.detach().float().pow(2).mean().sqrt())
+
+
+def bounded_step(z: torch.Tensor, delta: torch.Tensor, max_shift: float, reference_rms: float,
+                 drift: float = MAX_DRIFT, halvings: int = MAX_HALVINGS) -> torch.Tensor | None:
+    """``z - delta`` with the update held to the latent's own scale: ``delta``'s RMS is capped at
+    ``max_shift`` times ``reference_rms`` (the RMS of the latent guidance started from), then halved
+    while the result's RMS strays more than ``drift`` from ``reference_rms``, the range a sampler
+    expects at this step. ``None`` when no halving brings it back, or the update is not finite: the
+    caller stops guiding this step. Chen et al.'s step size was set for SD 1.5; on another model or
+    sampler the unbounded step ``eta * sigma_t^2 * grad`` can be many times the latent itself."""
+    if not torch.isfinite(delta).all():
+        return None
+    size = rms(delta)
+    limit = max_shift * reference_rms
+    if size > limit > 0:
+        delta = delta * (limit / size)
+    for _ in range(halvings + 1):
+        out = z - delta
+        if abs(rms(out) / reference_rms - 1.0) <= drift:
+            return out
+        delta = delta / 2
+    return None
+
+
 def descend(z: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor | None], step_size: float,
-            iterations: int, threshold: float) -> tuple[torch.Tensor, list[float]]:
+            iterations: int, threshold: float, max_shift: float | None = None) -> tuple[torch.Tensor, list[float]]:
     """Up to ``iterations`` gradient steps ``z <- z - step_size * dE/dz`` while ``E > threshold``.
-    Returns the new ``z`` (detached) and the energy seen before each step."""
+    With ``max_shift``, each step is bounded by :func:`bounded_step` against the starting latent's
+    RMS, and guidance stops where it cannot be kept in range. Returns the new ``z`` (detached) and
+    the energy seen before each step."""
     history: list[float] = []
     z = z.detach()
+    reference = rms(z)
     for _ in range(iterations):
         z = z.requires_grad_(True)
         with torch.enable_grad():
@@ -82,7 +113,15 @@ def descend(z: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor | Non
             if history[-1] <= threshold:
                 break
             (grad,) = torch.autograd.grad(e, z)
-        z = (z - step_size * grad).detach()
+        delta = (step_size * grad).detach()
+        if max_shift is None:
+            z = (z - delta).detach()
+            continue
+        moved = bounded_step(z.detach(), delta, max_shift, reference) if reference > 0 else None
+        if moved is None:
+            z = z.detach()
+            break
+        z = moved.detach()
     return z.detach(), history
 
 
@@ -114,7 +153,7 @@ class LayoutGuidance:
 
         try:
             out, history = descend(z, energy, self.options.scale * sigma_squared(alpha_bar),
-                                   self.options.iterations, self.options.threshold)
+                                   self.options.iterations, self.options.threshold, self.options.max_shift)
         finally:
             self.capture.stop()
         self.history.append(history)

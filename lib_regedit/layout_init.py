@@ -35,23 +35,55 @@ SKETCH_BACKGROUND = 240
 SKETCH_FILL = 20
 SKETCH_INSET = 0.1
 DEFAULT_NOISE_SHARE = 0.25
+SKETCHES = ("ellipse", "disc")
+AREAS = ("image", "boxes")
+DISC_SHARE = 0.6  # the disc's diameter as a share of the box's shorter side
+AREA_FEATHER = 0.05  # the soft edge of the "boxes" area, as a fraction of the image
 
 
-def layout_sketch(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int) -> Image.Image:
-    """The sketch: a dark ellipse inset by ``SKETCH_INSET`` in each (x, y, w, h) box (image fractions)."""
+def layout_sketch(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int,
+                  shape: str = "ellipse") -> Image.Image:
+    """The sketch of (x, y, w, h) boxes (image fractions): ``"ellipse"``, a dark ellipse inset by
+    ``SKETCH_INSET`` in each box (it takes the box's aspect); ``"disc"``, a dark disc of
+    ``DISC_SHARE`` of the box's shorter side at the box's centre (a mark of where, whatever the box's
+    aspect)."""
+    if shape not in SKETCHES:
+        raise ValueError(f"unknown sketch {shape!r}")
     image = Image.new("RGB", (width, height), (SKETCH_BACKGROUND,) * 3)
     draw = ImageDraw.Draw(image)
     for x, y, w, h in boxes:
-        dx, dy = w * SKETCH_INSET, h * SKETCH_INSET
-        draw.ellipse(((x + dx) * width, (y + dy) * height, (x + w - dx) * width - 1, (y + h - dy) * height - 1),
-                     fill=(SKETCH_FILL,) * 3)
+        if shape == "ellipse":
+            dx, dy = w * SKETCH_INSET, h * SKETCH_INSET
+            corners = ((x + dx) * width, (y + dy) * height, (x + w - dx) * width - 1, (y + h - dy) * height - 1)
+        else:
+            radius = DISC_SHARE * min(w * width, h * height) / 2
+            cx, cy = (x + w / 2) * width, (y + h / 2) * height
+            corners = (cx - radius, cy - radius, cx + radius - 1, cy + radius - 1)
+        draw.ellipse(corners, fill=(SKETCH_FILL,) * 3)
     return image
+
+
+def document_boxes(document) -> list[tuple[float, float, float, float]]:
+    return [(r.x, r.y, r.w, r.h) for r in document.object_regions]
 
 
 def document_sketch(document, width: int, height: int) -> torch.Tensor:
     """The sketch of a region document's object boxes as a VAE input, (1, 3, H, W) in [-1, 1]."""
-    boxes = [(r.x, r.y, r.w, r.h) for r in document.object_regions]
-    return image_to_tensor(layout_sketch(boxes, width, height))
+    return image_to_tensor(layout_sketch(document_boxes(document), width, height, document.init_sketch))
+
+
+def area_mask(document, height: int, width: int) -> torch.Tensor | None:
+    """Where the inverted sketch is mixed in, at latent size (h, w): ``None`` for the whole image
+    (``init_area`` "image"), else the object boxes with a soft edge (``"boxes"``): outside them the
+    start is the seed's own noise, so the background keeps the seed's picture."""
+    if document.init_area == "image":
+        return None
+    from .masks import box_mask
+
+    mask = torch.zeros(height, width)
+    for box in document_boxes(document):
+        mask = torch.maximum(mask, box_mask(*box, height, width, feather=AREA_FEATHER))
+    return mask
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -60,12 +92,20 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
 
-def inversion_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
-    """Ascending DDIM timesteps ("leading" spacing with offset 1: 1, 51, ..., 951 for 1000 and 20)."""
+def inversion_timesteps(num_train_timesteps: int, steps: int, evaluations: int = 0) -> list[int]:
+    """Ascending DDIM timesteps ("leading" spacing with offset 1: 1, 51, ..., 951 for 1000 and 20).
+    With ``evaluations`` between 1 and ``steps``, that many timesteps instead, evenly spaced from
+    the first to the same top level, so a shorter inversion ends where sampling starts."""
     if steps < 1:
         raise ValueError("steps must be at least 1")
     stride = num_train_timesteps // steps
-    return [min(i * stride + 1, num_train_timesteps - 1) for i in range(steps)]
+    full = [min(i * stride + 1, num_train_timesteps - 1) for i in range(steps)]
+    if not evaluations or evaluations >= steps:
+        return full
+    if evaluations == 1:
+        return [full[-1]]
+    first, top = full[0], full[-1]
+    return [round(first + (top - first) * i / (evaluations - 1)) for i in range(evaluations)]
 
 
 @torch.no_grad()
@@ -101,21 +141,108 @@ def as_unit_noise(z_t: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
 
 
 def invert_sketch(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Tensor,
-                  alphas_cumprod: torch.Tensor, steps: int) -> tuple[torch.Tensor, float]:
-    """DDIM-invert the sketch's latent ``z0`` over ``steps`` steps with the empty-prompt noise
-    predictor ``eps(z, t)``. Returns the inverted latent and its alpha_bar."""
-    timesteps = inversion_timesteps(len(alphas_cumprod), steps)
+                  alphas_cumprod: torch.Tensor, steps: int, evaluations: int = 0) -> tuple[torch.Tensor, float]:
+    """DDIM-invert the sketch's latent ``z0`` over ``steps`` steps (``evaluations`` UNet passes when
+    given, see :func:`inversion_timesteps`) with the empty-prompt noise predictor ``eps(z, t)``.
+    Returns the inverted latent and its alpha_bar."""
+    timesteps = inversion_timesteps(len(alphas_cumprod), steps, evaluations)
     return ddim_invert(eps, z0, alphas_cumprod, timesteps), float(alphas_cumprod[timesteps[-1]])
 
 
 def start_noise(z_inv: torch.Tensor, alpha_bar: float, noise: torch.Tensor,
-                share: float = DEFAULT_NOISE_SHARE) -> torch.Tensor:
-    """The seed's ``noise`` (one row per image) mixed into the inverted latent, as unit initial noise."""
+                share: float = DEFAULT_NOISE_SHARE, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The seed's ``noise`` (one row per image) mixed into the inverted latent, as unit initial noise.
+    With ``mask`` (h, w) in [0, 1], the mix only where it is 1: the seed's noise alone where it is 0."""
     mixed = mix_noise(z_inv.to(noise.device, noise.dtype).expand_as(noise), noise, share)
-    return as_unit_noise(mixed, alpha_bar)
+    if mask is None:
+        return as_unit_noise(mixed, alpha_bar)
+    # outside the mask: exactly the seed's noise, which the samplers take as it is
+    mask = mask.to(noise.device, noise.dtype)
+    return mask * as_unit_noise(mixed, alpha_bar) + (1 - mask) * noise
 
 
 def spatial_noise(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Tensor, alphas_cumprod: torch.Tensor,
                   steps: int, noise: torch.Tensor, share: float = DEFAULT_NOISE_SHARE) -> torch.Tensor:
     """``invert_sketch`` then ``start_noise``: the initial noise of a layout-init generation."""
     return start_noise(*invert_sketch(eps, z0, alphas_cumprod, steps), noise, share)
+
+
+DEFAULT_CACHE_BYTES = 64 << 20
+
+
+class LayoutCache:
+    """Inverted sketches, so a layout is inverted once across a batch, the batch count and later
+    calls: least recently used first out within ``max_bytes``, and emptied when the model changes
+    (``model_key``). A hit returns the very tensor a miss stored, so outputs are bit-identical."""
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._items: dict = {}
+        self._model_key = None
+        self.hits = self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(z.numel() * z.element_size() for z, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def inverted(self, model_key, key, invert: Callable[[], tuple[torch.Tensor, float]]) -> tuple[torch.Tensor, float]:
+        """The cached inversion under ``key`` for ``model_key``, or ``invert()`` stored."""
+        if model_key != self._model_key:
+            self._items.clear()
+            self._model_key = model_key
+        if key in self._items:
+            self.hits += 1
+            self._items[key] = self._items.pop(key)  # most recently used last
+            return self._items[key]
+        self.misses += 1
+        z_inv, alpha_bar = invert()
+        item = (z_inv.detach().float().cpu(), float(alpha_bar))
+        if item[0].numel() * item[0].element_size() <= self.max_bytes:
+            self._items[key] = item
+            while self.nbytes > self.max_bytes:
+                self._items.pop(next(iter(self._items)))
+        return item
+
+
+LAYOUTS = LayoutCache()  # one per process, shared by every host: a checkpoint change empties it
+
+
+def sketch_key(document, width: int, height: int, steps: int) -> str:
+    """What an inversion of the document's sketch depends on, besides the model."""
+    import hashlib
+
+    parts = (document.init_sketch, document.init_steps, width, height, steps,
+             tuple(tuple(round(v, 6) for v in box) for box in document_boxes(document)))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def inverted_sketch(document, *, width: int, height: int, steps: int,
+                    encode: Callable[[torch.Tensor], torch.Tensor], eps: Callable[[torch.Tensor, int], torch.Tensor],
+                    alphas_cumprod: torch.Tensor, model_key, cache: LayoutCache | None = LAYOUTS) -> tuple[torch.Tensor, float]:
+    """The document's sketch (which never depends on the seed), VAE-encoded with ``encode`` (pixels
+    (1, 3, H, W) in [-1, 1] -> the scaled posterior mean) and DDIM-inverted with the empty-prompt
+    ``eps(z, t)``, on any host, through ``cache``. Returns the inverted latent and its alpha_bar."""
+
+    def invert():
+        z0 = encode(document_sketch(document, width, height)).float().cpu()
+        return invert_sketch(eps, z0, alphas_cumprod, steps, document.init_steps)
+
+    if cache is None:
+        return invert()
+    return cache.inverted(model_key, sketch_key(document, width, height, steps), invert)
+
+
+def start_for(document, inverted: tuple[torch.Tensor, float], noise: torch.Tensor) -> torch.Tensor:
+    """Layout init's starting noise for one batch: the seed's ``noise`` (B, C, h, w) mixed into the
+    inverted sketch with the document's share, over its area (``init_area``)."""
+    z_inv, alpha_bar = inverted
+    mask = area_mask(document, *noise.shape[-2:])
+    return start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise, mask).to(noise.device, noise.dtype)
+
+
+def layout_start(document, noise: torch.Tensor, **model) -> torch.Tensor:
+    """:func:`inverted_sketch` then :func:`start_for`; ``model`` are the former's keywords."""
+    return start_for(document, inverted_sketch(document, **model), noise)

@@ -74,7 +74,7 @@ class DenoiserGuidance:
 
             try:
                 guided, history = descend(z, energy, options.scale * sigma_squared(alpha_bar), options.iterations,
-                                          options.threshold)
+                                          options.threshold, options.max_shift)
             finally:
                 capture.stop()
             energies.append(history)

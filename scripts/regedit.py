@@ -1113,9 +1113,9 @@ def _start_from_layout(p, document, session=None) -> None:
         return
     inverted = getattr(p, "_regedit_layout", None)  # the same for every batch of this generation
     pair = session.documents if isinstance(session, WebUIPairSession) else None
+    sketches = (pair.source, pair.target) if pair is not None else (document,)
     if inverted is None:
         try:
-            sketches = (pair.source, pair.target) if pair is not None else (document,)
             inverted = [_invert_layout_sketch(shared.sd_model, d, p.width, p.height, p.steps) for d in sketches]
         except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
             _note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
@@ -1126,8 +1126,7 @@ def _start_from_layout(p, document, session=None) -> None:
     def first_next():
         rng.next = draw  # only the starting noise; hires fix and ancestral samplers draw plain noise
         noise = draw()
-        starts = [layout_init.start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise)
-                  for z_inv, alpha_bar in inverted]
+        starts = [layout_init.start_for(d, inv, noise) for d, inv in zip(sketches, inverted)]
         start = starts[0]
         if pair is not None:  # a pair's rows are (source, target) per image; the target keeps the source's
             start = start.clone()  # start away from its edited boxes (lib_regedit/editing/pair_start.py)
@@ -1148,31 +1147,35 @@ def _note(p, text: str, once: bool = False) -> None:
 
 
 def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
-    sketch = layout_init.document_sketch(document, width, height)
+    """Layout init's inverted sketch on this checkpoint, cached per layout (``layout_init.LAYOUTS``)."""
     if FORGE:
-        return _invert_layout_sketch_forge(model, sketch, steps)
-    alphas = model.alphas_cumprod.detach().float().cpu()
-    with torch.no_grad(), devices.autocast():
-        z0 = _posterior_mean(model, sketch.to(devices.device, devices.dtype_vae))
-        cond = model.get_learned_conditioning([""])
+        from backend import memory_management
 
-    def eps(z, t):
-        return _model_eps(model, z, t, cond).cpu()
+        from lib_regedit.backends import forge_model
 
-    return layout_init.invert_sketch(eps, z0.float().cpu(), alphas, steps)
+        memory_management.load_models_gpu([model.forge_objects.unet])
+        alphas = forge_model.alphas_cumprod(model)
+        with torch.no_grad():
+            eps = forge_model.noise_prediction(model, model.get_learned_conditioning([""]))
+    else:
+        alphas = model.alphas_cumprod.detach().float().cpu()
+        with torch.no_grad(), devices.autocast():
+            cond = model.get_learned_conditioning([""])
 
+        def eps(z, t):
+            return _model_eps(model, z, t, cond).cpu()
 
-def _invert_layout_sketch_forge(model, sketch, steps: int):
-    """Layout init's inversion on a Forge checkpoint (``lib_regedit/backends/forge_model.py``)."""
-    from backend import memory_management
+    def encode(pixels):
+        if FORGE:  # Forge's VAE patcher places the input itself
+            with torch.no_grad():
+                return _posterior_mean(model, pixels)
+        with torch.no_grad(), devices.autocast():
+            return _posterior_mean(model, pixels.to(devices.device, devices.dtype_vae))
 
-    from lib_regedit.backends import forge_model
-
-    memory_management.load_models_gpu([model.forge_objects.unet])
-    with torch.no_grad():
-        z0 = _posterior_mean(model, sketch)
-        eps = forge_model.noise_prediction(model, model.get_learned_conditioning([""]))
-    return layout_init.invert_sketch(eps, z0.float().cpu(), forge_model.alphas_cumprod(model), steps)
+    info = getattr(model, "sd_checkpoint_info", None)
+    key = (id(model), getattr(info, "filename", None), getattr(model, "sd_model_hash", None))
+    return layout_init.inverted_sketch(document, width=width, height=height, steps=steps, encode=encode, eps=eps,
+                                       alphas_cumprod=alphas, model_key=key)
 
 
 def _posterior_mean(model, image):

@@ -107,3 +107,43 @@ def test_guidance_on_sdxl_with_a_batch():
     pipe = tiny_sdxl_pipeline()
     result = generate(pipe, DOC, seed=1, steps=2, batch_size=2)
     assert len(result.images) == 2 and len(result.extras["guidance"]) == 1
+
+
+def test_a_bounded_step_stays_in_the_latent_scale():
+    z = torch.randn(1, 4, 8, 8)
+    reference = lg.rms(z)
+    huge = torch.randn(1, 4, 8, 8) * 1e4  # what eta * sigma_t^2 * grad can be at the first steps
+    moved = lg.bounded_step(z, huge, max_shift=0.1, reference_rms=reference)
+    assert moved is not None
+    assert lg.rms(moved - z) <= 0.1 * reference * 1.0001
+    assert abs(lg.rms(moved) / reference - 1) <= lg.MAX_DRIFT
+    small = torch.randn(1, 4, 8, 8) * 1e-3
+    assert torch.equal(lg.bounded_step(z, small, 0.1, reference), z - small)  # within bounds: untouched
+    assert lg.bounded_step(z, torch.full_like(z, float("nan")), 0.1, reference) is None
+    # a latent that cannot be kept in range by any halving: guidance stops
+    assert lg.bounded_step(z * 3, torch.zeros_like(z), 0.1, reference) is None
+
+
+def test_descend_with_a_bound_never_blows_the_latent_up():
+    z0 = torch.randn(4, 16)
+
+    def energy(z):
+        return (z * 1e3).pow(2).mean()  # a gradient thousands of times the latent
+
+    unbounded, _ = lg.descend(z0, energy, step_size=30.0, iterations=5, threshold=0.0)
+    bounded, history = lg.descend(z0, energy, step_size=30.0, iterations=5, threshold=0.0, max_shift=0.1)
+    assert lg.rms(unbounded) > 1e3 * lg.rms(z0)
+    assert abs(lg.rms(bounded) / lg.rms(z0) - 1) <= lg.MAX_DRIFT and len(history) >= 1
+    assert history == sorted(history, reverse=True)  # each bounded step still lowers the energy
+
+
+def test_guidance_bound_is_a_version_3_default():
+    from lib_regedit.documents.region import GUIDANCE_MAX_SHIFT
+
+    assert parse_region_document(dict(DOC)).guidance.max_shift == GUIDANCE_MAX_SHIFT[3]
+    assert parse_region_document(dict(DOC, version=2)).guidance.max_shift is None
+    assert parse_region_document(dict(DOC, guidance={"max_shift": None})).guidance.max_shift is None
+    doc = parse_region_document(dict(DOC, guidance={"max_shift": 0.3}))
+    assert doc.guidance.max_shift == 0.3 and parse_region_document(doc.to_json()) == doc
+    with pytest.raises(RegEditError, match="guidance.max_shift"):
+        parse_region_document(dict(DOC, guidance={"max_shift": 0}))

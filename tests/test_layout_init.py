@@ -84,3 +84,97 @@ def test_layout_init_on_sdxl_with_a_batch():
     result = generate(pipe, DOC, seed=1, steps=2, batch_size=2)
     assert len(result.images) == 2
     assert np.abs(pixels(result.images[0]) - pixels(result.images[1])).mean() > 0.1
+
+
+def test_disc_sketch_marks_the_centre_whatever_the_box_aspect():
+    tall = np.asarray(layout_init.layout_sketch([(0.25, 0.0, 0.5, 1.0)], 64, 64, "disc"))
+    dark = tall[..., 0] == layout_init.SKETCH_FILL
+    rows, cols = np.nonzero(dark)
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert abs(height - width) <= 1  # round in a tall box; an "ellipse" sketch would be twice as tall
+    assert abs(width - layout_init.DISC_SHARE * 32) <= 2 and abs(rows.mean() - 31.5) <= 1
+    ellipse = np.asarray(layout_init.layout_sketch([(0.25, 0.0, 0.5, 1.0)], 64, 64, "ellipse"))[..., 0]
+    rows_e = np.nonzero(ellipse == layout_init.SKETCH_FILL)[0]
+    assert rows_e.max() - rows_e.min() + 1 > 1.5 * height
+    with pytest.raises(ValueError):
+        layout_init.layout_sketch([(0, 0, 1, 1)], 8, 8, "star")
+
+
+def test_shorter_inversions_end_where_sampling_starts():
+    full = layout_init.inversion_timesteps(1000, 20)
+    assert layout_init.inversion_timesteps(1000, 20, 0) == full == layout_init.inversion_timesteps(1000, 20, 20)
+    four = layout_init.inversion_timesteps(1000, 20, 4)
+    assert len(four) == 4 and four[0] == full[0] and four[-1] == full[-1] and four == sorted(four)
+    assert layout_init.inversion_timesteps(1000, 20, 1) == [full[-1]]
+
+
+def test_the_boxes_area_keeps_the_seed_noise_outside():
+    doc = parse_region_document(dict(DOC, init_area="boxes"))
+    noise = torch.randn(2, 4, 16, 16)
+    z_inv = torch.randn(1, 4, 16, 16)
+    start = layout_init.start_for(doc, (z_inv, 0.01), noise)
+    mask = layout_init.area_mask(doc, 16, 16)
+    outside, inside = mask == 0, mask == 1
+    assert outside.any() and inside.any()
+    assert torch.equal(start[..., outside], noise[..., outside])  # exactly the seed's noise
+    whole = layout_init.start_for(parse_region_document(dict(DOC, init_area="image")), (z_inv, 0.01), noise)
+    assert torch.allclose(start[..., inside], whole[..., inside])
+    assert layout_init.area_mask(parse_region_document(dict(DOC, init_area="image")), 16, 16) is None
+
+
+def test_the_layout_cache_inverts_once_and_forgets_on_a_model_change():
+    cache = layout_init.LayoutCache(max_bytes=3 * 4 * 4 * 8 * 8)
+    calls = []
+
+    def invert(value):
+        def run():
+            calls.append(value)
+            return torch.full((1, 4, 8, 8), float(value)), 0.5
+        return run
+
+    first = cache.inverted("model-a", "k1", invert(1))
+    again = cache.inverted("model-a", "k1", invert(99))
+    assert again[0] is first[0] and calls == [1] and cache.hits == 1
+    cache.inverted("model-a", "k2", invert(2))
+    cache.inverted("model-a", "k3", invert(3))
+    cache.inverted("model-a", "k4", invert(4))  # over the bound: the least recently used (k1) goes
+    assert len(cache) == 3 and cache.nbytes <= cache.max_bytes
+    cache.inverted("model-a", "k1", invert(5))
+    assert calls[-1] == 5
+    cache.inverted("model-b", "k1", invert(6))  # another model: nothing of model-a's is served
+    assert calls[-1] == 6 and len(cache) == 1
+    big = layout_init.LayoutCache(max_bytes=10)
+    big.inverted("m", "k", invert(7))
+    assert len(big) == 0  # larger than the bound: used, not kept
+
+
+def test_a_cached_inversion_gives_the_same_images_as_a_fresh_one(sd):
+    layout_init.LAYOUTS._items.clear()
+    misses = layout_init.LAYOUTS.misses
+    fresh = generate(sd, DOC, seed=3, steps=3)
+    assert layout_init.LAYOUTS.misses == misses + 1
+    hits = layout_init.LAYOUTS.hits
+    cached = generate(sd, DOC, seed=3, steps=3)
+    other_seed = generate(sd, DOC, seed=4, steps=3, batch_size=2)
+    assert layout_init.LAYOUTS.hits == hits + 2  # one inversion for every seed and batch of the layout
+    assert np.array_equal(pixels(fresh.image), pixels(cached.image))
+    layout_init.LAYOUTS._items.clear()
+    assert np.array_equal(pixels(generate(sd, DOC, seed=4, steps=3, batch_size=2).images[1]),
+                          pixels(other_seed.images[1]))
+
+
+def test_version_2_documents_keep_their_layout_init():
+    v2 = parse_region_document(dict(DOC, version=2))
+    assert (v2.init_sketch, v2.init_area, v2.init_steps, v2.init_noise) == ("ellipse", "image", 0, 0.25)
+    assert v2.guidance.max_shift is None
+    assert parse_region_document(v2.to_json()) == v2
+    v3 = parse_region_document(DOC)
+    assert v3.version == 3 and v3.guidance.max_shift is not None
+    for name in ("init_sketch", "init_area", "init_steps", "init_noise"):
+        assert f'"{name}"' not in v3.to_json()  # at the version's defaults
+        assert f'"{name}"' not in v2.to_json()
+    old_look = parse_region_document(dict(DOC, init_sketch="ellipse", init_area="image", init_steps=0, init_noise=0.25))
+    assert (old_look.init_sketch, old_look.init_area) == ("ellipse", "image")
+    for field, bad in (("init_sketch", "star"), ("init_area", "everywhere"), ("init_steps", 2.5), ("init_steps", -1)):
+        with pytest.raises(RegEditError, match=field):
+            parse_region_document(dict(DOC, **{field: bad}))

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from ..background import SOURCES as BACKGROUND_SOURCES
@@ -59,19 +60,26 @@ MAX_PROMPT_CHARS = 4000
 BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
-VERSION = 2
+VERSION = 3
 # The defaults that changed between document versions; a document keeps those of its version.
+_V2_LAYOUT = {"init_sketch": "ellipse", "init_area": "image", "init_steps": 0, "init_noise": 0.25}
 VERSION_DEFAULTS = {
-    1: {"init": "noise", "background_prompt": "whole"},
-    2: {"init": "auto", "background_prompt": "rest"},
+    1: {"init": "noise", "background_prompt": "whole", **_V2_LAYOUT},
+    2: {"init": "auto", "background_prompt": "rest", **_V2_LAYOUT},
+    3: {"init": "auto", "background_prompt": "rest", "init_sketch": "disc", "init_area": "boxes", "init_steps": 0,
+        "init_noise": 0.25},
 }
+GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.1}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
-                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "guidance",
-                   "background_prompt", "target_prompt", "edit")
+                   "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "init_sketch",
+                   "init_area", "init_steps", "guidance", "background_prompt", "target_prompt", "edit")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
-GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale")
+GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale", "max_shift")
+SKETCHES = ("ellipse", "disc")
+AREAS = ("image", "boxes")
+MAX_INIT_STEPS = 1000
 LEVELS = ("down", "mid", "up")
 
 
@@ -104,6 +112,7 @@ class GuidanceOptions:
     threshold: float = 0.2
     levels: tuple[str, ...] = ("down", "up")
     downscale: int = 4
+    max_shift: float | None = GUIDANCE_MAX_SHIFT[VERSION]
 
 
 REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords",
@@ -146,7 +155,10 @@ class RegionDocument:
     background_weight: float = 1.0
     kssa: KssaOptions = KssaOptions()
     init: str = VERSION_DEFAULTS[VERSION]["init"]
-    init_noise: float = 0.25
+    init_noise: float = VERSION_DEFAULTS[VERSION]["init_noise"]
+    init_sketch: str = VERSION_DEFAULTS[VERSION]["init_sketch"]
+    init_area: str = VERSION_DEFAULTS[VERSION]["init_area"]
+    init_steps: int = VERSION_DEFAULTS[VERSION]["init_steps"]
     guidance: GuidanceOptions = GuidanceOptions()
     background_prompt: str = VERSION_DEFAULTS[VERSION]["background_prompt"]
     version: int = VERSION
@@ -189,12 +201,14 @@ class RegionDocument:
         data = self.to_dict()
         if not full:
             data = _drop_defaults(data, RegionDocument("", (), version=self.version,
+                                                       guidance=GuidanceOptions(max_shift=GUIDANCE_MAX_SHIFT[self.version]),
                                                        **VERSION_DEFAULTS[self.version]))
             data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
             if "kssa" in data:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
             if "guidance" in data:
-                data["guidance"] = _drop_defaults(data["guidance"], GuidanceOptions())
+                data["guidance"] = _drop_defaults(data["guidance"],
+                                                  GuidanceOptions(max_shift=GUIDANCE_MAX_SHIFT[self.version]))
             if "edit" in data:
                 data["edit"] = self.edit.to_dict()
         data = {"version": data.pop("version"), **data}  # first: it says which defaults the rest leaves out
@@ -257,8 +271,11 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
         background_weight=get_number(obj, "background_weight", "", default=1.0, lo=0.0, hi=10.0),
         kssa=_parse_kssa(obj.get("kssa"), "kssa"),
         init=get_string(obj, "init", "", default=defaults["init"], choices=INITS),
-        init_noise=get_number(obj, "init_noise", "", default=0.25, lo=0.0, hi=1.0),
-        guidance=_parse_guidance(obj.get("guidance"), "guidance"),
+        init_noise=get_number(obj, "init_noise", "", default=defaults["init_noise"], lo=0.0, hi=1.0),
+        init_sketch=get_string(obj, "init_sketch", "", default=defaults["init_sketch"], choices=SKETCHES),
+        init_area=get_string(obj, "init_area", "", default=defaults["init_area"], choices=AREAS),
+        init_steps=_whole(obj, "init_steps", "", default=defaults["init_steps"], lo=0, hi=MAX_INIT_STEPS),
+        guidance=_parse_guidance(obj.get("guidance"), "guidance", GUIDANCE_MAX_SHIFT[version]),
         background_prompt=get_string(obj, "background_prompt", "", default=defaults["background_prompt"],
                                      choices=BACKGROUND_SOURCES),
         version=version,
@@ -341,11 +358,16 @@ def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> 
     return int(value)
 
 
-def _parse_guidance(obj: Any, field: str) -> GuidanceOptions:
-    shorthand = _options_shorthand(obj, field, GuidanceOptions, GUIDANCE_FIELDS,
+def _parse_guidance(obj: Any, field: str, max_shift: float | None = GUIDANCE_MAX_SHIFT[VERSION]) -> GuidanceOptions:
+    shorthand = _options_shorthand(obj, field, partial(GuidanceOptions, max_shift=max_shift), GUIDANCE_FIELDS,
                                    'true, or {"enabled": true, "scale": 30, "until": 0.2}')
     if shorthand is not None:
         return shorthand
+    if "max_shift" in obj and obj["max_shift"] is None:
+        max_shift = None  # null: unbounded, as before document version 3
+    elif "max_shift" in obj or max_shift is not None:
+        max_shift = get_number(obj, "max_shift", field, default=max_shift if max_shift is not None else 0.1,
+                               lo=0.0, hi=10.0, lo_open=True)
     return GuidanceOptions(
         enabled=get_bool(obj, "enabled", field, default=True),
         scale=get_number(obj, "scale", field, default=30.0, lo=0.0, hi=10000.0, lo_open=True),
@@ -354,6 +376,7 @@ def _parse_guidance(obj: Any, field: str) -> GuidanceOptions:
         threshold=get_number(obj, "threshold", field, default=0.2, lo=0.0, hi=1.0),
         levels=_parse_levels(obj, field, ["down", "up"]),
         downscale=_whole(obj, "downscale", field, default=4, lo=1, hi=64),
+        max_shift=max_shift,
     )
 
 
