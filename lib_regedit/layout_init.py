@@ -36,9 +36,8 @@ SKETCH_FILL = 20
 SKETCH_INSET = 0.1
 DEFAULT_NOISE_SHARE = 0.25
 SKETCHES = ("ellipse", "disc")
-AREAS = ("image", "boxes")
 DISC_SHARE = 0.6  # the disc's diameter as a share of the box's shorter side
-AREA_FEATHER = 0.05  # the soft edge of the "boxes" area, as a fraction of the image
+AREA_FEATHER = 0.05  # the soft edge of the boxes where the seed's share changes, as a fraction of the image
 
 
 def layout_sketch(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int,
@@ -73,10 +72,10 @@ def document_sketch(document, width: int, height: int) -> torch.Tensor:
 
 
 def area_mask(document, height: int, width: int) -> torch.Tensor | None:
-    """Where the inverted sketch is mixed in, at latent size (h, w): ``None`` for the whole image
-    (``init_area`` "image"), else the object boxes with a soft edge (``"boxes"``): outside them the
-    start is the seed's own noise, so the background keeps the seed's picture."""
-    if document.init_area == "image":
+    """The object boxes with a soft edge at latent size (h, w), where the seed's share is
+    ``init_noise``; outside them it is ``init_noise_outside``. ``None`` when the share is the same
+    everywhere (``init_noise_outside`` unset)."""
+    if document.init_noise_outside is None:
         return None
     from .masks import box_mask
 
@@ -150,15 +149,17 @@ def invert_sketch(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Te
 
 
 def start_noise(z_inv: torch.Tensor, alpha_bar: float, noise: torch.Tensor,
-                share: float = DEFAULT_NOISE_SHARE, mask: torch.Tensor | None = None) -> torch.Tensor:
+                share: float = DEFAULT_NOISE_SHARE, mask: torch.Tensor | None = None,
+                outside: float | None = None) -> torch.Tensor:
     """The seed's ``noise`` (one row per image) mixed into the inverted latent, as unit initial noise.
-    With ``mask`` (h, w) in [0, 1], the mix only where it is 1: the seed's noise alone where it is 0."""
-    mixed = mix_noise(z_inv.to(noise.device, noise.dtype).expand_as(noise), noise, share)
-    if mask is None:
-        return as_unit_noise(mixed, alpha_bar)
-    # outside the mask: exactly the seed's noise, which the samplers take as it is
+    With ``mask`` (h, w) in [0, 1] and ``outside``, the seed's share is ``share`` where the mask is 1
+    and ``outside`` where it is 0 (per pixel, so the variance stays 1 everywhere)."""
+    z_inv = z_inv.to(noise.device, noise.dtype).expand_as(noise)
+    if mask is None or outside is None:
+        return as_unit_noise(mix_noise(z_inv, noise, share), alpha_bar)
     mask = mask.to(noise.device, noise.dtype)
-    return mask * as_unit_noise(mixed, alpha_bar) + (1 - mask) * noise
+    shares = mask * float(share) + (1 - mask) * float(outside)
+    return as_unit_noise((1 - shares).sqrt() * z_inv + shares.sqrt() * noise, alpha_bar)
 
 
 def spatial_noise(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Tensor, alphas_cumprod: torch.Tensor,
@@ -237,10 +238,11 @@ def inverted_sketch(document, *, width: int, height: int, steps: int,
 
 def start_for(document, inverted: tuple[torch.Tensor, float], noise: torch.Tensor) -> torch.Tensor:
     """Layout init's starting noise for one batch: the seed's ``noise`` (B, C, h, w) mixed into the
-    inverted sketch with the document's share, over its area (``init_area``)."""
+    inverted sketch with the document's shares, inside the boxes and outside them."""
     z_inv, alpha_bar = inverted
     mask = area_mask(document, *noise.shape[-2:])
-    return start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise, mask).to(noise.device, noise.dtype)
+    return start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise, mask,
+                       document.init_noise_outside).to(noise.device, noise.dtype)
 
 
 def layout_start(document, noise: torch.Tensor, **model) -> torch.Tensor:

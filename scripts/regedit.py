@@ -32,6 +32,7 @@ from lib_regedit.drag import webui_drag  # noqa: E402
 from lib_regedit.drag.composite import composite  # noqa: E402
 from lib_regedit.drag.region_drag import options_for  # noqa: E402
 from lib_regedit.documents.fields import load_json_object  # noqa: E402
+from lib_regedit.documents.region import VERSION, VERSION_DEFAULTS  # noqa: E402
 from lib_regedit.errors import RegEditError  # noqa: E402
 from lib_regedit.documents.lime import LimeDocument, parse_lime_document  # noqa: E402
 from lib_regedit.editing.pair_start import edited_start  # noqa: E402
@@ -139,7 +140,8 @@ LIME_UI = (DRAG_UI[1], DRAG_UI[1] + 8)  # on, clusters, points, feature_step, un
 INVERSION_UI = LIME_UI[1]  # the picture edit's inversion
 # Settings → RegEdit: the accordion's starting values (read when the page is built; Reload UI after a
 # change) and previews (read when a generation starts).
-SETTING_DEFAULTS = {"mode": "attention", "whole_start": 0.3, "layout_init": True, "init_noise": 0.25, "kssa": False}
+SETTING_DEFAULTS = {"mode": "attention", "whole_start": 0.3, "layout_init": True,
+                    "init_noise": VERSION_DEFAULTS[VERSION]["init_noise"], "kssa": False}
 
 
 def _setting(name: str):

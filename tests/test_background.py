@@ -58,7 +58,7 @@ def test_background_context_by_source():
 
 def test_versions_keep_their_defaults():
     new = parse_region_document({"regions": BOXES})
-    assert (new.version, new.init, new.background_prompt) == (2, "auto", "rest")
+    assert (new.version, new.init, new.background_prompt) == (3, "auto", "rest")
     assert new.prompt == "a red circle and a blue square"  # no prompt: the region prompts joined
     old = parse_region_document({"prompt": "p", "regions": BOXES, "version": 1})
     assert (old.init, old.background_prompt) == ("noise", "whole")
@@ -71,8 +71,11 @@ def test_versions_keep_their_defaults():
     assert parse_region_document(new.to_json(), untagged_version=1) == new
     flipped = parse_region_document({"prompt": "p", "regions": BOXES, "init": "noise", "background_prompt": "whole"})
     assert json.loads(flipped.to_json())["init"] == "noise"
-    with pytest.raises(RegEditError, match="version: 3 is"):
-        parse_region_document({"prompt": "p", "regions": BOXES, "version": 3})
+    v2 = parse_region_document({"prompt": "p", "regions": BOXES, "version": 2})
+    assert (v2.init, v2.background_prompt, v2.init_sketch, v2.init_noise_outside) == ("auto", "rest", "ellipse", None)
+    assert parse_region_document(v2.to_json()) == v2 and json.loads(v2.to_json())["version"] == 2
+    with pytest.raises(RegEditError, match="version: 4 is"):
+        parse_region_document({"prompt": "p", "regions": BOXES, "version": 4})
     with pytest.raises(RegEditError, match="^RegEdit: prompt: is missing"):
         parse_region_document({"regions": [{"prompt": "a beach", "role": "background"}]})
 

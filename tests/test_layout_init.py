@@ -50,7 +50,9 @@ def test_noise_mix_keeps_unit_variance_and_the_ends():
 
 def test_document_fields_and_errors():
     doc = parse_region_document(DOC)
-    assert doc.init == "layout" and doc.init_noise == 0.25
+    from lib_regedit.documents.region import VERSION, VERSION_DEFAULTS
+
+    assert doc.init == "layout" and doc.init_noise == VERSION_DEFAULTS[VERSION]["init_noise"]
     assert parse_region_document(doc.to_json()) == doc and '"init":"layout"' in doc.to_json()
     assert '"init":"noise"' in parse_region_document(dict(DOC, init="noise")).to_json()  # not the default
     assert '"init"' not in parse_region_document(dict(DOC, init="auto")).to_json()
@@ -108,18 +110,21 @@ def test_shorter_inversions_end_where_sampling_starts():
     assert layout_init.inversion_timesteps(1000, 20, 1) == [full[-1]]
 
 
-def test_the_boxes_area_keeps_the_seed_noise_outside():
-    doc = parse_region_document(dict(DOC, init_area="boxes"))
+def test_the_seed_share_outside_the_boxes():
     noise = torch.randn(2, 4, 16, 16)
     z_inv = torch.randn(1, 4, 16, 16)
-    start = layout_init.start_for(doc, (z_inv, 0.01), noise)
-    mask = layout_init.area_mask(doc, 16, 16)
+    own = parse_region_document(dict(DOC, init_noise_outside=1.0))
+    mask = layout_init.area_mask(own, 16, 16)
     outside, inside = mask == 0, mask == 1
     assert outside.any() and inside.any()
-    assert torch.equal(start[..., outside], noise[..., outside])  # exactly the seed's noise
-    whole = layout_init.start_for(parse_region_document(dict(DOC, init_area="image")), (z_inv, 0.01), noise)
+    start = layout_init.start_for(own, (z_inv, 0.01), noise)
+    assert torch.allclose(start[..., outside], noise[..., outside] / 0.99 ** 0.5)  # the seed's own noise
+    same = parse_region_document(DOC)
+    assert layout_init.area_mask(same, 16, 16) is None  # one share everywhere
+    whole = layout_init.start_for(same, (z_inv, 0.01), noise)
     assert torch.allclose(start[..., inside], whole[..., inside])
-    assert layout_init.area_mask(parse_region_document(dict(DOC, init_area="image")), 16, 16) is None
+    assert torch.allclose(layout_init.start_for(parse_region_document(dict(DOC, init_noise_outside=same.init_noise)),
+                                                (z_inv, 0.01), noise), whole, atol=1e-6)
 
 
 def test_the_layout_cache_inverts_once_and_forgets_on_a_model_change():
@@ -165,16 +170,19 @@ def test_a_cached_inversion_gives_the_same_images_as_a_fresh_one(sd):
 
 def test_version_2_documents_keep_their_layout_init():
     v2 = parse_region_document(dict(DOC, version=2))
-    assert (v2.init_sketch, v2.init_area, v2.init_steps, v2.init_noise) == ("ellipse", "image", 0, 0.25)
+    assert (v2.init_sketch, v2.init_noise_outside, v2.init_steps, v2.init_noise) == ("ellipse", None, 0, 0.25)
     assert v2.guidance.max_shift is None
     assert parse_region_document(v2.to_json()) == v2
     v3 = parse_region_document(DOC)
     assert v3.version == 3 and v3.guidance.max_shift is not None
-    for name in ("init_sketch", "init_area", "init_steps", "init_noise"):
+    for name in ("init_sketch", "init_noise_outside", "init_steps", "init_noise"):
         assert f'"{name}"' not in v3.to_json()  # at the version's defaults
         assert f'"{name}"' not in v2.to_json()
-    old_look = parse_region_document(dict(DOC, init_sketch="ellipse", init_area="image", init_steps=0, init_noise=0.25))
-    assert (old_look.init_sketch, old_look.init_area) == ("ellipse", "image")
-    for field, bad in (("init_sketch", "star"), ("init_area", "everywhere"), ("init_steps", 2.5), ("init_steps", -1)):
+    old_look = parse_region_document(dict(DOC, init_sketch="ellipse", init_noise_outside=None, init_steps=0,
+                                          init_noise=0.25))
+    assert (old_look.init_sketch, old_look.init_noise_outside) == ("ellipse", None)
+    assert parse_region_document(parse_region_document(dict(DOC, init_noise_outside=0.9)).to_json()).init_noise_outside == 0.9
+    for field, bad in (("init_sketch", "star"), ("init_noise_outside", 1.5), ("init_noise_outside", "all"),
+                       ("init_steps", 2.5), ("init_steps", -1)):
         with pytest.raises(RegEditError, match=field):
             parse_region_document(dict(DOC, **{field: bad}))

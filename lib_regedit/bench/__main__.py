@@ -1,6 +1,6 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance|drag|lime|edit|inversion|lora``: region prompting against plain
-sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
-against regions alone (whole generations, ``whole_generation.py``), a RegionDrag edit against
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance|defaults|drag|lime|edit|inversion|lora``: region prompting
+against plain sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
+against regions alone, the region defaults against plain (whole generations, ``whole_generation.py``), a RegionDrag edit against
 a plain txt2img (``drag_bench.py``), and a LIME edit against the same instruct-pix2pix edit without
 it (``lime_bench.py``), and a region edit pair against one region generation (``edit_bench.py``), and each real-image
 inversion against one plain generation (``inversion_bench.py``), and a generation with a LoRA per region
@@ -163,9 +163,10 @@ def main(argv=None) -> None:
         p.add_argument("--steps", type=int, default=steps, help="timed UNet calls per mode")
         p.add_argument("--size", type=int, default=256)
         p.add_argument("--threads", type=int, default=1)
-    for name in ("layout", "guidance"):
-        whole = sub.add_parser(name, help=f"layout {'init' if name == 'layout' else 'guidance'} against regions "
-                                          "alone, whole generations")
+    for name, text in (("layout", "layout init against regions alone, whole generations"),
+                       ("guidance", "layout guidance against regions alone, whole generations"),
+                       ("defaults", "the defaults (layout init cold and cached) and regions alone against plain")):
+        whole = sub.add_parser(name, help=text)
         whole.add_argument("--model", default=None, help="diffusers folder or single file (default: bundled ShapesWorld)")
         whole.add_argument("--steps", type=int, default=20)
         whole.add_argument("--runs", type=int, default=6)
@@ -223,7 +224,7 @@ def main(argv=None) -> None:
         from . import lora_bench
 
         lora_bench.run(args)
-    elif args.bench in ("layout", "guidance"):
+    elif args.bench in ("layout", "guidance", "defaults"):
         from . import whole_generation
 
         getattr(whole_generation, args.bench)(args)

@@ -61,3 +61,44 @@ def guidance(args) -> None:
     from ..documents.region import GuidanceOptions
 
     _compare(args, "layout guidance", lambda doc: replace(doc, guidance=GuidanceOptions(enabled=True)))
+
+
+def defaults(args) -> None:
+    """The defaults a new user gets (the example document as it is) against a plain image of the
+    same prompt, and regions alone beside them. Layout init's inversion does not depend on the seed,
+    so it runs once per layout: "cold" empties the cache before each generation (a new layout),
+    "warm" is every later seed, batch or call of that layout. Prints ``ratio_time`` against plain."""
+    import torch
+
+    from .. import layout_init
+    from ..api import generate, generate_plain
+    from ..documents import parse_region_document
+    from ..models import default_model_path, load_pipeline
+
+    torch.set_num_threads(args.threads)
+    model = Path(args.model) if args.model else default_model_path()
+    pipe = load_pipeline(model)
+    pipe.set_progress_bar_config(disable=True)
+    doc = parse_region_document(EXAMPLE.read_text())
+    runs = {
+        "plain": lambda seed: generate_plain(pipe, doc.prompt, seed=seed, steps=args.steps),
+        "regions alone": lambda seed: generate(pipe, replace(doc, init="noise"), seed=seed, steps=args.steps),
+        "defaults, cold": lambda seed: (layout_init.LAYOUTS._items.clear(),
+                                        generate(pipe, doc, seed=seed, steps=args.steps)),
+        "defaults, warm": lambda seed: generate(pipe, doc, seed=seed, steps=args.steps),
+    }
+    for run in runs.values():
+        run(0)  # warm-up
+    times: dict = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(args.runs):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotated: load hits every one alike
+            t0 = time.perf_counter()
+            runs[name](r + 1)
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{model.name}, {args.steps} steps, {len(doc.object_regions)} regions, document version {doc.version} "
+          f"(init {doc.init}, sketch {doc.init_sketch}, seed share {doc.init_noise}, outside the boxes {doc.init_noise_outside}), CFG batch 2, {args.threads} thread(s)")
+    for name in names:
+        print(f"{name:15s} {med[name]:.3f} s per generation (median of {args.runs}, interleaved), "
+              f"ratio_time={med[name] / med['plain']:.3f}")

@@ -20,16 +20,21 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
   inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, see
   ``lib_regedit/layout_init.py``; "auto", the default: layout where the generation starts from noise
-  and the document has an object box, the seed's noise where it starts from an image, img2img) and
-  ``init_noise`` (the seed noise's share of the variance in layout init, default 0.25).
+  and the document has an object box, the seed's noise where it starts from an image, img2img),
+  ``init_noise`` (the seed noise's share of the variance in layout init), ``init_sketch``
+  ("disc": a round mark of where, at each box's centre; "ellipse": an ellipse filling each box),
+  ``init_noise_outside`` (the seed's share outside the boxes; unset: ``init_noise`` everywhere,
+  1: the seed's own noise there) and ``init_steps`` (the inversion's UNet passes; 0: one per sampling step).
+  Their defaults depend on the version (``VERSION_DEFAULTS``).
 - ``background_prompt``: what the background r_bg says when no region has the background role
   ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
   see ``lib_regedit/background.py``).
-- ``version``: the defaults a document was written against. Version 2 (the current one) has the
-  defaults above, chosen by measurement (README, "Defaults"). Version 1 documents, and infotexts
-  written before version 2 existed (read with ``untagged_version=1``), keep the old defaults: the
-  whole prompt fills the background and ``init`` is "noise". A document without ``prompt`` uses its
-  object regions' prompts joined with " and ".
+- ``version``: the defaults a document was written against. Version 3 (the current one) has the
+  defaults above, chosen by measurement (``docs/placement.md``). Version 2 documents keep layout
+  init's ellipse over the whole image (share 0.25) and unbounded layout guidance; version 1
+  documents, and infotexts written before version 2 existed (read with ``untagged_version=1``),
+  keep the oldest defaults: the whole prompt fills the background and ``init`` is "noise". A
+  document without ``prompt`` uses its object regions' prompts joined with " and ".
 - ``kssa``: keyword selection and keyword-selected self-attention (MRGD §3.2), ``true`` or an object
   ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
   (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
@@ -37,7 +42,8 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   2023, the attention guidance of seed 003; see ``lib_regedit/layout_guidance.py``), ``true`` or an
   object ``{"enabled", "scale" (eta, 30), "until" (fraction of the steps guided, 0.2), "iterations"
   (per step, 5), "threshold" (stop a step's iterations below this loss, 0.2), "levels" (["down",
-  "up"]), "downscale" (map resolution = latent / 4)}``.
+  "up"]), "downscale" (map resolution = latent / 4), "max_shift" (each update's RMS at most this
+  share of the latent's, 0.1 from version 3; null: unbounded)}``.
 - Edit pairs (MRGD region editing): a region's ``edit`` role ("inherent", "add", "remove",
   "change" with its ``target_prompt``), the document's ``target_prompt`` and ``edit`` options; see
   ``lib_regedit/documents/edit.py``.
@@ -62,11 +68,11 @@ MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
 VERSION = 3
 # The defaults that changed between document versions; a document keeps those of its version.
-_V2_LAYOUT = {"init_sketch": "ellipse", "init_area": "image", "init_steps": 0, "init_noise": 0.25}
+_V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25}
 VERSION_DEFAULTS = {
     1: {"init": "noise", "background_prompt": "whole", **_V2_LAYOUT},
     2: {"init": "auto", "background_prompt": "rest", **_V2_LAYOUT},
-    3: {"init": "auto", "background_prompt": "rest", "init_sketch": "disc", "init_area": "boxes", "init_steps": 0,
+    3: {"init": "auto", "background_prompt": "rest", "init_sketch": "disc", "init_noise_outside": 0.85, "init_steps": 0,
         "init_noise": 0.25},
 }
 GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.1}  # layout guidance's bound (unbounded before version 3)
@@ -74,11 +80,10 @@ ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
                    "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "init_sketch",
-                   "init_area", "init_steps", "guidance", "background_prompt", "target_prompt", "edit")
+                   "init_noise_outside", "init_steps", "guidance", "background_prompt", "target_prompt", "edit")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
 GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale", "max_shift")
 SKETCHES = ("ellipse", "disc")
-AREAS = ("image", "boxes")
 MAX_INIT_STEPS = 1000
 LEVELS = ("down", "mid", "up")
 
@@ -157,7 +162,7 @@ class RegionDocument:
     init: str = VERSION_DEFAULTS[VERSION]["init"]
     init_noise: float = VERSION_DEFAULTS[VERSION]["init_noise"]
     init_sketch: str = VERSION_DEFAULTS[VERSION]["init_sketch"]
-    init_area: str = VERSION_DEFAULTS[VERSION]["init_area"]
+    init_noise_outside: float | None = VERSION_DEFAULTS[VERSION]["init_noise_outside"]
     init_steps: int = VERSION_DEFAULTS[VERSION]["init_steps"]
     guidance: GuidanceOptions = GuidanceOptions()
     background_prompt: str = VERSION_DEFAULTS[VERSION]["background_prompt"]
@@ -273,7 +278,8 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
         init=get_string(obj, "init", "", default=defaults["init"], choices=INITS),
         init_noise=get_number(obj, "init_noise", "", default=defaults["init_noise"], lo=0.0, hi=1.0),
         init_sketch=get_string(obj, "init_sketch", "", default=defaults["init_sketch"], choices=SKETCHES),
-        init_area=get_string(obj, "init_area", "", default=defaults["init_area"], choices=AREAS),
+        init_noise_outside=None if obj.get("init_noise_outside", defaults["init_noise_outside"]) is None else
+        get_number(obj, "init_noise_outside", "", lo=0.0, hi=1.0, default=defaults["init_noise_outside"]),
         init_steps=_whole(obj, "init_steps", "", default=defaults["init_steps"], lo=0, hi=MAX_INIT_STEPS),
         guidance=_parse_guidance(obj.get("guidance"), "guidance", GUIDANCE_MAX_SHIFT[version]),
         background_prompt=get_string(obj, "background_prompt", "", default=defaults["background_prompt"],

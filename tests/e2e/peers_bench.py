@@ -13,8 +13,10 @@ Methods, each given the same two-object layouts (``placement.user_layouts``), se
   background" on (the main prompt, the caption, over the whole canvas) and one Foreground region per
   box with its phrase (the extension appends a region's prompt to the main prompt).
 
-The peers are symlinked into ``$A1111_DIR/extensions/`` for the run and the links removed at exit
-(failures and SIGTERM included); nothing of them is copied into this repository. Tiled Diffusion
+The peers are linked into ``$A1111_DIR/extensions/`` for the run and the links removed at exit
+(failures and SIGTERM included); nothing of them is copied into this repository. Each link points at a
+folder in the run's work folder that holds a symlink per entry of the peer's checkout, so what a peer
+writes beside its scripts (Regional Prompter's presets and "lastrun" mask) stays out of the checkout. Tiled Diffusion
 copies ``modules.processing.opt_f`` (8) into its modules at import, while ShapesWorld's VAE downsamples
 by 4 (RegEdit sets the WebUI's ``opt_f`` to the loaded model's factor): a tiny helper extension written
 into the work folder, linked beside them, copies the WebUI's current ``opt_f`` into the peer's modules
@@ -75,6 +77,8 @@ METHOD_KEYS = ["plain", "regedit", *PEER_METHODS]
 
 # the links this run puts into $A1111_DIR/extensions (names no other install uses)
 RP_LINK, TD_LINK, HELPER_LINK = "regedit-bench-regional-prompter", "regedit-bench-tiled-diffusion", "regedit-bench-opt-f"
+# folders of the peers' checkouts that they write into while they run: empty in the shadow folder
+PEER_WRITES = {"regional_masks", "region_configs"}
 
 HELPER_SCRIPT = '''"""Written by tests/e2e/peers_bench.py for one run; removed with its work folder.
 
@@ -143,8 +147,9 @@ class BenchWebUI(WebUI):
     first_model = MODEL
     settings = dict(SETTINGS, sd_model_checkpoint=f"{MODEL}.safetensors", sd_checkpoints_limit=1)
 
-    def __init__(self, *args, peers: dict, sync_opt_f: bool = True, **kwargs):
+    def __init__(self, *args, peers: dict, sync_opt_f: bool = True, threads: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.threads = threads
         self.peers = {name: Path(d).resolve() for name, d in peers.items()}  # link name -> checkout
         self.sync_opt_f = sync_opt_f
         self.links = []
@@ -152,6 +157,8 @@ class BenchWebUI(WebUI):
     def env(self) -> dict:
         env = super().env()
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the peers' checkouts
+        if self.threads:  # torch's intra-op threads (its default, one per core, thrashes on a shared machine)
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
         return env
 
     def make_models(self) -> None:
@@ -168,14 +175,35 @@ class BenchWebUI(WebUI):
         (folder / "scripts" / "regedit_bench_opt_f.py").write_text(HELPER_SCRIPT.format(dirs=dirs, sync=self.sync_opt_f))
         return folder
 
+    def shadow(self, name: str, checkout: Path) -> Path:
+        """A folder in the work folder standing for the peer's checkout: a symlink to each of its
+        entries, except the folders it writes into, which are empty here. The WebUI knows an extension
+        by the path it lists, so what the peer writes beside its scripts (Regional Prompter's presets
+        file, its "lastrun" mask in regional_masks/) lands here, not in the checkout."""
+        folder = self.work / "extensions" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in checkout.iterdir():
+            if entry.name in (".git", "__pycache__"):
+                continue
+            if entry.name in PEER_WRITES:
+                (folder / entry.name).mkdir(exist_ok=True)
+            else:
+                (folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+        return folder
+
     def install_extension(self) -> None:
         ext = self.dir / "extensions"
-        targets = dict(self.peers)
+        targets = {name: self.shadow(name, checkout) for name, checkout in self.peers.items()}
         targets[HELPER_LINK] = self.write_helper()
         for name, target in targets.items():
+            checkout = self.peers.get(name, target)
+            marker = [f for f in ("scripts/rp.py", "scripts/tilediffusion.py") if (checkout / f).exists()]
             for other in ext.iterdir():
-                if other.name not in targets and other.resolve() == target:
-                    raise WebUIError(f"{other} already installs {target}; move it away for the bench run")
+                if other.name in targets:
+                    continue
+                if other.resolve() == checkout or any((other / f).exists() for f in marker):
+                    raise WebUIError(f"{other} already installs this peer ({checkout.name}); move it away for "
+                                     f"the bench run (two copies would register its script twice)")
         super().install_extension()  # RegEdit's link (refuses a second RegEdit install)
         for name, target in targets.items():
             link = ext / name
@@ -405,7 +433,7 @@ def run(args) -> int:
     layouts = user_layouts(args.layouts)
     work = Path(tempfile.mkdtemp(prefix="regedit-peers-"))
     server = BenchWebUI(os.environ["A1111_DIR"], os.environ["A1111_PY"], work, peers=peers,
-                        sync_opt_f=not args.no_opt_f_sync, log=log)
+                        sync_opt_f=not args.no_opt_f_sync, threads=args.threads, log=log)
     save = Path(args.save) if args.save else None
     if save:
         save.mkdir(parents=True, exist_ok=True)
@@ -528,6 +556,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures, settings and per-image timings here")
     p.add_argument("--save", help="write every image and a contact sheet per layout and sampler into this folder")
     p.add_argument("--keep-work", action="store_true", help="keep the work folder (webui.log) after a good run")
+    p.add_argument("--threads", type=int, help="the WebUI's torch threads (OMP_NUM_THREADS); default: torch's own")
     p.add_argument("--no-opt-f-sync", action="store_true",
                    help="leave Tiled Diffusion's copy of opt_f at 8 (to see what it does without the fix)")
     args = p.parse_args(argv)

@@ -13,7 +13,7 @@ import pytest
 
 from e2e_webui import decode_png, log, plain_payload, with_regions
 
-from lib_regedit.evaluation import metrics
+from lib_regedit.evaluation import metrics, placement
 from lib_regedit.evaluation.cli import LAYOUTS, region_document
 from lib_regedit.evaluation.detector import detect
 
@@ -91,16 +91,27 @@ def both_in_their_boxes(image) -> bool:
                for r in FIRST_TRY["regions"])
 
 
+MIN_VARIETY = 0.2  # seed variety of the first try, as a share of the plain prompt's (version 2: 0.13)
+
+
 @pytest.mark.parametrize("sampler", ["DPM++ 2M", "Euler a"])
 def test_two_boxes_with_default_settings_land_on_the_first_try(webui, shapesworld, sampler):
     """A new user's first try: the whole prompt, a box on the left and one on the right, nothing else
     set (the document holds only the regions), the WebUI's default steps and CFG, seeds 1-10. Version
-    1 documents keep the old defaults (whole prompt outside the boxes, noise init), logged beside."""
+    1 and 2 documents keep their old defaults, logged beside. The seeds still draw different pictures:
+    their mean pixel difference is at least ``MIN_VARIETY`` of the plain prompt's for the same seeds."""
     payload = sw_payload("a red circle and a blue square", sampler_name=sampler, cfg_scale=7.0, seed=1,
                          batch_size=10)
     new = images(webui.generate("txt2img", with_regions(payload, FIRST_TRY), model=shapesworld))
+    v2 = images(webui.generate("txt2img", with_regions(payload, dict(FIRST_TRY, version=2)), model=shapesworld))
     old = images(webui.generate("txt2img", with_regions(payload, dict(FIRST_TRY, version=1)), model=shapesworld))
+    plain = images(webui.generate("txt2img", payload, model=shapesworld))
     new_hits, old_hits = sum(map(both_in_their_boxes, new)), sum(map(both_in_their_boxes, old))
+    variety = {name: placement.seed_variety(imgs) / placement.seed_variety(plain)
+               for name, imgs in (("new", new), ("v2", v2), ("v1", old))}
     log(f"ShapesWorld first try in the WebUI, {sampler}, seeds 1-10: both objects in their boxes "
-        f"{new_hits}/10 with the defaults, {old_hits}/10 with the version-1 defaults")
+        f"{new_hits}/10 with the defaults ({sum(map(both_in_their_boxes, v2))}/10 version 2, {old_hits}/10 "
+        f"version 1); seed variety as a share of plain's: {variety['new']:.2f} (version 2: {variety['v2']:.2f}, "
+        f"version 1: {variety['v1']:.2f})")
     assert len(new) == 10 and new_hits >= 9, new_hits
+    assert variety["new"] >= MIN_VARIETY, variety
