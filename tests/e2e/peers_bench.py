@@ -76,7 +76,8 @@ PEER_METHODS = {
 METHOD_KEYS = ["plain", "regedit", *PEER_METHODS]
 
 # the links this run puts into $A1111_DIR/extensions (names no other install uses)
-RP_LINK, TD_LINK, HELPER_LINK = "regedit-bench-regional-prompter", "regedit-bench-tiled-diffusion", "regedit-bench-opt-f"
+RP_LINK, TD_LINK = "regedit-bench-regional-prompter", "regedit-bench-tiled-diffusion"
+HELPER_LINK = "regedit-bench-opt-f"
 # folders of the peers' checkouts that they write into while they run: empty in the shadow folder
 PEER_WRITES = {"regional_masks", "region_configs"}
 
@@ -172,7 +173,8 @@ class BenchWebUI(WebUI):
         folder = self.work / "extensions" / HELPER_LINK
         (folder / "scripts").mkdir(parents=True, exist_ok=True)
         dirs = sorted(str(d) for d in self.peers.values())
-        (folder / "scripts" / "regedit_bench_opt_f.py").write_text(HELPER_SCRIPT.format(dirs=dirs, sync=self.sync_opt_f))
+        script = HELPER_SCRIPT.format(dirs=dirs, sync=self.sync_opt_f)
+        (folder / "scripts" / "regedit_bench_opt_f.py").write_text(script)
         return folder
 
     def shadow(self, name: str, checkout: Path) -> Path:
@@ -315,7 +317,7 @@ def td_args(layout) -> list:
     return settings + regions
 
 
-def method_payload(key: str, name: str, variant: dict | None, layout, seed: int, sampler: str) -> dict:
+def method_payload(key: str, variant: dict | None, layout, seed: int, sampler: str) -> dict:
     caption = caption_for(phrases(layout))
     if key == "plain":
         return base_payload(caption, seed, sampler)
@@ -327,7 +329,8 @@ def method_payload(key: str, name: str, variant: dict | None, layout, seed: int,
     if key == "rp-matrix":
         payload = base_payload(" BREAK ".join(phrases(ordered)), seed, sampler)
         matrix = "Columns" if side_by_side(layout) else "Rows"
-        payload["alwayson_scripts"] = {"Regional Prompter": {"args": rp_args("Matrix", matrix, "1,1", False, "Attention")}}
+        args = rp_args("Matrix", matrix, "1,1", False, "Attention")
+        payload["alwayson_scripts"] = {"Regional Prompter": {"args": args}}
         return payload
     if key in ("rp-mask-base", "rp-mask-latent"):
         payload = base_payload(" BREAK ".join([caption] + phrases(ordered)), seed, sampler)
@@ -469,7 +472,7 @@ def run(args) -> int:
                 got = {name: [] for name, _, _ in methods}
                 for seed in seeds:
                     for name, key, variant in methods:
-                        payload = method_payload(key, name, variant, layout, seed, sampler)
+                        payload = method_payload(key, variant, layout, seed, sampler)
                         offset = server.log_size()
                         t0 = time.perf_counter()
                         res = server.generate("txt2img", payload)
@@ -486,7 +489,8 @@ def run(args) -> int:
                         per_image.append({"method": name, "layout": li, "sampler": sampler, "seed": seed,
                                           "seconds": round(dt, 3)})
                         if save:
-                            image.save(save / f"l{li}_{sampler.replace(' ', '_')}_s{seed}_{re.sub(r'[^a-z0-9]+', '-', name.lower())}.png")
+                            slug = re.sub(r"[^a-z0-9]+", "-", name.lower())
+                            image.save(save / f"l{li}_{sampler.replace(' ', '_')}_s{seed}_{slug}.png")
                         done += 1
                     log(f"  {done}/{total} images ({time.monotonic() - t_ref:.0f}s)")
                 for name, images in got.items():
