@@ -35,6 +35,8 @@ AXES = (
     Axis("[RegEdit] Feather", "regions", "feather", float, 0.0, 0.5),
     Axis("[RegEdit] Init", "regions", "init", str, choices=("auto", "noise", "layout")),
     Axis("[RegEdit] Init noise", "regions", "init_noise", float, 0.0, 1.0),
+    Axis("[RegEdit] Init noise outside", "regions", "init_noise_outside", float, 0.0, 1.0),
+    Axis("[RegEdit] Init sketch", "regions", "init_sketch", str, choices=("disc", "ellipse")),
     Axis("[RegEdit] Background prompt", "regions", "background_prompt", str,
          choices=("rest", "whole", "empty", "negative")),
     Axis("[RegEdit] KSSA", "regions", "kssa.enabled", str, choices=ON_OFF),
