@@ -73,19 +73,24 @@ def rms(z: torch.Tensor) -> float:
 
 
 def bounded_step(z: torch.Tensor, delta: torch.Tensor, max_shift: float, reference_rms: float,
-                 drift: float = MAX_DRIFT, halvings: int = MAX_HALVINGS) -> torch.Tensor | None:
-    """``z - delta`` with the update held to the latent's own scale: ``delta``'s RMS is capped at
-    ``max_shift`` times ``reference_rms`` (the RMS of the latent guidance started from), then halved
-    while the result's RMS strays more than ``drift`` from ``reference_rms``, the range a sampler
-    expects at this step. ``None`` when no halving brings it back, or the update is not finite: the
-    caller stops guiding this step. Chen et al.'s step size was set for SD 1.5; on another model or
-    sampler the unbounded step ``eta * sigma_t^2 * grad`` can be many times the latent itself."""
+                 drift: float = MAX_DRIFT, halvings: int = MAX_HALVINGS,
+                 start: torch.Tensor | None = None) -> torch.Tensor | None:
+    """``z - delta`` held to the latent's own scale: the result stays within an RMS distance of
+    ``max_shift`` times ``reference_rms`` (the RMS of the latent the step started from) of ``start``
+    (that latent; ``z`` when not given), so all of a step's iterations together move it at most
+    that far; then the update is halved while the result's RMS strays more than ``drift`` from
+    ``reference_rms``, the range a sampler expects at this step. ``None`` when no halving brings it
+    back, or the update is not finite: the caller stops guiding this step. Chen et al.'s step size
+    was set for SD 1.5; on another model or sampler the unbounded step ``eta * sigma_t^2 * grad``
+    can be many times the latent itself."""
     if not torch.isfinite(delta).all():
         return None
-    size = rms(delta)
+    start = z if start is None else start
     limit = max_shift * reference_rms
+    moved = z - delta - start
+    size = rms(moved)
     if size > limit > 0:
-        delta = delta * (limit / size)
+        delta = z - start - moved * (limit / size)  # the point on the ball's edge along the same line
     for _ in range(halvings + 1):
         out = z - delta
         if abs(rms(out) / reference_rms - 1.0) <= drift:
@@ -102,7 +107,7 @@ def descend(z: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor | Non
     the energy seen before each step."""
     history: list[float] = []
     z = z.detach()
-    reference = rms(z)
+    start, reference = z, rms(z)
     for _ in range(iterations):
         z = z.requires_grad_(True)
         with torch.enable_grad():
@@ -117,7 +122,7 @@ def descend(z: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor | Non
         if max_shift is None:
             z = (z - delta).detach()
             continue
-        moved = bounded_step(z.detach(), delta, max_shift, reference) if reference > 0 else None
+        moved = bounded_step(z.detach(), delta, max_shift, reference, start=start) if reference > 0 else None
         if moved is None:
             z = z.detach()
             break

@@ -6,21 +6,25 @@ keeps that image's layout in the latent, so starting from an inverted latent put
 image had them. Here the image is a sketch drawn from the boxes themselves, so no reference image is
 needed:
 
-1. ``layout_sketch``: a light background (grey 240) with a dark ellipse (grey 20) inset by 10% in
-   each object box. Background regions draw nothing. The dark fill is measured: on three ShapesWorld
-   eval layouts, with pure inversion, adherence went from 0.48 (noise) to 0.57 with a grey-128
-   fill, 0.71 with grey 60 and 1.0 with grey 20. Rectangles instead of ellipses did worse on
-   held-out layouts, squares included (models/README.md).
+1. ``layout_sketch``: a light background (grey 240) with a dark mark (grey 20) per object box:
+   ``"disc"`` (document version 3), a disc of ``DISC_SHARE`` of the box's shorter side at its centre,
+   which says where and not what shape or size; ``"ellipse"`` (version 2), an ellipse inset by 10%
+   in the box, which takes the box's aspect. Background regions draw nothing. The dark fill is
+   measured: on three ShapesWorld eval layouts, with pure inversion, adherence went from 0.48
+   (noise) to 0.57 with a grey-128 fill, 0.71 with grey 60 and 1.0 with grey 20.
 2. ``ddim_invert``: deterministic DDIM inversion (the ODE, as the paper requires; Song et al. 2021)
-   of the sketch's VAE latent up the sampling schedule, with the empty prompt.
-3. ``mix_noise``: the inverted latent alone is the same for every seed, so every seed would draw
-   the same image. The seed's Gaussian noise is mixed in, keeping unit variance:
-   ``sqrt(1 - share) * z_inv + sqrt(share) * noise``, default share 0.25 (``init_noise``).
+   of the sketch's VAE latent up the sampling schedule, with the empty prompt. The sketch never
+   depends on the seed, so ``LayoutCache`` keeps the result per layout and model.
+3. ``start_noise``: the inverted latent alone is the same for every seed, so every seed would draw
+   the same image. The seed's Gaussian noise is mixed in, keeping unit variance per pixel:
+   ``sqrt(1 - s) * z_inv + sqrt(s) * noise``, with the seed's share ``s`` = ``init_noise`` inside
+   the boxes (0.25) and ``init_noise_outside`` outside them (0.85 from version 3, so the background
+   follows the seed; version 2 used 0.25 everywhere).
 4. ``as_unit_noise``: the result is returned in the samplers' "initial noise" form
    (``z_T / sqrt(1 - alpha_bar_T)``), which every sampler then scales by its own initial sigma.
 
-It costs one UNet pass per sampling step (batch 1, no CFG) and a VAE encode: 1.62x the time of
-regions alone on ShapesWorld (``python -m lib_regedit.bench layout``).
+A miss costs one UNet pass per sampling step (batch 1, no CFG) and a VAE encode; a hit costs
+nothing (``python -m lib_regedit.bench defaults``; docs/placement.md).
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   2023, the attention guidance of seed 003; see ``lib_regedit/layout_guidance.py``), ``true`` or an
   object ``{"enabled", "scale" (eta, 30), "until" (fraction of the steps guided, 0.2), "iterations"
   (per step, 5), "threshold" (stop a step's iterations below this loss, 0.2), "levels" (["down",
-  "up"]), "downscale" (map resolution = latent / 4), "max_shift" (each update's RMS at most this
-  share of the latent's, 0.1 from version 3; null: unbounded)}``.
+  "up"]), "downscale" (map resolution = latent / 4), "max_shift" (a step's updates together move
+  the latent at most this share of its RMS, 0.05 from version 3; null: unbounded)}``.
 - Edit pairs (MRGD region editing): a region's ``edit`` role ("inherent", "add", "remove",
   "change" with its ``target_prompt``), the document's ``target_prompt`` and ``edit`` options; see
   ``lib_regedit/documents/edit.py``.
@@ -75,7 +75,7 @@ VERSION_DEFAULTS = {
     3: {"init": "auto", "background_prompt": "rest", "init_sketch": "disc", "init_noise_outside": 0.85, "init_steps": 0,
         "init_noise": 0.25},
 }
-GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.1}  # layout guidance's bound (unbounded before version 3)
+GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",

@@ -40,6 +40,7 @@ CANDIDATES = {
     "version 2 + layout guidance (unbounded)": {"version": 2, "guidance": True},
     "latent mode, defaults": {"mode": "latent"},
     "latent mode, regions alone": {"mode": "latent", "init": "noise"},
+    "a disc, share 0.4 in the boxes, 0.85 outside": {"init_noise": 0.4},
 }
 
 

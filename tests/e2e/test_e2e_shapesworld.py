@@ -91,7 +91,7 @@ def both_in_their_boxes(image) -> bool:
                for r in FIRST_TRY["regions"])
 
 
-MIN_VARIETY = 0.2  # seed variety of the first try, as a share of the plain prompt's (version 2: 0.13)
+MIN_VARIETY = 0.2  # seed variety of the first try as a share of plain's: version 3 measured 0.38 and 0.32, version 2 0.13 and 0.29
 
 
 @pytest.mark.parametrize("sampler", ["DPM++ 2M", "Euler a"])
