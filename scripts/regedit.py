@@ -1121,7 +1121,9 @@ def _start_from_layout(p, document, session=None) -> None:
     sketches = (pair.source, pair.target) if pair is not None else (document,)
     if inverted is None:
         try:
-            inverted = [_invert_layout_sketch(shared.sd_model, d, p.width, p.height, p.steps) for d in sketches]
+            networks = _active_networks(p)
+            inverted = [_invert_layout_sketch(shared.sd_model, d, p.width, p.height, p.steps, networks)
+                        for d in sketches]
         except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
             _note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
             return
@@ -1151,8 +1153,17 @@ def _note(p, text: str, once: bool = False) -> None:
         print(f"RegEdit: {text}")
 
 
-def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
-    """Layout init's inverted sketch on this checkpoint, cached per layout (``layout_init.LAYOUTS``)."""
+def _active_networks(p) -> str:
+    """The extra networks (LoRAs, ...) the WebUI has applied to the checkpoint's weights for this
+    generation: part of layout init's cache key, since they change what the inversion computes."""
+    data = getattr(p, "extra_network_data", None) or {}
+    return repr(sorted((name, [tuple(getattr(params, "items", ()) or ()) for params in entries])
+                       for name, entries in data.items()))
+
+
+def _invert_layout_sketch(model, document, width: int, height: int, steps: int, networks: str = ""):
+    """Layout init's inverted sketch on this checkpoint, cached per layout and model
+    (``layout_init.LAYOUTS``)."""
     if FORGE:
         from backend import memory_management
 
@@ -1178,7 +1189,7 @@ def _invert_layout_sketch(model, document, width: int, height: int, steps: int):
             return _posterior_mean(model, pixels.to(devices.device, devices.dtype_vae))
 
     info = getattr(model, "sd_checkpoint_info", None)
-    key = (id(model), getattr(info, "filename", None), getattr(model, "sd_model_hash", None))
+    key = (id(model), getattr(info, "filename", None), getattr(model, "sd_model_hash", None), networks)
     return layout_init.inverted_sketch(document, width=width, height=height, steps=steps, encode=encode, eps=eps,
                                        alphas_cumprod=alphas, model_key=key)
 

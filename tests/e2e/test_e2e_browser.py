@@ -15,6 +15,8 @@ import pytest
 
 from e2e_webui import decode_png, log
 
+from lib_regedit.documents.region import VERSION
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 LOAD_TIMEOUT_MS = 180_000
@@ -168,7 +170,7 @@ def test_txt2img_with_regions_and_paste(page, webui):
     assert image.size == (64, 64)
     infotext = image.info.get("parameters", "")
     assert "RegEdit" in infotext and "a red circle" in infotext and "a blue square" in infotext, infotext
-    assert '\\"version\\":2' in infotext and '\\"init\\"' not in infotext, infotext  # the defaults
+    assert f'\\"version\\":{VERSION}' in infotext and '\\"init\\"' not in infotext, infotext  # the defaults
 
     # Paste: a fresh page, the infotext in the prompt box, the WebUI's paste button.
     page.reload()

@@ -21,6 +21,8 @@ from collections import Counter
 
 from e2e_webui import pixels, plain_payload, with_regions
 
+from lib_regedit.documents.region import VERSION
+
 GOOD_REGION = {"x": 0.1, "y": 0.1, "w": 0.3, "h": 0.3, "prompt": "a red circle"}
 GOOD_DOC = {"prompt": "a landscape", "negative_prompt": "", "regions": [dict(GOOD_REGION)]}
 NAN, INF = float("nan"), float("inf")
@@ -95,7 +97,10 @@ def doc_cases():
     for key, values in (("whole_prompt_start", [-0.1, 1.5, NAN, "soon", []]),
                         ("whole_prompt_weight", [-1, 11, INF, "x"]),
                         ("background_weight", [-1, 11, NAN, {}]),
-                        ("version", [0, 3, "one", 1.5, NAN]),
+                        ("version", [0, VERSION + 1, "one", 1.5, NAN]),
+                        ("init_noise_outside", [-0.1, 1.5, NAN, "most"]),
+                        ("init_sketch", ["star", 1, [], "DISC"]),
+                        ("init_steps", [-1, 2.5, 1001, "few"]),
                         ("background_prompt", ["all", 1, [], "REST"])):
         for i, v in enumerate(values):
             cases.append((f"{key}-{i}", top_doc(**{key: v}), key))
