@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .documents.region import SKETCHES
+
 SKETCH_BACKGROUND = 240
 SKETCH_FILL = 20
 SKETCH_INSET = 0.1
 DEFAULT_NOISE_SHARE = 0.25
-SKETCHES = ("ellipse", "disc")
 DISC_SHARE = 0.6  # the disc's diameter as a share of the box's shorter side
 AREA_FEATHER = 0.05  # the soft edge of the boxes where the seed's share changes, as a fraction of the image
 

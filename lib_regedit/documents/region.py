@@ -372,7 +372,7 @@ def _parse_guidance(obj: Any, field: str, max_shift: float | None = GUIDANCE_MAX
     if "max_shift" in obj and obj["max_shift"] is None:
         max_shift = None  # null: unbounded, as before document version 3
     elif "max_shift" in obj or max_shift is not None:
-        max_shift = get_number(obj, "max_shift", field, default=max_shift if max_shift is not None else 0.1,
+        max_shift = get_number(obj, "max_shift", field, default=max_shift if max_shift is not None else GUIDANCE_MAX_SHIFT[VERSION],
                                lo=0.0, hi=10.0, lo_open=True)
     return GuidanceOptions(
         enabled=get_bool(obj, "enabled", field, default=True),
