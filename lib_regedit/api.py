@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -198,10 +199,11 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     with the empty prompt (once per layout and model, cached), mixed with the seed's noise, as the
     pipeline's initial ``latents``."""
     unet = pipe.unet
-    context, _, pooled, _ = encode(pipe, "")
+    empty = functools.cache(lambda: encode(pipe, ""))  # only a cache miss inverts, and needs it
 
     def eps(z, t):
         rows = z.shape[0]
+        context, _, pooled, _ = empty()
         return unet(z.to(unet.dtype), t, encoder_hidden_states=context.expand(rows, -1, -1),
                     **_unet_kwargs(pipe, pooled, rows, width, height)).sample
 

@@ -167,12 +167,6 @@ def start_noise(z_inv: torch.Tensor, alpha_bar: float, noise: torch.Tensor,
     return as_unit_noise((1 - shares).sqrt() * z_inv + shares.sqrt() * noise, alpha_bar)
 
 
-def spatial_noise(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Tensor, alphas_cumprod: torch.Tensor,
-                  steps: int, noise: torch.Tensor, share: float = DEFAULT_NOISE_SHARE) -> torch.Tensor:
-    """``invert_sketch`` then ``start_noise``: the initial noise of a layout-init generation."""
-    return start_noise(*invert_sketch(eps, z0, alphas_cumprod, steps), noise, share)
-
-
 DEFAULT_CACHE_BYTES = 64 << 20
 
 
@@ -193,6 +187,9 @@ class LayoutCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
 
     def inverted(self, model_key, key, invert: Callable[[], tuple[torch.Tensor, float]]) -> tuple[torch.Tensor, float]:
         """The cached inversion under ``key`` for ``model_key``, or ``invert()`` stored."""

@@ -154,7 +154,7 @@ def test_the_layout_cache_inverts_once_and_forgets_on_a_model_change():
 
 
 def test_a_cached_inversion_gives_the_same_images_as_a_fresh_one(sd):
-    layout_init.LAYOUTS._items.clear()
+    layout_init.LAYOUTS.clear()
     misses = layout_init.LAYOUTS.misses
     fresh = generate(sd, DOC, seed=3, steps=3)
     assert layout_init.LAYOUTS.misses == misses + 1
@@ -163,7 +163,7 @@ def test_a_cached_inversion_gives_the_same_images_as_a_fresh_one(sd):
     other_seed = generate(sd, DOC, seed=4, steps=3, batch_size=2)
     assert layout_init.LAYOUTS.hits == hits + 2  # one inversion for every seed and batch of the layout
     assert np.array_equal(pixels(fresh.image), pixels(cached.image))
-    layout_init.LAYOUTS._items.clear()
+    layout_init.LAYOUTS.clear()
     assert np.array_equal(pixels(generate(sd, DOC, seed=4, steps=3, batch_size=2).images[1]),
                           pixels(other_seed.images[1]))
 

@@ -23,19 +23,26 @@ from pathlib import Path
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_shapes.json"
 
 
-def _compare(args, label: str, variant) -> None:
-    """Time ``variant(document)`` against the example document with the feature off."""
+def _pipeline(args):
+    """The model path and its pipeline, on ``args.threads`` threads, progress bars off."""
     import torch
 
-    from ..api import generate
-    from ..documents import parse_region_document
-    from ..documents.region import GuidanceOptions
     from ..models import default_model_path, load_pipeline
 
     torch.set_num_threads(args.threads)
     model = Path(args.model) if args.model else default_model_path()
     pipe = load_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
+    return model, pipe
+
+
+def _compare(args, label: str, variant) -> None:
+    """Time ``variant(document)`` against the example document with the feature off."""
+    from ..api import generate
+    from ..documents import parse_region_document
+    from ..documents.region import GuidanceOptions
+
+    model, pipe = _pipeline(args)
     base = replace(parse_region_document(EXAMPLE.read_text()), init="noise", guidance=GuidanceOptions())
     docs = {"without": base, "with": variant(base)}
     times: dict = {"without": [], "with": []}
@@ -68,22 +75,16 @@ def defaults(args) -> None:
     same prompt, and regions alone beside them. Layout init's inversion does not depend on the seed,
     so it runs once per layout: "cold" empties the cache before each generation (a new layout),
     "warm" is every later seed, batch or call of that layout. Prints ``ratio_time`` against plain."""
-    import torch
-
     from .. import layout_init
     from ..api import generate, generate_plain
     from ..documents import parse_region_document
-    from ..models import default_model_path, load_pipeline
 
-    torch.set_num_threads(args.threads)
-    model = Path(args.model) if args.model else default_model_path()
-    pipe = load_pipeline(model)
-    pipe.set_progress_bar_config(disable=True)
+    model, pipe = _pipeline(args)
     doc = parse_region_document(EXAMPLE.read_text())
     runs = {
         "plain": lambda seed: generate_plain(pipe, doc.prompt, seed=seed, steps=args.steps),
         "regions alone": lambda seed: generate(pipe, replace(doc, init="noise"), seed=seed, steps=args.steps),
-        "defaults, cold": lambda seed: (layout_init.LAYOUTS._items.clear(),
+        "defaults, cold": lambda seed: (layout_init.LAYOUTS.clear(),
                                         generate(pipe, doc, seed=seed, steps=args.steps)),
         "defaults, warm": lambda seed: generate(pipe, doc, seed=seed, steps=args.steps),
     }

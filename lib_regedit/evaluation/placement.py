@@ -166,8 +166,7 @@ def user_layouts(n: int = 6, seed: int = USER_LAYOUT_SEED) -> list:
                 x = rng.uniform(0.02, 0.5 - w) if k == 0 else rng.uniform(0.5, 0.98 - w)
                 y = rng.uniform(0.02, 0.98 - h)
             else:
-                w, h = h * 1.0, w * 1.0
-                w, h = min(w, 0.9), min(h, 0.48)
+                w, h = h, w  # stacked: the long side across
                 y = rng.uniform(0.02, 0.5 - h) if k == 0 else rng.uniform(0.5, 0.98 - h)
                 x = rng.uniform(0.02, 0.98 - w)
             placed.append(tuple(round(float(v), 3) for v in (x, y, w, h)))

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from ..shapesworld.data import caption_for
 from . import placement
 from .cli import load
+from .defaults_eval import candidate_document
 
 SAMPLERS = {"ddim": "DDIMScheduler", "dpmpp2m": "DPMSolverMultistepScheduler",
             "euler_a": "EulerAncestralDiscreteScheduler", "unipc": "UniPCMultistepScheduler"}
@@ -42,14 +42,6 @@ CANDIDATES = {
     "latent mode, regions alone": {"mode": "latent", "init": "noise"},
     "a disc, share 0.4 in the boxes, 0.85 outside": {"init_noise": 0.4},
 }
-
-
-def document(layout, fields: dict) -> dict:
-    phrases = [f"a {c} {s}" for c, s, _ in layout]
-    doc = {"prompt": caption_for(phrases),
-           "regions": [{"x": b[0], "y": b[1], "w": b[2], "h": b[3], "prompt": p} for p, (_, _, b) in zip(phrases, layout)]}
-    doc.update(fields)
-    return doc
 
 
 def use_sampler(pipe, name: str) -> None:
@@ -89,10 +81,10 @@ def measure(pipe, candidates: dict, layouts, seeds, samplers, steps: int, cfg: f
                 for name in names:
                     t0 = time.perf_counter()
                     if name == "plain":
-                        image = generate_plain(pipe, document(layout, {})["prompt"], seed=seed, steps=steps,
+                        image = generate_plain(pipe, candidate_document(layout, {})["prompt"], seed=seed, steps=steps,
                                                guidance_scale=cfg).image
                     else:
-                        image = generate(pipe, document(layout, candidates[name]), seed=seed, steps=steps,
+                        image = generate(pipe, candidate_document(layout, candidates[name]), seed=seed, steps=steps,
                                          guidance_scale=cfg).image
                     scores[name].seconds += time.perf_counter() - t0
                     scores[name].add_image(image, layout, ref)
