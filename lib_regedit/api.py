@@ -21,15 +21,15 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from . import generation_limits as limits
-from . import layout_init
-from .layout_guidance import LayoutGuidance, document_guidance
+from .regions import layout_init
+from .regions.layout_guidance import LayoutGuidance, document_guidance
 from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
-from .region_prompting import build_effects
+from .regions.prompting import build_effects
 
 
 @dataclass
@@ -101,7 +101,7 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     """Generate with region prompts. ``document`` is a region document (dict, JSON string or parsed).
     Bad settings raise :class:`RegEditError` before any work; sizes beyond 4x the model's native area
     need ``allow_large``. ``loras`` (a folder of ``.safetensors``, or a dict name -> file) lets a region's
-    ``<lora:NAME:WEIGHT>`` apply to that region (``lib_regedit/region_loras.py``)."""
+    ``<lora:NAME:WEIGHT>`` apply to that region (``lib_regedit/regions/loras.py``)."""
     doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
     if doc is None:
         raise RegEditError("regedit", "the region document is empty", 'give {"prompt": "...", "regions": [...]}')
@@ -179,8 +179,8 @@ def generate_plain(pipe, prompt: str, negative_prompt: str = "", *, seed: int = 
 
 def lora_support(pipe, loras):
     """The LoRA per region support for ``loras`` (None, a folder, a dict name -> file, or a support)."""
-    from .lora_files import DiffusersLoras
-    from .region_loras import LoraSupport
+    from .regions.lora_files import DiffusersLoras
+    from .regions.loras import LoraSupport
 
     if loras is None or isinstance(loras, LoraSupport):
         return loras
@@ -195,7 +195,7 @@ def _params(pipe, seed, steps, guidance_scale, width, height, model_name) -> dic
 
 
 def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> torch.Tensor:
-    """Layout init (``lib_regedit.layout_init.layout_start``): the document's sketch DDIM-inverted
+    """Layout init (``lib_regedit.regions.layout_init.layout_start``): the document's sketch DDIM-inverted
     with the empty prompt (once per layout and model, cached), mixed with the seed's noise, as the
     pipeline's initial ``latents``."""
     unet = pipe.unet

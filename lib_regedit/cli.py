@@ -38,7 +38,7 @@ def _generate(args) -> int:
     pipe = load_pipeline(model, config=args.config, field="--model")
     loras = None
     if args.lora_dir is not None:
-        from .lora_files import DiffusersLoras
+        from .regions.lora_files import DiffusersLoras
 
         loras = DiffusersLoras.from_folder(pipe, args.lora_dir)
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,

@@ -25,7 +25,8 @@ import torch
 from modules import devices, processing, script_callbacks, scripts, shared
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib_regedit import layout_init, webui_latent_scale, xyz_axes  # noqa: E402
+from lib_regedit.regions import layout_init  # noqa: E402
+from lib_regedit.webui import latent_scale as webui_latent_scale, xyz_axes  # noqa: E402
 from lib_regedit.documents import parse_drag_document, parse_region_document  # noqa: E402
 from lib_regedit.documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS  # noqa: E402
 from lib_regedit.drag import webui_drag  # noqa: E402
@@ -46,9 +47,9 @@ from lib_regedit.lime.options import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
 from lib_regedit.lime.roi import uncertainty_note  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
-from lib_regedit.region_prompting import region_lora_tags  # noqa: E402
-from lib_regedit.webui_loras import WebUILoras  # noqa: E402
-from lib_regedit.webui_session import WebUISession, checkpoint_eps, crossattn  # noqa: E402
+from lib_regedit.regions.prompting import region_lora_tags  # noqa: E402
+from lib_regedit.webui.loras import WebUILoras  # noqa: E402
+from lib_regedit.webui.session import WebUISession, checkpoint_eps, crossattn  # noqa: E402
 
 # WebUI Forge: no ldm/sgm; each sampling call's UNet is a clone of Forge's UNet patcher, which
 # ``process_before_every_sampling`` patches (``lib_regedit/backends/forge_backend.py``)
@@ -933,7 +934,7 @@ def _model_eps(model, z, t, cond):
 
 
 def _region_loras():
-    """LoRA per region through the built-in Lora extension (``lib_regedit/webui_loras.py``), or None when
+    """LoRA per region through the built-in Lora extension (``lib_regedit/webui/loras.py``), or None when
     it is not loaded or in WebUI Forge, whose Lora extension differs (region prompts' LoRA tags are then left
     out with a note)."""
     if FORGE:
@@ -1020,7 +1021,7 @@ def _wrap_sample(p) -> None:
 
 
 def _layout_guidance(p, session):
-    """The document's layout guidance for this txt2img generation (``lib_regedit.webui_layout_guidance``),
+    """The document's layout guidance for this txt2img generation (``lib_regedit.webui.layout_guidance``),
     or None with a note where it does not run."""
     document = session.document
     if not document.guidance.enabled:
@@ -1108,7 +1109,7 @@ def _guide_denoiser(denoiser, p, session, guidance) -> None:
 
 
 def _start_from_layout(p, document, session=None) -> None:
-    """Layout init (``lib_regedit.layout_init``): invert the boxes' sketch now, and mix the seed's
+    """Layout init (``lib_regedit.regions.layout_init``): invert the boxes' sketch now, and mix the seed's
     noise into it when the sampler draws its first noise (``p.rng.next``, seeds and subseeds kept)."""
     if getattr(p, "init_images", None):
         _note(p, "init layout applies to txt2img; img2img starts from your image")
@@ -1243,7 +1244,7 @@ def _xyz_overrides(p) -> dict:
 
 
 def _register_xyz_axes() -> None:
-    """RegEdit's settings as axes of the WebUI's X/Y/Z plot (``lib_regedit.xyz_axes``), once."""
+    """RegEdit's settings as axes of the WebUI's X/Y/Z plot (``lib_regedit.webui.xyz_axes``), once."""
     xyz = next((d.module for d in scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"), None)
     if xyz is None or any(str(getattr(o, "label", "")).startswith("[RegEdit]") for o in xyz.axis_options):
         return

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from lib_regedit.background import rest_of_prompt
+from lib_regedit.regions.background import rest_of_prompt
 from lib_regedit.documents import parse_region_document
 from lib_regedit.errors import RegEditError
-from lib_regedit.region_prompting import background_context
+from lib_regedit.regions.prompting import background_context
 
 BOXES = [{"x": 0.05, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a red circle"},
          {"x": 0.55, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a blue square"}]
@@ -90,7 +90,7 @@ def test_layout_init_auto_applies_where_generation_starts_from_noise():
 
 
 def test_extra_network_tags_in_region_prompts_are_not_encoded():
-    from lib_regedit.region_prompting import build_effects
+    from lib_regedit.regions.prompting import build_effects
 
     seen = []
 

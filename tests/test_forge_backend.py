@@ -21,7 +21,7 @@ pytest.importorskip("ldm.modules.diffusionmodules.openaimodel",
 from lib_regedit.attention.call import RowLayout  # noqa: E402
 from lib_regedit.backends import forge_backend  # noqa: E402
 from lib_regedit.documents import parse_region_document  # noqa: E402
-from lib_regedit.webui_session import WebUISession  # noqa: E402
+from lib_regedit.webui.session import WebUISession  # noqa: E402
 from test_ldm_backend import DOC, ENCODE, cfg_step, make_unet  # noqa: E402
 
 COND, UNCOND = 0, 1

@@ -2,8 +2,7 @@ import math
 
 import torch
 
-from lib_regedit.keywords import (map_entropy, scale_keys, select_keywords, softmax_bias, top_half_positions,
-                                  word_positions)
+from lib_regedit.attention.keywords import map_entropy, scale_keys, select_keywords, softmax_bias, top_half_positions, word_positions
 
 
 def test_entropy_of_known_maps():

@@ -69,7 +69,7 @@ def test_kssa_scales_only_selected_keys_of_cond_rows():
 
 def test_kssa_in_the_ldm_backend():
     ldm = pytest.importorskip("test_ldm_backend")
-    from lib_regedit.webui_session import WebUISession
+    from lib_regedit.webui.session import WebUISession
 
     torch.manual_seed(0)
     unet = ldm.make_unet()

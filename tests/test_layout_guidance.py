@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib_regedit import layout_guidance as lg
+from lib_regedit.regions import layout_guidance as lg
 from lib_regedit.api import generate
 from lib_regedit.documents import parse_region_document
 from lib_regedit.errors import RegEditError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib_regedit import layout_init
+from lib_regedit.regions import layout_init
 from lib_regedit.api import generate, generate_plain
 from lib_regedit.documents import parse_region_document
 from lib_regedit.errors import RegEditError

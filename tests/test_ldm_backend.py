@@ -13,7 +13,7 @@ ldm_openaimodel = pytest.importorskip("ldm.modules.diffusionmodules.openaimodel"
 
 from lib_regedit.backends import ldm_backend  # noqa: E402
 from lib_regedit.documents import parse_region_document  # noqa: E402
-from lib_regedit.webui_session import WebUISession  # noqa: E402
+from lib_regedit.webui.session import WebUISession  # noqa: E402
 
 CTX = 32
 

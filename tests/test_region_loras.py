@@ -1,4 +1,4 @@
-"""LoRA per region (``lib_regedit/region_loras.py``, ``lib_regedit/lora_files.py``): the tag syntax, the
+"""LoRA per region (``lib_regedit/regions/loras.py``, ``lib_regedit/regions/lora_files.py``): the tag syntax, the
 files, the key/value terms in attention mode, the whole LoRA per pass in latent mode, the text
 encoder's part, the weights restored, and bad names refused before any work."""
 
@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from lib_regedit.api import generate
 from lib_regedit.errors import RegEditError
-from lib_regedit.lora_files import DiffusersLoras, random_lora, read_lora
-from lib_regedit.region_loras import LoraTag, lora_tags
+from lib_regedit.regions.lora_files import DiffusersLoras, random_lora, read_lora
+from lib_regedit.regions.loras import LoraTag, lora_tags
 from tiny_models import pixels
 
 BOX = {"x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0}
@@ -81,7 +81,7 @@ def test_attention_mode_the_lora_reaches_only_the_queries_in_its_box(sd, tmp_pat
     from lib_regedit.attention.controller import Controller, Effect, GenerationState
     from lib_regedit.backends import diffusers_backend
     from lib_regedit.documents import parse_region_document
-    from lib_regedit.region_prompting import build_effects
+    from lib_regedit.regions.prompting import build_effects
 
     write_lora(tmp_path / "ink.safetensors", sd.unet, "lora_unet_", kv_only, scale=0.5)
 

@@ -1,10 +1,10 @@
-"""The WebUI latent factor follows the loaded checkpoint's VAE (lib_regedit.webui_latent_scale)."""
+"""The WebUI latent factor follows the loaded checkpoint's VAE (lib_regedit.webui.latent_scale)."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from lib_regedit import webui_latent_scale as scale
+from lib_regedit.webui import latent_scale as scale
 
 
 def ldm_model(ch_mult):

@@ -1,4 +1,4 @@
-"""Layout guidance at the WebUI's CFG denoiser (``lib_regedit/webui_layout_guidance.py``): the
+"""Layout guidance at the WebUI's CFG denoiser (``lib_regedit/webui/layout_guidance.py``): the
 sampler's input is guided in place, k-diffusion's scaling and the timestep samplers' alike give
 exactly the update the Python API makes on the VP latent, and a step is guided once."""
 
@@ -9,8 +9,8 @@ from lib_regedit.api import _context, _cond_forward, _layout_guidance, encode, t
 from lib_regedit.attention.controller import Controller, GenerationState
 from lib_regedit.backends import diffusers_backend
 from lib_regedit.documents import parse_region_document
-from lib_regedit.region_prompting import build_effects
-from lib_regedit.webui_layout_guidance import DenoiserGuidance
+from lib_regedit.regions.prompting import build_effects
+from lib_regedit.webui.layout_guidance import DenoiserGuidance
 
 DOC = {"prompt": "a red circle and a blue square", "guidance": {"scale": 30, "until": 0.5, "iterations": 2},
        "regions": [{"x": 0.0, "y": 0.1, "w": 0.45, "h": 0.8, "prompt": "a red circle"},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lib_regedit import xyz_axes
+from lib_regedit.webui import xyz_axes
 from lib_regedit.documents import parse_drag_document, parse_lime_document, parse_region_document
 from lib_regedit.errors import RegEditError
 

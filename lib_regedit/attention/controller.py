@@ -62,7 +62,7 @@ class GenerationState:
     info: dict = field(default_factory=dict)
     projections: dict = field(default_factory=dict)
     fixed_rows: RowLayout | None = None  # set by a caller that builds every UNet call itself (inversion)
-    # LoRA per region (``lib_regedit/region_loras.py``), keyed by id() of a region's context tensor:
+    # LoRA per region (``lib_regedit/regions/loras.py``), keyed by id() of a region's context tensor:
     context_deltas: dict = field(default_factory=dict)  # its LoRA term of each key/value projection
     context_passes: dict = field(default_factory=dict)  # () -> context manager around its latent-mode pass
 

@@ -59,7 +59,7 @@ class Bench:
         from ..attention.effects.kssa import KeywordSelfAttention
         from ..attention.effects.region_fusion import RegionFusion, RegionPrompt
         from ..backends import diffusers_backend
-        from ..latent_fusion import LatentFusion
+        from ..regions.latent_fusion import LatentFusion
 
         if mode == "plain":
             return contextlib.nullcontext()

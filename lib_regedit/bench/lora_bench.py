@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..lora_files import random_lora
+from ..regions.lora_files import random_lora
 from .drag_bench import sd15_pipeline
 from .interleaved import interleaved_medians
 
@@ -47,7 +47,7 @@ def document(mode: str, loras: bool) -> dict:
 
 def run(args) -> None:
     from ..api import generate
-    from ..lora_files import DiffusersLoras
+    from ..regions.lora_files import DiffusersLoras
 
     torch.set_num_threads(args.threads)
     pipe = sd15_pipeline(args.size)

@@ -75,7 +75,7 @@ def defaults(args) -> None:
     same prompt, and regions alone beside them. Layout init's inversion does not depend on the seed,
     so it runs once per layout: "cold" empties the cache before each generation (a new layout),
     "warm" is every later seed, batch or call of that layout. Prints ``ratio_time`` against plain."""
-    from .. import layout_init
+    from ..regions import layout_init
     from ..api import generate, generate_plain
     from ..documents import parse_region_document
 

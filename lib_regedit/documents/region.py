@@ -19,7 +19,7 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   ignored), ``keywords`` (user keywords, always kept by keyword selection).
 - ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
   inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, see
-  ``lib_regedit/layout_init.py``; "auto", the default: layout where the generation starts from noise
+  ``lib_regedit/regions/layout_init.py``; "auto", the default: layout where the generation starts from noise
   and the document has an object box, the seed's noise where it starts from an image, img2img),
   ``init_noise`` (the seed noise's share of the variance in layout init), ``init_sketch``
   ("disc": a round mark of where, at each box's centre; "ellipse": an ellipse filling each box),
@@ -28,7 +28,7 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   Their defaults depend on the version (``VERSION_DEFAULTS``).
 - ``background_prompt``: what the background r_bg says when no region has the background role
   ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
-  see ``lib_regedit/background.py``).
+  see ``lib_regedit/regions/background.py``).
 - ``version``: the defaults a document was written against. Version 3 (the current one) has the
   defaults above, chosen by measurement (``docs/placement.md``). Version 2 documents keep layout
   init's ellipse over the whole image (share 0.25) and unbounded layout guidance; version 1
@@ -39,7 +39,7 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   ``{"enabled", "keywords" (N, 15), "scale" (1.5), "reweight" ("logit" | "softmax"), "levels"
   (["down"]), "refresh" (steps between selections, 5), "downscale" (map resolution = latent / 4)}``.
 - ``guidance``: layout guidance, backward guidance on each region's cross-attention maps (Chen et al.
-  2023, the attention guidance of seed 003; see ``lib_regedit/layout_guidance.py``), ``true`` or an
+  2023, the attention guidance of seed 003; see ``lib_regedit/regions/layout_guidance.py``), ``true`` or an
   object ``{"enabled", "scale" (eta, 30), "until" (fraction of the steps guided, 0.2), "iterations"
   (per step, 5), "threshold" (stop a step's iterations below this loss, 0.2), "levels" (["down",
   "up"]), "downscale" (map resolution = latent / 4), "max_shift" (a step's updates together move
@@ -56,7 +56,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from ..background import SOURCES as BACKGROUND_SOURCES
+from ..regions.background import SOURCES as BACKGROUND_SOURCES
 from ..errors import RegEditError
 from .edit import EDIT_ROLES, EditOptions, parse_edit_options
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown

@@ -15,7 +15,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .. import generation_limits as limits
-from .. import layout_init
+from ..regions import layout_init
 from ..attention.controller import Controller, GenerationState
 from ..attention.effects.mutual_self_attention import MutualSelfAttention
 from ..backends import diffusers_backend

@@ -48,7 +48,7 @@ def model_id(pipe) -> str:
 
 def encode_image(pipe, image: Image.Image) -> torch.Tensor:
     """The clean latent z_0 of an RGB image (the VAE's mean, scaled)."""
-    from ..layout_init import image_to_tensor
+    from ..regions.layout_init import image_to_tensor
 
     return api.clean_latent(pipe, image_to_tensor(image))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from ..background import rest_of_prompt
+from ..regions.background import rest_of_prompt
 from ..documents import Region, RegionDocument
 
 

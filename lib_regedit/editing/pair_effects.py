@@ -13,7 +13,7 @@ from ..attention.controller import Effect
 from ..attention.effects.pair_fusion import PairFusion
 from ..attention.effects.self_map_injection import SelfMapInjection
 from ..documents import RegionDocument
-from ..region_prompting import _without_tags, background_text, build_fusion
+from ..regions.prompting import _without_tags, background_text, build_fusion
 from .pair_documents import PairDocuments, split_pair
 from .pair_plan import PairPlan
 from .token_alignment import TokenMapping, token_mapping

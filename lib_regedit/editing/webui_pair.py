@@ -16,7 +16,7 @@ import torch
 
 from ..attention.controller import Controller
 from ..documents import RegionDocument
-from ..webui_session import WebUISession, crossattn
+from ..webui.session import WebUISession, crossattn
 from .pair_documents import target_whole_prompt
 from .pair_effects import build_pair_effects
 from .region_guidance import RegionGuidance, guided_pair

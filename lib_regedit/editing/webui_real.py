@@ -22,7 +22,7 @@ from ..documents import RegionDocument
 from ..inversion import InversionCache
 from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion
 from ..inversion.null_text import NullTextOptions
-from ..webui_session import checkpoint_eps, crossattn
+from ..webui.session import checkpoint_eps, crossattn
 from .pair_effects import build_pair_effects
 from .real_edit import RealEdit, cached_inversion, denoise_pair, frozen_weights, invert_source
 

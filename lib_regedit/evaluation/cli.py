@@ -11,8 +11,8 @@ For each fixed layout and seed:
   its box) and a background region with the model's blank caption, from the seed's noise, through
   ``lib_regedit.api.generate``;
 - **regions+layout**: the same document with ``"init": "layout"``, the spatial-aware initial latent
-  of ``lib_regedit.layout_init`` (Sun et al. 2024);
-- with ``--guidance [ETA]``, both region columns add layout guidance (``lib_regedit.layout_guidance``).
+  of ``lib_regedit.regions.layout_init`` (Sun et al. 2024);
+- with ``--guidance [ETA]``, both region columns add layout guidance (``lib_regedit.regions.layout_guidance``).
 
 Scores (see ``metrics.py``): per-box adherence (right colour and shape inside each box), the
 centroid distance from the box centre (of the nearest right object, where one exists), and a

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..layout_init import inversion_timesteps
+from ..regions.layout_init import inversion_timesteps
 
 Eps = Callable[[torch.Tensor, int], torch.Tensor]
 

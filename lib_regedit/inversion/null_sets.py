@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..attention.controller import Effect
-from ..fusion_sources import FusionSources
+from ..attention.fusion_sources import FusionSources
 
 
 @dataclass

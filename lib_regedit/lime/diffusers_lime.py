@@ -228,7 +228,7 @@ def _outside_blend(runner, image: Image.Image, roi: torch.Tensor, seed: int, ski
     """After step ``i``, the latent outside ``roi`` becomes the source's latent noised to the next
     step's level (the source itself after the last step): Blended Latent Diffusion. ``skipped``: the
     schedule's steps that img2img's strength leaves out."""
-    from ..layout_init import image_to_tensor
+    from ..regions.layout_init import image_to_tensor
 
     vae, scheduler = runner.vae, runner.scheduler
     with torch.no_grad():

@@ -21,7 +21,7 @@ from ..backends import ldm_backend
 from ..documents.lime import LimeDocument
 from ..errors import RegEditError
 from ..masks import mask_at
-from ..webui_session import read_cfg_denoiser
+from ..webui.session import read_cfg_denoiser
 from . import given_roi
 from .diffusers_lime import lime_positions
 from .preview import paste_outside_roi

@@ -4,7 +4,7 @@ While a guidance pass runs (``active``), each cross-attention layer of the chose
 for every region, the attention of the conditional rows' queries over the region's own prompt at
 its bound tokens, keeping the autograd graph back to the latent. After the pass,
 :meth:`region_maps` and :meth:`masks` give the maps and boxes at the map resolution (``latent /
-downscale`` or the closest the UNet has), which ``lib_regedit.layout_guidance.capture_energy`` turns
+downscale`` or the closest the UNet has), which ``lib_regedit.regions.layout_guidance.capture_energy`` turns
 into the backward-guidance energy.
 """
 

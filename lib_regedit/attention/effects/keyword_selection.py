@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...keywords import DEFAULT_KEYWORDS, select_keywords
+from ..keywords import DEFAULT_KEYWORDS, select_keywords
 from ...masks import map_resolution
 from ..call import AttentionCall, attention_probs
 from ..controller import Effect, GenerationState

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ...keywords import DEFAULT_SCALE, scale_keys, softmax_bias, top_half_positions
+from ..keywords import DEFAULT_SCALE, scale_keys, softmax_bias, top_half_positions
 from ...masks import box_mask
 from ..call import AttentionCall
 from ..controller import Effect

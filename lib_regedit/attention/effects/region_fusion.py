@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ...fusion_sources import FusionSources, RegionPrompt
+from ..fusion_sources import FusionSources, RegionPrompt
 from ..call import AttentionCall, attend
 from ..controller import Effect
 

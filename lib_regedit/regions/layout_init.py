@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .documents.region import SKETCHES
+from ..documents.region import SKETCHES
 
 SKETCH_BACKGROUND = 240
 SKETCH_FILL = 20
@@ -82,7 +82,7 @@ def area_mask(document, height: int, width: int) -> torch.Tensor | None:
     everywhere (``init_noise_outside`` unset)."""
     if document.init_noise_outside is None:
         return None
-    from .masks import box_mask
+    from ..masks import box_mask
 
     mask = torch.zeros(height, width)
     for box in document_boxes(document):

@@ -3,7 +3,7 @@
 
 The WebUI applies the main prompt's ``<lora:...>`` to the whole model: ``networks.loaded_networks``
 lists them, and each patched layer merges that list into its weights when it runs (and restores its
-backup when the list changes). A region's LoRAs (``lib_regedit/region_loras.py``):
+backup when the list changes). A region's LoRAs (``lib_regedit/regions/loras.py``):
 
 - are loaded as their own network objects (not the ones the main prompt may hold), so a region's
   multipliers never touch the main prompt's;
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 
-from .errors import RegEditError
-from .region_loras import LoraSupport, LoraTag, low_rank_term
+from ..errors import RegEditError
+from ..regions.loras import LoraSupport, LoraTag, low_rank_term
 
 
 class WebUILoras(LoraSupport):

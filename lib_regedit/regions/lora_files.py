@@ -10,7 +10,7 @@ Two layouts of ``.safetensors`` are read, each matched against the pipeline's ow
 
 The change a LoRA makes to a layer's weight is ``up @ down * alpha / rank * multiplier``
 (:func:`layer_update`). The WebUI reads LoRAs with its own Lora extension (every format it knows),
-not with this module. See ``lib_regedit/region_loras.py`` for what applies where.
+not with this module. See ``lib_regedit/regions/loras.py`` for what applies where.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import RegEditError
-from .region_loras import LoraSupport, LoraTag, low_rank_term
+from ..errors import RegEditError
+from .loras import LoraSupport, LoraTag, low_rank_term
 
 PARTS = {"unet": ("lora_unet_", "unet."), "text_encoder": ("lora_te_", "lora_te1_", "text_encoder."),
          "text_encoder_2": ("lora_te2_", "text_encoder_2.")}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .prompt_syntax import EXTRA_NETWORK
+from ..prompt_syntax import EXTRA_NETWORK
 
 SOURCES = ("rest", "whole", "empty", "negative")
 

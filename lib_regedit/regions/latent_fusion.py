@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from .fusion_sources import FusionSources
+from ..attention.fusion_sources import FusionSources
 
 
 class LatentFusion(FusionSources):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .masks import box_mask, fusion_weights
+from ..masks import box_mask, fusion_weights
 
 
 @dataclass

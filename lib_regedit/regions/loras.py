@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from .errors import RegEditError
+from ..errors import RegEditError
 
 LORA_TAG = re.compile(r"<lora:([^<>]*)>", re.IGNORECASE)
 

@@ -1,7 +1,7 @@
 """Layout guidance in the WebUI (txt2img), at the CFG denoiser, so every sampler takes it.
 
 Chen et al. 2023's backward guidance moves the sampler's latent z_t before the step's prediction:
-``z_t <- z_t - eta * sigma_t^2 * grad E`` (``lib_regedit/layout_guidance.py``). In the WebUI every
+``z_t <- z_t - eta * sigma_t^2 * grad E`` (``lib_regedit/regions/layout_guidance.py``). In the WebUI every
 sampler, k-diffusion's and the timestep ones alike, hands its current latent to the CFG denoiser
 (``CFGDenoiser.forward(x, sigma, ...)``) once per model evaluation. :class:`DenoiserGuidance` runs
 the gradient steps there, on the conditional prompt of each image, and writes the guided latent back
@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from .layout_guidance import LayoutGuidance, capture_energy, descend, sigma_squared
+from ..regions.layout_guidance import LayoutGuidance, capture_energy, descend, sigma_squared
 
 
 class DenoiserGuidance:

@@ -9,15 +9,15 @@ from typing import Callable
 
 import torch
 
-from .attention.controller import Effect
-from .attention.effects.keyword_selection import KeywordSelection, RegionKeywords
-from .attention.effects.kssa import KeywordSelfAttention
-from .attention.effects.region_fusion import RegionFusion, RegionPrompt
+from ..attention.controller import Effect
+from ..attention.effects.keyword_selection import KeywordSelection, RegionKeywords
+from ..attention.effects.kssa import KeywordSelfAttention
+from ..attention.effects.region_fusion import RegionFusion, RegionPrompt
 from .background import rest_of_prompt
-from .documents import RegionDocument
-from .prompt_syntax import without_extra_networks
-from .region_loras import LORA_TAG, LoraSupport, LoraTag, lora_tags
-from .region_loras import summary as lora_summary
+from ..documents import RegionDocument
+from ..prompt_syntax import without_extra_networks
+from .loras import LORA_TAG, LoraSupport, LoraTag, lora_tags
+from .loras import summary as lora_summary
 from .latent_fusion import LatentFusion
 
 Encode = Callable[[str], torch.Tensor]
@@ -56,7 +56,7 @@ def _without_tags(document: RegionDocument) -> tuple[RegionDocument, list[str]]:
 
 def background_text(document: RegionDocument) -> str | None:
     """r_bg's prompt: the background region's, or what ``background_prompt`` names when there is none
-    (``lib_regedit/background.py``). ``None`` means each row's own prompt (``"whole"``, or a background
+    (``lib_regedit/regions/background.py``). ``None`` means each row's own prompt (``"whole"``, or a background
     region with no prompt)."""
     bg = document.background
     if bg is not None:
@@ -95,7 +95,7 @@ class RegionEffects:
     context_passes: dict = field(default_factory=dict)  # ... and GenerationState.context_passes (latent mode)
 
     def install(self, state) -> None:
-        """Give ``state`` the regions' LoRA terms (``lib_regedit/region_loras.py``)."""
+        """Give ``state`` the regions' LoRA terms (``lib_regedit/regions/loras.py``)."""
         state.context_deltas.update(self.context_deltas)
         state.context_passes.update(self.context_passes)
 
@@ -120,8 +120,8 @@ def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize |
     """Effects in the controller's order: KSSA (``prepare`` on self-attention), region fusion
     (``compute`` on cross-attention), keyword selection (``observe``). Extra-network tags in region
     prompts (``<lora:...>``) are not text: they are left out of the encoding. With ``loras`` (the
-    backend's :class:`~lib_regedit.region_loras.LoraSupport`) a region's ``<lora:...>`` applies to that
-    region (``lib_regedit/region_loras.py``); other tags, and LoRA tags without it, get a note."""
+    backend's :class:`~lib_regedit.regions.loras.LoraSupport`) a region's ``<lora:...>`` applies to that
+    region (``lib_regedit/regions/loras.py``); other tags, and LoRA tags without it, get a note."""
     mode = mode or document.mode
     per_region = region_lora_tags(document, loras) if loras is not None else []
     handled = {m.group(0) for r in document.object_regions for m in LORA_TAG.finditer(r.prompt)} if loras else set()

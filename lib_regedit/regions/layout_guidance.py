@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from .attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+from ..attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
 
 MAX_DRIFT = 0.1  # the guided latent's RMS stays within 10% of where guidance found it
 MAX_HALVINGS = 4
@@ -178,7 +178,7 @@ def document_guidance(document, contexts, tokenize: Callable[[str], list], total
     (:func:`bound_tokens`; extra-network tags such as ``<lora:...>`` are not words). ``contexts`` are the
     regions' prompts as region fusion encoded them: the same tensors, so each layer projects them once
     for both (``GenerationState.projected``). ``tokenize(prompt)`` gives (position, token text)."""
-    from .prompt_syntax import without_extra_networks
+    from ..prompt_syntax import without_extra_networks
 
     regions = [GuidedRegion((r.x, r.y, r.w, r.h), context,
                             bound_tokens(tokenize(without_extra_networks(r.prompt)[0]), r.keywords))

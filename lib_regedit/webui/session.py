@@ -13,10 +13,10 @@ from typing import Callable
 
 import torch
 
-from .attention.controller import Controller, GenerationState
-from .backends import forge_backend, ldm_backend
-from .documents import RegionDocument
-from .region_prompting import build_effects
+from ..attention.controller import Controller, GenerationState
+from ..backends import forge_backend, ldm_backend
+from ..documents import RegionDocument
+from ..regions.prompting import build_effects
 
 
 def crossattn(cond):
@@ -72,8 +72,8 @@ class WebUISession:
         """The document's layout guidance for this generation (``webui_layout_guidance``): each object
         region bound to its prompt's tokens, its capture added to the controller; None when no region has
         a bound token."""
-        from .layout_guidance import document_guidance
-        from .webui_layout_guidance import DenoiserGuidance
+        from ..regions.layout_guidance import document_guidance
+        from .layout_guidance import DenoiserGuidance
 
         self._prepare()
         if self._layout is None:
@@ -89,7 +89,7 @@ class WebUISession:
         """Keyword attention maps over ``image`` (one tile per region), or None without keyword selection."""
         if self.built is None or self.built.selection is None:
             return None
-        from .preview import draw_keyword_maps
+        from ..preview import draw_keyword_maps
 
         selection = self.built.selection
         return draw_keyword_maps(image, self.document, selection.keyword_maps(),

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import RegEditError
-from .lime.options import MAPS, PICKS
+from ..errors import RegEditError
+from ..lime.options import MAPS, PICKS
 
 
 @dataclass(frozen=True)
