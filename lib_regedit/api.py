@@ -26,6 +26,9 @@ from .regions.layout_guidance import LayoutGuidance, document_guidance
 from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
+from .backends.checkpoint import eps_of
+from .backends.diffusers_checkpoint import (DiffusersCheckpoint, added_conditioning, encode_prompt, is_sdxl,
+                                           pipeline_words)
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
@@ -50,21 +53,9 @@ class GenerationResult:
         return info
 
 
-def _is_sdxl(pipe) -> bool:
-    return hasattr(pipe, "text_encoder_2")
-
-
 def encode(pipe, prompt: str, negative_prompt: str | None = None):
     """(cond, uncond, pooled, negative_pooled) embeddings; pooled ones only for SDXL."""
-    device = pipe._execution_device
-    with torch.no_grad():
-        if _is_sdxl(pipe):
-            return pipe.encode_prompt(prompt, device=device, num_images_per_prompt=1,
-                                      do_classifier_free_guidance=negative_prompt is not None,
-                                      negative_prompt=negative_prompt)
-        cond, uncond = pipe.encode_prompt(prompt, device, 1, negative_prompt is not None,
-                                          negative_prompt=negative_prompt)
-        return cond, uncond, None, None
+    return encode_prompt(pipe, prompt, negative_prompt)
 
 
 def _context(pipe, prompt: str) -> torch.Tensor:
@@ -73,10 +64,7 @@ def _context(pipe, prompt: str) -> torch.Tensor:
 
 def tokenize(pipe, prompt: str) -> list[tuple[int, str]]:
     """Word tokens of ``prompt`` as (position in the encoded context, text): no BOS, EOS or padding."""
-    tok = pipe.tokenizer
-    ids = tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True).input_ids
-    special = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}
-    return [(i, tok.convert_ids_to_tokens(t).replace("</w>", "")) for i, t in enumerate(ids) if t not in special]
+    return pipeline_words(pipe, prompt)
 
 
 def native_size(pipe) -> int:
@@ -198,52 +186,31 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     """Layout init (``lib_regedit.regions.layout_init.layout_start``): the document's sketch DDIM-inverted
     with the empty prompt (once per layout and model, cached), mixed with the seed's noise, as the
     pipeline's initial ``latents``."""
-    unet = pipe.unet
-    empty = functools.cache(lambda: encode(pipe, ""))  # only a cache miss inverts, and needs it
+    checkpoint = DiffusersCheckpoint(pipe, width, height)
+    empty = functools.cache(lambda: checkpoint.conditioning(""))  # only a cache miss inverts, and needs it
 
     def eps(z, t):
-        rows = z.shape[0]
-        context, _, pooled, _ = empty()
-        return unet(z.to(unet.dtype), t, encoder_hidden_states=context.expand(rows, -1, -1),
-                    **_unet_kwargs(pipe, pooled, rows, width, height)).sample
+        return eps_of(checkpoint, empty())(z, t)
 
     factor = pipe.vae_scale_factor
     shape = (batch_size, pipe.vae.config.latent_channels, height // factor, width // factor)
     noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
     latents = layout_init.layout_start(doc, noise, width=width, height=height, steps=steps,
-                                       encode=lambda pixels: clean_latent(pipe, pixels), eps=eps,
-                                       alphas_cumprod=pipe.scheduler.alphas_cumprod, model_key=_model_key(pipe))
-    return latents.to(unet.device, unet.dtype)
-
-
-def _model_key(pipe) -> tuple:
-    """What identifies the pipeline's weights for layout init's cache: its UNet and VAE objects,
-    and a fingerprint of their first weights (an in-place load of other weights changes it)."""
-    unet, vae = pipe.unet, pipe.vae
-    probe = (float(unet.conv_in.weight.detach().float().sum()), float(vae.encoder.conv_in.weight.detach().float().sum()))
-    return id(unet), id(vae), str(unet.dtype), str(unet.device), probe
+                                       encode=checkpoint.posterior_mean, eps=eps,
+                                       alphas_cumprod=pipe.scheduler.alphas_cumprod, model_key=checkpoint.key)
+    return latents.to(pipe.unet.device, pipe.unet.dtype)
 
 
 def clean_latent(pipe, pixels: torch.Tensor) -> torch.Tensor:
     """The clean latent z_0 of (1, 3, H, W) pixels in [-1, 1]: the VAE posterior's mean, scaled
     (deterministic, so an inversion of it is reproducible)."""
-    vae = pipe.vae
-    with torch.no_grad():
-        return vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
+    return DiffusersCheckpoint(pipe, *pixels.shape[-1:-3:-1]).posterior_mean(pixels)
 
 
 def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:
     """The document's layout guidance on this pipeline (``layout_guidance.document_guidance``)."""
     return document_guidance(doc, contexts, lambda prompt: tokenize(pipe, prompt), steps,
                              pipe.scheduler.alphas_cumprod)
-
-
-def _unet_kwargs(pipe, pooled, rows: int, width: int, height: int) -> dict:
-    """SDXL's added conditioning (pooled text, size and crop) for ``rows`` rows; nothing for SD."""
-    if pooled is None:
-        return {}
-    time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=pooled.dtype, device=pooled.device)
-    return {"added_cond_kwargs": {"text_embeds": pooled.expand(rows, -1), "time_ids": time_ids.expand(rows, -1)}}
 
 
 def _cond_forward(pipe, cond, pooled, width, height):
@@ -253,7 +220,7 @@ def _cond_forward(pipe, cond, pooled, width, height):
     def forward(z, t):
         rows = z.shape[0]
         return unet(z.to(unet.dtype), t, encoder_hidden_states=cond.expand(rows, -1, -1),
-                    return_dict=False, **_unet_kwargs(pipe, pooled, rows, width, height))
+                    return_dict=False, **added_conditioning(pooled, rows, width, height))
     return forward
 
 

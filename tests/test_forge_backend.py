@@ -19,7 +19,7 @@ pytest.importorskip("ldm.modules.diffusionmodules.openaimodel",
                     reason="stable-diffusion-sdkit (the ldm package) is not installed")
 
 from lib_regedit.attention.call import RowLayout  # noqa: E402
-from lib_regedit.backends import forge_backend  # noqa: E402
+from lib_regedit.backends import forge_backend, ldm_backend  # noqa: E402
 from lib_regedit.documents import parse_region_document  # noqa: E402
 from lib_regedit.webui.session import WebUISession  # noqa: E402
 from test_ldm_backend import DOC, ENCODE, cfg_step, make_unet  # noqa: E402
@@ -227,7 +227,7 @@ def test_a_drag_gives_what_the_ldm_backend_gives(unet):
         with torch.no_grad():
             return unet(x, torch.full((x.shape[0],), int(t)), context)
 
-    ldm = webui_drag.drag_batch(unet, ldm_eps, init, [1], doc, 6, alphas)
+    ldm = webui_drag.drag_batch(ldm_eps, init, [1], doc, 6, alphas, lambda c: ldm_backend.attached(unet, c))
     held = {}
 
     @contextlib.contextmanager
@@ -248,8 +248,8 @@ def test_a_drag_gives_what_the_ldm_backend_gives(unet):
         with torch.no_grad():
             return patcher.model_options["model_function_wrapper"](apply_model, args)
 
-    forge = webui_drag.drag_batch(None, forge_eps, init, [1], doc, 6, alphas, attach=attach)
+    forge = webui_drag.drag_batch(forge_eps, init, [1], doc, 6, alphas, attach)
     torch.testing.assert_close(forge, ldm, atol=1e-4, rtol=1e-4)
-    plain = webui_drag.drag_batch(None, forge_eps, init, [1], parse_drag_document(
-        dict(doc.to_dict(), mutual_self_attention=False)), 6, alphas, attach=attach)
+    plain = webui_drag.drag_batch(forge_eps, init, [1], parse_drag_document(
+        dict(doc.to_dict(), mutual_self_attention=False)), 6, alphas, attach)
     assert (plain - forge).abs().mean() > 1e-4  # the mutual self-attention did act

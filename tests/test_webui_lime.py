@@ -14,6 +14,7 @@ from lib_regedit.lime import locate, webui_lime  # noqa: E402
 from lib_regedit.lime.given_roi import touched_cells  # noqa: E402
 from lib_regedit.lime.superpixels import superpixels  # noqa: E402
 from test_ldm_backend import CTX, make_unet  # noqa: E402
+from test_webui_drag import ldm_attach  # noqa: E402
 
 TOKENS = [(1, "make"), (2, "the"), (3, "red"), (4, "square"), (5, "blue")]  # as the WebUI's tokenizer gives them
 STEPS = 6  # the feature step is round(6 / 3) = 2
@@ -61,7 +62,7 @@ def test_the_session_finds_and_snaps_the_region_then_edits(unet, monkeypatch, ve
     monkeypatch.setattr(locate, "superpixels", spy)
     session = webui_lime.LimeSession(parse_lime_document({"version": version}), TOKENS, (16, 16), image=scene())
     calls = []
-    session.run(unet, sampler(unet, session, calls))
+    session.run(ldm_attach(unet), sampler(unet, session, calls))
     assert calls == [0, 1, 2] + list(range(STEPS))  # the first pass ends when step 3 starts
     assert made == [segments]  # once, for the pick and the snap alike, as the document's version asks
     assert session.found is not None and session.roi.dtype == torch.bool and session.roi.any()
@@ -74,6 +75,6 @@ def test_without_an_image_the_session_picks_the_peak_and_does_not_snap(unet, mon
     monkeypatch.setattr(locate, "superpixels", lambda *a, **k: pytest.fail("no image, no superpixels"))
     session = webui_lime.LimeSession(parse_lime_document(True), TOKENS, (16, 16))
     calls = []
-    session.run(unet, sampler(unet, session, calls))
+    session.run(ldm_attach(unet), sampler(unet, session, calls))
     assert session.pixel_roi is None and torch.equal(session.roi, session.found.mask)
     assert ldm_backend.remove_leftovers(unet) == 0

@@ -18,7 +18,7 @@ from .. import generation_limits as limits
 from ..regions import layout_init
 from ..attention.controller import Controller, GenerationState
 from ..attention.effects.mutual_self_attention import MutualSelfAttention
-from ..backends import diffusers_backend
+from ..backends.diffusers_checkpoint import DiffusersCheckpoint
 from ..documents import DragDocument, parse_drag_document
 from ..errors import RegEditError
 from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
@@ -93,37 +93,33 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
     """The drag itself on a checked image and a latent-resolution mapping: the decoded edit, before
     the original is composited back."""
     width, height = image.size
-    from ..api import _unet_kwargs, clean_latent, encode, native_size
+    from ..api import native_size
 
     limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
-    device, unet, vae = pipe._execution_device, pipe.unet, pipe.vae
-
-    context, _, pooled, _ = encode(pipe, prompt)
-    added = _unet_kwargs(pipe, pooled, 1, width, height)
+    checkpoint = DiffusersCheckpoint(pipe, width, height)
+    cond = checkpoint.conditioning(prompt)
     attention = MutualSelfAttention()
     state = GenerationState(total_steps=options.steps)
     controller = Controller([attention], state)
-    alphas = pipe.scheduler.alphas_cumprod.float()
     generator = torch.Generator("cpu").manual_seed(seed)
     bar = pipe.progress_bar(total=options.evaluations) if progress else None
 
     def eps(x, t, j):
         state.step = j
         with torch.no_grad():
-            out = unet(x.to(unet.dtype), torch.tensor(t, device=device), encoder_hidden_states=context, **added).sample
-        return out.float()
+            return checkpoint.eps(x, t, cond)
 
     def step(done, total):
         if bar is not None:
             bar.update(1)
 
-    z0 = clean_latent(pipe, layout_init.image_to_tensor(image))
-    with diffusers_backend.attached(unet, controller):
-        z = drag_latent(eps, z0, mapping, alphas, options, generator, attention, step)
+    z0 = checkpoint.posterior_mean(layout_init.image_to_tensor(image))
+    with checkpoint.attach(controller):
+        z = drag_latent(eps, z0, mapping, checkpoint.alphas, options, generator, attention, step)
     if bar is not None:
         bar.close()
     with torch.no_grad():
-        decoded = vae.decode((z / vae.config.scaling_factor).to(vae.dtype)).sample.float()
+        decoded = checkpoint.decode(z)
     edited = ((decoded[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
     return Image.fromarray(edited.round().astype(np.uint8))
 

@@ -1,12 +1,10 @@
 """RegionDrag in the WebUI's img2img, kept free of the WebUI's ``modules`` so it is tested here.
 
-``scripts/regedit.py`` replaces img2img's sampling with :func:`drag_batch` when the drag document has
-pairs: it hands in the model's noise prediction per batch row (``apply_model`` with that row's
-prompt, no classifier-free guidance, as RegionDrag runs), the init latents the WebUI encoded, the
-seeds, and the WebUI's progress and interrupt. Mutual self-attention patches the UNet's
-CrossAttention instances through the ``ldm`` backend for the length of the drag, and always restores
-them; in WebUI Forge, ``attach`` gives the controller to a clone of Forge's UNet patcher instead.
-The WebUI decodes the result; the script composites the original back outside the edit.
+The WebUI adapter (``lib_regedit/webui/image_tasks.py``) replaces img2img's sampling with
+:func:`drag_batch` when the drag document has pairs: it hands in the checkpoint's noise prediction per
+batch row (that row's prompt, no classifier-free guidance, as RegionDrag runs) and its ``attach``, the
+init latents, the seeds, and the WebUI's progress and interrupt. The WebUI decodes the result; the
+adapter composites the original back outside the edit.
 """
 
 from __future__ import annotations
@@ -17,29 +15,26 @@ import torch
 
 from ..attention.controller import Controller, GenerationState
 from ..attention.effects.mutual_self_attention import MutualSelfAttention
-from ..backends import ldm_backend
 from ..documents import DragDocument
 from .mapping import dense_mapping
 from .region_drag import DragOptions, drag_latent, options_for
 
 
-def drag_batch(unet: torch.nn.Module | None, eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor],
-               init_latent: torch.Tensor, seeds, document: DragDocument, steps: int, alphas_cumprod: torch.Tensor,
+def drag_batch(eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor], init_latent: torch.Tensor, seeds,
+               document: DragDocument, steps: int, alphas_cumprod: torch.Tensor,
+               attach: Callable[[Controller], ContextManager],
                progress: Callable[[int, int], None] | None = None,
-               should_stop: Callable[[], bool] | None = None,
-               attach: Callable[[Controller], ContextManager] | None = None) -> torch.Tensor:
+               should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """Each row of ``init_latent`` (B, C, H, W) dragged with its own seed; returns (B, C, H, W).
-    ``attach(controller)``: how the model gets the drag's attention effect (default: the ``ldm``
-    backend's patches of ``unet``)."""
+    ``eps_of_row(row, z, t)`` is the model's noise prediction with that row's prompt and
+    ``attach(controller)`` gives the model the drag's attention effect: a checkpoint's ``eps`` and
+    ``attach`` (``lib_regedit/backends/checkpoint.py``)."""
     options: DragOptions = options_for(document, steps)
     mapping = dense_mapping(document, *init_latent.shape[-2:])
     attention = MutualSelfAttention()
     state = GenerationState(total_steps=options.steps, latent_hw=tuple(init_latent.shape[-2:]))
     controller = Controller([attention], state)
     rows = []
-    if attach is None:
-        ldm_backend.remove_leftovers(unet)
-        attach = lambda c: ldm_backend.attached(unet, c)  # noqa: E731
     with attach(controller):
         for i in range(init_latent.shape[0]):
             def eps(x, t, j, row=i):

@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 
 from .. import api
+from ..backends.checkpoint import forward_of
+from ..backends.diffusers_checkpoint import DiffusersCheckpoint
 from ..backends import diffusers_backend
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, INVERSION_KEY, PAIR_IMAGE_KEY, parameters_text
@@ -62,13 +64,7 @@ def decode(pipe, z: torch.Tensor) -> list[Image.Image]:
 
 def _forward(pipe, width: int, height: int, pooled: dict):
     """``forward(z, t, context, kinds)``: the hooked UNet, SDXL's pooled text per row by kind."""
-    unet = pipe.unet
-
-    def forward(z, t, context, kinds):
-        rows = None if pooled["cond_s"] is None else torch.cat([pooled[k] for k in kinds])
-        added = api._unet_kwargs(pipe, rows, z.shape[0], width, height)
-        return unet(z.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype), **added).sample
-    return forward
+    return forward_of(DiffusersCheckpoint(pipe, width, height), None if pooled["cond_s"] is None else pooled)
 
 
 def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = None, seed: int = 0,

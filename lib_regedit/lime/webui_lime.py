@@ -17,7 +17,6 @@ import torch
 from ..attention.controller import Controller, GenerationState
 from ..attention.effects.lime_regularisation import LimeRegularisation
 from ..attention.effects.roi_capture import FeatureStepReached, RoiCapture
-from ..backends import ldm_backend
 from ..documents.lime import LimeDocument
 from ..errors import RegEditError
 from ..masks import mask_at
@@ -102,25 +101,16 @@ class LimeSession:
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
         read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
 
-    @contextlib.contextmanager
-    def _attached(self, unet, effects, attach=None):
-        controller = Controller(effects, self.state)
-        if attach is not None:
-            with attach(controller):
-                yield
-            return
-        ldm_backend.remove_leftovers(unet)
-        with ldm_backend.attached(unet, controller):
-            yield
+    def _attached(self, attach, effects):
+        return attach(Controller(effects, self.state))
 
-    def run(self, unet: torch.nn.Module | None, sample: Callable[[], torch.Tensor], rng=None,
-            keep_outside: Callable[[torch.Tensor], None] | None = None,
-            attach: Callable[[Controller], contextlib.AbstractContextManager] | None = None) -> torch.Tensor:
+    def run(self, attach: Callable[[Controller], contextlib.AbstractContextManager],
+            sample: Callable[[], torch.Tensor], rng=None,
+            keep_outside: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
         """Both passes through ``sample`` (the WebUI's img2img sampling, called twice). With the
         ``keep_outside`` option, ``keep_outside(roi)`` is called before the edit (the WebUI's inpainting
         blend then keeps the source outside the RoI); an inpaint mask does that already. ``attach(controller)``
-        gives each pass's effects to the model (default: the ``ldm`` backend's patches of ``unet``; WebUI
-        Forge: its UNet patcher's clone, made when the pass starts sampling)."""
+        gives each pass's effects to the model (a checkpoint's ``attach``, ``lib_regedit/backends/checkpoint.py``)."""
         replay = NoiseReplay(rng) if rng is not None and self.roi is None else None
         try:
             if self.roi is None:
@@ -129,7 +119,7 @@ class LimeSession:
                 if replay is not None:
                     replay.record()
                 try:
-                    with self._attached(unet, [capture], attach):
+                    with self._attached(attach, [capture]):
                         sample()  # a run shorter than the feature step ends here, with its last step's features
                 except FeatureStepReached:
                     pass
@@ -147,7 +137,7 @@ class LimeSession:
                 keep_outside(self.roi)
             regularisation = LimeRegularisation(self.roi, self.positions, self.options.regularise_until,
                                                 self.options.regularise_downscales)
-            with self._attached(unet, [regularisation], attach):
+            with self._attached(attach, [regularisation]):
                 return sample()
         finally:
             if replay is not None:

@@ -1,9 +1,9 @@
 """One WebUI generation's RegEdit session, kept free of the WebUI's ``modules`` so it can be tested.
 
-``scripts/regedit.py`` creates a session in ``process`` and wraps ``p.sample`` with :meth:`sampling`,
-so the UNet is patched only while the sampler runs (hires-fix second pass included) and always
-restored in a ``finally``. In WebUI Forge, :meth:`forge_unet` gives the patched clone of Forge's UNet
-patcher for each sampling call instead. The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
+The adapter (``webui/generation.py``) creates a session in ``process`` and wraps ``p.sample`` with
+:meth:`attached`, so the model carries the effects only while the sampler runs (hires-fix second pass
+included) and is always restored: the checkpoint (``backends/checkpoint.py``) patches AUTOMATIC1111's
+UNet in place, or gives each of WebUI Forge's sampling calls a patched clone of its UNet patcher. The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
 """
 
 from __future__ import annotations
@@ -24,18 +24,6 @@ def crossattn(cond):
     if isinstance(cond, dict):
         return cond.get("crossattn")
     return cond
-
-
-def checkpoint_eps(model, x: torch.Tensor, z: torch.Tensor, t: int, cond) -> torch.Tensor:
-    """A WebUI checkpoint's noise prediction for latents ``z`` at timestep ``t``: ``apply_model`` on
-    ``x`` (``z`` on the UNet's device and dtype) with the sampler's ``cond``, v-prediction converted
-    with ``z``. Differentiable: callers choose ``no_grad`` and autocast."""
-    ts = torch.full((x.shape[0],), int(t), device=x.device, dtype=torch.long)
-    out = model.apply_model(x, ts, cond).float()
-    if getattr(model, "parameterization", "eps") == "v":  # eps = sqrt(a) v + sqrt(1 - a) x_t
-        a = model.alphas_cumprod[int(t)].float().to(out.device)
-        out = a.sqrt() * out + (1 - a).sqrt() * z.to(out.device).float()
-    return out
 
 
 def read_cfg_denoiser(state: GenerationState, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
@@ -103,6 +91,12 @@ class WebUISession:
 
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
         read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
+
+    def attached(self, checkpoint):
+        """The session's effects on ``checkpoint`` (the model interface) for the ``with`` block: latent mode's
+        regions as passes of their own, attention mode's inside the attention calls."""
+        self._prepare()
+        return checkpoint.attach(self.controller, self.fusion if self.document.mode == "latent" else None)
 
     def forge_unet(self, unet_patcher, attention_function=None):
         """WebUI Forge: a clone of its ``UnetPatcher`` carrying this session (``backends.forge_backend``),

@@ -1,0 +1,183 @@
+"""The accordion's values as documents, and documents back as the accordion's values (infotext paste).
+
+Pure functions of the UI values and the document text: no WebUI import, so they are tested here.
+``scripts/regedit.py`` wires them to the Gradio controls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ..documents import parse_drag_document, parse_region_document
+from ..documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS
+from ..documents.fields import load_json_object
+from ..documents.lime import LimeDocument, parse_lime_document
+from ..errors import RegEditError
+from ..infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, LIME_INFOTEXT_KEY
+from ..lime.options import LimeOptions
+
+TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
+# The region settings' controls, in the order ``with_settings`` takes them
+REGION_SETTINGS = ("mode", "whole_start", "layout", "init_noise", "kssa", "keywords", "scale", "reweight", "levels",
+                   "guided", "eta")
+DRAG_SETTINGS = ("start_t", "end_t", "handle_noise")
+LIME_SETTINGS = ("lime_on", "clusters", "points", "feature_step", "until", "grow", "keep_outside", "snap")
+# Measured on the bundled model (docs/placement.md); shown when the user unticks layout init.
+LAYOUT_OFF_COST = ("Layout init is off: the first image of a new layout is faster, but objects often land outside "
+                   "their boxes (on a test model not trained for regions, 0.38 of boxes held their object instead of "
+                   "0.84; docs/placement.md).")
+
+
+def doc_to_table(doc_text: str):
+    try:
+        obj = load_json_object(doc_text, "regedit") or {}
+    except RegEditError:
+        obj = {}
+    rows = [[r.get("prompt", ""), r.get("x", 0), r.get("y", 0), r.get("w", 0), r.get("h", 0)]
+            for r in obj.get("regions", []) if isinstance(r, dict)]
+    return rows or [["", 0.0, 0.0, 0.5, 0.5]]
+
+
+def table_to_doc(table, doc_text: str, *settings):
+    try:
+        obj = load_json_object(doc_text, "regedit") or {}
+    except RegEditError:
+        obj = {}
+    old = [r for r in obj.get("regions", []) if isinstance(r, dict)]
+    rows = table.values.tolist() if hasattr(table, "values") else (table or [])
+    regions = []
+    for i, row in enumerate(r for r in rows if r and str(r[0]).strip()):
+        region = dict(old[i]) if i < len(old) else {}
+        region.update(prompt=str(row[0]), x=float(row[1]), y=float(row[2]), w=float(row[3]), h=float(row[4]))
+        regions.append(region)
+    obj["regions"] = regions
+    return with_settings(obj, *settings)
+
+
+def with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels,
+                   guided=False, eta=30.0) -> str:
+    obj = dict(obj)
+    obj.setdefault("prompt", "")
+    obj.setdefault("regions", [])
+    obj["mode"] = mode
+    obj["whole_prompt_start"] = float(whole_start)
+    obj["init"] = "auto" if layout else "noise"
+    obj["init_noise"] = float(init_noise)
+    obj["kssa"] = {"enabled": bool(kssa), "keywords": int(keywords), "scale": float(scale), "reweight": reweight,
+                   "levels": list(levels) or ["down"]}
+    guidance = obj.get("guidance")  # the document's other guidance fields (until, iterations, ...) stay
+    guidance = dict(guidance) if isinstance(guidance, dict) else {}
+    guidance.update(enabled=bool(guided), scale=float(eta))
+    obj["guidance"] = guidance
+    return json.dumps(obj)
+
+
+def settings_to_doc(doc_text: str, *settings):
+    try:
+        obj = load_json_object(doc_text, "regedit")
+    except RegEditError:
+        return doc_text
+    return doc_text if obj is None else with_settings(obj, *settings)
+
+
+def pasted_document(params, key: str = INFOTEXT_KEY):
+    """The infotext's region (or LIME) document for the hidden field. One written before document
+    versions existed is tagged ``"version": 1``, so it keeps the defaults it was made with."""
+    text = params.get(key)
+    try:
+        obj = load_json_object(text, key)
+    except RegEditError:
+        return text  # shown as it is; generating names the problem
+    if obj is None or "version" in obj:
+        return text
+    return json.dumps(dict(obj, version=1))
+
+
+def outside_note(layout: bool) -> str:
+    """The accordion's line on what covers the area outside the boxes and what layout init does."""
+    outside = ("Outside the boxes: the main prompt without the region phrases (add a background region to say "
+               "more). ")
+    if layout:
+        return outside + ("Layout init places each object in its box: it starts from a faint disc in each box, "
+                          "keeps most of the seed's noise elsewhere, so every seed still draws its own picture "
+                          "(txt2img; the disc is made once per layout, then reused for every seed and batch).")
+    return outside + LAYOUT_OFF_COST
+
+
+
+def drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
+    """The drag sliders written into the drag document (the panel keeps keys it does not draw)."""
+    try:
+        obj = load_json_object(drag_text, "drag") or {"version": 1, "pairs": []}
+    except RegEditError:
+        return drag_text
+    values = {"start_t": float(start_t), "end_t": float(end_t), "handle_noise": float(handle_noise)}
+    obj = {k: v for k, v in obj.items() if k not in values}
+    obj.update({k: v for k, v in values.items() if v != DRAG_DEFAULTS[k]})
+    return json.dumps(obj)
+
+
+LIME_DEFAULTS = LimeOptions()
+
+
+def lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step, until, grow, keep_outside,
+                          snap=LIME_DEFAULTS.snap):
+    """The LIME controls written into the LIME document (its drawn RoI boxes kept)."""
+    try:
+        old = parse_lime_document(lime_text)
+    except RegEditError:
+        old = None
+    if not enabled:
+        return ""
+    # the settings without a control (pick, maps, segment_cells, colour_merge) and the version stay the document's
+    options = dataclasses.replace(old.options if old is not None else LIME_DEFAULTS, clusters=int(clusters),
+                                  points=int(points), feature_step=float(feature_step), regularise_until=float(until),
+                                  grow=int(grow), keep_outside=bool(keep_outside), snap=bool(snap))
+    if old is None:
+        return LimeDocument(options).to_json()
+    return LimeDocument(options, old.roi, old.version).to_json()
+
+
+# How a pasted infotext entry is read: region and LIME documents written before versions existed keep version 1.
+PASTED = {INFOTEXT_KEY: lambda value: parse_region_document(value, untagged_version=1),
+           DRAG_INFOTEXT_KEY: parse_drag_document,
+           LIME_INFOTEXT_KEY: lambda value: parse_lime_document(value, untagged_version=1)}
+
+
+def has_edit_roles(obj: dict) -> bool:
+    """Whether a document object has a box with an edit role (a pair)."""
+    regions = obj.get("regions")
+    return isinstance(regions, list) and any(isinstance(r, dict) and r.get("edit") not in (None, "", "inherent")
+                                             for r in regions)
+
+
+def from_infotext(read, key: str = INFOTEXT_KEY):
+    """An infotext paste function: reads one setting out of the pasted region (or drag) document."""
+    import gradio as gr  # the WebUI's
+
+    def paste(params):
+        try:
+            doc = PASTED[key](params.get(key))
+        except RegEditError:
+            return gr.update()
+        return gr.update() if doc is None else read(doc)
+    return paste
+
+
+def drawn_boxes(region_doc) -> tuple:
+    """The boxes of the region canvas (their prompts are not needed for LIME), or none."""
+    try:
+        obj = load_json_object(region_doc, "regedit") or {}
+    except RegEditError:
+        return ()
+    from ..documents.lime import parse_box
+
+    boxes = []
+    for r in obj.get("regions", []) if isinstance(obj.get("regions"), list) else []:
+        if isinstance(r, dict) and r.get("role", "object") == "object":
+            try:
+                boxes.append(parse_box({k: r.get(k) for k in "xywh"}, "regions"))
+            except RegEditError:
+                continue
+    return tuple(boxes)
