@@ -1,11 +1,11 @@
 """What the region canvas (both tabs) and the drag panel do alike, checked on each: the first shape
-drawn ticks the tab's "Enable" checkbox, the hidden field hears only `input` events, and a rebuilt UI
-gets a fresh panel."""
+drawn ticks the tab's "Enable" checkbox, the hidden field hears only `input` events, a rebuilt UI
+gets a fresh panel, and the scripts work whatever order they load in."""
 
 import json
 
 import pytest
-from browser_support import CanvasDriver
+from browser_support import CanvasDriver, page_html
 
 TRI = [[0.1, 0.1], [0.3, 0.1], [0.2, 0.3]]
 PANELS = {
@@ -142,4 +142,20 @@ def test_text_controls_keep_their_keys(page):
     assert page.evaluate(f"document.activeElement === gradioApp().querySelector('{panel.host} .regedit-stage')")
     page.keyboard.press("Delete")
     assert panel.count() == 0
+    page.errors.assert_none()
+
+
+def test_the_scripts_load_in_any_order(page):
+    """The panels' classes extend RegEditUI.Panel, yet regedit_common.js may load after them: they are
+    made on the first mount."""
+    html = page_html(reverse=True)
+    assert html.index("regedit_common.js") > html.index("regedit_drag_panel.js")
+    page.route("**/index.html", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
+    page.goto(page.url)
+    page.wait_for_function("window.uiLoaded === true")
+    for name in ("region_txt2img", "drag_img2img"):
+        panel = Panel(page, name)
+        panel.show()
+        panel.draw(0)
+        assert panel.count() == 1
     page.errors.assert_none()
