@@ -1,6 +1,7 @@
 // RegEdit: helpers shared by the region canvas and the drag panel.
 // Plain script loaded by the WebUI; everything is under window.RegEditUI. The panels use it only from
-// onUiLoaded/onAfterUiUpdate callbacks, so the order in which the WebUI loads these files is free.
+// onUiLoaded/onAfterUiUpdate callbacks (they define their classes, which extend RegEditUI.Panel, on the
+// first mount), so the order in which the WebUI loads these files is free.
 (function () {
     "use strict";
 
@@ -240,9 +241,336 @@
         };
     }
 
-    window.RegEditUI = {
+    // ----- the panels' common part -----
+
+    const MAX_CANVAS_H = 512;
+    const NUDGE_MERGE_MS = 800;
+    const FLASH_MS = 4000;
+    const ARROWS = new Map([["ArrowLeft", [-1, 0]], ["ArrowRight", [1, 0]], ["ArrowUp", [0, -1]], ["ArrowDown", [0, 1]]]);
+
+    // What the region canvas and the drag panel share: a canvas over the output (or over the init
+    // image) that edits a JSON document kept in a hidden gradio textbox, with undo, a status line,
+    // keyboard shortcuts, and polling that follows the page. A subclass sets up its own state, calls
+    // start(), and provides:
+    //   build()               its DOM: makeStage() first, mountRoot() last
+    //   snapshot()            its shapes as a JSON string; restore(snapshot) puts them back and commits
+    //   serialise()           the document's text (documentText() writes it)
+    //   shapeCount()          how many finished shapes the document holds
+    //   load(obj)             takes the shapes of a parsed document; returns an error to show, or null
+    //   loaded()              redraws after load()
+    //   statusParts()         the status line after the field's error
+    //   render(), cancelOp(), hasSelection(), deleteSelected(), escape(), nudge(dxPx, dyPx),
+    //   onPointerDown(e), onPointerMove(e), onPointerUp(e), onPointerLeave()
+    // and may override dropDraft(), panelKey(e), nudgeStep(e) and busy().
+    class Panel {
+        // options: fieldId (the hidden textbox's elem_id), listKey (the document's list of shapes),
+        // fieldName and shapeName (for the status line), initImage (draw over the img2img init image).
+        constructor(tab, host, options) {
+            this.U = RegEditUI;
+            this.tab = tab;
+            this.host = host;
+            this.fieldId = options.fieldId;
+            this.listKey = options.listKey;
+            this.fieldName = options.fieldName;
+            this.shapeName = options.shapeName;
+            this.base = {};
+            this.history = new History(100);
+            this.lastValue = null;
+            this.fieldError = null;
+            this.hadShapes = false;
+            this.flashText = null;
+            this.flashUntil = 0;
+            this.size = {w: 0, h: 0};
+            this.out = outputSize(tab);
+            this.op = null;
+            this.lastNudge = null;
+            this.ctx = null;
+            this.images = options.initImage ? new ImageTracker(() => this.refresh()) : null;
+        }
+
+        // Builds the DOM, reads the field, then follows the page.
+        start() {
+            this.build();
+            this.readField(true);
+            this.stopWatch = watch(this.stage, () => this.tick(), 500);
+            this.tick();
+        }
+
+        destroy() {
+            this.stopWatch();
+            if (this.root.parentNode) this.root.parentNode.removeChild(this.root);
+        }
+
+        // ----- DOM -----
+        makeStage(label) {
+            this.canvas = el("canvas", {class: "regedit-canvas"});
+            this.stage = el("div", {class: "regedit-stage", tabindex: "0", role: "application", "aria-label": label},
+                [this.canvas]);
+        }
+
+        button(name, label, title, fn) {
+            return el("button", {type: "button", class: "regedit-btn", "data-action": name, title, text: label, onclick: fn});
+        }
+
+        historyButtons() {
+            return {
+                undo: this.button("undo", "\u21b6 Undo", "Undo (Ctrl+Z)", () => this.undo()),
+                redo: this.button("redo", "\u21b7 Redo", "Redo (Ctrl+Y or Ctrl+Shift+Z)", () => this.redo()),
+            };
+        }
+
+        // The panel's root: the given parts, then the status line and the help; mounted in the host,
+        // with the canvas's pointer events and the panel's keys bound.
+        mountRoot(kind, parts, help) {
+            this.status = el("div", {class: "regedit-status", "aria-live": "polite"});
+            this.root = el("div", {class: "regedit-panel " + kind, "data-tab": this.tab},
+                parts.concat([this.status, el("div", {class: "regedit-hint", text: help})]));
+            this.host.appendChild(this.root);
+            const canvas = this.canvas;
+            canvas.addEventListener("pointerdown", (e) => {
+                if (e.button !== 0 || !this.ctx) return;
+                this.stage.focus({preventScroll: true});
+                this.onPointerDown(e);
+            });
+            canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
+            canvas.addEventListener("pointerup", (e) => {
+                if (canvas.hasPointerCapture(e.pointerId)) canvas.releasePointerCapture(e.pointerId);
+                this.onPointerUp(e);
+            });
+            canvas.addEventListener("pointercancel", () => this.cancelOp());
+            canvas.addEventListener("pointerleave", () => this.onPointerLeave());
+            this.root.addEventListener("keydown", (e) => this.onKey(e));
+        }
+
+        colour(i) {
+            return PALETTE[i % PALETTE.length];
+        }
+
+        // ----- the status line -----
+        // A message shown first on the status line for a few seconds.
+        flash(text) {
+            this.flashText = text;
+            this.flashUntil = Date.now() + FLASH_MS;
+            this.updateStatus();
+        }
+
+        updateStatus() {
+            const parts = [];
+            if (this.flashText && Date.now() < this.flashUntil) parts.push(this.flashText);
+            if (this.fieldError) {
+                parts.push("The " + this.fieldName + " field: " + this.fieldError + "; drawing a " + this.shapeName +
+                    " replaces it.");
+            }
+            this.status.textContent = parts.concat(this.statusParts()).join("  \u2502  ");
+            this.status.classList.toggle("regedit-warn", !!this.fieldError);
+        }
+
+        // ----- the hidden field -----
+        // Writes the document to the field (with an input event, so gradio follows) and ticks "Enable"
+        // for the first shape drawn.
+        writeDocument() {
+            const field = fieldTextarea(this.fieldId);
+            const value = this.serialise();
+            this.lastValue = value;
+            this.fieldError = null;
+            if (field) writeField(field, value);
+            this.enableOnFirst();
+        }
+
+        // The first shape drawn ticks the tab's "Enable" checkbox (once: a later untick is respected).
+        enableOnFirst() {
+            const count = this.shapeCount();
+            if (count > 0 && !this.hadShapes) {
+                const box = app().querySelector(`#regedit_enable_${this.tab} input[type=checkbox]`);
+                if (box && !box.checked) box.click();
+            }
+            this.hadShapes = count > 0;
+        }
+
+        // The document's text: head, the document's other fields as read, and the shapes; empty when
+        // there is nothing to keep.
+        documentText(head, items) {
+            const extra = Object.keys(this.base).filter((k) => k !== "version" && k !== this.listKey);
+            if (!items.length && !extra.length) return "";
+            const doc = Object.assign(head, this.base);
+            doc[this.listKey] = items;
+            return JSON.stringify(doc);
+        }
+
+        // Takes the document from the field when it changed there (gradio sets values without events).
+        // Text that is not a JSON object is reported and left alone.
+        readField(initial) {
+            const field = fieldTextarea(this.fieldId);
+            if (!field || field.value === this.lastValue) return;
+            this.lastValue = field.value;
+            const parsed = parseObject(field.value);
+            if (!parsed.ok) {
+                this.fieldError = parsed.error;
+                this.updateStatus();
+                return;
+            }
+            const obj = parsed.value || {};
+            const before = this.snapshot();
+            this.base = Object.assign({}, obj);
+            delete this.base[this.listKey];
+            this.fieldError = this.load(obj);
+            this.hadShapes = this.shapeCount() > 0;  // loaded, not drawn: leave "Enable" as it is
+            if (!initial && before !== this.snapshot()) this.history.push(before);
+            this.loaded();
+        }
+
+        // ----- layout -----
+        aspect() {
+            const img = this.images && this.images.image;
+            if (img && img.naturalWidth && img.naturalHeight) return img.naturalWidth / img.naturalHeight;
+            return this.out.w / this.out.h;
+        }
+
+        // Sizes the canvas to the stage; true when its size changed.
+        layout() {
+            const avail = this.stage.clientWidth;
+            if (avail <= 0) return false;
+            const s = fitSize(avail, this.aspect(), MAX_CANVAS_H);
+            if (this.ctx && s.w === this.size.w && s.h === this.size.h) return false;
+            this.size = s;
+            this.ctx = sizeCanvas(this.canvas, s.w, s.h);
+            return true;
+        }
+
+        // A new init image (or none).
+        refresh() {
+            if (!isShown(this.stage)) return;
+            this.layout();
+            this.updateStatus();
+            this.render();
+        }
+
+        // True while a gesture is under way: the field is not read meanwhile.
+        busy() {
+            return !!this.op;
+        }
+
+        tick() {
+            if (!this.root.isConnected || !isShown(this.stage)) return; // hidden tab or collapsed accordion
+            let dirty = false;
+            const out = outputSize(this.tab);
+            if (out.w !== this.out.w || out.h !== this.out.h) {
+                this.out = out;
+                dirty = true;
+            }
+            if (this.images) {
+                const img = initImage();
+                this.images.update(img ? img.src : null);
+            }
+            if (!this.busy()) this.readField(false);
+            if (this.layout()) dirty = true;
+            if (this.flashText && Date.now() >= this.flashUntil) {
+                this.flashText = null;
+                this.updateStatus();
+            }
+            if (dirty) this.render();
+        }
+
+        // Clears the canvas and draws the init image, or a grey ground with an optional message.
+        drawBackdrop(ctx, image, message) {
+            const W = this.size.w;
+            const H = this.size.h;
+            ctx.clearRect(0, 0, W, H);
+            if (image) {
+                ctx.drawImage(image, 0, 0, W, H);
+                return;
+            }
+            ctx.fillStyle = "#40444b";
+            ctx.fillRect(0, 0, W, H);
+            if (!message) return;
+            ctx.fillStyle = "rgba(255,255,255,0.6)";
+            ctx.font = "13px sans-serif";
+            ctx.textAlign = "center";
+            ctx.fillText(message, W / 2, H / 2);
+            ctx.textAlign = "start";
+        }
+
+        // The pointer in css pixels from the canvas's top left corner.
+        pointerPx(e) {
+            const rect = this.canvas.getBoundingClientRect();
+            return {x: e.clientX - rect.left, y: e.clientY - rect.top};
+        }
+
+        // ----- commands -----
+        // Drops a shape being drawn, if any: true when that was the undo (or the Esc).
+        dropDraft() {
+            return false;
+        }
+
+        undo() {
+            this.cancelOp();
+            if (this.dropDraft()) return;
+            const s = this.history.undo(this.snapshot());
+            if (s !== null) this.restore(s);
+            this.lastNudge = null;
+        }
+
+        redo() {
+            this.cancelOp();
+            const s = this.history.redo(this.snapshot());
+            if (s !== null) this.restore(s);
+            this.lastNudge = null;
+        }
+
+        // Before a nudge of the shape `key`: quick nudges of one shape make one undo step.
+        nudgeHistory(key) {
+            const now = Date.now();
+            const last = this.lastNudge;
+            if (!(last && last.key === key && now - last.time < NUDGE_MERGE_MS)) this.history.push(this.snapshot());
+            this.lastNudge = {key, time: now};
+        }
+
+        // Arrow keys nudge by this many pixels of the output.
+        nudgeStep(e) {
+            return e.shiftKey ? 8 : 1;
+        }
+
+        // A key the panel handles beyond the common ones; true when handled.
+        panelKey(e) {
+            return false;
+        }
+
+        onKey(e) {
+            if (isTextTarget(e.target)) return; // text controls keep their own keys
+            const sel = this.hasSelection();
+            const arrow = ARROWS.get(e.key);
+            let handled = true;
+            if (isUndoKey(e)) this.undo();
+            else if (isRedoKey(e)) this.redo();
+            else if (e.key === "Delete" || e.key === "Backspace") handled = sel && (this.deleteSelected(), true);
+            else if (e.key === "Escape") handled = this.escape();
+            else if (arrow) {
+                const step = this.nudgeStep(e);
+                handled = sel && (this.nudge(arrow[0] * step, arrow[1] * step), true);
+            } else handled = this.panelKey(e);
+            if (handled) {
+                e.preventDefault();
+                e.stopPropagation();
+            }
+        }
+    }
+
+    // Mounts a panel in each tab whose host and field exist, and again after the WebUI rebuilds its DOM.
+    function mountPanels(panels, tabs, hostPrefix, fieldPrefix, create) {
+        for (const tab of tabs) {
+            const host = byId(hostPrefix + tab);
+            const existing = panels[tab];
+            if (existing && existing.host === host && existing.root.isConnected) continue;
+            if (existing) existing.destroy();
+            delete panels[tab];
+            if (host && fieldTextarea(fieldPrefix + tab)) panels[tab] = create(tab, host);
+        }
+    }
+
+    const RegEditUI = {
         PALETTE, app, byId, fieldTextarea, writeField, outputSize, initImage, ImageTracker, History, clamp, round,
         parseObject, el, isShown, isTextTarget, isUndoKey, isRedoKey, sizeCanvas, fitSize, hexToRgba, drawLabel,
-        watch,
+        watch, Panel, mountPanels,
     };
+    window.RegEditUI = RegEditUI;
 })();

@@ -6,12 +6,10 @@
 
     const TABS = ["txt2img", "img2img"];
     const MAX_REGIONS = 32;
-    const MAX_CANVAS_H = 512;
     const CORNER_PX = 8;
     const EDGE_PX = 5;
     const MIN_DRAW_PX = 4;
     const GRID = 8; // latent grid in image pixels
-    const NUDGE_MERGE_MS = 800;
     const HELP = "Drag on the canvas to draw a box (Shift+drag draws over other boxes). Drag a box to move it, " +
         "its edges or corners to resize it. Delete removes the selected box, arrow keys nudge it (Shift: 8\u00d7), " +
         "Esc deselects, Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z) undo and redo.";
@@ -67,714 +65,559 @@
         return text.length > n ? text.slice(0, n - 1) + "\u2026" : text;
     }
 
-    class RegionCanvas {
-        constructor(tab, host) {
-            const U = window.RegEditUI;
-            this.U = U;
-            this.tab = tab;
-            this.host = host;
-            this.fieldId = "regedit_doc_" + tab;
-            this.base = {};
-            this.regions = [];
-            this.selected = -1;
-            this.history = new U.History(100);
-            this.snap = false;
-            this.lastValue = null;
-            this.fieldError = null;
-            this.size = {w: 0, h: 0};
-            this.out = U.outputSize(tab);
-            this.op = null;
-            this.hover = null;
-            this.lastNudge = null;
-            this.formBefore = null;
-            this.formPushed = false;
-            this.ctx = null;
-            this.images = tab === "img2img" ? new U.ImageTracker(() => this.refresh()) : null;
-            this.build();
-            this.readField(true);
-            this.stopWatch = U.watch(this.stage, () => this.tick(), 500);
-            this.tick();
-        }
+    // The class extends RegEditUI.Panel, so it is made on the first mount (see regedit_common.js).
+    function defineRegionCanvas(Panel) {
+        return class RegionCanvas extends Panel {
+            constructor(tab, host) {
+                super(tab, host, {fieldId: "regedit_doc_" + tab, listKey: "regions", fieldName: "region", shapeName: "box",
+                    initImage: tab === "img2img"});
+                this.regions = [];
+                this.selected = -1;
+                this.snap = false;
+                this.hover = null;
+                this.formBefore = null;
+                this.formPushed = false;
+                this.start();
+            }
 
-        // ----- DOM -----
-        build() {
-            const U = this.U;
-            const el = U.el;
-            this.canvas = el("canvas", {class: "regedit-canvas"});
-            this.stage = el("div", {
-                class: "regedit-stage", tabindex: "0", role: "application",
-                "aria-label": "Region canvas. " + HELP,
-            }, [this.canvas]);
-            const button = (name, label, title, fn) => el("button", {
-                type: "button", class: "regedit-btn", "data-action": name, title, text: label, onclick: fn,
-            });
-            this.buttons = {
-                undo: button("undo", "\u21b6 Undo", "Undo (Ctrl+Z)", () => this.undo()),
-                redo: button("redo", "\u21b7 Redo", "Redo (Ctrl+Y or Ctrl+Shift+Z)", () => this.redo()),
-                delete: button("delete", "Delete box", "Delete the selected box (Delete)", () => this.deleteSelected()),
-                clear: button("clear", "Clear all", "Remove every box", () => this.clear()),
-            };
-            this.snapBox = el("input", {type: "checkbox", class: "regedit-snap", "data-role": "snap"});
-            this.snapBox.addEventListener("change", () => {
-                this.snap = this.snapBox.checked;
+            // ----- DOM -----
+            build() {
+                const el = this.U.el;
+                this.makeStage("Region canvas. " + HELP);
+                this.buttons = Object.assign(this.historyButtons(), {
+                    delete: this.button("delete", "Delete box", "Delete the selected box (Delete)", () => this.deleteSelected()),
+                    clear: this.button("clear", "Clear all", "Remove every box", () => this.clear()),
+                });
+                this.snapBox = el("input", {type: "checkbox", class: "regedit-snap", "data-role": "snap"});
+                this.snapBox.addEventListener("change", () => {
+                    this.snap = this.snapBox.checked;
+                    this.render();
+                });
+                const snapLabel = el("label", {class: "regedit-check", title: "Snap box edges to the 8-pixel latent grid"},
+                    [this.snapBox, document.createTextNode(" Snap to 8 px grid")]);
+                const toolbar = el("div", {class: "regedit-toolbar"}, [
+                    this.buttons.undo, this.buttons.redo, this.buttons.delete, this.buttons.clear, snapLabel]);
+
+                this.chips = el("div", {class: "regedit-chips"});
+                this.form = this.buildForm();
+                this.emptyNote = el("div", {class: "regedit-empty", text: "Select a box, or drag on the canvas to draw one."});
+                const side = el("div", {class: "regedit-side"}, [this.chips, this.emptyNote, this.form]);
+                const body = el("div", {class: "regedit-body"}, [this.stage, side]);
+                this.mountRoot("regedit-region-panel", [toolbar, body], HELP);
+            }
+
+            buildForm() {
+                const el = this.U.el;
+                const row = (label, control, hint) => el("label", {class: "regedit-row"},
+                    [el("span", {class: "regedit-row-label", text: label, title: hint || ""}), control]);
+                this.fields = {
+                    prompt: el("textarea", {rows: "3", "data-key": "prompt", placeholder: "what goes in this box"}),
+                    negative_prompt: el("textarea", {rows: "2", "data-key": "negative_prompt",
+                        placeholder: "negative prompt inside this box (optional)"}),
+                    weight: el("input", {type: "number", "data-key": "weight", min: "0.05", max: "10", step: "0.05"}),
+                    feather: el("input", {type: "number", "data-key": "feather", min: "0", max: "0.5", step: "0.01"}),
+                    role: el("select", {"data-key": "role"}, [
+                        el("option", {value: "object", text: "object"}),
+                        el("option", {value: "background", text: "background (prompt for the rest)"}),
+                    ]),
+                    keywords: el("input", {type: "text", "data-key": "keywords", placeholder: "comma-separated (optional)"}),
+                    edit: el("select", {"data-key": "edit"}, [
+                        el("option", {value: "inherent", text: "keep (in both images)"}),
+                        el("option", {value: "add", text: "add (target only)"}),
+                        el("option", {value: "remove", text: "remove (source only)"}),
+                        el("option", {value: "change", text: "change (to the target prompt)"}),
+                    ]),
+                    target_prompt: el("textarea", {rows: "2", "data-key": "target_prompt",
+                        placeholder: "what this box shows in the edited image"}),
+                };
+                this.targetRow = row("Target prompt", this.fields.target_prompt,
+                    "the changed box's prompt in the edited image");
+                this.formTitle = el("div", {class: "regedit-form-title"});
+                const form = el("div", {class: "regedit-form"}, [
+                    this.formTitle,
+                    row("Prompt", this.fields.prompt),
+                    row("Negative prompt", this.fields.negative_prompt),
+                    el("div", {class: "regedit-row-pair"}, [
+                        row("Weight", this.fields.weight, "how strongly this box's prompt counts (> 0, at most 10)"),
+                        row("Feather", this.fields.feather, "soft edge width as a fraction of the image (0 to 0.5)"),
+                    ]),
+                    row("Role", this.fields.role, "a background region's prompt is used outside the boxes"),
+                    row("Keywords", this.fields.keywords, "words to sharpen in this box (keyword selection)"),
+                    row("Edit", this.fields.edit, "an edit role makes a pair in txt2img: the source image and the " +
+                        "edited one, where this box's object is added, removed or changed and the rest stays"),
+                    this.targetRow,
+                ]);
+                form.addEventListener("focusin", () => {
+                    this.formBefore = this.snapshot();
+                    this.formPushed = false;
+                });
+                form.addEventListener("focusout", () => {
+                    this.formBefore = null;
+                });
+                for (const [key, control] of Object.entries(this.fields)) {
+                    control.addEventListener(key === "role" || key === "edit" ? "change" : "input", () => this.onFormInput(key, control));
+                    control.addEventListener("change", () => this.updateForm(true));
+                    control.addEventListener("keydown", (e) => {
+                        if (e.key === "Escape") {
+                            control.blur();
+                            this.stage.focus({preventScroll: true});
+                            e.stopPropagation();
+                        }
+                    });
+                }
+                return form;
+            }
+
+            onFormInput(key, control) {
+                const r = this.regions[this.selected];
+                if (!r) return;
+                let value = control.value;
+                let ok = true;
+                if (key === "weight" || key === "feather") {
+                    value = parseFloat(value);
+                    const hi = key === "weight" ? 10 : 0.5;
+                    ok = isFinite(value) && (key === "weight" ? value > 0 : value >= 0) && value <= hi;
+                } else if (key === "keywords") {
+                    value = value.split(",").map((s) => s.trim()).filter(Boolean);
+                }
+                control.classList.toggle("regedit-invalid", !ok);
+                if (!ok) return;
+                if (!this.formPushed) {
+                    this.history.push(this.formBefore || this.snapshot());
+                    this.formPushed = true;
+                }
+                r[key] = value;
+                this.commit();
+            }
+
+            updateForm(force) {
+                const r = this.regions[this.selected];
+                this.form.style.display = r ? "" : "none";
+                this.emptyNote.style.display = r ? "none" : "";
+                this.buttons.delete.disabled = !r;
+                this.buttons.undo.disabled = !this.history.canUndo;
+                this.buttons.redo.disabled = !this.history.canRedo;
+                this.buttons.clear.disabled = !this.regions.length;
+                this.updateChips();
+                if (!r) return;
+                const colour = this.colour(this.selected);
+                this.formTitle.textContent = "Box " + (this.selected + 1) + "  \u00b7  regions[" + this.selected + "]";
+                this.formTitle.style.borderColor = colour;
+                const values = {
+                    prompt: r.prompt, negative_prompt: r.negative_prompt, weight: String(r.weight),
+                    feather: String(r.feather), role: r.role === "background" ? "background" : "object",
+                    keywords: (r.keywords || []).join(", "),
+                    edit: EDITS.indexOf(r.edit) >= 0 ? r.edit : "inherent",
+                    target_prompt: r.target_prompt || "",
+                };
+                this.targetRow.style.display = values.edit === "change" ? "" : "none";
+                for (const [key, control] of Object.entries(this.fields)) {
+                    if (!force && document.activeElement === control) continue;
+                    if (control.value !== values[key]) control.value = values[key];
+                    control.classList.remove("regedit-invalid");
+                }
+            }
+
+            updateChips() {
+                const el = this.U.el;
+                this.chips.textContent = "";
+                this.regions.forEach((r, i) => {
+                    const chip = el("button", {
+                        type: "button", class: "regedit-chip" + (i === this.selected ? " selected" : ""),
+                        "data-index": String(i), title: r.prompt || "no prompt yet",
+                        text: String(i + 1) + (r.role === "background" ? " bg" : "") + (EDIT_MARKS[r.edit] || ""),
+                        onclick: () => this.select(i === this.selected ? -1 : i),
+                    });
+                    chip.style.setProperty("--regedit-colour", this.colour(i));
+                    this.chips.appendChild(chip);
+                });
+            }
+
+            statusParts() {
+                const parts = [];
+                parts.push(this.regions.length + (this.regions.length === 1 ? " box" : " boxes") + " on " +
+                    this.out.w + "\u00d7" + this.out.h + " px");
+                const r = this.regions[this.selected];
+                if (r) {
+                    const px = (v, n) => Math.round(v * n);
+                    parts.push("box " + (this.selected + 1) + ": " + px(r.x, this.out.w) + "," + px(r.y, this.out.h) +
+                        "  " + px(r.w, this.out.w) + "\u00d7" + px(r.h, this.out.h) + " px");
+                }
+                const empty = this.regions.map((r, i) => (r.role !== "background" && !r.prompt.trim()) ? i + 1 : 0)
+                    .filter(Boolean);
+                if (empty.length) parts.push("needs a prompt: box " + empty.join(", "));
+                const untargeted = this.regions.map((r, i) => (r.edit === "change" && !(r.target_prompt || "").trim())
+                    ? i + 1 : 0).filter(Boolean);
+                if (untargeted.length) parts.push("needs a target prompt: box " + untargeted.join(", "));
+                if (this.regions.some((r) => r.edit && r.edit !== "inherent")) {
+                    parts.push("edit pair: txt2img makes the source and the edited image");
+                }
+                const img = this.images && this.images.image;
+                if (img) parts.push("drawn over the " + img.naturalWidth + "\u00d7" + img.naturalHeight + " init image");
+                else if (this.images) parts.push("no init image yet");
+                return parts;
+            }
+
+            // ----- the hidden field -----
+            snapshot() {
+                return JSON.stringify(this.regions);
+            }
+
+            restore(snapshot) {
+                this.regions = JSON.parse(snapshot);
+                if (this.selected >= this.regions.length) this.selected = -1;
+                this.commit(true);
+            }
+
+            serialise() {
+                return this.documentText({prompt: ""}, this.regions.map(serialiseRegion));
+            }
+
+            shapeCount() {
+                return this.regions.length;
+            }
+
+            // Writes the document to the field, redraws, refreshes the side panel.
+            commit(refreshForm) {
+                this.writeDocument();
                 this.render();
-            });
-            const snapLabel = el("label", {class: "regedit-check", title: "Snap box edges to the 8-pixel latent grid"},
-                [this.snapBox, document.createTextNode(" Snap to 8 px grid")]);
-            this.status = el("div", {class: "regedit-status", "aria-live": "polite"});
-            const toolbar = el("div", {class: "regedit-toolbar"}, [
-                this.buttons.undo, this.buttons.redo, this.buttons.delete, this.buttons.clear, snapLabel]);
+                this.updateForm(!!refreshForm);
+            }
 
-            this.chips = el("div", {class: "regedit-chips"});
-            this.form = this.buildForm();
-            this.emptyNote = el("div", {class: "regedit-empty", text: "Select a box, or drag on the canvas to draw one."});
-            const side = el("div", {class: "regedit-side"}, [this.chips, this.emptyNote, this.form]);
-            const body = el("div", {class: "regedit-body"}, [this.stage, side]);
-            const hint = el("div", {class: "regedit-hint", text: HELP});
-            this.root = el("div", {class: "regedit-panel regedit-region-panel", "data-tab": this.tab},
-                [toolbar, body, this.status, hint]);
-            this.host.appendChild(this.root);
+            load(obj) {
+                const raw = Array.isArray(obj.regions) ? obj.regions : [];
+                this.regions = raw.filter((r) => r && typeof r === "object" && !Array.isArray(r)).map(normalise);
+                return null;
+            }
 
-            this.canvas.addEventListener("pointerdown", (e) => this.onPointerDown(e));
-            this.canvas.addEventListener("pointermove", (e) => this.onPointerMove(e));
-            this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
-            this.canvas.addEventListener("pointercancel", () => this.cancelOp());
-            this.canvas.addEventListener("pointerleave", () => {
+            loaded() {
+                if (this.selected >= this.regions.length) this.selected = -1;
+                this.render();
+                this.updateForm(true);
+            }
+
+            // ----- geometry -----
+            snapTo(v, n) {
+                v = this.U.clamp(v, 0, 1);
+                if (!this.snap) return v;
+                const g = GRID / n;
+                return this.U.clamp(Math.round(v / g) * g, 0, 1);
+            }
+
+            boxPx(r) {
+                return {x: r.x * this.size.w, y: r.y * this.size.h, w: r.w * this.size.w, h: r.h * this.size.h};
+            }
+
+            hitTest(p, drawOnly) {
+                if (drawOnly) return null;
+                const order = [];
+                if (this.selected >= 0) order.push(this.selected);
+                for (let i = this.regions.length - 1; i >= 0; i--) if (i !== this.selected) order.push(i);
+                for (const i of order) {
+                    const r = this.regions[i];
+                    const b = this.boxPx(r);
+                    const near = (a, v, t) => Math.abs(a - v) <= t;
+                    const l = b.x, rr = b.x + b.w, t = b.y, bt = b.y + b.h;
+                    // Small boxes get smaller grab zones, so that their inside still moves them.
+                    const small = Math.min(b.w, b.h);
+                    const cornerPx = Math.min(CORNER_PX, Math.max(3, small / 4));
+                    const edgePx = Math.min(EDGE_PX, Math.max(2, small / 5));
+                    const corners = [["nw", l, t], ["ne", rr, t], ["sw", l, bt], ["se", rr, bt]];
+                    for (const [mode, cx, cy] of corners) {
+                        if (near(p.x, cx, cornerPx) && near(p.y, cy, cornerPx)) return {index: i, mode};
+                    }
+                    const inY = p.y >= t - edgePx && p.y <= bt + edgePx;
+                    const inX = p.x >= l - edgePx && p.x <= rr + edgePx;
+                    if (inY && near(p.x, l, edgePx)) return {index: i, mode: "w"};
+                    if (inY && near(p.x, rr, edgePx)) return {index: i, mode: "e"};
+                    if (inX && near(p.y, t, edgePx)) return {index: i, mode: "n"};
+                    if (inX && near(p.y, bt, edgePx)) return {index: i, mode: "s"};
+                    // A background region covers what the boxes do not: only its edges are handles.
+                    if (r.role !== "background" && p.x > l && p.x < rr && p.y > t && p.y < bt) return {index: i, mode: "move"};
+                }
+                return null;
+            }
+
+            // ----- pointer -----
+            onPointerDown(e) {
+                const p = this.pointerPx(e);
+                const hit = this.hitTest(p, e.shiftKey);
+                const before = this.snapshot();
+                if (hit) {
+                    this.select(hit.index);
+                    this.op = {kind: hit.mode, index: hit.index, start: p, orig: Object.assign({}, this.regions[hit.index]),
+                        before, changed: false};
+                } else {
+                    if (this.regions.length >= MAX_REGIONS) {
+                        this.status.textContent = "At most " + MAX_REGIONS + " boxes; delete one to draw another.";
+                        return;
+                    }
+                    this.op = {kind: "draw", start: p, cur: p, before};
+                }
+                this.canvas.setPointerCapture(e.pointerId);
+                e.preventDefault();
+            }
+
+            onPointerMove(e) {
+                const p = this.pointerPx(e);
+                const op = this.op;
+                if (!op) {
+                    const hit = this.hitTest(p, e.shiftKey);
+                    const cursors = {move: "move", n: "ns-resize", s: "ns-resize", e: "ew-resize", w: "ew-resize",
+                        nw: "nwse-resize", se: "nwse-resize", ne: "nesw-resize", sw: "nesw-resize"};
+                    this.canvas.style.cursor = hit ? cursors[hit.mode] : "crosshair";
+                    this.hover = hit;
+                    return;
+                }
+                const U = this.U;
+                const W = this.size.w;
+                const H = this.size.h;
+                if (op.kind === "draw") {
+                    op.cur = p;
+                    this.render();
+                    return;
+                }
+                const dx = (p.x - op.start.x) / W;
+                const dy = (p.y - op.start.y) / H;
+                const o = op.orig;
+                const r = this.regions[op.index];
+                if (op.kind === "move") {
+                    let x = U.clamp(o.x + dx, 0, 1 - o.w);
+                    let y = U.clamp(o.y + dy, 0, 1 - o.h);
+                    if (this.snap) {
+                        x = U.clamp(this.snapTo(x, this.out.w), 0, 1 - o.w);
+                        y = U.clamp(this.snapTo(y, this.out.h), 0, 1 - o.h);
+                    }
+                    r.x = x;
+                    r.y = y;
+                } else {
+                    const minW = this.snap ? GRID / this.out.w : MIN_DRAW_PX / W;
+                    const minH = this.snap ? GRID / this.out.h : MIN_DRAW_PX / H;
+                    let l = o.x;
+                    let rt = o.x + o.w;
+                    let t = o.y;
+                    let b = o.y + o.h;
+                    if (op.kind.includes("w")) l = U.clamp(this.snapTo(o.x + dx, this.out.w), 0, rt - minW);
+                    if (op.kind.includes("e")) rt = U.clamp(this.snapTo(o.x + o.w + dx, this.out.w), l + minW, 1);
+                    if (op.kind.includes("n")) t = U.clamp(this.snapTo(o.y + dy, this.out.h), 0, b - minH);
+                    if (op.kind.includes("s")) b = U.clamp(this.snapTo(o.y + o.h + dy, this.out.h), t + minH, 1);
+                    r.x = l;
+                    r.y = t;
+                    r.w = rt - l;
+                    r.h = b - t;
+                }
+                op.changed = op.changed || r.x !== o.x || r.y !== o.y || r.w !== o.w || r.h !== o.h;
+                this.render();
+            }
+
+            onPointerUp(e) {
+                const op = this.op;
+                if (!op) return;
+                this.op = null;
+                if (op.kind === "draw") {
+                    const p = this.pointerPx(e);
+                    const box = this.drawnBox(op.start, p);
+                    if (!box) {
+                        this.select(-1);
+                        this.render();
+                        return;
+                    }
+                    this.history.push(op.before);
+                    this.regions.push(Object.assign(box, defaults()));
+                    this.selected = this.regions.length - 1;
+                    this.commit(true);
+                    return;
+                }
+                if (op.changed) {
+                    this.history.push(op.before);
+                    this.commit(true);
+                } else {
+                    this.render();
+                }
+            }
+
+            cancelOp() {
+                const op = this.op;
+                if (!op) return false;
+                this.op = null;
+                if (op.kind !== "draw") Object.assign(this.regions[op.index], op.orig);
+                this.render();
+                return true;
+            }
+
+            onPointerLeave() {
                 if (!this.op && this.hover) {
                     this.hover = null;
                     this.canvas.style.cursor = "crosshair";
                 }
-            });
-            this.root.addEventListener("keydown", (e) => this.onKey(e));
-        }
-
-        buildForm() {
-            const el = this.U.el;
-            const row = (label, control, hint) => el("label", {class: "regedit-row"},
-                [el("span", {class: "regedit-row-label", text: label, title: hint || ""}), control]);
-            this.fields = {
-                prompt: el("textarea", {rows: "3", "data-key": "prompt", placeholder: "what goes in this box"}),
-                negative_prompt: el("textarea", {rows: "2", "data-key": "negative_prompt",
-                    placeholder: "negative prompt inside this box (optional)"}),
-                weight: el("input", {type: "number", "data-key": "weight", min: "0.05", max: "10", step: "0.05"}),
-                feather: el("input", {type: "number", "data-key": "feather", min: "0", max: "0.5", step: "0.01"}),
-                role: el("select", {"data-key": "role"}, [
-                    el("option", {value: "object", text: "object"}),
-                    el("option", {value: "background", text: "background (prompt for the rest)"}),
-                ]),
-                keywords: el("input", {type: "text", "data-key": "keywords", placeholder: "comma-separated (optional)"}),
-                edit: el("select", {"data-key": "edit"}, [
-                    el("option", {value: "inherent", text: "keep (in both images)"}),
-                    el("option", {value: "add", text: "add (target only)"}),
-                    el("option", {value: "remove", text: "remove (source only)"}),
-                    el("option", {value: "change", text: "change (to the target prompt)"}),
-                ]),
-                target_prompt: el("textarea", {rows: "2", "data-key": "target_prompt",
-                    placeholder: "what this box shows in the edited image"}),
-            };
-            this.targetRow = row("Target prompt", this.fields.target_prompt,
-                "the changed box's prompt in the edited image");
-            this.formTitle = el("div", {class: "regedit-form-title"});
-            const form = el("div", {class: "regedit-form"}, [
-                this.formTitle,
-                row("Prompt", this.fields.prompt),
-                row("Negative prompt", this.fields.negative_prompt),
-                el("div", {class: "regedit-row-pair"}, [
-                    row("Weight", this.fields.weight, "how strongly this box's prompt counts (> 0, at most 10)"),
-                    row("Feather", this.fields.feather, "soft edge width as a fraction of the image (0 to 0.5)"),
-                ]),
-                row("Role", this.fields.role, "a background region's prompt is used outside the boxes"),
-                row("Keywords", this.fields.keywords, "words to sharpen in this box (keyword selection)"),
-                row("Edit", this.fields.edit, "an edit role makes a pair in txt2img: the source image and the " +
-                    "edited one, where this box's object is added, removed or changed and the rest stays"),
-                this.targetRow,
-            ]);
-            form.addEventListener("focusin", () => {
-                this.formBefore = this.snapshot();
-                this.formPushed = false;
-            });
-            form.addEventListener("focusout", () => {
-                this.formBefore = null;
-            });
-            for (const [key, control] of Object.entries(this.fields)) {
-                control.addEventListener(key === "role" || key === "edit" ? "change" : "input", () => this.onFormInput(key, control));
-                control.addEventListener("change", () => this.updateForm(true));
-                control.addEventListener("keydown", (e) => {
-                    if (e.key === "Escape") {
-                        control.blur();
-                        this.stage.focus({preventScroll: true});
-                        e.stopPropagation();
-                    }
-                });
             }
-            return form;
-        }
 
-        onFormInput(key, control) {
-            const r = this.regions[this.selected];
-            if (!r) return;
-            let value = control.value;
-            let ok = true;
-            if (key === "weight" || key === "feather") {
-                value = parseFloat(value);
-                const hi = key === "weight" ? 10 : 0.5;
-                ok = isFinite(value) && (key === "weight" ? value > 0 : value >= 0) && value <= hi;
-            } else if (key === "keywords") {
-                value = value.split(",").map((s) => s.trim()).filter(Boolean);
+            // The box spanned by two points (css px), snapped, or null when it is too small to be meant.
+            drawnBox(a, b) {
+                const W = this.size.w;
+                const H = this.size.h;
+                if (Math.abs(a.x - b.x) < MIN_DRAW_PX || Math.abs(a.y - b.y) < MIN_DRAW_PX) return null;
+                let x0 = this.snapTo(Math.min(a.x, b.x) / W, this.out.w);
+                let x1 = this.snapTo(Math.max(a.x, b.x) / W, this.out.w);
+                let y0 = this.snapTo(Math.min(a.y, b.y) / H, this.out.h);
+                let y1 = this.snapTo(Math.max(a.y, b.y) / H, this.out.h);
+                if (x1 <= x0) x1 = Math.min(1, x0 + GRID / this.out.w);
+                if (x1 <= x0) x0 = x1 - GRID / this.out.w;
+                if (y1 <= y0) y1 = Math.min(1, y0 + GRID / this.out.h);
+                if (y1 <= y0) y0 = y1 - GRID / this.out.h;
+                return {x: x0, y: y0, w: x1 - x0, h: y1 - y0};
             }
-            control.classList.toggle("regedit-invalid", !ok);
-            if (!ok) return;
-            if (!this.formPushed) {
-                this.history.push(this.formBefore || this.snapshot());
-                this.formPushed = true;
+
+            // ----- commands -----
+            select(i) {
+                if (i === this.selected) return;
+                this.selected = i;
+                this.lastNudge = null;
+                this.render();
+                this.updateForm(true);
             }
-            r[key] = value;
-            this.commit();
-        }
 
-        updateForm(force) {
-            const r = this.regions[this.selected];
-            this.form.style.display = r ? "" : "none";
-            this.emptyNote.style.display = r ? "none" : "";
-            this.buttons.delete.disabled = !r;
-            this.buttons.undo.disabled = !this.history.canUndo;
-            this.buttons.redo.disabled = !this.history.canRedo;
-            this.buttons.clear.disabled = !this.regions.length;
-            this.updateChips();
-            if (!r) return;
-            const colour = this.colour(this.selected);
-            this.formTitle.textContent = "Box " + (this.selected + 1) + "  \u00b7  regions[" + this.selected + "]";
-            this.formTitle.style.borderColor = colour;
-            const values = {
-                prompt: r.prompt, negative_prompt: r.negative_prompt, weight: String(r.weight),
-                feather: String(r.feather), role: r.role === "background" ? "background" : "object",
-                keywords: (r.keywords || []).join(", "),
-                edit: EDITS.indexOf(r.edit) >= 0 ? r.edit : "inherent",
-                target_prompt: r.target_prompt || "",
-            };
-            this.targetRow.style.display = values.edit === "change" ? "" : "none";
-            for (const [key, control] of Object.entries(this.fields)) {
-                if (!force && document.activeElement === control) continue;
-                if (control.value !== values[key]) control.value = values[key];
-                control.classList.remove("regedit-invalid");
+            deleteSelected() {
+                if (this.selected < 0) return;
+                this.history.push(this.snapshot());
+                this.regions.splice(this.selected, 1);
+                this.selected = -1;
+                this.commit(true);
             }
-        }
 
-        updateChips() {
-            const el = this.U.el;
-            this.chips.textContent = "";
-            this.regions.forEach((r, i) => {
-                const chip = el("button", {
-                    type: "button", class: "regedit-chip" + (i === this.selected ? " selected" : ""),
-                    "data-index": String(i), title: r.prompt || "no prompt yet",
-                    text: String(i + 1) + (r.role === "background" ? " bg" : "") + (EDIT_MARKS[r.edit] || ""),
-                    onclick: () => this.select(i === this.selected ? -1 : i),
-                });
-                chip.style.setProperty("--regedit-colour", this.colour(i));
-                this.chips.appendChild(chip);
-            });
-        }
-
-        updateStatus() {
-            const parts = [];
-            if (this.fieldError) parts.push("The region field: " + this.fieldError + "; drawing a box replaces it.");
-            parts.push(this.regions.length + (this.regions.length === 1 ? " box" : " boxes") + " on " +
-                this.out.w + "\u00d7" + this.out.h + " px");
-            const r = this.regions[this.selected];
-            if (r) {
-                const px = (v, n) => Math.round(v * n);
-                parts.push("box " + (this.selected + 1) + ": " + px(r.x, this.out.w) + "," + px(r.y, this.out.h) +
-                    "  " + px(r.w, this.out.w) + "\u00d7" + px(r.h, this.out.h) + " px");
+            clear() {
+                if (!this.regions.length) return;
+                this.history.push(this.snapshot());
+                this.regions = [];
+                this.selected = -1;
+                this.commit(true);
             }
-            const empty = this.regions.map((r, i) => (r.role !== "background" && !r.prompt.trim()) ? i + 1 : 0)
-                .filter(Boolean);
-            if (empty.length) parts.push("needs a prompt: box " + empty.join(", "));
-            const untargeted = this.regions.map((r, i) => (r.edit === "change" && !(r.target_prompt || "").trim())
-                ? i + 1 : 0).filter(Boolean);
-            if (untargeted.length) parts.push("needs a target prompt: box " + untargeted.join(", "));
-            if (this.regions.some((r) => r.edit && r.edit !== "inherent")) {
-                parts.push("edit pair: txt2img makes the source and the edited image");
+
+            nudge(dxPx, dyPx) {
+                const r = this.regions[this.selected];
+                if (!r) return;
+                this.nudgeHistory(this.selected);
+                r.x = this.U.clamp(r.x + dxPx / this.out.w, 0, 1 - r.w);
+                r.y = this.U.clamp(r.y + dyPx / this.out.h, 0, 1 - r.h);
+                this.commit(true);
             }
-            const img = this.images && this.images.image;
-            if (img) parts.push("drawn over the " + img.naturalWidth + "\u00d7" + img.naturalHeight + " init image");
-            else if (this.images) parts.push("no init image yet");
-            this.status.textContent = parts.join("  \u2502  ");
-            this.status.classList.toggle("regedit-warn", !!this.fieldError);
-        }
 
-        colour(i) {
-            return this.U.PALETTE[i % this.U.PALETTE.length];
-        }
-
-        // ----- the hidden field -----
-        snapshot() {
-            return JSON.stringify(this.regions);
-        }
-
-        restore(snapshot) {
-            this.regions = JSON.parse(snapshot);
-            if (this.selected >= this.regions.length) this.selected = -1;
-            this.commit(true);
-        }
-
-        serialise() {
-            const extra = Object.keys(this.base).filter((k) => k !== "version");
-            if (!this.regions.length && !extra.length) return "";
-            const doc = Object.assign({prompt: ""}, this.base);
-            doc.regions = this.regions.map(serialiseRegion);
-            return JSON.stringify(doc);
-        }
-
-        // Writes the document to the field, redraws, refreshes the side panel.
-        commit(refreshForm) {
-            const field = this.U.fieldTextarea(this.fieldId);
-            const value = this.serialise();
-            this.lastValue = value;
-            this.fieldError = null;
-            if (field) this.U.writeField(field, value);
-            this.enableOnFirstBox();
-            this.render();
-            this.updateForm(!!refreshForm);
-        }
-
-        // Drawing the first box ticks "Enable region prompts" (once: a later untick is respected).
-        enableOnFirstBox() {
-            const count = this.regions.length;
-            if (count > 0 && !this.hadRegions) {
-                const box = this.U.app().querySelector(`#regedit_enable_${this.tab} input[type=checkbox]`);
-                if (box && !box.checked) box.click();
+            hasSelection() {
+                return this.selected >= 0;
             }
-            this.hadRegions = count > 0;
-        }
 
-        readField(initial) {
-            const field = this.U.fieldTextarea(this.fieldId);
-            if (!field || field.value === this.lastValue) return;
-            this.lastValue = field.value;
-            const parsed = this.U.parseObject(field.value);
-            if (!parsed.ok) {
-                this.fieldError = parsed.error;
+            // Esc: stop the gesture, else deselect.
+            escape() {
+                return this.cancelOp() || (this.selected >= 0 && (this.select(-1), true));
+            }
+
+            // On the latent grid, arrow keys nudge by its cells.
+            nudgeStep(e) {
+                return (this.snap ? GRID : 1) * super.nudgeStep(e);
+            }
+
+            // ----- drawing -----
+            render() {
+                const ctx = this.ctx;
                 this.updateStatus();
-                return;
+                if (!ctx) return;
+                const U = this.U;
+                const W = this.size.w;
+                const H = this.size.h;
+                this.drawBackdrop(ctx, this.images && this.images.image,
+                    this.images && "Load an init image above; boxes follow the output size meanwhile.");
+                this.drawGrid(ctx, W, H);
+                this.regions.forEach((r, i) => {
+                    if (i !== this.selected) this.drawBox(ctx, r, i, false);
+                });
+                if (this.regions[this.selected]) this.drawBox(ctx, this.regions[this.selected], this.selected, true);
+                const op = this.op;
+                if (op && op.kind === "draw") {
+                    const box = this.drawnBox(op.start, op.cur);
+                    if (box) {
+                        const b = this.boxPx(box);
+                        ctx.setLineDash([5, 4]);
+                        ctx.strokeStyle = "#fff";
+                        ctx.lineWidth = 1.5;
+                        ctx.strokeRect(b.x + 0.5, b.y + 0.5, b.w - 1, b.h - 1);
+                        ctx.setLineDash([]);
+                        ctx.fillStyle = U.hexToRgba(this.colour(this.regions.length), 0.2);
+                        ctx.fillRect(b.x, b.y, b.w, b.h);
+                    }
+                }
             }
-            this.fieldError = null;
-            const obj = parsed.value || {};
-            const before = this.snapshot();
-            this.base = Object.assign({}, obj);
-            delete this.base.regions;
-            const raw = Array.isArray(obj.regions) ? obj.regions : [];
-            this.regions = raw.filter((r) => r && typeof r === "object" && !Array.isArray(r)).map(normalise);
-            if (!initial && before !== this.snapshot()) this.history.push(before);
-            if (this.selected >= this.regions.length) this.selected = -1;
-            this.hadRegions = this.regions.length > 0;  // loaded, not drawn: leave "Enable" as it is
-            this.render();
-            this.updateForm(true);
-        }
 
-        // ----- layout -----
-        aspect() {
-            const img = this.images && this.images.image;
-            if (img && img.naturalWidth && img.naturalHeight) return img.naturalWidth / img.naturalHeight;
-            return this.out.w / this.out.h;
-        }
-
-        layout() {
-            const avail = this.stage.clientWidth;
-            if (avail <= 0) return false;
-            const s = this.U.fitSize(avail, this.aspect(), MAX_CANVAS_H);
-            if (this.ctx && s.w === this.size.w && s.h === this.size.h) return false;
-            this.size = s;
-            this.ctx = this.U.sizeCanvas(this.canvas, s.w, s.h);
-            return true;
-        }
-
-        refresh() {
-            if (!this.U.isShown(this.stage)) return;
-            this.layout();
-            this.render();
-        }
-
-        tick() {
-            if (!this.root.isConnected || !this.U.isShown(this.stage)) return; // hidden tab or collapsed accordion
-            let dirty = false;
-            const out = this.U.outputSize(this.tab);
-            if (out.w !== this.out.w || out.h !== this.out.h) {
-                this.out = out;
-                dirty = true;
+            drawGrid(ctx, W, H) {
+                if (!this.snap) return;
+                let step = GRID;
+                while (step * W / this.out.w < 6) step *= 2;
+                ctx.strokeStyle = "rgba(255,255,255,0.12)";
+                ctx.lineWidth = 1;
+                ctx.beginPath();
+                for (let x = step; x < this.out.w; x += step) {
+                    const px = Math.round(x * W / this.out.w) + 0.5;
+                    ctx.moveTo(px, 0);
+                    ctx.lineTo(px, H);
+                }
+                for (let y = step; y < this.out.h; y += step) {
+                    const py = Math.round(y * H / this.out.h) + 0.5;
+                    ctx.moveTo(0, py);
+                    ctx.lineTo(W, py);
+                }
+                ctx.stroke();
             }
-            if (this.images) {
-                const img = this.U.initImage();
-                this.images.update(img ? img.src : null);
-            }
-            if (!this.op) this.readField(false);
-            if (this.layout()) dirty = true;
-            if (dirty) this.render();
-        }
 
-        // ----- geometry -----
-        pointer(e) {
-            const rect = this.canvas.getBoundingClientRect();
-            return {x: e.clientX - rect.left, y: e.clientY - rect.top};
-        }
-
-        snapTo(v, n) {
-            v = this.U.clamp(v, 0, 1);
-            if (!this.snap) return v;
-            const g = GRID / n;
-            return this.U.clamp(Math.round(v / g) * g, 0, 1);
-        }
-
-        boxPx(r) {
-            return {x: r.x * this.size.w, y: r.y * this.size.h, w: r.w * this.size.w, h: r.h * this.size.h};
-        }
-
-        hitTest(p, drawOnly) {
-            if (drawOnly) return null;
-            const order = [];
-            if (this.selected >= 0) order.push(this.selected);
-            for (let i = this.regions.length - 1; i >= 0; i--) if (i !== this.selected) order.push(i);
-            for (const i of order) {
-                const r = this.regions[i];
+            drawBox(ctx, r, i, selected) {
+                const U = this.U;
+                const colour = this.colour(i);
                 const b = this.boxPx(r);
-                const near = (a, v, t) => Math.abs(a - v) <= t;
-                const l = b.x, rr = b.x + b.w, t = b.y, bt = b.y + b.h;
-                // Small boxes get smaller grab zones, so that their inside still moves them.
-                const small = Math.min(b.w, b.h);
-                const cornerPx = Math.min(CORNER_PX, Math.max(3, small / 4));
-                const edgePx = Math.min(EDGE_PX, Math.max(2, small / 5));
-                const corners = [["nw", l, t], ["ne", rr, t], ["sw", l, bt], ["se", rr, bt]];
-                for (const [mode, cx, cy] of corners) {
-                    if (near(p.x, cx, cornerPx) && near(p.y, cy, cornerPx)) return {index: i, mode};
-                }
-                const inY = p.y >= t - edgePx && p.y <= bt + edgePx;
-                const inX = p.x >= l - edgePx && p.x <= rr + edgePx;
-                if (inY && near(p.x, l, edgePx)) return {index: i, mode: "w"};
-                if (inY && near(p.x, rr, edgePx)) return {index: i, mode: "e"};
-                if (inX && near(p.y, t, edgePx)) return {index: i, mode: "n"};
-                if (inX && near(p.y, bt, edgePx)) return {index: i, mode: "s"};
-                // A background region covers what the boxes do not: only its edges are handles.
-                if (r.role !== "background" && p.x > l && p.x < rr && p.y > t && p.y < bt) return {index: i, mode: "move"};
-            }
-            return null;
-        }
-
-        // ----- pointer -----
-        onPointerDown(e) {
-            if (e.button !== 0 || !this.ctx) return;
-            this.stage.focus({preventScroll: true});
-            const p = this.pointer(e);
-            const hit = this.hitTest(p, e.shiftKey);
-            const before = this.snapshot();
-            if (hit) {
-                this.select(hit.index);
-                this.op = {kind: hit.mode, index: hit.index, start: p, orig: Object.assign({}, this.regions[hit.index]),
-                    before, changed: false};
-            } else {
-                if (this.regions.length >= MAX_REGIONS) {
-                    this.status.textContent = "At most " + MAX_REGIONS + " boxes; delete one to draw another.";
-                    return;
-                }
-                this.op = {kind: "draw", start: p, cur: p, before};
-            }
-            this.canvas.setPointerCapture(e.pointerId);
-            e.preventDefault();
-        }
-
-        onPointerMove(e) {
-            const p = this.pointer(e);
-            const op = this.op;
-            if (!op) {
-                const hit = this.hitTest(p, e.shiftKey);
-                const cursors = {move: "move", n: "ns-resize", s: "ns-resize", e: "ew-resize", w: "ew-resize",
-                    nw: "nwse-resize", se: "nwse-resize", ne: "nesw-resize", sw: "nesw-resize"};
-                this.canvas.style.cursor = hit ? cursors[hit.mode] : "crosshair";
-                this.hover = hit;
-                return;
-            }
-            const U = this.U;
-            const W = this.size.w;
-            const H = this.size.h;
-            if (op.kind === "draw") {
-                op.cur = p;
-                this.render();
-                return;
-            }
-            const dx = (p.x - op.start.x) / W;
-            const dy = (p.y - op.start.y) / H;
-            const o = op.orig;
-            const r = this.regions[op.index];
-            if (op.kind === "move") {
-                let x = U.clamp(o.x + dx, 0, 1 - o.w);
-                let y = U.clamp(o.y + dy, 0, 1 - o.h);
-                if (this.snap) {
-                    x = U.clamp(this.snapTo(x, this.out.w), 0, 1 - o.w);
-                    y = U.clamp(this.snapTo(y, this.out.h), 0, 1 - o.h);
-                }
-                r.x = x;
-                r.y = y;
-            } else {
-                const minW = this.snap ? GRID / this.out.w : MIN_DRAW_PX / W;
-                const minH = this.snap ? GRID / this.out.h : MIN_DRAW_PX / H;
-                let l = o.x;
-                let rt = o.x + o.w;
-                let t = o.y;
-                let b = o.y + o.h;
-                if (op.kind.includes("w")) l = U.clamp(this.snapTo(o.x + dx, this.out.w), 0, rt - minW);
-                if (op.kind.includes("e")) rt = U.clamp(this.snapTo(o.x + o.w + dx, this.out.w), l + minW, 1);
-                if (op.kind.includes("n")) t = U.clamp(this.snapTo(o.y + dy, this.out.h), 0, b - minH);
-                if (op.kind.includes("s")) b = U.clamp(this.snapTo(o.y + o.h + dy, this.out.h), t + minH, 1);
-                r.x = l;
-                r.y = t;
-                r.w = rt - l;
-                r.h = b - t;
-            }
-            op.changed = op.changed || r.x !== o.x || r.y !== o.y || r.w !== o.w || r.h !== o.h;
-            this.render();
-        }
-
-        onPointerUp(e) {
-            const op = this.op;
-            if (!op) return;
-            this.op = null;
-            if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
-            if (op.kind === "draw") {
-                const p = this.pointer(e);
-                const box = this.drawnBox(op.start, p);
-                if (!box) {
-                    this.select(-1);
-                    this.render();
-                    return;
-                }
-                this.history.push(op.before);
-                this.regions.push(Object.assign(box, defaults()));
-                this.selected = this.regions.length - 1;
-                this.commit(true);
-                return;
-            }
-            if (op.changed) {
-                this.history.push(op.before);
-                this.commit(true);
-            } else {
-                this.render();
-            }
-        }
-
-        cancelOp() {
-            const op = this.op;
-            if (!op) return false;
-            this.op = null;
-            if (op.kind !== "draw") Object.assign(this.regions[op.index], op.orig);
-            this.render();
-            return true;
-        }
-
-        // The box spanned by two points (css px), snapped, or null when it is too small to be meant.
-        drawnBox(a, b) {
-            const W = this.size.w;
-            const H = this.size.h;
-            if (Math.abs(a.x - b.x) < MIN_DRAW_PX || Math.abs(a.y - b.y) < MIN_DRAW_PX) return null;
-            let x0 = this.snapTo(Math.min(a.x, b.x) / W, this.out.w);
-            let x1 = this.snapTo(Math.max(a.x, b.x) / W, this.out.w);
-            let y0 = this.snapTo(Math.min(a.y, b.y) / H, this.out.h);
-            let y1 = this.snapTo(Math.max(a.y, b.y) / H, this.out.h);
-            if (x1 <= x0) x1 = Math.min(1, x0 + GRID / this.out.w);
-            if (x1 <= x0) x0 = x1 - GRID / this.out.w;
-            if (y1 <= y0) y1 = Math.min(1, y0 + GRID / this.out.h);
-            if (y1 <= y0) y0 = y1 - GRID / this.out.h;
-            return {x: x0, y: y0, w: x1 - x0, h: y1 - y0};
-        }
-
-        // ----- commands -----
-        select(i) {
-            if (i === this.selected) return;
-            this.selected = i;
-            this.lastNudge = null;
-            this.render();
-            this.updateForm(true);
-        }
-
-        deleteSelected() {
-            if (this.selected < 0) return;
-            this.history.push(this.snapshot());
-            this.regions.splice(this.selected, 1);
-            this.selected = -1;
-            this.commit(true);
-        }
-
-        clear() {
-            if (!this.regions.length) return;
-            this.history.push(this.snapshot());
-            this.regions = [];
-            this.selected = -1;
-            this.commit(true);
-        }
-
-        undo() {
-            this.cancelOp();
-            const s = this.history.undo(this.snapshot());
-            if (s !== null) this.restore(s);
-            this.lastNudge = null;
-        }
-
-        redo() {
-            this.cancelOp();
-            const s = this.history.redo(this.snapshot());
-            if (s !== null) this.restore(s);
-            this.lastNudge = null;
-        }
-
-        nudge(dxPx, dyPx) {
-            const r = this.regions[this.selected];
-            if (!r) return;
-            const now = Date.now();
-            const merge = this.lastNudge && this.lastNudge.index === this.selected && now - this.lastNudge.time < NUDGE_MERGE_MS;
-            if (!merge) this.history.push(this.snapshot());
-            this.lastNudge = {index: this.selected, time: now};
-            r.x = this.U.clamp(r.x + dxPx / this.out.w, 0, 1 - r.w);
-            r.y = this.U.clamp(r.y + dyPx / this.out.h, 0, 1 - r.h);
-            this.commit(true);
-        }
-
-        onKey(e) {
-            if (this.U.isTextTarget(e.target)) return; // the form's text controls keep their own keys
-            const U = this.U;
-            let handled = true;
-            const step = (this.snap ? GRID : 1) * (e.shiftKey ? 8 : 1);
-            if (U.isUndoKey(e)) this.undo();
-            else if (U.isRedoKey(e)) this.redo();
-            else if (e.key === "Delete" || e.key === "Backspace") handled = this.selected >= 0 && (this.deleteSelected(), true);
-            else if (e.key === "Escape") handled = this.cancelOp() || (this.selected >= 0 && (this.select(-1), true));
-            else if (e.key === "ArrowLeft") handled = this.selected >= 0 && (this.nudge(-step, 0), true);
-            else if (e.key === "ArrowRight") handled = this.selected >= 0 && (this.nudge(step, 0), true);
-            else if (e.key === "ArrowUp") handled = this.selected >= 0 && (this.nudge(0, -step), true);
-            else if (e.key === "ArrowDown") handled = this.selected >= 0 && (this.nudge(0, step), true);
-            else handled = false;
-            if (handled) {
-                e.preventDefault();
-                e.stopPropagation();
-            }
-        }
-
-        // ----- drawing -----
-        render() {
-            const ctx = this.ctx;
-            this.updateStatus();
-            if (!ctx) return;
-            const U = this.U;
-            const W = this.size.w;
-            const H = this.size.h;
-            ctx.clearRect(0, 0, W, H);
-            const img = this.images && this.images.image;
-            if (img) {
-                ctx.drawImage(img, 0, 0, W, H);
-            } else {
-                ctx.fillStyle = "#40444b";
-                ctx.fillRect(0, 0, W, H);
-                if (this.images) {
-                    ctx.fillStyle = "rgba(255,255,255,0.6)";
-                    ctx.font = "13px sans-serif";
-                    ctx.textAlign = "center";
-                    ctx.fillText("Load an init image above; boxes follow the output size meanwhile.", W / 2, H / 2);
-                    ctx.textAlign = "start";
-                }
-            }
-            this.drawGrid(ctx, W, H);
-            this.regions.forEach((r, i) => {
-                if (i !== this.selected) this.drawBox(ctx, r, i, false);
-            });
-            if (this.regions[this.selected]) this.drawBox(ctx, this.regions[this.selected], this.selected, true);
-            const op = this.op;
-            if (op && op.kind === "draw") {
-                const box = this.drawnBox(op.start, op.cur);
-                if (box) {
-                    const b = this.boxPx(box);
-                    ctx.setLineDash([5, 4]);
-                    ctx.strokeStyle = "#fff";
-                    ctx.lineWidth = 1.5;
-                    ctx.strokeRect(b.x + 0.5, b.y + 0.5, b.w - 1, b.h - 1);
-                    ctx.setLineDash([]);
-                    ctx.fillStyle = U.hexToRgba(this.colour(this.regions.length), 0.2);
+                const bg = r.role === "background";
+                if (!bg) {
+                    ctx.fillStyle = U.hexToRgba(colour, selected ? 0.28 : 0.18);
                     ctx.fillRect(b.x, b.y, b.w, b.h);
                 }
-            }
-        }
-
-        drawGrid(ctx, W, H) {
-            if (!this.snap) return;
-            let step = GRID;
-            while (step * W / this.out.w < 6) step *= 2;
-            ctx.strokeStyle = "rgba(255,255,255,0.12)";
-            ctx.lineWidth = 1;
-            ctx.beginPath();
-            for (let x = step; x < this.out.w; x += step) {
-                const px = Math.round(x * W / this.out.w) + 0.5;
-                ctx.moveTo(px, 0);
-                ctx.lineTo(px, H);
-            }
-            for (let y = step; y < this.out.h; y += step) {
-                const py = Math.round(y * H / this.out.h) + 0.5;
-                ctx.moveTo(0, py);
-                ctx.lineTo(W, py);
-            }
-            ctx.stroke();
-        }
-
-        drawBox(ctx, r, i, selected) {
-            const U = this.U;
-            const colour = this.colour(i);
-            const b = this.boxPx(r);
-            const bg = r.role === "background";
-            if (!bg) {
-                ctx.fillStyle = U.hexToRgba(colour, selected ? 0.28 : 0.18);
-                ctx.fillRect(b.x, b.y, b.w, b.h);
-            }
-            ctx.setLineDash(bg ? [8, 5] : []);
-            ctx.lineWidth = selected ? 3 : 2;
-            ctx.strokeStyle = "rgba(0,0,0,0.55)";
-            ctx.strokeRect(b.x + 1.5, b.y + 1.5, b.w - 3, b.h - 3);
-            ctx.strokeStyle = colour;
-            ctx.strokeRect(b.x + 1, b.y + 1, b.w - 2, b.h - 2);
-            ctx.setLineDash([]);
-            const change = r.edit === "change" ? " \u2192 " + (snippet(r.target_prompt, 20) || "?") : "";
-            const text = (i + 1) + (bg ? " background" : "") + (r.edit && r.edit !== "change" && EDIT_MARKS[r.edit]
-                ? " " + r.edit : "") + ": " + (snippet(r.prompt, 28) || "(no prompt)") + change;
-            ctx.save();
-            ctx.beginPath();
-            ctx.rect(b.x, b.y, Math.max(b.w, 24), Math.max(b.h, 16));
-            ctx.clip();
-            U.drawLabel(ctx, text, b.x + 2, b.y + 2, colour);
-            ctx.restore();
-            if (!selected) return;
-            ctx.fillStyle = "#fff";
-            ctx.strokeStyle = "#000";
-            ctx.lineWidth = 1;
-            const xs = [b.x, b.x + b.w / 2, b.x + b.w];
-            const ys = [b.y, b.y + b.h / 2, b.y + b.h];
-            for (const x of xs) {
-                for (const y of ys) {
-                    if (x === xs[1] && y === ys[1]) continue;
-                    ctx.fillRect(x - 4, y - 4, 8, 8);
-                    ctx.strokeRect(x - 3.5, y - 3.5, 7, 7);
+                ctx.setLineDash(bg ? [8, 5] : []);
+                ctx.lineWidth = selected ? 3 : 2;
+                ctx.strokeStyle = "rgba(0,0,0,0.55)";
+                ctx.strokeRect(b.x + 1.5, b.y + 1.5, b.w - 3, b.h - 3);
+                ctx.strokeStyle = colour;
+                ctx.strokeRect(b.x + 1, b.y + 1, b.w - 2, b.h - 2);
+                ctx.setLineDash([]);
+                const change = r.edit === "change" ? " \u2192 " + (snippet(r.target_prompt, 20) || "?") : "";
+                const text = (i + 1) + (bg ? " background" : "") + (r.edit && r.edit !== "change" && EDIT_MARKS[r.edit]
+                    ? " " + r.edit : "") + ": " + (snippet(r.prompt, 28) || "(no prompt)") + change;
+                ctx.save();
+                ctx.beginPath();
+                ctx.rect(b.x, b.y, Math.max(b.w, 24), Math.max(b.h, 16));
+                ctx.clip();
+                U.drawLabel(ctx, text, b.x + 2, b.y + 2, colour);
+                ctx.restore();
+                if (!selected) return;
+                ctx.fillStyle = "#fff";
+                ctx.strokeStyle = "#000";
+                ctx.lineWidth = 1;
+                const xs = [b.x, b.x + b.w / 2, b.x + b.w];
+                const ys = [b.y, b.y + b.h / 2, b.y + b.h];
+                for (const x of xs) {
+                    for (const y of ys) {
+                        if (x === xs[1] && y === ys[1]) continue;
+                        ctx.fillRect(x - 4, y - 4, 8, 8);
+                        ctx.strokeRect(x - 3.5, y - 3.5, 7, 7);
+                    }
                 }
             }
-        }
-
-        destroy() {
-            this.stopWatch();
-            if (this.root.parentNode) this.root.parentNode.removeChild(this.root);
-        }
+        };
     }
 
+    let RegionCanvas = null;
+
     function mount() {
-        if (!window.RegEditUI) return;
-        for (const tab of TABS) {
-            const host = window.RegEditUI.byId("regedit_canvas_" + tab);
-            const existing = panels[tab];
-            if (existing && existing.host === host && existing.root.isConnected) continue;
-            if (existing) existing.destroy();
-            delete panels[tab];
-            if (host && window.RegEditUI.fieldTextarea("regedit_doc_" + tab)) panels[tab] = new RegionCanvas(tab, host);
-        }
+        const U = window.RegEditUI;
+        if (!U) return;
+        U.mountPanels(panels, TABS, "regedit_canvas_", "regedit_doc_", (tab, host) => {
+            RegionCanvas = RegionCanvas || defineRegionCanvas(U.Panel);
+            return new RegionCanvas(tab, host);
+        });
     }
 
     window.RegEditRegionPanels = panels;

@@ -4,6 +4,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
+PAGE = Path(__file__).with_name("page.html")
+
+
+def page_html(reverse=False) -> str:
+    """The stand-in page with a <script> tag for each javascript/*.js file, in the WebUI's sorted order
+    (or the reverse)."""
+    scripts = "\n".join(f'<script src="/javascript/{p.name}"></script>'
+                        for p in sorted((REPO / "javascript").glob("*.js"), reverse=reverse))
+    return PAGE.read_text(encoding="utf-8").replace("<!-- REGEDIT_SCRIPTS -->", scripts)
 
 
 class CanvasDriver:

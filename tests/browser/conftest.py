@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
-from browser_support import ARTIFACTS, REPO
+from browser_support import ARTIFACTS, REPO, page_html
 
-PAGE = Path(__file__).with_name("page.html")
 ORIGIN = "http://regedit.test"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -29,12 +27,6 @@ def chromium_path() -> str | None:
         if candidate and os.path.exists(candidate):
             return candidate
     return None
-
-
-def page_html() -> str:
-    scripts = "\n".join(f'<script src="/javascript/{p.name}"></script>'
-                        for p in sorted((REPO / "javascript").glob("*.js")))
-    return PAGE.read_text(encoding="utf-8").replace("<!-- REGEDIT_SCRIPTS -->", scripts)
 
 
 @pytest.fixture(scope="session")
