@@ -27,7 +27,7 @@ from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
 from .backends.checkpoint import eps_of
-from .backends.diffusers_checkpoint import (DiffusersCheckpoint, added_conditioning, encode_prompt, is_sdxl,
+from .backends.diffusers_checkpoint import (DiffusersCheckpoint, added_conditioning, encode_prompt,
                                            pipeline_words)
 from .documents import RegionDocument, parse_region_document
 from .errors import RegEditError

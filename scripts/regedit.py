@@ -102,7 +102,7 @@ class RegEditScript(scripts.Script):
                 drag_settings = [start_t, end_t, handle_noise]
                 self._drag_settings = drag_settings
                 for control in drag_settings:
-                    control.change(dragsettings_to_doc, inputs=[drag_doc, *drag_settings], outputs=[drag_doc])
+                    control.change(drag_settings_to_doc, inputs=[drag_doc, *drag_settings], outputs=[drag_doc])
                 self._drag_fields = [(control, from_infotext(lambda d, name=name: getattr(d, name), DRAG_INFOTEXT_KEY))
                                      for control, name in zip(drag_settings, ("start_t", "end_t", "handle_noise"))]
                 with gr.Accordion("LIME: instruction edit in a found region", open=False):
@@ -149,7 +149,7 @@ class RegEditScript(scripts.Script):
                 lime_settings = [lime_on, clusters, points, feature_step, until, grow, keep_outside, snap]
                 self._lime_settings = lime_settings
                 for control in lime_settings:
-                    control.change(limesettings_to_doc, inputs=[lime_doc, *lime_settings], outputs=[lime_doc])
+                    control.change(lime_settings_to_doc, inputs=[lime_doc, *lime_settings], outputs=[lime_doc])
                 self._lime_fields = [
                     (lime_on, lambda params: LIME_INFOTEXT_KEY in params),
                     (clusters, from_infotext(lambda d: d.options.clusters, LIME_INFOTEXT_KEY)),
@@ -165,7 +165,7 @@ class RegEditScript(scripts.Script):
         load.click(doc_to_table, inputs=[doc], outputs=[table])
         for control in (mode, layout, kssa, reweight, levels, guided):
             control.change(settings_to_doc, inputs=[doc, *settings], outputs=[doc])
-        layout.change(_outside_note, inputs=[layout], outputs=[note])
+        layout.change(outside_note, inputs=[layout], outputs=[note])
         for control in (whole_start, init_noise, keywords, scale, eta):
             control.release(settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         self.infotext_fields = [

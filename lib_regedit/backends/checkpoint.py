@@ -9,7 +9,8 @@ A feature (layout init, RegionDrag, LIME, region edits of a picture, multi-regio
 
 All three are duck-typed over the host's objects: nothing here imports a host. Attention is reached
 the same way for every host, through one :class:`~lib_regedit.attention.controller.Controller`
-given to :meth:`Checkpoint.attach`. Progress and cancel travel as a :class:`Progress`.
+given to :meth:`Checkpoint.attach`. Progress and cancel are the host's and travel beside the checkpoint,
+as the callbacks each feature takes (``progress(done, total)``, ``cancel()``).
 """
 
 from __future__ import annotations
@@ -75,21 +76,6 @@ class Checkpoint(Protocol):
 
     def needs_image_conditioning(self) -> bool:
         """Whether the checkpoint takes an image beside the latent (inpainting, instruct-pix2pix)."""
-
-
-class Progress:
-    """Progress and cancel for a long run, one phase at a time. Hosts subclass it: the WebUI's progress
-    bar and interrupt, tqdm on the command line. The base class reports nothing and never cancels."""
-
-    def phase(self, name: str, total: int) -> None:
-        """A new phase of ``total`` steps starts (e.g. "inverting", "editing")."""
-
-    def step(self) -> None:
-        """One step of the current phase is done."""
-
-    def cancelled(self) -> bool:
-        """Whether the user asked to stop: the run then ends early, returning what it has."""
-        return False
 
 
 def eps_of(checkpoint: Checkpoint, cond: Conditioning) -> Callable[[torch.Tensor, int], torch.Tensor]:
