@@ -43,7 +43,7 @@ from lib_regedit.infotext import INVERSION_KEY, PAIR_IMAGE_KEY  # noqa: E402
 from lib_regedit.editing import webui_real  # noqa: E402
 from lib_regedit.editing.webui_real import INVERSIONS  # noqa: E402
 from lib_regedit.lime.diffusers_lime import check_instruction  # noqa: E402
-from lib_regedit.lime.options import LimeOptions  # noqa: E402
+from lib_regedit.documents.lime import LimeOptions  # noqa: E402
 from lib_regedit.lime.preview import roi_preview  # noqa: E402
 from lib_regedit.lime.roi import uncertainty_note  # noqa: E402
 from lib_regedit.preview import draw_layout  # noqa: E402
