@@ -14,9 +14,9 @@ from lib_regedit.documents import parse_region_document
 from lib_regedit.documents.edit import EditOptions
 from lib_regedit.editing.pair_documents import split_pair, target_whole_prompt
 from lib_regedit.editing.pair_effects import build_pair_effects
-from lib_regedit.editing.pair_rows import pairs_of, row_roles
-from lib_regedit.editing.replace_schedule import self_blend, self_fractions
-from lib_regedit.editing.token_alignment import TokenMapping, edited_map, token_mapping
+from lib_regedit.attention.pair_rows import pairs_of, row_roles
+from lib_regedit.attention.replace_schedule import self_blend, self_fractions
+from lib_regedit.attention.token_alignment import TokenMapping, edited_map, token_mapping
 from lib_regedit.errors import RegEditError
 
 CHANGE = {"regions": [

@@ -443,7 +443,7 @@ def test_first_maps_come_from_the_first_step_at_the_finest_resolution_and_featur
     ``"feature"`` (the paper's) reads both at the feature step."""
     from types import SimpleNamespace
 
-    from lib_regedit.lime.options import LimeOptions
+    from lib_regedit.documents.lime import LimeOptions
 
     def call(hw, step, layer, cross=True, fill=0.0):
         g = torch.Generator().manual_seed(step)

@@ -28,7 +28,7 @@ import torch
 from ..attention.call import AttentionCall, RowLayout, attend
 from ..attention.controller import Controller
 from ..masks import layer_hw
-from ..regions.loras import with_delta
+from .lora_delta import with_delta
 
 COND, UNCOND = 0, 1  # Forge's marks in ``cond_or_uncond``
 _BLOCK_KINDS = {"input_blocks": "input", "middle_block": "middle", "output_blocks": "output"}

@@ -15,7 +15,7 @@ import torch
 from ..attention.call import AttentionCall
 from ..attention.controller import Controller
 from ..masks import layer_hw
-from ..regions.loras import with_delta
+from .lora_delta import with_delta
 from .unet_hooks import latent_hooked, unet_pre_hook
 
 TAG = "_regedit_patch"

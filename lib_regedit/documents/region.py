@@ -56,7 +56,6 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-from ..regions.background import SOURCES as BACKGROUND_SOURCES
 from ..errors import RegEditError
 from .edit import EDIT_ROLES, EditOptions, parse_edit_options
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
@@ -66,6 +65,7 @@ MAX_PROMPT_CHARS = 4000
 BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
+BACKGROUND_SOURCES = ("rest", "whole", "empty", "negative")  # background_prompt (lib_regedit/regions/background.py)
 VERSION = 3
 # The defaults that changed between document versions; a document keeps those of its version.
 _V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25}

@@ -13,7 +13,7 @@ import contextlib
 
 import torch
 
-from .pair_plan import PairPlan
+from ..attention.pair_plan import PairPlan
 from .region_guidance import RegionGuidance, noise_shift, predicted_x0
 
 

@@ -15,8 +15,8 @@ from ..attention.effects.self_map_injection import SelfMapInjection
 from ..documents import RegionDocument
 from ..regions.prompting import _without_tags, background_text, build_fusion
 from .pair_documents import PairDocuments, split_pair
-from .pair_plan import PairPlan
-from .token_alignment import TokenMapping, token_mapping
+from ..attention.pair_plan import PairPlan
+from ..attention.token_alignment import TokenMapping, token_mapping
 
 Encode = Callable[[str], torch.Tensor]
 Tokenize = Callable[[str], list[tuple[int, str]]]

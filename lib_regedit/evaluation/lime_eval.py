@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from ..lime.options import REFERENCE_REGULARISE_UNTIL
+from ..documents.lime import REFERENCE_REGULARISE_UNTIL
 from ..shapesworld.data import BLANK_CAPTION, render
 from ..shapesworld.instruct_data import edit_pair
 from .detector import detect, to_array

@@ -3,6 +3,6 @@
 the regularisation itself is an attention effect (``attention/effects/lime_regularisation.py``)."""
 
 from .diffusers_lime import LimeResult, lime_edit
-from .options import LimeOptions
+from ..documents.lime import LimeOptions
 
 __all__ = ["LimeOptions", "LimeResult", "lime_edit"]

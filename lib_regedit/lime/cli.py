@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import RegEditError
-from .options import MAPS, PICKS
+from ..documents.lime import MAPS, PICKS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from ..backends import diffusers_backend
 from ..errors import RegEditError
 from ..infotext import LIME_INFOTEXT_KEY, parameters_text
 from .edit_tokens import edit_positions, edit_words, object_positions
-from .options import LimeOptions
+from ..documents.lime import LimeOptions
 from . import given_roi
 from .preview import paste_outside_roi, roi_preview
 from .locate import locate_roi

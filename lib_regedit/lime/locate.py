@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .options import LimeOptions
+from ..documents.lime import LimeOptions
 from .roi import Roi, find_roi
 from .superpixels import snapped_roi, superpixels
 

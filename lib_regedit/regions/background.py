@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import re
 
+from ..documents.region import BACKGROUND_SOURCES as SOURCES  # noqa: F401 (the document field's choices)
 from ..prompt_syntax import EXTRA_NETWORK
-
-SOURCES = ("rest", "whole", "empty", "negative")
 
 # Words that only join phrases: left dangling once the phrases they joined are removed.
 FUNCTION_WORDS = frozenset("""

@@ -25,16 +25,14 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
+from ..backends.lora_delta import ProjectionDelta
 from ..errors import RegEditError
 
 LORA_TAG = re.compile(r"<lora:([^<>]*)>", re.IGNORECASE)
-
-# delta(linear, context) -> the LoRA's term of ``linear(context)`` (same shape), or None where it has none
-ProjectionDelta = Callable[[torch.nn.Module, torch.Tensor], "torch.Tensor | None"]
 
 
 @dataclass(frozen=True)
@@ -91,15 +89,6 @@ class LoraSupport:
     def unet_pass(self, tags: list[LoraTag]):
         """A context manager under which one UNet pass runs with the whole LoRAs (latent mode)."""
         raise NotImplementedError
-
-
-def with_delta(delta: ProjectionDelta | None, linear: torch.nn.Module, context: torch.Tensor,
-               out: torch.Tensor) -> torch.Tensor:
-    """``out = linear(context)`` plus the region's LoRA term, when it has one."""
-    if delta is None:
-        return out
-    extra = delta(linear, context)
-    return out if extra is None else out + extra.to(out.dtype)
 
 
 def low_rank_term(context: torch.Tensor, updown: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RegEditError
-from ..lime.options import MAPS, PICKS
+from ..documents.lime import MAPS, PICKS
 
 
 @dataclass(frozen=True)

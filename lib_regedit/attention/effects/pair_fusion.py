@@ -5,7 +5,7 @@ rows are fused from the target's regions (R^T), and each of the target's sources
 counterpart reads the counterpart's cross-attention probabilities, computed from the paired source
 row's queries, while the run is within that source's fraction of the steps: inherent regions
 (``cross_replace.foreground``), the background (``cross_replace.background``), a changed region's
-pair (``cross_replace.pair``, word swap or refinement by ``lib_regedit/editing/token_alignment``),
+pair (``cross_replace.pair``, word swap or refinement by ``lib_regedit/attention/token_alignment``),
 and r_total until τ with the whole prompts aligned. Inside a removed box the background keeps its own
 maps: the source's there are the removed object's (measured: with them 1 removal of 8 succeeded).
 The values stay the target's own, so a swapped word's meaning lands where the source's word
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import torch
 
-from ...editing.pair_plan import PairPlan
-from ...editing.replace_schedule import cross_fraction
-from ...editing.token_alignment import edited_map
+from ..pair_plan import PairPlan
+from ..replace_schedule import cross_fraction
+from ..token_alignment import edited_map
 from ..call import AttentionCall, attend, attention_probs
 from ..controller import Effect
 from .region_fusion import RegionFusion

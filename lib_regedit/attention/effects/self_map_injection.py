@@ -3,7 +3,7 @@
 In self-attention layers at most latent / ``self_downscale`` on a side (prompt-to-prompt's ≤ 16²
 for SD's 64² latent), the target row's attention probabilities become β·A^S + (1 − β)·A^T, with A^S
 from the paired source row and β per query pixel from the regions' self-replace fractions
-(``lib_regedit/editing/replace_schedule.self_blend``). The values stay the target's own: the
+(``lib_regedit/attention/replace_schedule.self_blend``). The values stay the target's own: the
 source's layout, the target's content. A ``compute`` stage (controller docstring).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ...editing.pair_plan import PairPlan
+from ..pair_plan import PairPlan
 from ..call import AttentionCall, attend, attention_probs
 from ..controller import Effect
 

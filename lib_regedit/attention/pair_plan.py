@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..documents.edit import EditOptions
-from ..attention.fusion_sources import FusionSources
+from .fusion_sources import FusionSources
 from ..masks import box_mask
 from .pair_rows import pairs_of, row_roles
 from .replace_schedule import self_blend, self_fractions

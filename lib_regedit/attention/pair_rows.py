@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..attention.controller import _matches
+from .controller import _matches
 
 
 def row_roles(context: torch.Tensor | None, rows: tuple[int, ...], reference: torch.Tensor | None,
