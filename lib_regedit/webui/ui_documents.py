@@ -15,7 +15,7 @@ from ..documents.fields import load_json_object
 from ..documents.lime import LimeDocument, parse_lime_document
 from ..errors import RegEditError
 from ..infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, LIME_INFOTEXT_KEY
-from ..lime.options import LimeOptions
+from ..documents.lime import LimeOptions
 
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
 # The region settings' controls, in the order ``with_settings`` takes them
