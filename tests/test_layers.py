@@ -28,7 +28,8 @@ ENGINE = (
     "lib_regedit.inversion.null_text",
     "lib_regedit.drag.webui_drag", "lib_regedit.lime.webui_lime", "lib_regedit.editing.webui_pair",
     "lib_regedit.editing.webui_real", "lib_regedit.editing.webui_guidance",
-    "lib_regedit.backends.ldm_backend", "lib_regedit.backends.forge_backend", "lib_regedit.backends.forge_model",
+    "lib_regedit.backends.ldm_backend", "lib_regedit.backends.forge_backend", "lib_regedit.backends.forge_checkpoint",
+    "lib_regedit.backends.ldm_checkpoint", "lib_regedit.backends.diffusers_checkpoint",
 )
 # ``regedit eval`` is the evaluation's own command: the one way from the CLI into the lab.
 EVAL_COMMAND = ("lib_regedit.cli", "lib_regedit.evaluation.cli")
