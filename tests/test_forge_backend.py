@@ -214,7 +214,7 @@ def test_an_edit_pair_gives_what_the_ldm_backend_gives(unet):
 def test_a_drag_gives_what_the_ldm_backend_gives(unet):
     """RegionDrag's batch with its mutual self-attention given to a Forge patcher clone (``attach``)."""
     from lib_regedit.documents import parse_drag_document
-    from lib_regedit.drag import webui_drag
+    from lib_regedit.drag import batch
 
     square = [[0.1, 0.1], [0.45, 0.1], [0.45, 0.45], [0.1, 0.45]]
     doc = parse_drag_document({"pairs": [{"handle": {"type": "polygon", "points": square},
@@ -227,7 +227,7 @@ def test_a_drag_gives_what_the_ldm_backend_gives(unet):
         with torch.no_grad():
             return unet(x, torch.full((x.shape[0],), int(t)), context)
 
-    ldm = webui_drag.drag_batch(ldm_eps, init, [1], doc, 6, alphas, lambda c: ldm_backend.attached(unet, c))
+    ldm = batch.drag_batch(ldm_eps, init, [1], doc, 6, alphas, lambda c: ldm_backend.attached(unet, c))
     held = {}
 
     @contextlib.contextmanager
@@ -248,8 +248,8 @@ def test_a_drag_gives_what_the_ldm_backend_gives(unet):
         with torch.no_grad():
             return patcher.model_options["model_function_wrapper"](apply_model, args)
 
-    forge = webui_drag.drag_batch(forge_eps, init, [1], doc, 6, alphas, attach)
+    forge = batch.drag_batch(forge_eps, init, [1], doc, 6, alphas, attach)
     torch.testing.assert_close(forge, ldm, atol=1e-4, rtol=1e-4)
-    plain = webui_drag.drag_batch(forge_eps, init, [1], parse_drag_document(
+    plain = batch.drag_batch(forge_eps, init, [1], parse_drag_document(
         dict(doc.to_dict(), mutual_self_attention=False)), 6, alphas, attach)
     assert (plain - forge).abs().mean() > 1e-4  # the mutual self-attention did act

@@ -14,7 +14,7 @@ from lib_regedit.lime import locate, webui_lime  # noqa: E402
 from lib_regedit.lime.given_roi import touched_cells  # noqa: E402
 from lib_regedit.lime.superpixels import superpixels  # noqa: E402
 from test_ldm_backend import CTX, make_unet  # noqa: E402
-from test_webui_drag import ldm_attach  # noqa: E402
+from test_drag_batch import ldm_attach  # noqa: E402
 
 TOKENS = [(1, "make"), (2, "the"), (3, "red"), (4, "square"), (5, "blue")]  # as the WebUI's tokenizer gives them
 STEPS = 6  # the feature step is round(6 / 3) = 2

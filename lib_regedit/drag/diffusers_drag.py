@@ -16,15 +16,14 @@ from PIL.PngImagePlugin import PngInfo
 
 from .. import generation_limits as limits
 from ..regions import layout_init
-from ..attention.controller import Controller, GenerationState
-from ..attention.effects.mutual_self_attention import MutualSelfAttention
 from ..backends.diffusers_checkpoint import DiffusersCheckpoint
 from ..documents import DragDocument, parse_drag_document
 from ..errors import RegEditError
 from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
 from .composite import composite
 from .mapping import dense_mapping
-from .region_drag import DragOptions, drag_latent, options_for
+from .batch import drag_rows
+from .region_drag import DragOptions, options_for
 
 
 @dataclass
@@ -98,14 +97,9 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
     limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     checkpoint = DiffusersCheckpoint(pipe, width, height)
     cond = checkpoint.conditioning(prompt)
-    attention = MutualSelfAttention()
-    state = GenerationState(total_steps=options.steps)
-    controller = Controller([attention], state)
-    generator = torch.Generator("cpu").manual_seed(seed)
     bar = pipe.progress_bar(total=options.evaluations) if progress else None
 
-    def eps(x, t, j):
-        state.step = j
+    def eps_of_row(row, x, t):
         with torch.no_grad():
             return checkpoint.eps(x, t, cond)
 
@@ -114,8 +108,7 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
             bar.update(1)
 
     z0 = checkpoint.posterior_mean(layout_init.image_to_tensor(image))
-    with checkpoint.attach(controller):
-        z = drag_latent(eps, z0, mapping, checkpoint.alphas, options, generator, attention, step)
+    z = drag_rows(eps_of_row, z0, [seed], mapping, options, checkpoint.alphas, checkpoint.attach, step)
     if bar is not None:
         bar.close()
     with torch.no_grad():

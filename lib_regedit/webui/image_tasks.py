@@ -15,7 +15,7 @@ import torch
 from ..documents import parse_drag_document
 from ..documents.fields import load_json_object
 from ..documents.lime import parse_lime_document
-from ..drag import webui_drag
+from ..drag import batch as drag_batch
 from ..drag.region_drag import options_for
 from ..editing import webui_real
 from ..editing.webui_pair import pair_batch
@@ -85,7 +85,7 @@ def start_drag(p, drag_doc) -> bool:
 
 
 def _drag_sample(p, document, seeds, prompts):
-    """img2img's sampling replaced by RegionDrag on the init images (``drag/webui_drag.py``), each row
+    """img2img's sampling replaced by RegionDrag on the init images (``drag/batch.py``), each row
     with its own prompt and seed, with the WebUI's progress bar and interrupt."""
     checkpoint = checkpoints.current(p)
     conds = [checkpoint.conditioning(prompt) for prompt in prompts]
@@ -101,7 +101,7 @@ def _drag_sample(p, document, seeds, prompts):
         with torch.no_grad():
             return checkpoint.eps(x, t, conds[min(i, len(conds) - 1)]).cpu()
 
-    latents = webui_drag.drag_batch(eps_of_row, checkpoints.init_means(p), seeds, document, p.steps,
+    latents = drag_batch.drag_batch(eps_of_row, checkpoints.init_means(p), seeds, document, p.steps,
                                     checkpoint.alphas, checkpoint.attach, progress, _cancelled)
     return latents.to(p.init_latent.device, p.init_latent.dtype)
 

@@ -1,6 +1,6 @@
-"""RegionDrag in the WebUI's img2img, kept free of the WebUI's ``modules`` so it is tested here.
+"""RegionDrag on a batch of latents, over the model interface: what every host runs.
 
-The WebUI adapter (``lib_regedit/webui/image_tasks.py``) replaces img2img's sampling with
+The diffusers API and command line drag one picture (``diffusers_drag.py``); the WebUI adapter (``lib_regedit/webui/image_tasks.py``) replaces img2img's sampling with
 :func:`drag_batch` when the drag document has pairs: it hands in the checkpoint's noise prediction per
 batch row (that row's prompt, no classifier-free guidance, as RegionDrag runs) and its ``attach``, the
 init latents, the seeds, and the WebUI's progress and interrupt. The WebUI decodes the result; the
@@ -29,8 +29,17 @@ def drag_batch(eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor], ini
     ``eps_of_row(row, z, t)`` is the model's noise prediction with that row's prompt and
     ``attach(controller)`` gives the model the drag's attention effect: a checkpoint's ``eps`` and
     ``attach`` (``lib_regedit/backends/checkpoint.py``)."""
-    options: DragOptions = options_for(document, steps)
-    mapping = dense_mapping(document, *init_latent.shape[-2:])
+    return drag_rows(eps_of_row, init_latent, seeds, dense_mapping(document, *init_latent.shape[-2:]),
+                     options_for(document, steps), alphas_cumprod, attach, progress, should_stop)
+
+
+def drag_rows(eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor], init_latent: torch.Tensor, seeds,
+              mapping, options: DragOptions, alphas_cumprod: torch.Tensor,
+              attach: Callable[[Controller], ContextManager],
+              progress: Callable[[int, int], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+    """:func:`drag_batch` with the latent-resolution ``mapping`` and the ``options`` given (DragBench's
+    cases come with their own mapping)."""
     attention = MutualSelfAttention()
     state = GenerationState(total_steps=options.steps, latent_hw=tuple(init_latent.shape[-2:]))
     controller = Controller([attention], state)

@@ -1,4 +1,4 @@
-"""RegionDrag's WebUI batch (``lib_regedit.drag.webui_drag``) against the real ``ldm`` UNetModel:
+"""RegionDrag's batch (``lib_regedit.drag.batch``) against the real ``ldm`` UNetModel:
 mutual self-attention through the ldm backend, a seed per row, the interrupt, no patch left behind."""
 
 import pytest
@@ -8,7 +8,7 @@ pytest.importorskip("ldm.modules.diffusionmodules.openaimodel", reason="the ldm 
 
 from lib_regedit.backends import ldm_backend  # noqa: E402
 from lib_regedit.documents import parse_drag_document  # noqa: E402
-from lib_regedit.drag import webui_drag  # noqa: E402
+from lib_regedit.drag import batch  # noqa: E402
 from test_ldm_backend import CTX, make_unet  # noqa: E402
 
 SQUARE = [[0.1, 0.1], [0.45, 0.1], [0.45, 0.45], [0.1, 0.45]]
@@ -41,7 +41,7 @@ def test_each_row_drags_with_its_seed_and_the_unet_is_restored(unet):
     init = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(2))
     init[1] = init[0]
     calls, steps = [], []
-    out = webui_drag.drag_batch(eps_for(unet, calls), init, [7, 8], DOC, 10, ALPHAS, ldm_attach(unet),
+    out = batch.drag_batch(eps_for(unet, calls), init, [7, 8], DOC, 10, ALPHAS, ldm_attach(unet),
                                 progress=lambda done, total: steps.append((done, total)))
     assert out.shape == init.shape and torch.isfinite(out).all()
     assert not torch.allclose(out[0], out[1])  # the same image, two seeds
@@ -61,7 +61,7 @@ def test_mutual_self_attention_runs_through_the_ldm_backend(unet, monkeypatch):
 
     monkeypatch.setattr(msa.MutualSelfAttention, "prepare", spy)
     init = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(3))
-    webui_drag.drag_batch(eps_for(unet, []), init, [1], DOC, 4, ALPHAS, ldm_attach(unet))
+    batch.drag_batch(eps_for(unet, []), init, [1], DOC, 4, ALPHAS, ldm_attach(unet))
     assert {m for m, _, _ in seen} == {"record", "replace"} and not any(cross for _, cross, _ in seen)
     assert all("attn1" in layer for _, _, layer in seen)
 
@@ -69,7 +69,7 @@ def test_mutual_self_attention_runs_through_the_ldm_backend(unet, monkeypatch):
 def test_an_interrupt_stops_the_drag(unet):
     init = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(4))
     calls = []
-    out = webui_drag.drag_batch(eps_for(unet, calls), init, [1, 2], DOC, 10, ALPHAS, ldm_attach(unet),
+    out = batch.drag_batch(eps_for(unet, calls), init, [1, 2], DOC, 10, ALPHAS, ldm_attach(unet),
                                 should_stop=lambda: len(calls) >= 3)
     assert len(calls) == 3 and torch.equal(out, init)  # stopped while inverting: the input comes back
     assert ldm_backend.remove_leftovers(unet) == 0
