@@ -185,12 +185,12 @@ def test_cache_key_names_everything_the_inversion_depends_on():
 
 
 def test_cache_skips_a_second_inversion_and_is_bounded(sd, tmp_path, monkeypatch):
-    from lib_regedit.editing import diffusers_real
+    from lib_regedit.editing import diffusers_real, real_edit
 
     cache = InversionCache(folder=tmp_path)
     first = diffusers_real.edit_image(sd, picture(), DOC, steps=4, cache=cache)
     assert not first.extras["cached"] and len(cache) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
-    monkeypatch.setattr(diffusers_real, "_invert", lambda *a, **k: pytest.fail("inverted again"))
+    monkeypatch.setattr(real_edit, "invert_source", lambda *a, **k: pytest.fail("inverted again"))
     second = diffusers_real.edit_image(sd, picture(), DOC, steps=4, cache=cache)
     assert second.extras["cached"] and _error(first.target, second.target) == 0
     # from disk, in a fresh cache (the command line's --cache-dir)
@@ -232,18 +232,18 @@ def test_a_cancelled_inversion_leaves_nothing_cached(sd, tmp_path):
     (lambda: np.zeros((64, 64, 3)), "is not an image"),
 ])
 def test_bad_pictures_are_refused_before_any_work(sd, monkeypatch, make, words):
-    from lib_regedit.editing import diffusers_real
+    from lib_regedit.editing import diffusers_real, real_edit
 
-    monkeypatch.setattr(diffusers_real, "_invert", lambda *a, **k: pytest.fail("inversion started"))
+    monkeypatch.setattr(real_edit, "invert_source", lambda *a, **k: pytest.fail("inversion started"))
     with pytest.raises(RegEditError) as info:
         diffusers_real.edit_image(sd, make(), DOC)
     assert info.value.field.startswith("image") and words in str(info.value)
 
 
 def test_a_region_that_covers_nothing_is_refused(sd, monkeypatch):
-    from lib_regedit.editing import diffusers_real
+    from lib_regedit.editing import diffusers_real, real_edit
 
-    monkeypatch.setattr(diffusers_real, "_invert", lambda *a, **k: pytest.fail("inversion started"))
+    monkeypatch.setattr(real_edit, "invert_source", lambda *a, **k: pytest.fail("inversion started"))
     tiny = dict(DOC, regions=[dict(DOC["regions"][0], w=0.01, h=0.01), DOC["regions"][1]])
     with pytest.raises(RegEditError) as info:
         diffusers_real.edit_image(sd, picture(), tiny)

@@ -27,7 +27,7 @@ ENGINE = (
     "lib_regedit.editing.segmenter", "lib_regedit.inversion", "lib_regedit.inversion.invert",
     "lib_regedit.inversion.null_text",
     "lib_regedit.drag.batch", "lib_regedit.lime.webui_lime", "lib_regedit.editing.webui_pair",
-    "lib_regedit.editing.webui_real", "lib_regedit.editing.webui_guidance",
+    "lib_regedit.editing.webui_guidance",
     "lib_regedit.backends.ldm_backend", "lib_regedit.backends.forge_backend", "lib_regedit.backends.forge_checkpoint",
     "lib_regedit.backends.ldm_checkpoint", "lib_regedit.backends.diffusers_checkpoint",
 )

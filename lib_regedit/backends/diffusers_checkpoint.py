@@ -66,7 +66,10 @@ class DiffusersCheckpoint:
         self.key = pipeline_key(pipe)
 
     def conditioning(self, prompt: str, negative: bool = False) -> Conditioning:
-        context, _, pooled, _ = encode_prompt(self.pipe, prompt)
+        if negative:  # the pipeline's own path for a negative prompt (SDXL may zero an empty one)
+            _, context, _, pooled = encode_prompt(self.pipe, "", prompt)
+        else:
+            context, _, pooled, _ = encode_prompt(self.pipe, prompt)
         return Conditioning(context, pooled)
 
     def tokenize(self, prompt: str) -> list[tuple[int, str]]:

@@ -25,18 +25,15 @@ import torch
 from PIL import Image
 
 from .. import api
-from ..backends.checkpoint import forward_of
 from ..backends.diffusers_checkpoint import DiffusersCheckpoint
-from ..backends import diffusers_backend
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, INVERSION_KEY, PAIR_IMAGE_KEY, parameters_text
 from ..inversion import InversionCache
 from ..inversion.image_input import check_image, check_regions_cover
-from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, check_fixed_point, check_method
+from ..inversion.invert import DEFAULT_FIXED_POINT, check_fixed_point, check_method
 from ..inversion.null_text import NullTextOptions
 from .diffusers_edit import EditResult, parse_pair
-from .pair_effects import build_pair_effects
-from .real_edit import RealEdit, cached_inversion, denoise_pair, frozen_weights, invert_source, paste_outside
+from .real_edit import edit_latents, paste_outside
 
 
 def model_id(pipe) -> str:
@@ -60,11 +57,6 @@ def decode(pipe, z: torch.Tensor) -> list[Image.Image]:
     with torch.no_grad():
         images = vae.decode(z.to(vae.dtype) / vae.config.scaling_factor).sample.float()
     return pipe.image_processor.postprocess(images, output_type="pil")
-
-
-def _forward(pipe, width: int, height: int, pooled: dict):
-    """``forward(z, t, context, kinds)``: the hooked UNet, SDXL's pooled text per row by kind."""
-    return forward_of(DiffusersCheckpoint(pipe, width, height), None if pooled["cond_s"] is None else pooled)
 
 
 def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = None, seed: int = 0,
@@ -93,39 +85,35 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
         raise RegEditError("segmenter", "multi-region guidance needs a segmenter and none was given",
                            "load one with lib_regedit.editing.segmenter.load_segmenter(folder) or turn "
                            "edit.guidance off")
-    built = build_pair_effects(doc, lambda p: api.encode(pipe, p)[0], lambda p: api.tokenize(pipe, p),
-                               ("source", "target"))
-    cond_s, uncond, pooled_s, negative_pooled = api.encode(pipe, built.source_prompt, doc.negative_prompt)
-    cond_t, _, pooled_t, _ = api.encode(pipe, built.target_prompt, doc.negative_prompt)
-    alphas = pipe.scheduler.alphas_cumprod
-    edit = RealEdit(built, cond_s, cond_t, uncond, inversion, steps, guidance_scale, nulltext, fixed_point, doc,
-                    seed=seed)
-    notes = list(built.notes)
+    notes = []
     if doc.init == "layout":
         notes.append("the inverted image is the starting latent; layout init was not used")
     started = time.perf_counter()
-
-    forward = _forward(pipe, width, height, {"cond_s": pooled_s, "cond_t": pooled_t, "uncond": negative_pooled})
-    result, cached = cached_inversion(edit, image, model_id(pipe), doc.negative_prompt, cache,
-                                      lambda: _invert(pipe, image, edit, forward, progress, cancel))
-    notes.append(result.summary() + (" (cached)" if cached else ""))
-
+    checkpoint = DiffusersCheckpoint(pipe, width, height)
     guidance = None
 
-    def with_guidance(stack, state):
-        nonlocal guidance
+    def guide(built):
         if not doc.edit.guidance.enabled:
-            return False
+            return None
         from .diffusers_guidance import guided, vae_decoder
         from .region_guidance import RegionGuidance, guided_pair
 
-        options = doc.edit.guidance
-        guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
-                                  (options.rs, options.is_, options.ip), options.until)
-        stack.enter_context(guided(pipe.unet, guidance, built.plan, state, alphas, guidance_scale))
-        return True
+        def with_guidance(stack, state):
+            nonlocal guidance
+            options = doc.edit.guidance
+            guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
+                                      (options.rs, options.is_, options.ip), options.until)
+            stack.enter_context(guided(pipe.unet, guidance, built.plan, state, checkpoint.alphas, guidance_scale))
+            return True
+        return with_guidance
 
-    z = denoise_pair(forward, _attacher(pipe), result, alphas, edit, progress, cancel, with_guidance)
+    z0 = encode_image(pipe, image).to(pipe.unet.device)
+    z, result, cached, built = edit_latents(checkpoint, doc, z0, image, model_id(pipe),
+                                            negative_prompt=doc.negative_prompt, steps=steps,
+                                            guidance_scale=guidance_scale, seed=seed, progress=progress,
+                                            cancel=cancel, cache=cache, nulltext=nulltext, fixed_point=fixed_point,
+                                            guidance=guide)
+    notes = list(built.notes) + notes + [result.summary() + (" (cached)" if cached else "")]
     source, target = decode(pipe, z)
     target = paste_outside(image, target, doc)
     elapsed = time.perf_counter() - started
@@ -141,13 +129,3 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
         extras["guidance"] = guidance.summary()
         notes.append(guidance.summary())
     return EditResult([source], [target], texts["source"], texts["target"], doc, extras)
-
-
-def _invert(pipe, image, edit: RealEdit, forward, progress, cancel) -> Inversion:
-    z0 = encode_image(pipe, image).to(pipe.unet.device)
-    with frozen_weights(pipe.unet):
-        return invert_source(forward, _attacher(pipe), z0, pipe.scheduler.alphas_cumprod, edit, progress, cancel)
-
-
-def _attacher(pipe):
-    return lambda controller: diffusers_backend.attached(pipe.unet, controller)

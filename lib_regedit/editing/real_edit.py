@@ -35,13 +35,14 @@ from typing import Callable
 import torch
 
 from ..attention.call import RowLayout
+from ..backends.checkpoint import forward_of
 from ..attention.controller import Controller, GenerationState
 from ..inversion import ddim
-from ..inversion.invert import Inversion, InversionCancelled, invert
+from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, InversionCancelled, invert
 from ..inversion.null_sets import NullSchedule, NullSet
 from ..documents import RegionDocument
 from ..inversion.null_text import NullTextOptions
-from .pair_effects import PairEffects
+from .pair_effects import PairEffects, build_pair_effects
 from .pair_start import edit_start_mask
 
 KEEP_MARGIN = 0.05
@@ -113,6 +114,42 @@ def cached_inversion(edit: RealEdit, picture, model_id: str, negative_prompt: st
     if cache is not None:
         cache.put(key, inversion)
     return inversion, False
+
+
+def edit_latents(checkpoint, document: RegionDocument, z0: torch.Tensor, picture, model_id: str, *,
+                 negative_prompt: str, steps: int, guidance_scale: float, seed: int = 0,
+                 source_prompt: str | None = None, target_prompt: str | None = None, progress=None, cancel=None,
+                 cache=None, nulltext: NullTextOptions | None = None, fixed_point: int = DEFAULT_FIXED_POINT,
+                 guidance: Callable[[PairEffects], Callable | None] | None = None):
+    """A picture's region edit on ``checkpoint`` (the model interface, ``backends/checkpoint.py``): every
+    host runs this. ``z0``: the picture's clean latent (1, C, h, w); ``model_id`` names the weights in the
+    inversion ``cache``; ``source_prompt``/``target_prompt``: the host's own prompts for the pair (default:
+    the document's); ``guidance(built)``: multi-region guidance's hook for :func:`denoise_pair`, or None.
+    Returns (2, C, h, w) latents (the reconstruction, the edit), the inversion, whether it was cached,
+    and the pair's effects."""
+    nulltext = nulltext or NullTextOptions()
+    prompts = {} if source_prompt is None else {"prompt": source_prompt, "target_prompt": target_prompt}
+    with torch.no_grad():
+        built = build_pair_effects(document, lambda p: checkpoint.conditioning(p).context, checkpoint.tokenize,
+                                   ("source", "target"), **prompts)
+        full = {"cond_s": checkpoint.conditioning(built.source_prompt if source_prompt is None else source_prompt),
+                "cond_t": checkpoint.conditioning(built.target_prompt if target_prompt is None else target_prompt),
+                "uncond": checkpoint.conditioning(negative_prompt, negative=True)}
+    vectors = {k: v.vector for k, v in full.items()} if full["cond_s"].vector is not None else None
+    edit = RealEdit(built, full["cond_s"].context, full["cond_t"].context, full["uncond"].context,
+                    document.edit.inversion, steps, guidance_scale, nulltext, fixed_point, document, seed=seed)
+    forward = forward_of(checkpoint, vectors)
+
+    def run():
+        with frozen_weights(checkpoint.unet):
+            return invert_source(forward, checkpoint.attach, z0.float().to(edit.cond_s.device), checkpoint.alphas,
+                                 edit, progress, cancel)
+
+    inversion, cached = cached_inversion(edit, picture, model_id, negative_prompt, cache, run)
+    extra = guidance(built) if guidance is not None else None
+    with torch.no_grad() if extra is None else contextlib.nullcontext():  # guidance differentiates the latent
+        z = denoise_pair(forward, checkpoint.attach, inversion, checkpoint.alphas, edit, progress, cancel, extra)
+    return z, inversion, cached, built
 
 
 def invert_source(forward: Forward, attach: Attach, z0: torch.Tensor, alphas_cumprod: torch.Tensor, edit: RealEdit,

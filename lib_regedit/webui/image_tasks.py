@@ -17,7 +17,8 @@ from ..documents.fields import load_json_object
 from ..documents.lime import parse_lime_document
 from ..drag import batch as drag_batch
 from ..drag.region_drag import options_for
-from ..editing import webui_real
+from ..editing.real_edit import edit_latents
+from ..inversion import InversionCache
 from ..editing.webui_pair import pair_batch
 from ..errors import RegEditError
 from ..infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, INVERSION_KEY, LIME_INFOTEXT_KEY, PAIR_IMAGE_KEY
@@ -26,6 +27,9 @@ from ..lime.roi import uncertainty_note
 from . import checkpoints, xyz_axes
 from .ui_documents import drawn_boxes
 
+# a picture's inversions, per picture, checkpoint, source prompts and settings, bounded by the *Inversion
+# cache* setting: a second edit of the same picture skips its inversion
+INVERSIONS = InversionCache()
 WEBUI_LIME_FIX = ("draw a box around the object on the region canvas with LIME on, or paint an inpaint mask; "
                   "tick the preview to see the region")
 
@@ -204,7 +208,7 @@ def paste_outside(p, pp) -> None:
 
 
 def start_picture_edit(p, document) -> None:
-    """A region edit of the img2img picture (MRGD with inversion, ``editing/webui_real.py``): each image
+    """A region edit of the img2img picture (MRGD with inversion, ``editing/real_edit.py``): each image
     becomes (the reconstruction, the edit), in the gallery side by side."""
     from modules import shared
 
@@ -234,7 +238,7 @@ def start_picture_edit(p, document) -> None:
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
     p.extra_generation_params[INVERSION_KEY] = document.edit.inversion
     p._regedit_picture_edit = document
-    webui_real.INVERSIONS.resize(int(shared.opts.data.get("regedit_inversion_cache_mb", 512)) << 20)
+    INVERSIONS.resize(int(shared.opts.data.get("regedit_inversion_cache_mb", 512)) << 20)
     original = p.sample
 
     @functools.wraps(original)
@@ -269,10 +273,10 @@ def _picture_edit_sample(p, document, prompts):
         state.textinfo = f"RegEdit: {phase}"
         state.sampling_step += 1
 
-    z, inversion, cached, notes = webui_real.edit_latent(
-        checkpoint, document, z0, checkpoints.init_image(p), source_prompt=prompts[0], target_prompt=prompts[1],
-        negative_prompt=p.all_negative_prompts[0], steps=p.steps, guidance_scale=p.cfg_scale,
-        seed=int(p.all_seeds[0]), progress=progress, cancel=_cancelled)
-    for text in notes:
+    z, inversion, cached, built = edit_latents(
+        checkpoint, document, z0, checkpoints.init_image(p), repr(checkpoint.key), source_prompt=prompts[0],
+        target_prompt=prompts[1], negative_prompt=p.all_negative_prompts[0], steps=p.steps,
+        guidance_scale=p.cfg_scale, seed=int(p.all_seeds[0]), progress=progress, cancel=_cancelled, cache=INVERSIONS)
+    for text in list(built.notes) + [inversion.summary() + (" (cached)" if cached else "")]:
         note(p, text)
     return z.repeat(rows // 2, 1, 1, 1).to(p.init_latent.device, p.init_latent.dtype)
