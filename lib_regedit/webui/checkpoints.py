@@ -15,6 +15,7 @@ import torch
 from ..backends.checkpoint import Checkpoint
 from ..errors import RegEditError
 from ..regions.layout_init import image_to_tensor
+from .run import run_of
 
 # WebUI Forge: no ldm/sgm; each sampling call's UNet is a clone of Forge's UNet patcher
 FORGE = importlib.util.find_spec("modules_forge") is not None
@@ -31,7 +32,7 @@ def active_networks(p) -> tuple:
 def current(p) -> Checkpoint:
     """The loaded checkpoint, its prompts encoded at the generation's size (SDXL's conditioning
     carries it), one object per generation (``p``)."""
-    held = getattr(p, "_regedit_checkpoint", None)
+    held = run_of(p).checkpoint
     if held is not None:
         return held
     from modules import devices, prompt_parser, shared
@@ -56,7 +57,7 @@ def current(p) -> Checkpoint:
 
         checkpoint = LdmCheckpoint(model, encode, autocast=devices.autocast, device=devices.device,
                                    vae_dtype=devices.dtype_vae, key=active_networks(p))
-    p._regedit_checkpoint = checkpoint
+    run_of(p).checkpoint = checkpoint
     return checkpoint
 
 
@@ -64,7 +65,8 @@ def before_every_sampling(p) -> None:
     """Forge rebuilt ``forge_objects`` for this sampling call (the first pass, hires fix's second): the
     effects attached to the checkpoint go into a clone of its UNet patcher now. AUTOMATIC1111's UNet is
     patched in place while effects are attached, so nothing happens there."""
-    checkpoint = getattr(p, "_regedit_checkpoint", None)
+    state = getattr(p, "_regedit_run", None)
+    checkpoint = state.checkpoint if state is not None else None
     objects = getattr(p.sd_model, "forge_objects", None)
     if checkpoint is not None and objects is not None and hasattr(checkpoint, "sampling_unet"):
         objects.unet = checkpoint.sampling_unet(objects.unet)

@@ -25,7 +25,8 @@ from ..infotext import INFOTEXT_KEY, KEYWORDS_KEY, PAIR_IMAGE_KEY
 from ..preview import draw_layout
 from ..regions import layout_init
 from ..regions.prompting import region_lora_tags
-from . import checkpoints, image_tasks, xyz_axes
+from . import checkpoints, image_tasks, run, xyz_axes
+from .run import run_of
 from .session import WebUISession
 from .ui_documents import drag_settings_to_doc, has_edit_roles, lime_settings_to_doc, with_settings
 
@@ -37,9 +38,7 @@ def process(p, values: dict) -> None:
 
     from . import latent_scale
 
-    for name in ("_regedit", "_regedit_layout", "_regedit_drag", "_regedit_lime", "_regedit_picture_edit",
-                 "_regedit_checkpoint"):
-        setattr(p, name, None)
+    run.start(p)
     # before the WebUI makes this generation's noise: a model switched by override_settings or
     # taken from the checkpoint cache fires no on_model_loaded
     latent_scale.sync(processing, shared.sd_model)
@@ -71,7 +70,7 @@ def process(p, values: dict) -> None:
         return
     if document is None or not document.regions:
         return
-    p._regedit_preview = preview
+    run_of(p).preview = preview
     if document.is_pair:
         _start_pair(p, document)
         return
@@ -83,7 +82,7 @@ def process(p, values: dict) -> None:
             fail_sampling(p, exc)
             return
     checkpoint = checkpoints.current(p)
-    p._regedit = WebUISession(document, lambda prompt: checkpoint.conditioning(prompt).context, checkpoint.tokenize,
+    run_of(p).session = WebUISession(document, lambda prompt: checkpoint.conditioning(prompt).context, checkpoint.tokenize,
                               loras=loras)
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     _wrap_sample(p)
@@ -140,11 +139,11 @@ def _start_pair(p, document) -> None:
     p.all_seeds, p.all_subseeds = batch.seeds, batch.subseeds
     if batch.hr_prompts is not None:
         p.all_hr_prompts, p.all_hr_negative_prompts = batch.hr_prompts, batch.hr_negative_prompts
-    p._regedit = WebUIPairSession(document, lambda prompt: checkpoint.conditioning(prompt).context,
+    run_of(p).session = WebUIPairSession(document, lambda prompt: checkpoint.conditioning(prompt).context,
                                   checkpoint.tokenize, batch.batch_size // 2,
                                   source_prompt=batch.prompts[0], target_prompt=batch.prompts[1])
     if segmenter is not None:
-        p._regedit.enable_guidance(segmenter, lambda z: ((checkpoint.decode(z) + 1) / 2).clamp(0, 1),
+        run_of(p).session.enable_guidance(segmenter, lambda z: ((checkpoint.decode(z) + 1) / 2).clamp(0, 1),
                                    checkpoint.alphas)
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
@@ -156,7 +155,7 @@ def _wrap_sample(p) -> None:
 
     @functools.wraps(original)
     def sample(*args, **kwargs):
-        session = getattr(p, "_regedit", None)
+        session = run_of(p).session
         if session is None:
             return original(*args, **kwargs)
         if session.document.uses_layout_init(from_image=bool(getattr(p, "init_images", None))) \
@@ -206,8 +205,8 @@ def _layout_guidance(p, session):
         if guidance is not None:
             return guidance
         reason = "layout guidance found no word to bind in the region prompts; nothing was guided"
-    if not getattr(p, "_regedit_guidance_noted", False):
-        p._regedit_guidance_noted = True
+    if not run_of(p).guidance_noted:
+        run_of(p).guidance_noted = True
         note(p, reason)
     return None
 
@@ -282,7 +281,7 @@ def _start_from_layout(p, document, session=None) -> None:
     rng = getattr(p, "rng", None)
     if rng is None:
         return
-    inverted = getattr(p, "_regedit_layout", None)  # the same for every batch of this generation
+    inverted = run_of(p).layout  # the same for every batch of this generation
     pair = session.documents if isinstance(session, WebUIPairSession) else None
     sketches = (pair.source, pair.target) if pair is not None else (document,)
     if inverted is None:
@@ -296,7 +295,7 @@ def _start_from_layout(p, document, session=None) -> None:
         except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
             note(p, f"init layout skipped on this checkpoint ({type(exc).__name__}: {exc})"[:300])
             return
-        p._regedit_layout = inverted
+        run_of(p).layout = inverted
     draw = rng.next
 
     def first_next():
@@ -321,19 +320,15 @@ def _empty_prompt_eps(checkpoint):
 
 
 def postprocess(p, processed) -> None:
-    """The previews, and every effect taken off whatever happened."""
-    lime = getattr(p, "_regedit_lime", None)
-    if lime is not None:
-        try:
-            image_tasks.lime_preview(p, lime, processed)
-        finally:
-            checkpoints.remove_leftovers()
-            p._regedit_lime = None
-    session = getattr(p, "_regedit", None)
-    if session is None:
+    """The previews, and every effect taken off whatever happened; the generation's state dropped."""
+    state = getattr(p, "_regedit_run", None)
+    if state is None:
         return
     try:
-        if getattr(p, "_regedit_preview", False) and processed.images:
+        if state.lime is not None:
+            image_tasks.lime_preview(p, state.lime, processed)
+        session = state.session
+        if session is not None and state.preview and processed.images:
             info = processed.infotexts[0] if processed.infotexts else ""
             processed.images.append(draw_layout(processed.images[0], session.document))
             processed.infotexts.append(info)
@@ -342,16 +337,16 @@ def postprocess(p, processed) -> None:
                 processed.images.append(keyword_maps)
                 processed.infotexts.append(info)
     finally:
-        checkpoints.remove_leftovers()
-        p._regedit = None
-        p._regedit_checkpoint = None
+        if state.lime is not None or state.session is not None:
+            checkpoints.remove_leftovers()
+        run.end(p)
 
 
 def note(p, text: str, once: bool = False) -> None:
     """A note under the image in the UI, and in the console (the API's info has no comments); with
     ``once``, printed once per generation however many batches repeat it."""
     p.comment(f"RegEdit: {text}")
-    printed = p.__dict__.setdefault("_regedit_printed", set())
+    printed = run_of(p).printed
     if not once or text not in printed:
         printed.add(text)
         print(f"RegEdit: {text}")
@@ -374,11 +369,14 @@ def xyz_overrides(p) -> dict:
 
 def on_cfg_denoiser(params) -> None:
     p = getattr(params.denoiser, "p", None)
-    for session in (getattr(p, "_regedit", None), getattr(p, "_regedit_lime", None)):
+    state = getattr(p, "_regedit_run", None)
+    if state is None:
+        return
+    for session in (state.session, state.lime):
         if session is not None:
             session.on_cfg_denoiser(params.sampling_step, params.total_sampling_steps, params.text_cond,
                                     params.text_uncond)
-    session = getattr(p, "_regedit", None)
+    session = state.session
     if isinstance(session, WebUIPairSession) and session.guidance is not None:
         from modules.sd_samplers_timesteps import CFGDenoiserTimesteps
 

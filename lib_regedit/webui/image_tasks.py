@@ -25,6 +25,7 @@ from ..infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, INVERSION_KEY, LIME_INFO
 from ..lime.diffusers_lime import check_instruction
 from ..lime.roi import uncertainty_note
 from . import checkpoints, xyz_axes
+from .run import run_of
 from .ui_documents import drawn_boxes
 
 # a picture's inversions, per picture, checkpoint, source prompts and settings, bounded by the *Inversion
@@ -76,7 +77,7 @@ def start_drag(p, drag_doc) -> bool:
     if problem is not None:
         fail_sampling(p, problem)
         return True
-    p._regedit_drag = document
+    run_of(p).drag = document
     p.extra_generation_params[DRAG_INFOTEXT_KEY] = document.to_json()
     original = p.sample
 
@@ -132,15 +133,16 @@ def start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
     except RegEditError as exc:
         fail_sampling(p, exc)
         return True
-    p._regedit_preview = preview
+    run_of(p).preview = preview
     p.extra_generation_params[LIME_INFOTEXT_KEY] = document.to_json()
     original = p.sample
 
     @functools.wraps(original)
     def sample(conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        if not hasattr(p, "_regedit_lime_user_nmask"):  # before a first batch's RoI blend sets one
-            p._regedit_lime_user_nmask = getattr(p, "nmask", None)
-        nmask = p._regedit_lime_user_nmask  # an inpaint mask at the latent's resolution, (C, h, w): 1 where it edits
+        state = run_of(p)
+        if not state.lime_mask_read:  # before a first batch's RoI blend sets one
+            state.lime_user_mask, state.lime_mask_read = getattr(p, "nmask", None), True
+        nmask = state.lime_user_mask  # an inpaint mask at the latent's resolution, (C, h, w): 1 where it edits
         mask = nmask.reshape(-1, *nmask.shape[-2:])[0].float().cpu() > 0.5 \
             if isinstance(nmask, torch.Tensor) and nmask.ndim >= 2 else None
         checkpoint = checkpoints.current(p)
@@ -150,7 +152,7 @@ def start_lime(p, lime_doc, region_doc, preview: bool) -> bool:
         except RegEditError as exc:
             exc.status_code = 422
             raise
-        p._regedit_lime = session
+        run_of(p).lime = session
         # the posterior's mean, not the WebUI's unseeded sample of it: both passes, and a repeat of the
         # seed or a pasted infotext, start from the same latent
         p.init_latent = checkpoints.init_means(p)
@@ -182,7 +184,7 @@ def lime_preview(p, lime, processed) -> None:
     """The found region over the init image, when the preview is on."""
     from ..lime.preview import roi_preview
 
-    if lime.roi is not None and getattr(p, "_regedit_preview", False) and processed.images:
+    if lime.roi is not None and run_of(p).preview and processed.images:
         processed.images.append(roi_preview(checkpoints.init_image(p), lime.roi if lime.pixel_roi is None
                                             else lime.pixel_roi > 0.5))
         processed.infotexts.append(processed.infotexts[0] if processed.infotexts else "")
@@ -192,17 +194,17 @@ def paste_outside(p, pp) -> None:
     """``postprocess_image``: the original kept outside a drag's, a picture edit's or LIME's regions."""
     if not getattr(p, "init_images", None):
         return
-    drag = getattr(p, "_regedit_drag", None)
+    drag = run_of(p).drag
     if drag is not None:
         from ..drag.composite import composite
 
         pp.image = composite(checkpoints.init_image(p), pp.image, drag)
-    edit = getattr(p, "_regedit_picture_edit", None)
+    edit = run_of(p).picture_edit
     if edit is not None and getattr(p, "batch_index", 0) % 2 == 1:  # the edit of each (reconstruction, edit)
         from ..editing.real_edit import paste_outside as paste
 
         pp.image = paste(checkpoints.init_image(p), pp.image, edit)
-    lime = getattr(p, "_regedit_lime", None)
+    lime = run_of(p).lime
     if lime is not None:
         pp.image = lime.paste_outside(checkpoints.init_image(p), pp.image)
 
@@ -237,7 +239,7 @@ def start_picture_edit(p, document) -> None:
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
     p.extra_generation_params[INVERSION_KEY] = document.edit.inversion
-    p._regedit_picture_edit = document
+    run_of(p).picture_edit = document
     INVERSIONS.resize(int(shared.opts.data.get("regedit_inversion_cache_mb", 512)) << 20)
     original = p.sample
 
