@@ -140,11 +140,11 @@ def test_forge_gives_what_the_ldm_backend_gives(unet, fusion_mode, separate):
     cond, uncond = ENCODE("whole").expand(3, -1, -1), ENCODE("neg").expand(3, -1, -1)
     plain_c, _ = cfg_step(unet, None, x, cond, uncond, 0)
     ldm_session = WebUISession(doc, ENCODE)
-    with ldm_session.sampling(unet):
+    with ldm_backend.attach(unet, *ldm_session.effects()):
         ldm_c, ldm_u = cfg_step(unet, ldm_session, x, cond, uncond, 1)
     forge_session = WebUISession(doc, ENCODE)
     original = UnetPatcher(unet)
-    patched = forge_session.forge_unet(original)
+    patched = forge_backend.patched(original, *forge_session.effects())
     assert patched is not original and original.model_options == {"transformer_options": {}}  # Forge's own untouched
     forge_c, forge_u = forge_step(patched, forge_session, x, cond, uncond, 1, separate)
     assert (ldm_c - plain_c).abs().mean() > 1e-3
@@ -163,7 +163,8 @@ def test_another_extensions_wrapper_still_runs(unet):
     x = torch.randn(1, 4, 16, 16)
     for mode in ("attention", "latent"):
         session = WebUISession(parse_region_document(dict(DOC.to_dict(), mode=mode)), ENCODE)
-        patched = session.forge_unet(UnetPatcher(unet, {"transformer_options": {}, "model_function_wrapper": other}))
+        patched = forge_backend.patched(UnetPatcher(unet, {"transformer_options": {}, "model_function_wrapper": other}),
+                                         *session.effects())
         seen.clear()
         forge_step(patched, session, x, ENCODE("whole"), ENCODE("neg"), 0)
         assert seen[0] == [UNCOND, COND] and len(seen) > 1 if mode == "latent" else seen == [[UNCOND, COND]]
@@ -202,10 +203,10 @@ def test_an_edit_pair_gives_what_the_ldm_backend_gives(unet):
         return WebUIPairSession(doc, ENCODE, None, 1, source_prompt="whole", target_prompt="whole")
 
     ldm_session = session()
-    with ldm_session.sampling(unet):
+    with ldm_backend.attach(unet, *ldm_session.effects()):
         ldm_c, ldm_u = cfg_step(unet, ldm_session, x, cond, uncond, 1)
     forge_session = session()
-    forge_c, forge_u = forge_step(forge_session.forge_unet(UnetPatcher(unet)), forge_session, x, cond, uncond, 1)
+    forge_c, forge_u = forge_step(forge_backend.patched(UnetPatcher(unet), *forge_session.effects()), forge_session, x, cond, uncond, 1)
     assert (ldm_c[0] - ldm_c[1]).abs().mean() > 1e-4  # the target differs from the source
     torch.testing.assert_close(forge_c, ldm_c, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(forge_u, ldm_u, atol=1e-4, rtol=1e-4)

@@ -69,6 +69,7 @@ def test_kssa_scales_only_selected_keys_of_cond_rows():
 
 def test_kssa_in_the_ldm_backend():
     ldm = pytest.importorskip("test_ldm_backend")
+    from lib_regedit.backends import ldm_backend
     from lib_regedit.webui.session import WebUISession
 
     torch.manual_seed(0)
@@ -81,7 +82,7 @@ def test_kssa_in_the_ldm_backend():
     session = WebUISession(doc, ldm.ENCODE, tokenize)
     x = torch.randn(2, 4, 16, 16)
     cond, uncond = ldm.ENCODE("whole").expand(2, -1, -1), ldm.ENCODE("").expand(2, -1, -1)
-    with session.sampling(unet):
+    with ldm_backend.attach(unet, *session.effects()):
         for step in range(4):
             ldm.cfg_step(unet, session, x, cond, uncond, step)
     assert session.built.selection.refreshes >= 1 and session.built.kssa.applied > 0

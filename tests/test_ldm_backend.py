@@ -86,7 +86,7 @@ def test_cond_and_uncond_rows_are_read_from_the_sampler(unet, mode, fusion_mode)
     cond, uncond = ENCODE("whole").expand(3, -1, -1), ENCODE("neg").expand(3, -1, -1)
     plain_c, plain_u = cfg_step(unet, None, x, cond, uncond, 0, "batched")
     session = WebUISession(doc, ENCODE)
-    with session.sampling(unet):
+    with ldm_backend.attach(unet, *session.effects()):
         c_b, u_b = cfg_step(unet, session, x, cond, uncond, 0, "batched")
         c_m, u_m = cfg_step(unet, session, x, cond, uncond, 0, mode)
     assert _patched(unet) == [] and not unet._forward_pre_hooks and not unet._forward_hooks
@@ -105,7 +105,7 @@ def test_identical_prompts_reproduce_the_plain_output(unet):
     cond, uncond = ENCODE("whole"), ENCODE("")
     plain = cfg_step(unet, None, x, cond, uncond, 2)
     session = WebUISession(doc, ENCODE)
-    with session.sampling(unet):
+    with ldm_backend.attach(unet, *session.effects()):
         fused = cfg_step(unet, session, x, cond, uncond, 2)
     torch.testing.assert_close(fused[0], plain[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(fused[1], plain[1], atol=1e-5, rtol=1e-4)
@@ -117,7 +117,7 @@ def test_long_prompts_and_hires_resolution(unet):
         {"x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0, "prompt": long_prompt}]})
     session = WebUISession(doc, ENCODE)
     assert ENCODE(long_prompt).shape[1] == 154
-    with session.sampling(unet):
+    with ldm_backend.attach(unet, *session.effects()):
         for size in (16, 24):  # first pass, then a hires-fix pass at 1.5x
             x = torch.randn(2, 4, size, size)
             c, u = cfg_step(unet, session, x, ENCODE("whole").expand(2, -1, -1), ENCODE("").expand(2, -1, -1), 1)
@@ -130,7 +130,7 @@ def test_restored_after_an_exception_and_delegates_when_idle(unet):
     before = cfg_step(unet, None, x, cond, uncond, 0)
     session = WebUISession(DOC, ENCODE)
     with pytest.raises(RuntimeError):
-        with session.sampling(unet):
+        with ldm_backend.attach(unet, *session.effects()):
             assert len(_patched(unet)) == len(ldm_backend.attention_modules(unet))
             raise RuntimeError("interrupted")
     assert _patched(unet) == [] and not unet._forward_pre_hooks

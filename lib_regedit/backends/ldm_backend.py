@@ -103,3 +103,10 @@ def latent_attached(unet: torch.nn.Module, controller: Controller, fusion):
     return latent_hooked(unet, controller, fusion, unet_pre_hook(controller, "x", "context"),
                          arg_names=["x", "timesteps", "context", "y"],
                          context_name="context", unpack=lambda out: out, repack=lambda out, fused: fused)
+
+
+def attach(unet: torch.nn.Module, controller: Controller, fusion=None):
+    """``controller`` on ``unet`` for a ``with`` block, after clearing what a crashed run left behind:
+    latent mode's region passes with ``fusion``, else the attention patches."""
+    remove_leftovers(unet)
+    return latent_attached(unet, controller, fusion) if fusion is not None else attached(unet, controller)

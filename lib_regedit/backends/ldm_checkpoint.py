@@ -111,13 +111,8 @@ class LdmCheckpoint:
         vae = self.model.first_stage_model
         return vae.decode(z.to(self.device, self.vae_dtype or z.dtype) / self.model.scale_factor).float()
 
-    @contextlib.contextmanager
     def attach(self, controller, fusion=None):
-        ldm_backend.remove_leftovers(self.unet)
-        cm = ldm_backend.latent_attached(self.unet, controller, fusion) if fusion is not None \
-            else ldm_backend.attached(self.unet, controller)
-        with cm:
-            yield
+        return ldm_backend.attach(self.unet, controller, fusion)
 
     def needs_image_conditioning(self) -> bool:
         key = getattr(getattr(self.model, "model", None), "conditioning_key", None)

@@ -8,13 +8,11 @@ UNet in place, or gives each of WebUI Forge's sampling calls a patched clone of 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
 
 from ..attention.controller import Controller, GenerationState
-from ..backends import forge_backend, ldm_backend
 from ..documents import RegionDocument
 from ..regions.prompting import build_effects
 
@@ -92,28 +90,12 @@ class WebUISession:
     def on_cfg_denoiser(self, sampling_step: int, total_steps: int, text_cond, text_uncond) -> None:
         read_cfg_denoiser(self.state, sampling_step, total_steps, text_cond, text_uncond)
 
+    def effects(self):
+        """What this session gives the model: the controller, and latent mode's fusion (None in attention
+        mode), as ``Checkpoint.attach`` takes them."""
+        self._prepare()
+        return self.controller, self.fusion if self.document.mode == "latent" else None
+
     def attached(self, checkpoint):
-        """The session's effects on ``checkpoint`` (the model interface) for the ``with`` block: latent mode's
-        regions as passes of their own, attention mode's inside the attention calls."""
-        self._prepare()
-        return checkpoint.attach(self.controller, self.fusion if self.document.mode == "latent" else None)
-
-    def forge_unet(self, unet_patcher, attention_function=None):
-        """WebUI Forge: a clone of its ``UnetPatcher`` carrying this session (``backends.forge_backend``),
-        for ``p.sd_model.forge_objects.unet`` during one sampling call; ``attention_function`` is Forge's own
-        attention, used where no effect acts."""
-        self._prepare()
-        fusion = self.fusion if self.document.mode == "latent" else None
-        return forge_backend.patched(unet_patcher, self.controller, fusion, attention_function)
-
-    @contextlib.contextmanager
-    def sampling(self, unet: torch.nn.Module):
-        """Patch ``unet`` for the ``with`` block; restore whatever happens."""
-        self._prepare()
-        ldm_backend.remove_leftovers(unet)
-        if self.document.mode == "latent":
-            cm = ldm_backend.latent_attached(unet, self.controller, self.fusion)
-        else:
-            cm = ldm_backend.attached(unet, self.controller)
-        with cm:
-            yield self
+        """The session's effects on ``checkpoint`` (the model interface) for the ``with`` block."""
+        return checkpoint.attach(*self.effects())
