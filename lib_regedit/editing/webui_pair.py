@@ -1,7 +1,11 @@
 """An edit pair in the WebUI's txt2img: each image of the batch becomes a source and a target.
 
-``scripts/regedit.py`` calls :func:`pair_batch` in the script's ``process`` (after the WebUI has made
-its prompt and seed lists, before the first batch): the batch size doubles and each image i becomes
+What differs from the diffusers pair (``diffusers_edit.py``): the WebUI's own sampler runs the pair, so
+the pair lives in the WebUI's batch lists (prompts, seeds, hires prompts) rather than in rows the
+engine stacks itself.
+
+The WebUI adapter (``webui/generation.py``) calls :func:`pair_batch` in the script's ``process`` (after the
+WebUI has made its prompt and seed lists, before the first batch): the batch size doubles and each image i becomes
 the rows (source i, target i), with one seed, so the pair starts from the same noise and, per-seed,
 draws the same noise later (ancestral samplers). Batch count and size keep working: pairs per image.
 :class:`WebUIPairSession` builds the pair's effects instead of plain region fusion.

@@ -1,4 +1,4 @@
-"""LIME in the WebUI's img2img (the engine side: no ``modules`` import; ``scripts/regedit.py`` wires it).
+"""LIME in the WebUI's img2img (the engine side: no ``modules`` import; ``webui/image_tasks.py`` wires it).
 
 The WebUI's own sampler runs twice: a first pass that stops at the feature step (the capture effect
 raises :class:`FeatureStepReached` from the UNet's pre-hook), then the edit with the regularisation.

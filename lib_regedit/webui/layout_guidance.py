@@ -6,7 +6,7 @@ sampler, k-diffusion's and the timestep ones alike, hands its current latent to 
 (``CFGDenoiser.forward(x, sigma, ...)``) once per model evaluation. :class:`DenoiserGuidance` runs
 the gradient steps there, on the conditional prompt of each image, and writes the guided latent back
 into that same tensor, so the sampler continues from it: the update Chen et al. make, in no
-particular sampler. Kept free of the WebUI's ``modules`` so it can be tested; ``scripts/regedit.py``
+particular sampler. Kept free of the WebUI's ``modules`` so it can be tested; ``webui/generation.py``
 patches the denoiser of each txt2img first pass and passes the conditioning.
 
 The sampler's input is k-diffusion's ``x = z_t * sqrt(1 + sigma^2)`` with ``sigma^2 = (1 - a) / a``

@@ -1,5 +1,5 @@
 """LoRA per region in the WebUI, through its built-in Lora extension (``extensions-builtin/Lora``, whose
-``networks`` module ``scripts/regedit.py`` passes in; nothing here imports the WebUI).
+``networks`` module ``webui/checkpoints.py`` passes in; nothing here imports the WebUI).
 
 The WebUI applies the main prompt's ``<lora:...>`` to the whole model: ``networks.loaded_networks``
 lists them, and each patched layer merges that list into its weights when it runs (and restores its

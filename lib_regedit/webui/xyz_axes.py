@@ -1,6 +1,6 @@
 """RegEdit's settings as X/Y/Z plot axes, kept free of the WebUI so they are tested here.
 
-``scripts/regedit.py`` registers one axis per :data:`AXES` entry with the WebUI's ``xyz_grid`` script.
+``webui/callbacks.py`` registers one axis per :data:`AXES` entry with the WebUI's ``xyz_grid`` script.
 An axis writes its value into the generation's overrides (``p._regedit_xyz``); when the generation
 starts, :func:`apply_overrides` writes them into the region or drag document, which validates them
 as always, and the infotext carries them. :func:`check_values` runs before the grid starts, so an
