@@ -137,7 +137,7 @@ def test_drag_through_a_real_pipeline(sd):
 
 @pytest.mark.parametrize("kwargs,field", [
     ({"image": Image.new("RGB", (60, 64))}, "image"),
-    ({"image": Image.new("I;16", (64, 64))}, "image"),
+    ({"image": Image.new("F", (64, 64))}, "image"),
     ({"options": DragOptions(steps=0)}, "steps"),
     ({"options": DragOptions(start_t=0)}, "start_t"),
     ({"options": DragOptions(end_t=1.5)}, "end_t"),
