@@ -65,16 +65,19 @@ def _generate(args) -> int:
     return 0
 
 
-def read_image(path: str, flag: str):
-    """The image file at ``path``, loaded, or a message naming ``flag`` (``--image``)."""
+def read_image(path: str, flag: str, mask: bool = False):
+    """The picture file at ``path`` in 8-bit RGB (``mask``: a mask, in 8-bit grey), by the one rule of
+    every command (:mod:`lib_regedit.images`), or a message naming ``flag`` (``--image``) before any work."""
     from PIL import Image, UnidentifiedImageError
+
+    from .images import to_mask, to_rgb
 
     try:
         image = Image.open(path)
         image.load()
     except (OSError, UnidentifiedImageError) as exc:
         raise RegEditError(flag, f"cannot read {path} as an image ({exc})", "give a PNG or JPEG file") from None
-    return image
+    return to_mask(image, flag) if mask else to_rgb(image, flag)
 
 
 def _read_regions(path: str) -> tuple[str, int]:

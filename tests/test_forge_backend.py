@@ -111,6 +111,22 @@ def test_rows_are_read_from_forges_chunk_marks():
     assert forge_backend.rows_of(None, 2) == RowLayout((0, 1), ())
 
 
+def test_one_row_selection_for_every_backends_reruns():
+    """Forge's wrapper and the ldm/diffusers latent hook select a rerun's rows with the same function:
+    every tensor with the call's batch first, at any depth of dicts, lists and tuples; the rest as is."""
+    from lib_regedit.backends import unet_hooks
+
+    assert forge_backend.select_rows is unet_hooks.select_rows
+    batch = torch.arange(4.0)[:, None]
+    shared, t = torch.ones(3, 2), torch.tensor(5)
+    value = {"x": batch, "nested": {"y": [batch, (batch, shared)]}, "t": t, "n": 7, "s": "text"}
+    out = unet_hooks.select_rows(value, [3, 1], 4)
+    assert torch.equal(out["x"], torch.tensor([[3.0], [1.0]]))
+    assert isinstance(out["nested"]["y"], list) and isinstance(out["nested"]["y"][1], tuple)
+    assert torch.equal(out["nested"]["y"][1][0], out["x"]) and out["nested"]["y"][1][1] is shared
+    assert out["t"] is t and out["n"] == 7 and out["s"] == "text"
+
+
 def test_a_callers_fixed_rows_come_before_forges_marks():
     """An inversion builds every UNet call itself and says which rows are which (``fixed_rows``); the
     Forge wrapper's marks (every row conditional, as it calls the model) must not override them."""

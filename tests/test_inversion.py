@@ -225,9 +225,7 @@ def test_a_cancelled_inversion_leaves_nothing_cached(sd, tmp_path):
 # --- bad input ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, words", [
-    (lambda: Image.new("RGBA", (64, 64)), "alpha channel"),
-    (lambda: Image.new("P", (64, 64)), "palette"),
-    (lambda: Image.new("I;16", (64, 64)), "16-bit"),
+    (lambda: Image.new("F", (64, 64)), "float pixels"),  # transparency, palettes, 16-bit: tests/test_images.py
     (lambda: Image.new("RGB", (60, 64)), "crop or resize it to 56x64"),
     (lambda: np.zeros((64, 64, 3)), "is not an image"),
 ])
@@ -278,9 +276,9 @@ def test_edit_regions_image_command(tmp_path, capsys):
     assert main(args) == 0
     assert "(cached)" in capsys.readouterr().out
     # bad input: a clear message, exit code 2
-    Image.new("RGBA", (128, 128)).save(tmp_path / "alpha.png")
-    assert main(args[:2] + [str(tmp_path / "alpha.png")] + args[3:]) == 2
-    assert "alpha channel" in capsys.readouterr().err
+    Image.new("F", (128, 128)).save(tmp_path / "float.tif")
+    assert main(args[:2] + [str(tmp_path / "float.tif")] + args[3:]) == 2
+    assert "RegEdit: --image: the image has float pixels" in capsys.readouterr().err
     assert main(["edit-regions", "--image", str(tmp_path / "in.png"), "--regions", str(tmp_path / "doc.json")]) == 2
     assert "--out" in capsys.readouterr().err
 

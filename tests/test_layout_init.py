@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from lib_regedit.inversion import ddim
 from lib_regedit.regions import layout_init
 from lib_regedit.api import generate, generate_plain
 from lib_regedit.documents import parse_region_document
@@ -25,10 +26,10 @@ def test_sketch_is_dark_inside_the_boxes_only():
 
 
 def test_inversion_timesteps_follow_ddim_leading_spacing():
-    assert layout_init.inversion_timesteps(1000, 20) == list(range(1, 1000, 50))
-    assert layout_init.inversion_timesteps(1000, 1) == [1]
+    assert ddim.inversion_timesteps(1000, 20) == list(range(1, 1000, 50))
+    assert ddim.inversion_timesteps(1000, 1) == [1]
     with pytest.raises(ValueError):
-        layout_init.inversion_timesteps(1000, 0)
+        ddim.inversion_timesteps(1000, 0)
 
 
 def test_ddim_inversion_is_exact_for_a_known_noise():
@@ -36,8 +37,8 @@ def test_ddim_inversion_is_exact_for_a_known_noise():
     process's value sqrt(a_T) z0 + sqrt(1 - a_T) eps, whatever the steps."""
     alphas = torch.linspace(0.999, 0.01, 1000, dtype=torch.float64)
     z0, eps = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
-    ts = layout_init.inversion_timesteps(1000, 7)
-    z = layout_init.ddim_invert(lambda z, t: eps, z0, alphas, ts)
+    ts = ddim.inversion_timesteps(1000, 7)
+    z = ddim.invert(lambda z, t: eps, z0, alphas, ts)[-1]
     expected = alphas[ts[-1]].sqrt() * z0 + (1 - alphas[ts[-1]]).sqrt() * eps
     assert torch.allclose(z, expected.float(), atol=1e-5)
 
@@ -103,11 +104,11 @@ def test_disc_sketch_marks_the_centre_whatever_the_box_aspect():
 
 
 def test_shorter_inversions_end_where_sampling_starts():
-    full = layout_init.inversion_timesteps(1000, 20)
-    assert layout_init.inversion_timesteps(1000, 20, 0) == full == layout_init.inversion_timesteps(1000, 20, 20)
-    four = layout_init.inversion_timesteps(1000, 20, 4)
+    full = ddim.inversion_timesteps(1000, 20)
+    assert ddim.inversion_timesteps(1000, 20, 0) == full == ddim.inversion_timesteps(1000, 20, 20)
+    four = ddim.inversion_timesteps(1000, 20, 4)
     assert len(four) == 4 and four[0] == full[0] and four[-1] == full[-1] and four == sorted(four)
-    assert layout_init.inversion_timesteps(1000, 20, 1) == [full[-1]]
+    assert ddim.inversion_timesteps(1000, 20, 1) == [full[-1]]
 
 
 def test_the_seed_share_outside_the_boxes():

@@ -420,7 +420,7 @@ def test_an_ordinary_pipeline_runs_the_localised_prompt_edit(sd):
     (dict(options=LimeOptions(snap="yes")), "lime.snap"),
     (dict(lime={"colour": 1}), "lime.colour"),
     (dict(image=Image.new("RGB", (30, 30))), "image"),
-    (dict(image=Image.new("I;16", (32, 32))), "image"),
+    (dict(image=Image.new("F", (32, 32))), "image"),
     (dict(options=LimeOptions(clusters=300)), "lime.clusters"),
 ])
 def test_bad_input_names_the_field(instruct, kwargs, field):

@@ -45,6 +45,16 @@ def test_the_schedule_defaults():
     assert all(pastes_at(every, t, 1000) for t in drag_timesteps(1000, 20, 0.5))
 
 
+def test_the_schedule_is_the_ddim_sampling_schedule():
+    """One schedule for every caller (issue 34): the drag's timesteps are the tail of DDIM's, so they
+    never pass the last trained timestep either (1000 steps of 1000 used to ask for timestep 1000)."""
+    from lib_regedit.inversion.ddim import inversion_timesteps
+
+    for steps in (1, 7, 20, 50):
+        assert drag_timesteps(1000, steps, 1.0) == inversion_timesteps(1000, steps)[::-1]
+    assert drag_timesteps(1000, 1000, 1.0)[0] == 999
+
+
 def test_with_nothing_dragged_the_denoise_branch_gives_back_the_input(sd):
     z0 = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
     attention = MutualSelfAttention()
@@ -127,7 +137,7 @@ def test_drag_through_a_real_pipeline(sd):
 
 @pytest.mark.parametrize("kwargs,field", [
     ({"image": Image.new("RGB", (60, 64))}, "image"),
-    ({"image": Image.new("I;16", (64, 64))}, "image"),
+    ({"image": Image.new("F", (64, 64))}, "image"),
     ({"options": DragOptions(steps=0)}, "steps"),
     ({"options": DragOptions(start_t=0)}, "start_t"),
     ({"options": DragOptions(end_t=1.5)}, "end_t"),

@@ -29,6 +29,7 @@ from ..attention.call import AttentionCall, RowLayout, attend
 from ..attention.controller import Controller
 from ..masks import layer_hw
 from .lora_delta import with_delta
+from .unet_hooks import select_rows
 
 COND, UNCOND = 0, 1  # Forge's marks in ``cond_or_uncond``
 _BLOCK_KINDS = {"input_blocks": "input", "middle_block": "middle", "output_blocks": "output"}
@@ -107,17 +108,6 @@ def attention_replacement(controller: Controller, blocks: dict, target: str,
     return attention
 
 
-def _select(value, rows: list[int], batch: int):
-    """Rows of every tensor in ``value`` (nested dicts, lists, tuples) whose first dimension is the batch."""
-    if isinstance(value, torch.Tensor):
-        return value[rows] if value.ndim > 0 and value.shape[0] == batch else value
-    if isinstance(value, dict):
-        return {k: _select(v, rows, batch) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_select(v, rows, batch) for v in value)
-    return value
-
-
 def _sub_options(options: dict, mark: int, n: int) -> dict:
     """``transformer_options`` for a rerun of ``n`` rows that are all cond (or all uncond)."""
     options = dict(options)
@@ -155,11 +145,11 @@ def unet_wrapper(controller: Controller, fusion=None, previous: Callable | None 
         def run(context, target):
             target = list(target)
             mark = UNCOND if set(target) <= set(rows.uncond) else COND
-            sub_c = {k: _select(v, target, batch) for k, v in c.items() if k != "transformer_options"}
+            sub_c = {k: select_rows(v, target, batch) for k, v in c.items() if k != "transformer_options"}
             sub_c["c_crossattn"] = context.to(out.device, out.dtype).expand(len(target), -1, -1)
             if "transformer_options" in c:
                 sub_c["transformer_options"] = _sub_options(c["transformer_options"], mark, len(target))
-            sub = dict(args, input=x[target], timestep=_select(args["timestep"], target, batch), c=sub_c,
+            sub = dict(args, input=x[target], timestep=select_rows(args["timestep"], target, batch), c=sub_c,
                        cond_or_uncond=[mark])
             busy.append(1)
             try:

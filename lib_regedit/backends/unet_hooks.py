@@ -23,11 +23,16 @@ def unet_pre_hook(controller: Controller, sample_name: str, context_name: str):
 
 
 def select_rows(value, rows: list[int], batch: int):
-    """Select batch rows of every tensor (or dict of tensors) whose first dimension is the batch."""
-    if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
-        return value[rows]
+    """``rows`` of every tensor in ``value`` whose first dimension is the ``batch`` (the UNet call's), at
+    any depth of dicts, lists and tuples (SDXL's ``added_cond_kwargs``, ControlNet's residuals, Forge's
+    ``c``); anything else (a 0-dim timestep, a shared tensor, a number) unchanged. The one row selection
+    of every backend's reruns (latent mode here, Forge's wrapper in ``forge_backend``)."""
+    if isinstance(value, torch.Tensor):
+        return value[rows] if value.ndim > 0 and value.shape[0] == batch else value
     if isinstance(value, dict):
         return {k: select_rows(v, rows, batch) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(select_rows(v, rows, batch) for v in value)
     return value
 
 

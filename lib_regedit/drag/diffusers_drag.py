@@ -19,6 +19,7 @@ from ..regions import layout_init
 from ..backends.diffusers_checkpoint import DiffusersCheckpoint
 from ..documents import DragDocument, parse_drag_document
 from ..errors import RegEditError
+from ..images import check_image, check_image_size
 from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
 from .composite import composite
 from .mapping import dense_mapping
@@ -37,21 +38,6 @@ class DragResult:
         info = PngInfo()
         info.add_text("parameters", self.parameters)
         return info
-
-
-def check_image(image, vae_factor: int, field: str = "image") -> Image.Image:
-    """An RGB image whose sides are multiples of the VAE factor and of 8, or a clear error."""
-    if not isinstance(image, Image.Image):
-        raise RegEditError(field, f"expected a PIL image, got {type(image).__name__}", "open the file with PIL.Image.open")
-    if image.mode not in ("RGB", "RGBA", "L", "P"):
-        raise RegEditError(field, f"mode {image.mode} is not supported", "save the image as 8-bit RGB")
-    multiple = limits.size_multiple(vae_factor)
-    w, h = image.size
-    if w % multiple or h % multiple or w < multiple or h < multiple:
-        raise RegEditError(field, f"its size {w}x{h} is not a multiple of {multiple}",
-                           f"crop or resize it to a multiple of {multiple}, e.g. "
-                           f"{max(multiple, w // multiple * multiple)}x{max(multiple, h // multiple * multiple)}")
-    return image.convert("RGB")
 
 
 def check_options(options: DragOptions, train_timesteps: int) -> DragOptions:
@@ -77,7 +63,9 @@ def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: Dra
     options = options_for(doc) if options is None else options
     limits.check_seed(seed)
     options = check_options(options, pipe.scheduler.config.num_train_timesteps)
-    image = check_image(image, pipe.vae_scale_factor)
+    from ..api import native_size
+
+    image = check_image(image, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     width, height = image.size
     mapping = dense_mapping(doc, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     edited = drag_mapped(pipe, image, mapping, prompt=prompt, seed=seed, options=options, progress=progress)
@@ -89,12 +77,11 @@ def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: Dra
 
 def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, options: DragOptions,
                 progress: bool = True) -> Image.Image:
-    """The drag itself on a checked image and a latent-resolution mapping: the decoded edit, before
-    the original is composited back."""
-    width, height = image.size
+    """The drag itself on a checked image (:func:`lib_regedit.images.check_image`) and a
+    latent-resolution mapping: the decoded edit, before the original is composited back."""
     from ..api import native_size
 
-    limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
+    width, height = check_image_size(image, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     checkpoint = DiffusersCheckpoint(pipe, width, height)
     cond = checkpoint.conditioning(prompt)
     bar = pipe.progress_bar(total=options.evaluations) if progress else None

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import RegEditError
+from ..images import to_rgb
 from .mapping import DenseMapping
 
 IMAGE_NAME = "original_image.png"
@@ -59,10 +60,12 @@ def read_case(folder: Path, root: Path | None = None) -> DragBenchCase:
     try:
         with open(folder / META_NAME, "rb") as f:
             meta = _DataUnpickler(io.BytesIO(f.read())).load()
-        image = Image.open(folder / IMAGE_NAME).convert("RGB")
+        picture = Image.open(folder / IMAGE_NAME)
+        picture.load()
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise RegEditError(field, f"cannot read the case ({exc})",
                            f"each case needs {IMAGE_NAME} and {META_NAME} as DragBench-SR/DR ship them")
+    image = to_rgb(picture, f"{field}/{IMAGE_NAME}")
     if not isinstance(meta, dict) or not {"prompt", "mask", "points"} <= set(meta):
         raise RegEditError(field, f"{META_NAME} lacks prompt, mask or points", "use DragBench-SR/DR's region files")
     points = np.asarray(meta["points"], dtype=np.float64).reshape(-1, 2)

@@ -23,6 +23,8 @@ from typing import Callable
 
 import torch
 
+from ..inversion.ddim import inversion_timesteps
+
 Eps = Callable[[torch.Tensor, int, int], torch.Tensor]  # eps(x, t, step index)
 
 
@@ -38,10 +40,10 @@ class InversionCache:
 
 
 def drag_timesteps(num_train_timesteps: int, steps: int, start_t: float) -> list[int]:
-    """The last ``round(steps * start_t)`` timesteps of a ``steps``-step schedule (spaced as DDIM's
-    "leading" spacing with SD's offset of 1), descending: 20 steps at start 0.5 give 451, 401, ..., 1."""
-    stride = num_train_timesteps // steps
-    schedule = [i * stride + 1 for i in range(steps)][::-1]  # SD's steps_offset of 1
+    """The last ``round(steps * start_t)`` timesteps of a ``steps``-step schedule (the sampling
+    schedule of :func:`~lib_regedit.inversion.ddim.inversion_timesteps`), descending: 20 steps at
+    start 0.5 give 451, 401, ..., 1."""
+    schedule = inversion_timesteps(num_train_timesteps, steps)[::-1]
     count = max(1, round(steps * start_t))
     return schedule[steps - count:]
 

@@ -29,7 +29,8 @@ from ..backends.diffusers_checkpoint import DiffusersCheckpoint
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, INVERSION_KEY, PAIR_IMAGE_KEY, parameters_text
 from ..inversion import InversionCache
-from ..inversion.image_input import check_image, check_regions_cover
+from ..images import check_image
+from ..inversion.image_input import check_regions_cover
 from ..inversion.invert import DEFAULT_FIXED_POINT, check_fixed_point, check_method
 from ..inversion.null_text import NullTextOptions
 from .diffusers_edit import EditResult, parse_pair

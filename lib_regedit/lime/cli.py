@@ -104,7 +104,7 @@ def run(args) -> int:
         path = getattr(args, name)
         if not path:
             continue
-        images[name] = read_image(path, "--" + name.replace("_", "-"))
+        images[name] = read_image(path, "--" + name.replace("_", "-"), mask=name == "roi_mask")
     out = Path(args.out)
     if not out.parent.exists():
         raise RegEditError("--out", f"the folder {out.parent} does not exist", "create it or choose another path")

@@ -122,7 +122,7 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     (:func:`lib_regedit.lime.roi.second_peak`)."""
     from ..api import native_size, tokenize
     from ..documents.lime import LimeDocument, parse_lime_document
-    from ..drag.diffusers_drag import check_image
+    from ..images import check_image
     from .preview import mask_from_image
 
     document = lime if isinstance(lime, LimeDocument) else parse_lime_document(lime)
@@ -140,9 +140,8 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     instruct = is_instruct(pipe)
     if not instruct and (isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1):
         raise RegEditError("strength", f"{strength!r} is out of range", "use a denoising strength in (0, 1]")
-    image = check_image(image, pipe.vae_scale_factor)
+    image = check_image(image, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     width, height = image.size
-    limits.check_size(width, height, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     latent_hw = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     positions, objects = lime_positions(tokenize(pipe, instruction)) if lime else ([], [])
     pixel_roi = None  # the user's region at the image's size, for the paste at the end

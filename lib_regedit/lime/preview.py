@@ -19,10 +19,12 @@ def roi_preview(image: Image.Image, mask: torch.Tensor, colour=(255, 64, 64), al
 
 
 def mask_from_image(mask_image: Image.Image, field: str = "roi") -> torch.Tensor:
-    """A user's mask image (white = inside) as a bool tensor; an empty one is refused."""
+    """A user's mask image (white = inside, by :func:`lib_regedit.images.mask_array`'s rule) as a bool
+    tensor; an empty one is refused."""
     from ..errors import RegEditError
+    from ..images import mask_array
 
-    mask = torch.from_numpy(np.asarray(mask_image.convert("L")) >= 128)
+    mask = torch.from_numpy(mask_array(mask_image, field))
     if not mask.any():
         raise RegEditError(field, "the mask covers nothing", "paint the region to edit in white")
     return mask

@@ -12,8 +12,9 @@ needed:
    in the box, which takes the box's aspect. Background regions draw nothing. The dark fill is
    measured: on three ShapesWorld eval layouts, with pure inversion, adherence went from 0.48
    (noise) to 0.57 with a grey-128 fill, 0.71 with grey 60 and 1.0 with grey 20.
-2. ``ddim_invert``: deterministic DDIM inversion (the ODE, as the paper requires; Song et al. 2021)
-   of the sketch's VAE latent up the sampling schedule, with the empty prompt. The sketch never
+2. ``invert_sketch``: deterministic DDIM inversion (the ODE, as the paper requires; Song et al. 2021;
+   the one in ``inversion/ddim.py``) of the sketch's VAE latent up the sampling schedule, with the
+   empty prompt. The sketch never
    depends on the seed, so ``LayoutCache`` keeps the result per layout and model.
 3. ``start_noise``: the inverted latent alone is the same for every seed, so every seed would draw
    the same image. The seed's Gaussian noise is mixed in, keeping unit variance per pixel:
@@ -36,6 +37,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..documents.region import SKETCHES
+from ..inversion import ddim
 
 SKETCH_BACKGROUND = 240
 SKETCH_FILL = 20
@@ -96,42 +98,6 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None]
 
 
-def inversion_timesteps(num_train_timesteps: int, steps: int, evaluations: int = 0) -> list[int]:
-    """Ascending DDIM timesteps ("leading" spacing with offset 1: 1, 51, ..., 951 for 1000 and 20).
-    With ``evaluations`` between 1 and ``steps``, that many timesteps instead, evenly spaced from
-    the first to the same top level, so a shorter inversion ends where sampling starts."""
-    if steps < 1:
-        raise ValueError("steps must be at least 1")
-    stride = num_train_timesteps // steps
-    full = [min(i * stride + 1, num_train_timesteps - 1) for i in range(steps)]
-    if not evaluations or evaluations >= steps:
-        return full
-    if evaluations == 1:
-        return [full[-1]]
-    first, top = full[0], full[-1]
-    return [round(first + (top - first) * i / (evaluations - 1)) for i in range(evaluations)]
-
-
-@torch.no_grad()
-def ddim_invert(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Tensor,
-                alphas_cumprod: torch.Tensor, timesteps: Sequence[int]) -> torch.Tensor:
-    """DDIM inversion of the clean latent ``z0`` up through ascending ``timesteps``.
-
-    Each step predicts the noise at the current level and moves the latent to the next level along the
-    deterministic DDIM path: ``x0 = (z - sqrt(1 - a) eps) / sqrt(a)``, ``z' = sqrt(a') x0 + sqrt(1 - a') eps``.
-    """
-    z = z0.float()
-    a_cur = torch.tensor(1.0, dtype=torch.float64)
-    t_cur = timesteps[0]
-    for t_next in timesteps:
-        e = eps(z, t_cur).float()
-        a_next = alphas_cumprod[t_next].double()
-        x0 = (z - (1 - a_cur).sqrt().float() * e) / a_cur.sqrt().float()
-        z = a_next.sqrt().float() * x0 + (1 - a_next).sqrt().float() * e
-        a_cur, t_cur = a_next, t_next
-    return z
-
-
 def mix_noise(z_inv: torch.Tensor, noise: torch.Tensor, share: float) -> torch.Tensor:
     """``sqrt(1 - share) * z_inv + sqrt(share) * noise``: the seed's share of the variance."""
     share = float(share)
@@ -147,10 +113,10 @@ def as_unit_noise(z_t: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
 def invert_sketch(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Tensor,
                   alphas_cumprod: torch.Tensor, steps: int, evaluations: int = 0) -> tuple[torch.Tensor, float]:
     """DDIM-invert the sketch's latent ``z0`` over ``steps`` steps (``evaluations`` UNet passes when
-    given, see :func:`inversion_timesteps`) with the empty-prompt noise predictor ``eps(z, t)``.
-    Returns the inverted latent and its alpha_bar."""
-    timesteps = inversion_timesteps(len(alphas_cumprod), steps, evaluations)
-    return ddim_invert(eps, z0, alphas_cumprod, timesteps), float(alphas_cumprod[timesteps[-1]])
+    given, see :func:`~lib_regedit.inversion.ddim.inversion_timesteps`) with the empty-prompt noise
+    predictor ``eps(z, t)``. Returns the inverted latent and its alpha_bar."""
+    timesteps = ddim.inversion_timesteps(len(alphas_cumprod), steps, evaluations)
+    return ddim.invert(eps, z0, alphas_cumprod, timesteps)[-1], float(alphas_cumprod[timesteps[-1]])
 
 
 def start_noise(z_inv: torch.Tensor, alpha_bar: float, noise: torch.Tensor,
