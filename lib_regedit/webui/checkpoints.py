@@ -14,6 +14,7 @@ import torch
 
 from ..backends.checkpoint import Checkpoint
 from ..errors import RegEditError
+from ..images import to_rgb
 from ..regions.layout_init import image_to_tensor
 from .run import run_of
 
@@ -83,10 +84,12 @@ def remove_leftovers() -> None:
 
 
 def init_image(p):
-    """img2img's first init image at the generation's size, as the WebUI resizes it for sampling."""
+    """img2img's first init image at the generation's size, as the WebUI resizes it for sampling; a
+    transparent one composited on white (``lib_regedit/images.py``'s rule, the WebUI's own default)."""
     from modules import images
 
-    return images.resize_image(getattr(p, "resize_mode", 0), p.init_images[0], p.width, p.height)
+    return images.resize_image(getattr(p, "resize_mode", 0), to_rgb(p.init_images[0], "init_images[0]"), p.width,
+                               p.height)
 
 
 def init_means(p, rows: int | None = None):
@@ -97,7 +100,8 @@ def init_means(p, rows: int | None = None):
     from modules import images
 
     rows = p.init_latent.shape[0] if rows is None else rows
-    sources = [images.resize_image(getattr(p, "resize_mode", 0), img, p.width, p.height) for img in p.init_images]
+    sources = [images.resize_image(getattr(p, "resize_mode", 0), to_rgb(img, f"init_images[{i}]"), p.width, p.height)
+               for i, img in enumerate(p.init_images)]
     batch = torch.cat([image_to_tensor(sources[min(i, len(sources) - 1)]) for i in range(rows)])
     means = current(p).posterior_mean(batch)
     if means.shape != p.init_latent[:rows].shape:  # a VAE the WebUI encodes differently (e.g. TAESD): keep its latent
