@@ -52,6 +52,8 @@ class Checkpoint(Protocol):
     """The denoiser's weights (frozen while null-text optimises its embeddings)."""
     key: tuple
     """What identifies these weights, for caches (layout init's sketch, inversions)."""
+    differentiable: bool
+    """Whether a gradient can run through the UNet (layout guidance, multi-region guidance, null-text)."""
 
     def conditioning(self, prompt: str, negative: bool = False) -> Conditioning:
         """The prompt encoded as the host encodes it (its weighting and embeddings syntax included)."""

@@ -58,6 +58,8 @@ def pipeline_key(pipe) -> tuple:
 class DiffusersCheckpoint:
     """``pipe`` at a generation size (SDXL's added conditioning carries it)."""
 
+    differentiable = True
+
     def __init__(self, pipe, width: int, height: int):
         self.pipe = pipe
         self.unet = pipe.unet

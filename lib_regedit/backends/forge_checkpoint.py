@@ -74,6 +74,8 @@ class ForgeCheckpoint:
     conditioning of a prompt; ``load_models`` Forge's ``memory_management.load_models_gpu``;
     ``attention_function`` Forge's own attention, used where no effect acts."""
 
+    differentiable = False  # Forge holds the weights as inference tensors
+
     def __init__(self, sd_model, encode: Callable[[str, bool], object], *, load_models=None,
                  attention_function=None, key: tuple = ()):
         self.model = sd_model

@@ -65,6 +65,8 @@ class LdmCheckpoint:
     """An ``ldm``/``sgm`` model. ``encode(prompt, negative)`` is the WebUI's conditioning of a prompt;
     ``autocast()`` its autocast context; ``device`` and ``vae_dtype`` where its UNet and VAE compute."""
 
+    differentiable = True
+
     def __init__(self, model, encode: Callable[[str, bool], object], *, autocast=contextlib.nullcontext,
                  device=None, vae_dtype=None, key: tuple = ()):
         self.model = model

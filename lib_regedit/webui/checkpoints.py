@@ -126,9 +126,10 @@ def region_loras():
     return WebUILoras(networks)
 
 
-def not_in_forge(field: str, what: str) -> RegEditError | None:
-    """The error for a feature whose gradient runs through the UNet, in Forge; None elsewhere."""
-    if not FORGE:
+def needs_gradient(p, field: str, what: str) -> RegEditError | None:
+    """The error for a feature whose gradient runs through the UNet, where the checkpoint cannot give one
+    (WebUI Forge holds its weights as inference tensors); None where it can."""
+    if current(p).differentiable:
         return None
     return RegEditError(field, f"{what} does not run in WebUI Forge: its gradient runs through the UNet, whose "
                                "weights Forge holds as inference tensors",

@@ -121,7 +121,7 @@ def _start_pair(p, document) -> None:
     checkpoint = checkpoints.current(p)
     segmenter = None
     if document.edit.guidance.enabled:
-        problem = checkpoints.not_in_forge("edit.guidance", "multi-region guidance")
+        problem = checkpoints.needs_gradient(p, "edit.guidance", "multi-region guidance")
         if problem is not None:
             fail_sampling(p, problem)
             return
@@ -191,7 +191,7 @@ def _layout_guidance(p, session):
     if not document.guidance.enabled:
         return None
     reason = None
-    if checkpoints.FORGE:
+    if not checkpoints.current(p).differentiable:
         reason = ("layout guidance does not run in WebUI Forge (its gradient runs through the UNet, whose weights "
                   "Forge holds as inference tensors); the image was made without it")
     elif isinstance(session, WebUIPairSession):

@@ -220,7 +220,7 @@ def start_picture_edit(p, document) -> None:
     if getattr(p, "image_mask", None) is not None:
         problem = RegEditError("regions", "an inpainting mask is set; a region edit changes its boxes itself",
                                "clear the mask (use the img2img tab, not inpaint)")
-    elif document.edit.inversion == "nulltext" and checkpoints.FORGE:
+    elif document.edit.inversion == "nulltext" and not checkpoints.current(p).differentiable:
         problem = RegEditError("edit.inversion", "null-text inversion optimises through the UNet, and WebUI Forge "
                                                  "holds its weights as inference tensors, which cannot be differentiated",
                                'use "negative" (the default) or "ddim" in Forge, or null-text in AUTOMATIC1111\'s '
