@@ -18,3 +18,7 @@ def sd():
     from tiny_models import tiny_sd_pipeline
 
     return tiny_sd_pipeline()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes a minute or more (the CI runs it all the same; -m 'not slow' skips it)")
