@@ -26,7 +26,7 @@ regions, ``pair`` for a changed region's source/target pair, ``whole`` for r_tot
 r_total stops taking the source's maps (MRGD Eq. 5, τ = 0.5). Self-attention maps are replaced in
 layers at most latent / ``self_downscale`` on a side (prompt-to-prompt's ≤ 16² for SD's 64² latent).
 The defaults come from MRGD's reference settings except ``cross_replace.pair``: 0.0 here, 0.6 there.
-On ShapesWorld (README, "Region editing") a changed region that reads its source's maps kept the old
+On ShapesWorld (docs/region-editing.md) a changed region that reads its source's maps kept the old
 attribute in 2 of 32 changes with DDIM and 4 of 32 with DPM++ on a Karras schedule; with 0.0 every
 change was right, the kept objects stayed at least as often, and SSIM-i fell by 0.008. Its structure
 still comes from the self-attention maps (``self_replace.pair``) and the shared start. ``guidance``

@@ -76,8 +76,8 @@ class LimeOptions:
     edit tokens' attention peaks. ``"object"`` first takes the superpixel (an object's, at most
     :data:`~lib_regedit.lime.roi.MAX_OBJECT_SHARE` of the image) where their attention is highest on
     average, then that peak inside it: a spike of attention on the rim of another object that shares a
-    colour or a shape no longer wins over the object the words attend as a whole (measured in the
-    README). The superpixels are the snap's, made whether or not the RoI is then snapped.
+    colour or a shape no longer wins over the object the words attend as a whole (measured in
+    docs/lime.md). The superpixels are the snap's, made whether or not the RoI is then snapped.
 
     ``maps`` is ours: which cross-attention maps of the edit words pick the RoI. ``"feature"`` is the
     paper's, read with the features (the feature step, the feature resolutions, ``map_levels``).
@@ -85,7 +85,7 @@ class LimeOptions:
     latent's own in SD 1.x and ShapesWorld), in the UNet's up blocks (:data:`FIRST_MAPS`). On the
     ShapesWorld instruct model the words' mean attention over each object's true mask is highest on the
     named object in 577 of 600 edit pairs with those maps, against 557 with the paper's: the words name
-    their object most clearly before the noise is shaped into the edit (the sweep is in the README).
+    their object most clearly before the noise is shaped into the edit (the sweep is in docs/lime.md).
     """
 
     clusters: int = 8  # k of k-means on the features

@@ -5,7 +5,7 @@ setting of what covers the area outside the boxes (``background_prompt``), layou
 share, and the whole prompt's start (T_total) runs on the same layouts and seeds, and prints per-box
 adherence (the right colour and shape inside each box), beside "single": one-box documents ("a red
 circle" in a box) whose image holds exactly one right object, inside its box, so a default that
-fills boxes by drawing objects everywhere does not win. The README's defaults table comes from here.
+fills boxes by drawing objects everywhere does not win. docs/regions.md's defaults table comes from here.
 
     python -m lib_regedit.evaluation.defaults_eval [--model PATH] [--held-out 8] [--scheduler dpmpp2m]
 """

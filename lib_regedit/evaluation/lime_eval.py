@@ -93,7 +93,7 @@ def evaluate(instruct_pipe, ordinary_pipe=None, *, n: int = 60, steps: int = 20,
              image_cfg: float = 1.5, strength: float = 0.75, seed: int = 0, options=None, columns=None,
              skip: int = 0, log=print) -> dict:
     """The summary over cases ``skip + 1`` to ``skip + n`` (the later ones took no part in choosing
-    LIME's defaults: see the README)."""
+    LIME's defaults: see docs/lime.md)."""
     from ..lime import lime_edit
 
     rows = {c: [] for c in COLUMNS if (ordinary_pipe is not None or not c.startswith("ordinary"))

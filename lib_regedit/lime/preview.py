@@ -39,7 +39,7 @@ def paste_outside_roi(source: Image.Image, edited: Image.Image, roi: torch.Tenso
     outside the RoI). ``roi``: the user's region in [0, 1] at the image's size, pasted at its own
     pixels; or bool at the latent's resolution (``cell`` pixels a cell, LIME's own RoI), pasted
     :data:`PASTE_MARGIN` cell wider, because the decoder carries the edit about a cell past the RoI's
-    edge and cutting it there leaves the object's rim as it was (measured in the README's LIME
+    edge and cutting it there leaves the object's rim as it was (measured in docs/lime.md's
     table). The edge is feathered outward by a quarter of a cell."""
     from ..compositing import paste_back, pixel_mask
     from .roi import grow_mask

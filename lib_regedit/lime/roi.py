@@ -50,7 +50,7 @@ class Roi:
 
 MAX_OBJECT_SHARE = 0.3  # a superpixel larger than this share of the image is background, not an object
 PEAK_SHARE = 0.5  # the peak's place: the cells connected to the peak at this share of it or more
-UNCERTAIN = 0.7  # a second place this strong makes the found region uncertain (chosen on the eval's pairs 1-60: README)
+UNCERTAIN = 0.7  # a second place this strong makes the found region uncertain (chosen on the eval's pairs 1-60: docs/lime.md)
 
 
 def feature_matrix(features: list[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:

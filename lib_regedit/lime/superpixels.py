@@ -19,7 +19,7 @@ latent, 256x256 for SD 1.x at 512), into one superpixel per :data:`CELLS_PER_SEG
 2x2 cells a superpixel with a wider colour merge (version 3 of the LIME document; 4x4 cells merged
 at 20 before) gives a triangle's tip a superpixel of its own, which the colour merge joins to the
 triangle, where a coarser one mixed it with the background and the edit left the tip as it was
-(the README has the figures).
+(docs/lime.md has the figures).
 
 The same superpixels choose where the RoI is picked (LIME's ``pick``,
 :func:`lib_regedit.lime.roi.object_cells`).

@@ -7,7 +7,7 @@ image. When the user gives no background region, something must fill that role:
 - ``"rest"`` (the default): the whole prompt with the region phrases taken out, so the background
   keeps the scene and style words ("on the grass, highly detailed") but no longer asks for the
   objects. Without that, the whole prompt asks for every object in every pixel outside the boxes,
-  and the objects land there instead of in their boxes (measured in the README's defaults table);
+  and the objects land there instead of in their boxes (measured in docs/regions.md's defaults table);
 - ``"whole"``: the whole prompt (the behaviour of documents before version 2);
 - ``"empty"``: the empty prompt;
 - ``"negative"``: the negative prompt.
