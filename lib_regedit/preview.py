@@ -40,8 +40,12 @@ def draw_layout(image: Image.Image, document) -> Image.Image:
 
 def draw_keyword_maps(image: Image.Image, document, maps, keywords: list[list[str]]) -> Image.Image:
     """The image with each region's keyword attention map (selected keywords, averaged) as a red
-    heat overlay inside a grid of tiles, one tile per region, labelled with the keywords."""
+    heat overlay inside a grid of tiles, one tile per region, labelled with the keywords. Enlarged as
+    :func:`draw_layout` enlarges small images, so the labels stay legible."""
     base = image.convert("RGB")
+    scale = -(-MIN_PREVIEW_SIDE // min(base.size))  # ceil
+    if scale > 1:
+        base = base.resize((base.width * scale, base.height * scale), Image.NEAREST)
     width, height = base.size
     regions = [r for r in document.regions if not r.is_background]
     tiles = []
