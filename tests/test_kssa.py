@@ -90,5 +90,5 @@ def test_kssa_in_the_ldm_backend():
     assert "circle" in session.keywords_text()
     from PIL import Image
 
-    assert session.keyword_preview(Image.new("RGB", (32, 32))).size == (64, 32)
+    assert session.keyword_preview(Image.new("RGB", (32, 32))).size == (2 * 256, 256)  # two tiles, enlarged 8x
     assert not any("forward" in m.__dict__ for _, m in ldm.ldm_backend.attention_modules(unet))
