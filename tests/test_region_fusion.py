@@ -112,3 +112,17 @@ def test_row_classification_reads_the_context():
     assert same.classify_rows(torch.cat([cond[:1], cond[:1]]), 2) == RowLayout((1,), (0,))
     # the WebUI pads to a common length by repeating chunks: compare the common prefix
     assert state.classify_rows(torch.cat([cond, cond], 1), 2) == RowLayout((0, 1), ())
+
+
+def test_rows_are_read_from_a_half_precision_context():
+    """A half-precision UNet is handed the sampler's float32 conditioning cast to its dtype; rows are
+    still read (compared in the coarser dtype), and a full batch that matches neither falls back to the
+    sampler's order."""
+    cond, uncond = torch.randn(1, 77, 8), torch.randn(1, 77, 8)
+    state = GenerationState(cond_reference=cond, uncond_reference=uncond, cond_first=True)
+    for dtype in (torch.float16, torch.bfloat16):
+        assert state.classify_rows(uncond.to(dtype), 1) == RowLayout((), (0,))
+        assert state.classify_rows(torch.cat([cond, uncond]).to(dtype), 2) == RowLayout((0,), (1,))
+    assert state.classify_rows(torch.randn(2, 77, 8), 2) == RowLayout((0,), (1,))
+    assert GenerationState(cond_reference=cond, uncond_reference=uncond, cond_first=False).classify_rows(
+        torch.randn(2, 77, 8), 2) == RowLayout((1,), (0,))

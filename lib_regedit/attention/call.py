@@ -74,9 +74,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None,
                     scale: float | None = None) -> torch.Tensor:
-    """The explicit softmax(q kᵀ · scale + bias), for effects that read the maps."""
+    """The explicit softmax(q kᵀ · scale + bias), for effects that read the maps: float32 whatever the
+    model's dtype. Computed in float32 inside: fp16 logits q·kᵀ overflow on some checkpoints (SD 2.x, the
+    reason for the WebUI's "upcast attention"), and the maps are blended, captured and entropy-ranked
+    afterwards. Callers cast the probabilities to ``v``'s dtype where they multiply it."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = (q @ k.transpose(-1, -2)) * scale
+    logits = (q.float() @ k.float().transpose(-1, -2)) * scale
     if bias is not None:
         logits = logits + bias
     return logits.softmax(-1)

@@ -105,6 +105,7 @@ class GenerationState:
             c, u = bool(cond_hits[row]), bool(uncond_hits[row])
             if c == u and batch == n_cond + n_uncond:
                 c = row < n_cond if self.cond_first else row >= n_uncond
+                u = not c
             (cond if c or not u else uncond).append(row)
         return RowLayout(tuple(cond), tuple(uncond))
 
@@ -116,8 +117,12 @@ def _matches(context: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     t = min(context.shape[1], reference.shape[1])
     if context.shape[-1] != reference.shape[-1]:
         return torch.zeros(context.shape[0], dtype=torch.bool)
-    a = context[:, :t].to(reference.dtype).reshape(context.shape[0], 1, -1)
-    b = reference[:, :t].to(a.device).reshape(1, reference.shape[0], -1)
+    # Compared in the coarser of the two dtypes: a half-precision UNet is handed the sampler's float32
+    # conditioning cast to fp16/bf16 (A1111's upcast sampling, Forge, the model interface's ``eps``), and
+    # that cast is exact only one way. Casting the float32 reference down rounds it the same way.
+    dtype = max(context.dtype, reference.dtype, key=lambda d: torch.finfo(d).eps if d.is_floating_point else 0.0)
+    a = context[:, :t].to(dtype).reshape(context.shape[0], 1, -1)
+    b = reference[:, :t].to(a.device, dtype).reshape(1, reference.shape[0], -1)
     return (a == b).all(-1).any(-1).cpu()
 
 

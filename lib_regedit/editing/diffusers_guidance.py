@@ -14,6 +14,7 @@ import contextlib
 import torch
 
 from ..attention.pair_plan import PairPlan
+from ..precision import finite
 from .region_guidance import RegionGuidance, noise_shift, predicted_x0
 
 
@@ -44,7 +45,9 @@ def guided(unet, guidance: RegionGuidance, plan: PairPlan, state, alphas_cumprod
         t = int(round(float(torch.as_tensor(timestep).flatten()[0])))
         a = alphas[min(max(t, 0), len(alphas) - 1)]
         sources, targets = _ordered(plan.uncond_roles, "source"), _ordered(plan.uncond_roles, "target")
-        eps = eps.clone()
+        dtype = eps.dtype  # a half-precision UNet's: x̂0 and the shift are computed in float32, cast back once
+        eps = eps.float().clone()
+        sample = sample.float()
         for k, (s, t_row) in enumerate(plan.pairs):
             us = sources[k] if k < len(sources) else None
             ut = targets[k] if k < len(targets) else None
@@ -55,10 +58,13 @@ def guided(unet, guidance: RegionGuidance, plan: PairPlan, state, alphas_cumprod
             x0 = [predicted_x0(sample[c:c + 1], combined(c, u), a) for c, u in ((s, us), (t_row, ut))]
             grad_s, grad_t, values = guidance.gradient(*x0)
             guidance.history.append(dict(values, step=state.step))
+            if not finite([grad_s, grad_t]):  # overflowed through a half-precision VAE: no shift this step
+                continue
             for rows, grad in (((s, us), grad_s), ((t_row, ut), grad_t)):
                 for row in rows:
                     if row is not None:
-                        eps[row] += noise_shift(grad[0], a).to(eps.dtype)
+                        eps[row] += noise_shift(grad[0], a)
+        eps = eps.to(dtype)
         if isinstance(output, tuple):
             return (eps,) + tuple(output[1:])
         output.sample = eps

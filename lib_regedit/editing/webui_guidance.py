@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..precision import finite
 from .region_guidance import RegionGuidance, noise_shift, predicted_x0
 
 
@@ -19,8 +20,8 @@ def guide_combined(guidance: RegionGuidance, combined: torch.Tensor, x: torch.Te
                    alphas_cumprod: torch.Tensor, predicts_noise: bool, step: int) -> torch.Tensor:
     """``combined``: the denoiser's per-image result (x̂0, or ε when ``predicts_noise``); ``x``: the
     sampler's input rows for the same images; ``sigma``: σ per image (the timestep when
-    ``predicts_noise``)."""
-    out = combined.clone()
+    ``predicts_noise``). The arithmetic is float32 whatever the sampler's dtype, cast back once."""
+    out = combined.float().clone()
     for k in range(0, combined.shape[0] - 1, 2):
         rows = [k, k + 1]
         if predicts_noise:
@@ -33,9 +34,11 @@ def guide_combined(guidance: RegionGuidance, combined: torch.Tensor, x: torch.Te
             x0 = [combined[r:r + 1].float() for r in rows]
         grad_s, grad_t, values = guidance.gradient(*x0)
         guidance.history.append(dict(values, step=step))
+        if not finite([grad_s, grad_t]):  # overflowed through a half-precision VAE: no shift this step
+            continue
         for r, grad in zip(rows, (grad_s, grad_t)):
             if predicts_noise:
-                out[r] += noise_shift(grad[0], a).to(out.dtype)
+                out[r] += noise_shift(grad[0], a)
             else:
-                out[r] -= ((1 - a) * grad[0]).to(out.dtype)
-    return out
+                out[r] -= (1 - a) * grad[0]
+    return out.to(combined.dtype)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..attention.call import RowLayout
 from ..errors import RegEditError
+from ..precision import scaled_backward
 from . import ddim
 from .null_sets import NullSet, apply_to_source
 from .null_text import NullTextOptions, learning_rate, stop_below
@@ -115,7 +116,7 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
         state.step = k
         state.fixed_rows = RowLayout((0,), ()) if kind == "cond" else RowLayout((), (0,))
         rows[0] += z.shape[0]
-        return forward(z, t, context, kind).float()
+        return forward(z, t, context, kind).float()  # the path is accumulated in float32 whatever the model's dtype
 
     total = steps * (2 if method == "nulltext" else 1)
     done = [0]
@@ -139,6 +140,10 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
 
 
 def _optimise(call, path, alphas_cumprod, steps, w, fusion, cond, uncond, options, tick, state):
+    """Null-text's optimisation in float32 whatever the model's dtype: the embeddings and Adam's moments are
+    float32 (``NullSet.trainable``; the model's call casts them), the loss is taken on float32 latents, and
+    the gradient through a half-precision UNet at a loss scale (``lib_regedit.precision``); an update whose
+    gradient overflowed is skipped."""
     null = NullSet.trainable(fusion, uncond)
     z = path[-1]
     sets, losses = [], []
@@ -155,8 +160,9 @@ def _optimise(call, path, alphas_cumprod, steps, w, fusion, cond, uncond, option
                 eps_u = call(z, t, null.total, k, "uncond")
                 loss = F.mse_loss(ddim.move(z, eps_u + w * (eps_c - eps_u), a, a_prev), target)
                 optimiser.zero_grad()
-                loss.backward()
-            optimiser.step()
+                finite = scaled_backward(loss, null.parameters())
+            if finite:
+                optimiser.step()
             loss_value = float(loss.detach())
             if loss_value < threshold:
                 break

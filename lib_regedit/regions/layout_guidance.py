@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from ..attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+from ..precision import scaled_grad
 
 MAX_DRIFT = 0.1  # the guided latent's RMS stays within 10% of where guidance found it
 MAX_HALVINGS = 4
@@ -117,9 +118,11 @@ def descend(z: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor | Non
             history.append(float(e.detach()))
             if history[-1] <= threshold:
                 break
-            (grad,) = torch.autograd.grad(e, z)
+            (grad,) = scaled_grad(e, [z])  # through a half-precision UNet at a loss scale (lib_regedit.precision)
         delta = (step_size * grad).detach()
         if max_shift is None:
+            if not torch.isfinite(delta).all():  # an overflowed gradient: stop guiding this step
+                break
             z = (z - delta).detach()
             continue
         moved = bounded_step(z.detach(), delta, max_shift, reference, start=start) if reference > 0 else None

@@ -70,17 +70,17 @@ class PairFusion(Effect):
     def _target_row(self, call: AttentionCall, s: int, t: int, own: torch.Tensor) -> torch.Tensor:
         plan, progress = self.plan, call.progress
         q_t, q_s = call.q[t:t + 1], call.q[s:s + 1]
-        weights = self.target._layer_weights(call, q_t.device, q_t.dtype)
+        weights = self.target._layer_weights(call, q_t.device, torch.float32)  # summed in float32, as _fuse
         n = len(self.target.regions)
-        fused = torch.zeros_like(own[t:t + 1])
+        fused = torch.zeros_like(own[t:t + 1], dtype=torch.float32)
         for j, region in enumerate(self.target.regions):
             k, v = call.project_context(region.context)
             counterpart = plan.counterparts[j]
             if counterpart is not None and progress < cross_fraction(plan.options, plan.kinds[j]):
                 k_s, _ = call.project_context(self.source.regions[counterpart].context)
-                fused = fused + weights[j] * self._read(call, q_t, q_s, k, v, k_s, plan.region_mappings[j])
+                fused = fused + weights[j] * self._read(call, q_t, q_s, k, v, k_s, plan.region_mappings[j]).float()
             else:
-                fused = fused + weights[j] * attend(q_t, k, v, scale=call.scale)
+                fused = fused + weights[j] * attend(q_t, k, v, scale=call.scale).float()
         # r_bg: its prompt, or the rows' own prompts when there is none
         bg_t, bg_s = self.target.background_context, self.source.background_context
         k_bg, v_bg = call.project_context(bg_t) if bg_t is not None else (call.k[t:t + 1], call.v[t:t + 1])
@@ -95,9 +95,9 @@ class PairFusion(Effect):
             if removed is not None:  # a removed object's pixels: the source's maps there are the object's
                 keep = removed.reshape(1, 1, -1, 1).to(background.device, background.dtype)
                 background = keep * plain_bg + (1 - keep) * background
-            fused = fused + weights[n] * background
+            fused = fused + weights[n] * background.float()
         else:
-            fused = fused + weights[n] * plain_bg
+            fused = fused + weights[n] * plain_bg.float()
         # r_total, the rows' own prompts: Edit(A^T, A^S) until τ, then A^T (MRGD Eq. 5)
         if progress >= self.target.whole_start and self.target.whole_weight > 0:
             if progress < plan.options.tau:
@@ -105,5 +105,5 @@ class PairFusion(Effect):
                                    plan.whole_mapping)
             else:
                 whole = own[t:t + 1]
-            fused = fused + weights[n + 1] * whole
-        return fused
+            fused = fused + weights[n + 1] * whole.float()
+        return fused.to(own.dtype)

@@ -46,19 +46,22 @@ class RegionFusion(FusionSources, Effect):
         return attend(q, k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), scale=call.scale)
 
     def _fuse(self, call: AttentionCall, rows: tuple[int, ...], own: torch.Tensor, negative: bool) -> torch.Tensor:
+        """The rows' fused output, in the call's dtype. The weighted sum is taken in float32 with float32
+        weights: in bf16 the weights alone are rounded by up to 2⁻⁹ each, so a pixel's weights would no
+        longer sum to one, and the sum of R + 2 terms adds a rounding per term."""
         index = torch.tensor(rows, device=own.device)
         q = call.q.index_select(0, index)
         own_rows = own.index_select(0, index)
-        weights = self._layer_weights(call, q.device, q.dtype)
+        weights = self._layer_weights(call, q.device, torch.float32)
         n = len(self.regions)
         contexts, background = self.contexts(negative)
-        fused = weights[n + 1] * own_rows
-        fused = fused + weights[n] * (self._attend_to(call, background, q)
-                                      if background is not None else own_rows)
+        fused = weights[n + 1] * own_rows.float()
+        fused = fused + weights[n] * (self._attend_to(call, background, q).float()
+                                      if background is not None else own_rows.float())
         for i, context in enumerate(contexts):
-            fused = fused + weights[i] * (self._attend_to(call, context, q)
-                                          if context is not None else own_rows)
-        return fused
+            fused = fused + weights[i] * (self._attend_to(call, context, q).float()
+                                          if context is not None else own_rows.float())
+        return fused.to(own.dtype)
 
     def compute(self, call: AttentionCall) -> torch.Tensor | None:
         own = attend(call.q, call.k, call.v, call.extras.get("bias"), call.scale)

@@ -38,7 +38,7 @@ class SelfMapInjection(Effect):
             return None
         bias = call.extras.get("bias")
         out = attend(call.q, call.k, call.v, bias, call.scale).clone()
-        beta = beta.reshape(1, 1, -1, 1).to(call.q.device, call.q.dtype)
+        beta = beta.reshape(1, 1, -1, 1).to(call.q.device, torch.float32)  # the maps are float32 (attention_probs)
 
         def row_bias(r):
             if bias is None:
