@@ -82,8 +82,8 @@ def process(p, values: dict) -> None:
             fail_sampling(p, exc)
             return
     checkpoint = checkpoints.current(p)
-    run_of(p).session = WebUISession(document, lambda prompt: checkpoint.conditioning(prompt).context, checkpoint.tokenize,
-                              loras=loras)
+    run_of(p).session = WebUISession(document, lambda prompt: checkpoint.conditioning(prompt).context,
+                                     checkpoint.tokenize, loras=loras)
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     _wrap_sample(p)
 
@@ -140,8 +140,8 @@ def _start_pair(p, document) -> None:
     if batch.hr_prompts is not None:
         p.all_hr_prompts, p.all_hr_negative_prompts = batch.hr_prompts, batch.hr_negative_prompts
     run_of(p).session = WebUIPairSession(document, lambda prompt: checkpoint.conditioning(prompt).context,
-                                  checkpoint.tokenize, batch.batch_size // 2,
-                                  source_prompt=batch.prompts[0], target_prompt=batch.prompts[1])
+                                         checkpoint.tokenize, batch.batch_size // 2,
+                                         source_prompt=batch.prompts[0], target_prompt=batch.prompts[1])
     if segmenter is not None:
         run_of(p).session.enable_guidance(segmenter, lambda z: ((checkpoint.decode(z) + 1) / 2).clamp(0, 1),
                                    checkpoint.alphas)
