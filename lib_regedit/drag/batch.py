@@ -1,7 +1,7 @@
 """RegionDrag on a batch of latents, over the model interface: what every host runs.
 
-The diffusers API and command line drag one picture (``diffusers_drag.py``); the WebUI adapter (``lib_regedit/webui/image_tasks.py``) replaces img2img's sampling with
-:func:`drag_batch` when the drag document has pairs: it hands in the checkpoint's noise prediction per
+The diffusers API and command line drag one picture (``diffusers_drag.py``); the WebUI adapter
+(``lib_regedit/webui/image_tasks.py``) replaces img2img's sampling with :func:`drag_batch` when the drag document has pairs: it hands in the checkpoint's noise prediction per
 batch row (that row's prompt, no classifier-free guidance, as RegionDrag runs) and its ``attach``, the
 init latents, the seeds, and the WebUI's progress and interrupt. The WebUI decodes the result; the
 adapter composites the original back outside the edit.

@@ -9,7 +9,8 @@ denoising is the deterministic DDIM step the inversion reversed (``inversion.ddi
 backend, so the reconstruction retraces the inversion whatever sampler the user picked.
 
 An inverted latent holds the picture's objects where they were, so two things change in the edited
-boxes (measured on the 8 rendered eval layouts with negative-prompt inversion, docs/picture-editing.md: edits right 0.667 -> 0.815, SSIM-i 0.773 -> 0.771):
+boxes (measured on the 8 rendered eval layouts with negative-prompt inversion, docs/picture-editing.md:
+edits right 0.667 -> 0.815, SSIM-i 0.773 -> 0.771):
 
 - inside added and removed boxes the target starts from seeded Gaussian noise, not the inverted
   latent (as layout init's ``pair_start.edited_start``): additions 1 of 3 -> 2 of 3;

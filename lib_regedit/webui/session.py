@@ -3,7 +3,8 @@
 The adapter (``webui/generation.py``) creates a session in ``process`` and wraps ``p.sample`` with
 :meth:`attached`, so the model carries the effects only while the sampler runs (hires-fix second pass
 included) and is always restored: the checkpoint (``backends/checkpoint.py``) patches AUTOMATIC1111's
-UNet in place, or gives each of WebUI Forge's sampling calls a patched clone of its UNet patcher. The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
+UNet in place, or gives each of WebUI Forge's sampling calls a patched clone of its UNet patcher.
+The sampler's ``on_cfg_denoiser`` parameters reach :meth:`on_cfg_denoiser`.
 """
 
 from __future__ import annotations
