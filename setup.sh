@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up .venv for lib_regedit on a fresh machine: `bash setup.sh` (engine), `bash setup.sh --test` (and tests).
-# Nothing here downloads model weights: the bundled ShapesWorld model ships in models/.
+# Sets up .venv for lib_regedit on a fresh machine: `bash setup.sh` (the engine and the `regedit` command),
+# `bash setup.sh --test` (and the tests). Nothing here downloads model weights: the bundled ShapesWorld model
+# ships in models/.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -22,3 +23,10 @@ if [ "${1:-}" = "--test" ]; then
     fi
   fi
 fi
+# The regedit command (pyproject.toml's console script, the same as `python -m lib_regedit`), installed in
+# place: the command runs this checkout, edits included. setuptools 70.1 or later builds it without the
+# `wheel` package and without a build environment to download, so a second run works offline.
+.venv/bin/python -c "import setuptools, sys; sys.exit(tuple(map(int, setuptools.__version__.split('.')[:2])) < (70, 1))" \
+  2>/dev/null || $PIP install -q "setuptools>=70.1"
+$PIP install -q --no-deps --no-build-isolation -e .
+echo "setup.sh: done; run .venv/bin/regedit --help (or activate .venv: source .venv/bin/activate)"

@@ -1,5 +1,3 @@
-import sys
+from .cli import PROG, run_as_command
 
-from .cli import main
-
-sys.exit(main())
+run_as_command(PROG)

@@ -21,6 +21,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from . import generation_limits as limits
+from . import progress
+from .inversion import ddim
 from .regions import layout_init
 from .regions.layout_guidance import LayoutGuidance, document_guidance
 from .attention.controller import Controller, GenerationState
@@ -30,6 +32,7 @@ from .backends.checkpoint import eps_of
 from .backends.diffusers_checkpoint import (DiffusersCheckpoint, added_conditioning, encode_prompt,
                                            pipeline_words)
 from .documents import RegionDocument, parse_region_document
+from .documents.region import check_one_image
 from .errors import RegEditError
 from .infotext import INFOTEXT_KEY, KEYWORDS_KEY, parameters_text
 from .regions.prompting import build_effects
@@ -93,6 +96,8 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
     if doc is None:
         raise RegEditError("regedit", "the region document is empty", 'give {"prompt": "...", "regions": [...]}')
+    check_one_image(doc, "make the pair with lib_regedit.editing.edit_pair(pipe, document), or remove the region's "
+                         "\"edit\" (and \"target_prompt\") to generate one image")
     mode = mode or doc.mode
     if mode not in ("attention", "latent"):
         raise RegEditError("mode", f"{mode!r} is not a mode", "use attention or latent")
@@ -101,6 +106,9 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
     built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode,
                           loras=lora_support(pipe, loras))
+    if not doc.regions:
+        built.notes.insert(0, "regions: the list is empty, so this is the prompt alone, as without RegEdit (add a "
+                              "region, x, y, w, h and its prompt, to place something)")
     fusion = built.fusion
     state = GenerationState(total_steps=steps, cond_reference=cond, uncond_reference=uncond, cond_first=False)
     built.install(state)
@@ -188,16 +196,23 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     pipeline's initial ``latents``."""
     checkpoint = DiffusersCheckpoint(pipe, width, height)
     empty = functools.cache(lambda: checkpoint.conditioning(""))  # only a cache miss inverts, and needs it
+    bar = functools.cache(lambda: progress.bar(pipe, "layout init", len(
+        ddim.inversion_timesteps(len(pipe.scheduler.alphas_cumprod), steps, doc.init_steps))))
 
     def eps(z, t):
+        bar().update(1)
         return eps_of(checkpoint, empty())(z, t)
 
     factor = pipe.vae_scale_factor
     shape = (batch_size, pipe.vae.config.latent_channels, height // factor, width // factor)
     noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
-    latents = layout_init.layout_start(doc, noise, width=width, height=height, steps=steps,
-                                       encode=checkpoint.posterior_mean, eps=eps,
-                                       alphas_cumprod=pipe.scheduler.alphas_cumprod, model_key=checkpoint.key)
+    try:
+        latents = layout_init.layout_start(doc, noise, width=width, height=height, steps=steps,
+                                           encode=checkpoint.posterior_mean, eps=eps,
+                                           alphas_cumprod=pipe.scheduler.alphas_cumprod, model_key=checkpoint.key)
+    finally:
+        if bar.cache_info().currsize:  # a cached layout ran no inversion, and showed no bar
+            bar().close()
     return latents.to(pipe.unet.device, pipe.unet.dtype)
 
 
@@ -278,5 +293,5 @@ def _run(pipe, state, cond, uncond, pooled, negative_pooled, *, seed, steps, gui
         kwargs["latents"] = latents
     if pooled is not None:
         kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=negative_pooled)
-    with torch.no_grad():
+    with torch.no_grad(), progress.named_bar(pipe, "sampling"):
         return pipe(**kwargs).images

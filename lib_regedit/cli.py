@@ -1,30 +1,46 @@
-"""Command line: ``python -m lib_regedit generate|drag|edit|edit-regions|eval`` (``drag`` lives in
-``lib_regedit/drag/cli.py``, ``edit`` in ``lib_regedit/lime/cli.py``, ``edit-regions`` in
-``lib_regedit/editing/cli.py``)."""
+"""Command line: ``regedit generate|drag|edit|edit-regions|eval`` (also ``python -m lib_regedit``;
+``drag`` lives in ``lib_regedit/drag/cli.py``, ``edit`` in ``lib_regedit/lime/cli.py``, ``edit-regions``
+in ``lib_regedit/editing/cli.py``).
+
+Every command keeps one discipline:
+
+- its options are read and checked before torch, diffusers and the model load (``--help`` and a bad
+  option answer at once), and bad input ends in one ``RegEdit:`` line naming the field and the fix;
+- a mistyped option prints that command's own usage;
+- it writes PNG files only, each carrying the parameters text that makes it again (its folder is made);
+- its progress is tqdm bars on stderr, one per phase with its true total (``lib_regedit.progress``);
+- an input it leaves unread, or changes, is named in a note.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .errors import RegEditError
 
+PROG = "python -m lib_regedit"
+
 
 def _generate(args) -> int:
     from dataclasses import replace
 
-    from .api import generate
     from .documents import parse_region_document
-    from .models import load_pipeline
-    from .preview import draw_layout
+    from .documents.region import check_one_image
 
     _check_arguments(args)
+    out = output_png(args.out, "--out")
+    preview = output_png(args.preview, "--preview") if args.preview else None
     text, untagged = _read_regions(args.regions)
     document = parse_region_document(text, field=f"--regions {args.regions}", untagged_version=untagged)
     if document is None:
         raise RegEditError("--regions", f"{args.regions} is empty",
                            "write a region document (see examples/two_shapes.json)")
+    check_one_image(document, f"run `{args.prog} edit-regions --regions {args.regions} --out-source SOURCE.png "
+                              "--out-target TARGET.png` for the pair, or remove the region's \"edit\" (and "
+                              "\"target_prompt\") to generate one image")
     document = _with_kssa_options(document, args)
     if args.init:
         document = replace(document, init=args.init)
@@ -35,7 +51,10 @@ def _generate(args) -> int:
     if args.lora_dir is not None and not Path(args.lora_dir).is_dir():
         raise RegEditError("--lora-dir", f"{args.lora_dir} is not a folder", "give the folder that holds your LoRA files")
     model = model_path(args)
-    pipe = load_pipeline(model, config=args.config, field="--model")
+    pipe = load_model(model, config=args.config)
+    from .api import generate
+    from .preview import draw_layout
+
     loras = None
     if args.lora_dir is not None:
         from .regions.lora_files import DiffusersLoras
@@ -44,25 +63,56 @@ def _generate(args) -> int:
     result = generate(pipe, document, seed=args.seed, steps=args.steps, guidance_scale=args.cfg,
                       width=args.width, height=args.height, mode=args.mode, model_name=model.name,
                       allow_large=args.allow_large, loras=loras)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.image.save(out, pnginfo=result.pnginfo())
-    print(f"wrote {out}")
-    for note in result.extras.get("notes", []):
-        print(note)
+    save_png(result.image, out, result.pnginfo())
+    print_notes(result.extras.get("notes", []))
     if "keywords" in result.extras:
         for i, words in enumerate(result.extras["keywords"]):
             print(f"region {i + 1} keywords: {', '.join(words) or '-'}")
-    if args.preview:
-        draw_layout(result.image, document).save(args.preview)
-        print(f"wrote {args.preview}")
+    if preview is not None:
+        save_png(draw_layout(result.image, document), preview)
         if result.extras.get("keyword_maps"):
             from .preview import draw_keyword_maps
 
-            maps_path = Path(args.preview).with_name(Path(args.preview).stem + "-keywords.png")
-            draw_keyword_maps(result.image, document, result.extras["keyword_maps"], result.extras["keywords"]).save(maps_path)
-            print(f"wrote {maps_path}")
+            maps_path = preview.with_name(preview.stem + "-keywords.png")
+            save_png(draw_keyword_maps(result.image, document, result.extras["keyword_maps"],
+                                       result.extras["keywords"]), maps_path)
     return 0
+
+
+def output_png(value: str, flag: str) -> Path:
+    """The path of an image the command writes: a ``.png``, checked before any work. RegEdit writes PNG
+    only: its parameters text makes the image again (``--regions OUT.png``, the WebUI's PNG Info), and a
+    JPEG or WebP would silently lose it."""
+    path = Path(value)
+    if path.suffix.lower() != ".png":
+        raise RegEditError(flag, f"{value} is not a .png file: RegEdit writes PNG, whose parameters text makes the "
+                                 "image again (a JPEG or WebP would lose it)",
+                           f"name it {path.with_suffix('.png')} (convert a copy afterwards for another format)")
+    return path
+
+
+def save_png(image, path: Path, pnginfo=None, what: str = "") -> None:
+    """Write ``image`` as a PNG at ``path`` (its folder made), and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG", pnginfo=pnginfo)
+    print(f"wrote {path}" + (f" ({what})" if what else ""))
+
+
+def print_notes(notes) -> None:
+    """What the user should know about a run (an input left unread, a setting changed): one line each."""
+    for note in notes:
+        print(f"note: {note}")
+
+
+def load_model(path, *, config=None, instruct: bool = False):
+    """``models.load_pipeline`` for a command: one loading bar (diffusers' components; the text
+    encoders' own weight bars inside it are turned off)."""
+    from transformers.utils import logging as transformers_logging
+
+    from . import models
+
+    transformers_logging.disable_progress_bar()
+    return models.load_pipeline(path, config=config, field="--model", instruct=instruct)
 
 
 def read_image(path: str, flag: str, mask: bool = False):
@@ -152,8 +202,11 @@ def _with_kssa_options(document, args):
     return replace(document, kssa=parse_region_document(data, field="--kssa options").kssa)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lib_regedit", description="Region-level control for Stable Diffusion.")
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command line's parser. Its ``subcommands`` are the commands' own parsers, whose usage a
+    mistyped option prints (:func:`main`)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Region-level control for Stable Diffusion.")
+    parser.set_defaults(prog=prog)
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate an image from a region document")
     gen.add_argument("--regions", required=True,
@@ -193,22 +246,46 @@ def build_parser() -> argparse.ArgumentParser:
     add_edit_regions_parser(sub)
     ev = sub.add_parser("eval", help="ShapesWorld evaluation: plain prompt against regions", add_help=False)
     ev.set_defaults(func=None)
+    parser.subcommands = sub.choices
     return parser
 
 
 def console() -> None:
-    """The ``regedit`` command that ``pip install .`` puts on the PATH."""
-    sys.exit(main())
+    """The ``regedit`` command that ``pip install .`` (and ``setup.sh``) puts on the PATH."""
+    run_as_command("regedit")
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_as_command(prog: str) -> None:
+    """Run :func:`main` as this process's command (``regedit``, ``python -m lib_regedit``) and exit.
+
+    Two things only a whole process may decide. OpenMP's idle threads sleep rather than spin
+    (``OMP_WAIT_POLICY=PASSIVE`` unless the user set it): on a small machine shared with other work,
+    spinning threads made a 64x64 generation 15x slower. And once the outputs are written and the
+    streams flushed, the process ends without tearing down the ~3,400 modules torch, diffusers and
+    transformers import (a second on 2 cores, spent on nothing the user sees)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+    code = main(prog=prog)
+    if "torch" in sys.modules:
+        import atexit
+
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        atexit._run_exitfuncs()  # what the libraries registered still runs
+        os._exit(code)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "eval":
             from .evaluation.cli import main as eval_main
 
-            return eval_main(argv[1:])
-        args = build_parser().parse_args(argv)
+            return eval_main(argv[1:], prog=f"{prog} eval")
+        parser = build_parser(prog)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # argparse would print the top-level usage; the command's own is the useful one
+            parser.subcommands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         return args.func(args)
     except RegEditError as exc:
         print(str(exc), file=sys.stderr)

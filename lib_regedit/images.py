@@ -30,6 +30,11 @@ transparency is composited onto **black** (a transparent pixel is unpainted, so 
 ITU-R 601 luma (PIL's ``L``), and a pixel is inside where that grey is at least
 :data:`MASK_THRESHOLD`. White strokes on a transparent layer and a white-on-black mask both work.
 
+A mask of another size than its picture (:func:`fit_mask`) is scaled to the picture's size (nearest
+neighbour, so it stays black and white) when it has the picture's shape (the sides' ratio, within one
+pixel), with a note saying so; a mask of another shape is refused: stretched, it would mark another
+region than the one drawn.
+
 **Sizes**: both sides a multiple of 8 and of the VAE's factor (``generation_limits.size_multiple``),
 with a crop to suggest, then the model's limits on the area (``generation_limits.check_size``).
 """
@@ -68,6 +73,20 @@ def mask_array(image, field: str = "mask") -> np.ndarray:
     """A mask picture as a (height, width) bool array: True where its grey (:func:`to_mask`) is at
     least :data:`MASK_THRESHOLD`."""
     return np.asarray(to_mask(image, field)) >= MASK_THRESHOLD
+
+
+def fit_mask(mask: Image.Image, size: tuple[int, int], field: str = "mask") -> tuple[Image.Image, str | None]:
+    """A mask (:func:`to_mask`) at the picture's ``size`` (width, height), and a note when it was scaled
+    to it; a mask of another shape is refused, naming ``field``."""
+    width, height = size
+    w, h = mask.size
+    if (w, h) == (width, height):
+        return mask, None
+    if abs(w * height - h * width) > max(width, height):  # the ratios differ by more than a pixel's rounding
+        raise RegEditError(field, f"the mask is {w}x{h} and the image {width}x{height}, a different shape",
+                           f"give the mask at the image's size, {width}x{height} (draw it over the image)")
+    return mask.resize((width, height), Image.NEAREST), \
+        f"{field}: the {w}x{h} mask was scaled to the image's {width}x{height}"
 
 
 def check_image_size(image: Image.Image, *, vae_factor: int, native: int, allow_large: bool = False,

@@ -270,11 +270,17 @@ def test_edit_regions_image_command(tmp_path, capsys):
             "--out", str(tmp_path / "out.png"), "--out-source", str(tmp_path / "rec.png"), "--steps", "4",
             "--cache-dir", str(tmp_path / "cache")]
     assert main(args) == 0
+    first = capsys.readouterr()
+    assert "note: negative inversion, 4 steps, " in first.out and "inverting: 100%" in first.err
     out = Image.open(tmp_path / "out.png")
     assert out.size == (128, 128) and "RegEdit inversion: negative" in out.info["parameters"]
     assert Image.open(tmp_path / "rec.png").info["parameters"].count("RegEdit pair: source") == 1
     assert main(args) == 0
-    assert "(cached)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    # the second run says where its inversion came from, without claiming the first run's seconds, and
+    # shows no inversion bar: only the edit's, to its true total
+    assert "negative inversion, 4 steps, read from the cache" in printed.out and " s\n" not in printed.out
+    assert "inverting" not in printed.err and "editing: 100%" in printed.err and "4/4" in printed.err
     # bad input: a clear message, exit code 2
     Image.new("F", (128, 128)).save(tmp_path / "float.tif")
     assert main(args[:2] + [str(tmp_path / "float.tif")] + args[3:]) == 2
@@ -334,3 +340,28 @@ def test_the_target_keeps_the_reconstruction_outside_the_edited_boxes(sd):
     pasted = np.asarray(edit_image(sd, picture(), DOC, steps=4).target, dtype=float)
     assert np.array_equal(pasted[right], np.asarray(picture(), dtype=float)[right])
     assert np.array_equal(pasted[left], target[left])  # inside, the edit
+
+
+def test_null_text_counts_its_own_steps(tmp_path, capsys):
+    """Each phase of a picture's edit has its bar and its own total: null-text counted to 40 for a 20-step
+    run (the inversion's steps and its own together)."""
+    import json
+
+    from lib_regedit.cli import main
+    from lib_regedit.models import default_model_path
+
+    if not (default_model_path() / "model_index.json").exists():
+        pytest.skip("the bundled model is missing")
+    picture = Image.new("RGB", (64, 64), (235, 235, 230))
+    picture.paste((220, 40, 40), (8, 20, 30, 44))
+    picture.save(tmp_path / "in.png")
+    (tmp_path / "doc.json").write_text(json.dumps({"prompt": "a red circle", "regions": [
+        {"x": 0.1, "y": 0.3, "w": 0.4, "h": 0.4, "prompt": "a red circle", "edit": "change",
+         "target_prompt": "a green circle"}]}))
+    assert main(["edit-regions", "--image", str(tmp_path / "in.png"), "--regions", str(tmp_path / "doc.json"),
+                 "--out", str(tmp_path / "out.png"), "--steps", "3", "--inversion", "nulltext",
+                 "--nulltext-iterations", "1"]) == 0
+    err = capsys.readouterr().err
+    for phase in ("inverting", "null-text", "editing"):
+        assert f"{phase}: 100%" in err and f"{phase}: 100%|██████████| 3/3" in err, phase
+    assert "/6" not in err

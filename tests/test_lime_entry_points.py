@@ -107,8 +107,8 @@ def test_edit_command_says_when_the_found_roi_is_uncertain(tmp_path, instruct_fo
     assert main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
                  "--clusters", "4", "--model", str(instruct_folder), "--steps", "3",
                  "--out", str(tmp_path / "o.png")]) == 0
-    err = capsys.readouterr().err
-    assert ("LIME: the edit words point at two places" in err and "--roi-mask" in err) == uncertain
+    out = capsys.readouterr().out  # a note, as every command prints them
+    assert ("note: LIME: the edit words point at two places" in out and "--roi-mask" in out) == uncertain
 
 
 def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
@@ -119,6 +119,45 @@ def test_edit_command_takes_a_mask_as_the_roi(tmp_path, instruct_folder):
                  "--roi-mask", str(tmp_path / "mask.png"), "--model", str(instruct_folder), "--steps", "3",
                  "--out", str(tmp_path / "o.png")]) == 0
     assert "roi" not in Image.open(tmp_path / "o.png").text["parameters"]  # a mask is not a box to record
+
+
+def test_a_mask_of_the_images_shape_at_another_size_is_scaled_with_a_note(tmp_path, instruct_folder, capsys):
+    """A 16x16 --roi-mask for a 32x32 image gives the edit its 32x32 copy gives, and says it was scaled
+    (it used to run without a word, on the latent's cells only)."""
+    image = _image(tmp_path)
+    outputs = []
+    for size in (16, 32):
+        mask = Image.new("L", (size, size), 0)
+        mask.paste(255, (0, 0, size // 2, size // 2))
+        mask.save(tmp_path / f"mask{size}.png")
+        assert main(["edit", "--image", str(image), "--instruction", "make the red square blue", "--lime",
+                     "--roi-mask", str(tmp_path / f"mask{size}.png"), "--model", str(instruct_folder), "--steps", "3",
+                     "--out", str(tmp_path / f"o{size}.png")]) == 0
+        outputs.append(np.asarray(Image.open(tmp_path / f"o{size}.png")))
+        out = capsys.readouterr().out
+        assert ("note: --roi-mask: the 16x16 mask was scaled to the image's 32x32" in out) == (size == 16)
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_a_mask_of_another_shape_is_refused(tmp_path, capsys, monkeypatch):
+    import lib_regedit.models as models
+
+    monkeypatch.setattr(models, "load_pipeline", lambda *a, **k: pytest.fail("loaded the model for a bad mask"))
+    Image.new("L", (16, 32), 255).save(tmp_path / "tall.png")
+    assert main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
+                 "--roi-mask", str(tmp_path / "tall.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert capsys.readouterr().err.startswith("RegEdit: --roi-mask: the mask is 16x32 and the image 32x32, a "
+                                              "different shape. Fix: give the mask at the image's size, 32x32")
+
+
+def test_edit_shows_one_bar_per_phase_with_its_total(tmp_path, instruct_folder, capsys):
+    """LIME's first pass stops at the feature step: its bar counts to that step (it used to show the
+    pipeline's bar stopped part way); the edit's counts every step."""
+    assert main(["edit", "--image", str(_image(tmp_path)), "--instruction", "make the red square blue", "--lime",
+                 "--clusters", "4", "--model", str(instruct_folder), "--steps", "6", "--out", str(tmp_path / "o.png")]) == 0
+    err = capsys.readouterr().err
+    assert "finding the region: 100%" in err and "3/3" in err  # steps 0 to round(6 / 3) = 2
+    assert "editing: 100%" in err and "6/6" in err and "/6 [" not in err.split("editing")[0]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,3 +38,32 @@ def test_the_package_installs_and_its_command_runs(tmp_path):
     env["REGEDIT_MODEL"] = str(ROOT / "models" / "shapesworld")
     ok = run("generate", "--regions", str(doc), "--out", str(tmp_path / "o.png"), "--steps", "2")
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_setup_installs_the_regedit_command(tmp_path):
+    """``bash setup.sh`` ends by installing the ``regedit`` command in place (its last block, run here in a
+    fresh venv with the checkout's files): the command names itself in its usage, and its help and a
+    mistyped option answer without torch, which this venv does not have."""
+    source = tmp_path / "checkout"
+    source.mkdir()
+    shutil.copytree(ROOT / "lib_regedit", source / "lib_regedit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "setup.sh"):
+        shutil.copy(ROOT / name, source / name)
+    lines = (source / "setup.sh").read_text().splitlines()
+    block = "\n".join(lines[next(i for i, line in enumerate(lines) if line.startswith("# The regedit command")):])
+    assert "-e ." in block
+    subprocess.run([sys.executable, "-m", "venv", str(source / ".venv")], check=True, timeout=300)
+    res = subprocess.run(["bash", "-c", f'set -euo pipefail\nPIP=".venv/bin/python -m pip"\n{block}'], cwd=source,
+                         capture_output=True, text=True, timeout=600)
+    if res.returncode and "setuptools" in res.stderr and ("No matching distribution" in res.stderr
+                                                          or "connection" in res.stderr.lower()):
+        pytest.skip("no package index to install setuptools from")
+    assert res.returncode == 0, res.stderr[-2000:]
+    command = source / ".venv" / "bin" / "regedit"
+    assert command.exists()
+    help_text = subprocess.run([str(command), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert help_text.returncode == 0 and help_text.stdout.startswith("usage: regedit "), help_text.stderr
+    typo = subprocess.run([str(command), "drag", "--image", "in.png", "--out", "o.png", "--strat-t", "0.5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and typo.stderr.startswith("usage: regedit drag ")
+    assert typo.stderr.strip().endswith("regedit drag: error: unrecognized arguments: --strat-t 0.5")

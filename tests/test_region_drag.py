@@ -141,6 +141,7 @@ def test_drag_through_a_real_pipeline(sd):
     ({"options": DragOptions(steps=0)}, "steps"),
     ({"options": DragOptions(start_t=0)}, "start_t"),
     ({"options": DragOptions(end_t=1.5)}, "end_t"),
+    ({"options": DragOptions(start_t=0.5, end_t=0.5)}, "end_t"),  # the copy-paste would stop after one step
     ({"document": {"pairs": []}}, "drag"),
     ({"seed": -1}, "seed"),
 ])

@@ -1,10 +1,11 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance|defaults|drag|lime|edit|inversion|lora``: region prompting
+"""``python -m lib_regedit.bench regions|kssa|layout|guidance|defaults|drag|lime|edit|inversion|lora|startup``: region prompting
 against plain sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
 against regions alone, the region defaults against plain (whole generations, ``whole_generation.py``), a RegionDrag edit against
 a plain txt2img (``drag_bench.py``), and a LIME edit against the same instruct-pix2pix edit without
 it (``lime_bench.py``), and a region edit pair against one region generation (``edit_bench.py``), and each real-image
 inversion against one plain generation (``inversion_bench.py``), and a generation with a LoRA per region
-against the same without (``lora_bench.py``).
+against the same without (``lora_bench.py``). ``startup`` splits a shell ``regedit generate`` into imports, model load, sampling
+and exit (``startup.py``).
 
 The full SD 1.5 UNet architecture (diffusers' UNet2DConditionModel with 320/640/1280/1280 channels
 and cross-attention dim 768) with random weights, at 256×256 (a 32×32 latent), classifier-free
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -189,6 +191,12 @@ def main(argv=None) -> None:
     whole_runs("lime", "one LIME edit against the same instruct-pix2pix edit without LIME")
     whole_runs("lora", "a region generation with a LoRA on two regions against the same without LoRAs, both modes",
                runs=1).set_defaults(steps=4)
+    startup = sub.add_parser("startup", help="a shell generate's seconds: imports, model load, sampling, exit")
+    startup.add_argument("--runs", type=int, default=3)
+    startup.add_argument("--steps", type=int, default=20)
+    startup.add_argument("--checkout", default=str(Path(__file__).resolve().parents[2]),
+                         help="the checkout to time (default: this one)")
+    startup.add_argument("--out", default="out/startup.png", help="the generated image")
     worker = sub.add_parser("_worker")
     worker.add_argument("kind", choices=["timing", "memory"])
     worker.add_argument("modes")
@@ -204,6 +212,10 @@ def main(argv=None) -> None:
         print(json.dumps(result))
     elif args.bench == "kssa":
         kssa(args)
+    elif args.bench == "startup":
+        from . import startup
+
+        startup.run(args)
     elif args.bench == "drag":
         from . import drag_bench
 

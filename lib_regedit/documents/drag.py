@@ -40,6 +40,9 @@ from ..errors import RegEditError
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown, type_name
 
 MAX_PAIRS = 16
+# the kind of document a drag field takes, for the messages about one that is not a JSON object
+EXAMPLE = ('{"pairs": [{"handle": {"type": "polygon", "points": [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.1, 0.4]]}, '
+           '"target": {"type": "polygon", "points": [[0.5, 0.5], [0.8, 0.5], [0.8, 0.8], [0.5, 0.8]]}}]}')
 MAX_STROKES = 64
 MAX_STROKE_POINTS = 2000
 MAX_TOTAL_POINTS = 20000
@@ -160,7 +163,7 @@ def parse_drag_document(value: Any, field: str = "drag") -> DragDocument | None:
     Returns ``None`` for an empty value (no drag requested). Raises :class:`RegEditError` whose
     field is a path such as ``drag.pairs[1].target.points[2]``.
     """
-    obj = load_json_object(value, field)
+    obj = load_json_object(value, field, EXAMPLE)
     if obj is None:
         return None
     reject_unknown(obj, DOCUMENT_FIELDS, field)
@@ -174,6 +177,16 @@ def parse_drag_document(value: Any, field: str = "drag") -> DragDocument | None:
     for name in ("copy_paste_every_step", "mutual_self_attention"):
         settings[name] = get_bool(obj, name, field, default=SETTING_DEFAULTS[name])
     return DragDocument(pairs=pairs, version=int(version), **settings)
+
+
+def require_pairs(document: DragDocument | None, field: str = "drag") -> DragDocument:
+    """``document``, or an error naming ``field`` when it is missing or has no pairs: a drag document
+    that was given but moves nothing is a mistake on every host (for no drag, give no document)."""
+    if document is None or not document.pairs:
+        raise RegEditError(field, "the drag document has no pairs, so nothing would be dragged",
+                           f"give at least one pair, a handle and its target, e.g. {EXAMPLE} "
+                           "(or leave the drag document out for no drag)")
+    return document
 
 
 def _path(field: str, key: str) -> str:

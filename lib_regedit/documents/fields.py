@@ -11,8 +11,12 @@ from ..errors import RegEditError
 MAX_DOCUMENT_CHARS = 1_000_000
 
 
-def load_json_object(value: Any, field: str) -> dict | None:
-    """Accept a dict, a JSON string, or nothing (``None``/empty string gives ``None``)."""
+REGION_EXAMPLE = '{"prompt": "...", "regions": [...]}'
+
+
+def load_json_object(value: Any, field: str, example: str = REGION_EXAMPLE) -> dict | None:
+    """Accept a dict, a JSON string, or nothing (``None``/empty string gives ``None``). ``example``: the
+    kind of document the field takes, shown in the fix when the value is not a JSON object."""
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray)):
@@ -27,13 +31,13 @@ def load_json_object(value: Any, field: str) -> dict | None:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise RegEditError(field, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-                               'send a JSON object such as {"prompt": "...", "regions": [...]}') from None
+                               f"send a JSON object such as {example}") from None
         except RecursionError:
             raise RegEditError(field, "the JSON is nested too deeply",
-                               'send a flat JSON object such as {"prompt": "...", "regions": [...]}') from None
+                               f"send a flat JSON object such as {example}") from None
     if not isinstance(value, dict):
         raise RegEditError(field, f"expected a JSON object, got {type_name(value)}",
-                           'send a JSON object such as {"prompt": "...", "regions": [...]}')
+                           f"send a JSON object such as {example}")
     return value
 
 

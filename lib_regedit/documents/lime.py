@@ -150,6 +150,8 @@ LIME_FIELDS = ("version", "enabled", "clusters", "points", "feature_step", "regu
 SETTINGS = ("clusters", "points", "feature_step", "regularise_until", "grow", "keep_outside", "snap", "pick",
             "maps", "segment_cells", "colour_merge")
 VERSION = 4
+# the kind of document a LIME field takes, for the messages about one that is not a JSON object
+EXAMPLE = '{"clusters": 8, "roi": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}]} (or true)'
 # The defaults that changed between document versions; a document keeps those of its version.
 _FEATURE_MAPS = {"maps": "feature"}  # before version 4
 _PEAK_PICK = {"pick": "peak", "segment_cells": 16, "colour_merge": 20.0, **_FEATURE_MAPS}  # before version 3
@@ -195,7 +197,7 @@ def parse_lime_document(value: Any, field: str = "lime", untagged_version: int =
         return LimeDocument() if value else None
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return LimeDocument() if value.strip().lower() == "true" else None
-    obj = load_json_object(value, field)
+    obj = load_json_object(value, field, EXAMPLE)
     if obj is None:
         return None
     reject_unknown(obj, LIME_FIELDS, field)

@@ -290,6 +290,17 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
     )
 
 
+def check_one_image(document: RegionDocument, fix: str) -> RegionDocument:
+    """``document`` for a generation of one image: a region with an edit role (add, remove, change)
+    asks for an edit pair instead, so it is refused, naming the region and ``fix`` (where the caller's
+    pair is made)."""
+    for i, region in enumerate(document.regions):
+        if region.is_edited:
+            raise RegEditError(f"regions[{i}].edit", f"is {region.edit!r}: an edit role asks for an edit pair (an "
+                                                     "image and its edit), and this makes one image", fix)
+    return document
+
+
 def _box_iou(a: Region, b: Region) -> float:
     w = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
     h = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))

@@ -4,6 +4,7 @@ drag handle regions onto target regions, gradient-free, in one inversion-denoisi
 - ``mapping``: the dense mapping from every target cell back to a handle cell;
 - ``inversion``: the Cycle-SDE inversion that stores each step's noise (exact retrace);
 - ``copy_paste``: handle latents onto target cells;
+- ``options``: the settings (start_t, end_t, handle noise) and their checks;
 - ``region_drag``: the loop (invert, copy-paste, denoise with mutual self-attention, end_t);
 - ``diffusers_drag``: the Python API on a diffusers pipeline.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import model_path, read_image
+from ..cli import load_model, model_path, output_png, print_notes, read_image, save_png
 from ..errors import RegEditError
 
 
@@ -14,7 +14,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     dr.add_argument("--image", help="the image to edit (its sides multiples of 8 and the VAE factor)")
     dr.add_argument("--drag", help="drag document: handle and target regions (JSON file)")
     dr.add_argument("--dragbench", help="instead of --image/--drag: a DragBench-SR/DR folder, one result per case")
-    dr.add_argument("--out", required=True, help="output PNG (with --dragbench: a folder)")
+    dr.add_argument("--out", required=True, help="output PNG, carrying the parameters text (with --dragbench: a folder)")
     dr.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
     dr.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
     dr.add_argument("--prompt", default="", help="what the image shows (default: empty, a neutral prompt)")
@@ -33,12 +33,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    """``python -m lib_regedit drag``: RegionDrag on an image (``lib_regedit.drag``)."""
+    """``regedit drag``: RegionDrag on an image (``lib_regedit.drag``). Everything is checked before the
+    model loads: the flags, the document (a drag with no pairs is refused) and the two together."""
     from .. import generation_limits as limits
     from ..documents import DragDocument, parse_drag_document
-    from .diffusers_drag import check_options, drag
-    from .region_drag import options_for
-    from ..models import load_pipeline
+    from ..documents.drag import require_pairs
+    from .options import check_options, options_for
 
     limits.check_seed(args.seed, "--seed")
     limits.check_steps(args.steps, 1000, "--steps")
@@ -46,13 +46,17 @@ def run(args) -> int:
     try:  # the flags over the default settings, before any work
         flagged = check_options(options_for(DragDocument(()), args.steps, **overrides), 1000)
     except RegEditError as exc:  # named as the flag the user typed
-        raise RegEditError("--" + exc.field.replace("_", "-"), exc.problem, exc.fix) from None
+        raise RegEditError(_named(exc.field, overrides), exc.problem, exc.fix) from None
+    notes = []
+    if args.copy_paste_every_step and args.end_t is not None:
+        notes.append("--end-t is not read with --copy-paste-every-step, which pastes at every step")
     if args.dragbench:
-        return _dragbench(args, flagged)
+        return _dragbench(args, flagged, notes)
     for name in ("image", "drag"):
         if not getattr(args, name):
             raise RegEditError(f"--{name}", "is missing", "give --image IN.png and --drag DRAG.json "
                                                           "(or --dragbench DIR for a DragBench-SR/DR folder)")
+    out = output_png(args.out, "--out")
     try:
         text = Path(args.drag).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -61,16 +65,31 @@ def run(args) -> int:
     document = parse_drag_document(text, field="--drag")
     if document is None:
         raise RegEditError("--drag", f"{args.drag} is empty", "write a drag document (see examples/drag_square.json)")
-    options = options_for(document, args.steps, **overrides)
+    require_pairs(document, "--drag")
+    try:  # the document's settings under the flags
+        options = check_options(options_for(document, args.steps, **overrides), 1000)
+    except RegEditError as exc:  # named as the flag, or the document's field
+        raise RegEditError(_named(exc.field, overrides, "--drag"), exc.problem, exc.fix) from None
     image = read_image(args.image, "--image")
     model = model_path(args)
-    pipe = load_pipeline(model, config=args.config, field="--model")
+    pipe = load_model(model, config=args.config)
+    from .diffusers_drag import drag
+
     result = drag(pipe, image, document, prompt=args.prompt, seed=args.seed, options=options, model_name=model.name)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.image.save(out, pnginfo=result.pnginfo())
-    print(f"wrote {out}")
+    save_png(result.image, out, result.pnginfo())
+    print_notes(notes)
     return 0
+
+
+def _named(name: str, overrides: dict, document: str | None = None) -> str:
+    """The field a setting's error names: the flag the user typed (``--end-t``), else the document's
+    field (``--drag.end_t``). An ``end_t`` not below ``start_t`` is named by whichever of the two the
+    user gave as a flag."""
+    if name == "end_t" and overrides.get("end_t") is None and overrides.get("start_t") is not None:
+        name = "start_t"
+    if document is None or name not in overrides or overrides[name] is not None:
+        return "--" + name.replace("_", "-")
+    return f"{document}.{name}"
 
 
 def _flag_settings(args) -> dict:
@@ -80,7 +99,7 @@ def _flag_settings(args) -> dict:
             "copy_paste_every_step": True if args.copy_paste_every_step else None}
 
 
-def _dragbench(args, options) -> int:
+def _dragbench(args, options, notes) -> int:
     """Every DragBench-SR/DR case below ``--dragbench``, one result per case under ``--out``, with
     ``options`` (the default settings under the flags: a case carries none of its own)."""
     import numpy as np
@@ -90,7 +109,6 @@ def _dragbench(args, options) -> int:
     from ..api import native_size
     from . import dragbench
     from .diffusers_drag import drag_mapped
-    from ..models import load_pipeline
 
     root = Path(args.dragbench)
     cases = dragbench.find_cases(root) if root.is_dir() else []
@@ -98,7 +116,7 @@ def _dragbench(args, options) -> int:
         raise RegEditError("--dragbench", f"no case under {root}", f"give a folder whose cases hold "
                                                                    f"{dragbench.IMAGE_NAME} and {dragbench.META_NAME}")
     model = model_path(args)
-    pipe = load_pipeline(model, config=args.config, field="--model")
+    pipe = load_model(model, config=args.config)
     native = native_size(pipe)
     out_root = Path(args.out)
     for folder in cases:
@@ -110,8 +128,6 @@ def _dragbench(args, options) -> int:
                              progress=False)
         mask = np.asarray(Image.fromarray(case.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST))[..., None] > 0
         result = Image.fromarray(np.where(mask, np.asarray(edited), np.asarray(image)))
-        path = (out_root / case.name).with_suffix(".png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        result.save(path)
-        print(f"wrote {path}")
+        save_png(result, (out_root / case.name).with_suffix(".png"))
+    print_notes(notes)
     return 0

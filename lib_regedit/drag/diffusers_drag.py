@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -18,13 +18,14 @@ from .. import generation_limits as limits
 from ..regions import layout_init
 from ..backends.diffusers_checkpoint import DiffusersCheckpoint
 from ..documents import DragDocument, parse_drag_document
-from ..errors import RegEditError
+from ..documents.drag import require_pairs
 from ..images import check_image, check_image_size
 from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
+from ..progress import PhaseBars
 from .composite import composite
 from .mapping import dense_mapping
 from .batch import drag_rows
-from .region_drag import DragOptions, options_for
+from .options import DragOptions, check_options, options_for
 
 
 @dataclass
@@ -40,26 +41,12 @@ class DragResult:
         return info
 
 
-def check_options(options: DragOptions, train_timesteps: int) -> DragOptions:
-    limits.check_steps(options.steps, train_timesteps)
-    for name, lo, hi in (("start_t", 0.0, 1.0), ("end_t", 0.0, 1.0), ("handle_noise", 0.0, 1.0)):
-        value = getattr(options, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi \
-                or (name == "start_t" and value == 0):
-            raise RegEditError(name, f"{value!r} is out of range", f"use a number in ({lo:g}, {hi:g}]"
-                               if name == "start_t" else f"use a number from {lo:g} to {hi:g}")
-    return replace(options, start_t=float(options.start_t), end_t=float(options.end_t),
-                   handle_noise=float(options.handle_noise))
-
-
 def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: DragOptions | None = None,
          progress: bool = True, model_name: str | None = None) -> DragResult:
     """Drag the handle regions of ``document`` onto its targets in ``image`` (RegionDrag). ``options``
     default to the document's settings at 20 steps."""
     doc = document if isinstance(document, DragDocument) else parse_drag_document(document)
-    if doc is None or not doc.pairs:
-        raise RegEditError("drag", "the drag document has no pairs", 'draw at least one handle and target, '
-                           'e.g. {"pairs": [{"handle": {...}, "target": {...}}]}')
+    require_pairs(doc, "drag")
     options = options_for(doc) if options is None else options
     limits.check_seed(seed)
     options = check_options(options, pipe.scheduler.config.num_train_timesteps)
@@ -84,20 +71,24 @@ def drag_mapped(pipe, image: Image.Image, mapping, *, prompt: str, seed: int, op
     width, height = check_image_size(image, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     checkpoint = DiffusersCheckpoint(pipe, width, height)
     cond = checkpoint.conditioning(prompt)
-    bar = pipe.progress_bar(total=options.evaluations) if progress else None
+    phase = options.phase_evaluations  # one bar per phase: the inversion, then the denoising that drags
+    bars = PhaseBars(disable=not progress or bool(getattr(pipe, "_progress_bar_config", {}).get("disable")))
 
     def eps_of_row(row, x, t):
         with torch.no_grad():
             return checkpoint.eps(x, t, cond)
 
     def step(done, total):
-        if bar is not None:
-            bar.update(1)
+        if done <= phase:
+            bars(done, phase, "inverting")
+        else:
+            bars(done - phase, phase, "dragging")
 
     z0 = checkpoint.posterior_mean(layout_init.image_to_tensor(image))
-    z = drag_rows(eps_of_row, z0, [seed], mapping, options, checkpoint.alphas, checkpoint.attach, step)
-    if bar is not None:
-        bar.close()
+    try:
+        z = drag_rows(eps_of_row, z0, [seed], mapping, options, checkpoint.alphas, checkpoint.attach, step)
+    finally:
+        bars.close()
     with torch.no_grad():
         decoded = checkpoint.decode(z)
     edited = ((decoded[0].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)

@@ -19,7 +19,6 @@ on ShapesWorld kept the object at the handle in all 16 cases of ``eval --drag``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -28,31 +27,10 @@ from ..attention.effects.mutual_self_attention import MutualSelfAttention
 from .copy_paste import noise_handles, paste
 from .inversion import denoise_step, drag_timesteps, invert
 from .mapping import DenseMapping
-
-
-@dataclass(frozen=True)
-class DragOptions:
-    steps: int = 20
-    start_t: float = 0.5
-    end_t: float = 0.2
-    handle_noise: float = 1.0
-    mutual_self_attention: bool = True
-    copy_paste_every_step: bool = False
-
-    @property
-    def evaluations(self) -> int:
-        """UNet evaluations of one drag (batch 1): as many inverting as denoising."""
-        return 2 * max(1, round(self.steps * self.start_t))
+from .options import DragOptions, options_for  # noqa: F401 (the loop's settings; options.py)
 
 
 Eps = Callable[[torch.Tensor, int, int], torch.Tensor]
-
-
-def options_for(document, steps: int = 20, **overrides) -> DragOptions:
-    """The options a drag document asks for (its settings), with ``overrides`` given by the caller."""
-    values = dict(document.settings(), steps=steps)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return DragOptions(**values)
 
 
 def pastes_at(options: DragOptions, timestep: int, num_train_timesteps: int) -> bool:

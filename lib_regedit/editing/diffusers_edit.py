@@ -28,9 +28,10 @@ from PIL.PngImagePlugin import PngInfo
 from .. import api
 from ..attention.controller import Controller, GenerationState
 from ..backends import diffusers_backend
-from ..documents import RegionDocument, parse_region_document
+from ..documents import RegionDocument
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, PAIR_IMAGE_KEY, parameters_text
+from .pair_documents import parse_pair
 from .pair_effects import build_pair_effects
 from .pair_start import edited_start
 
@@ -58,17 +59,6 @@ class EditResult:
         info = PngInfo()
         info.add_text("parameters", self.target_parameters if which == "target" else self.source_parameters)
         return info
-
-
-def parse_pair(document) -> RegionDocument:
-    doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
-    if doc is None:
-        raise RegEditError("regions", "the edit document is empty",
-                           'give {"regions": [...]} with one region "edit": "add", "remove" or "change"')
-    if not doc.is_pair:
-        raise RegEditError("regions", "no region is edited, so the target would equal the source",
-                           'give one region "edit": "add", "remove" or "change" (with its "target_prompt")')
-    return doc
 
 
 def _whole_prompt_only(doc: RegionDocument) -> RegionDocument:

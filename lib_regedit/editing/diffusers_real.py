@@ -114,7 +114,7 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
                                             guidance_scale=guidance_scale, seed=seed, progress=progress,
                                             cancel=cancel, cache=cache, nulltext=nulltext, fixed_point=fixed_point,
                                             guidance=guide)
-    notes = list(built.notes) + notes + [result.summary() + (" (cached)" if cached else "")]
+    notes = list(built.notes) + notes + [result.summary(cached)]
     source, target = decode(pipe, z)
     target = paste_outside(image, target, doc)
     elapsed = time.perf_counter() - started

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, replace
 
 from ..regions.background import rest_of_prompt
-from ..documents import Region, RegionDocument
+from ..documents import Region, RegionDocument, parse_region_document
+from ..errors import RegEditError
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,14 @@ def split_pair(document: RegionDocument, prompt: str | None = None) -> PairDocum
     background = document.background
     return PairDocuments(source, target, tuple(counterparts), tuple(kinds), tuple(removed),
                          background.edit if background is not None else "inherent")
+
+
+def parse_pair(document) -> RegionDocument:
+    doc = document if isinstance(document, RegionDocument) else parse_region_document(document)
+    if doc is None:
+        raise RegEditError("regions", "the edit document is empty",
+                           'give {"regions": [...]} with one region "edit": "add", "remove" or "change"')
+    if not doc.is_pair:
+        raise RegEditError("regions", "no region is edited, so the target would equal the source",
+                           'give one region "edit": "add", "remove" or "change" (with its "target_prompt")')
+    return doc

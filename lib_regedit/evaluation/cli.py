@@ -253,8 +253,8 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lib_regedit eval", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "python -m lib_regedit eval") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="diffusers folder or .safetensors (default: bundled ShapesWorld)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--steps", type=int, default=20)

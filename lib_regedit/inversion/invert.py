@@ -73,8 +73,11 @@ class Inversion:
         sets = sum(s.nbytes for s in self.null_sets) if self.null_sets else 0
         return self.latent.numel() * self.latent.element_size() + sets
 
-    def summary(self) -> str:
-        text = f"{self.method} inversion, {self.steps} steps, {self.seconds:.1f} s"
+    def summary(self, cached: bool = False) -> str:
+        """One line for the user; ``cached``: this run read it from the cache, so it took no time here
+        (``seconds`` is the run that made it)."""
+        text = f"{self.method} inversion, {self.steps} steps, " + ("read from the cache" if cached else
+                                                                   f"{self.seconds:.1f} s")
         if self.losses:
             text += f", null-text loss {self.losses[-1]:.2e} at the last step"
         return text
@@ -118,13 +121,12 @@ def invert(forward: Forward, z0: torch.Tensor, alphas_cumprod: torch.Tensor, *, 
         rows[0] += z.shape[0]
         return forward(z, t, context, kind).float()  # the path is accumulated in float32 whatever the model's dtype
 
-    total = steps * (2 if method == "nulltext" else 1)
-    done = [0]
+    done = {"inverting": 0, "null-text": 0}  # each phase counts its own steps, of ``steps``
 
     def tick(phase):
-        done[0] += 1
+        done[phase] += 1
         if progress is not None:
-            progress(done[0], total, phase)
+            progress(done[phase], steps, phase)
 
     try:
         path = ddim.trajectory(lambda z, t: call(z, t, cond, step_of[t], "cond"), z0, alphas_cumprod, steps,

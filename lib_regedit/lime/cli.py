@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..errors import RegEditError
@@ -16,14 +15,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ed.add_argument("--instruction", required=True,
                     help='what to change, e.g. "make the red circle blue" (an ordinary text-to-image --model takes '
                          "the edit prompt: what the image should show)")
-    ed.add_argument("--out", required=True, help="output PNG")
+    ed.add_argument("--out", required=True, help="output PNG, carrying the parameters text")
     ed.add_argument("--lime", action="store_true", help="LIME: find the region of interest and regularise the edit "
                                                         "inside it (Simsar et al. 2025)")
     ed.add_argument("--model", help="an instruct-pix2pix pipeline folder or checkpoint, or an ordinary SD 1.x/SDXL "
                                     "one (default: the bundled ShapesWorld instruct model)")
     ed.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")
     ed.add_argument("--roi-preview", help="also write the image with the RoI tinted here (with --lime)")
-    ed.add_argument("--roi-mask", help="a mask image (white = edit here) to use instead of the RoI LIME finds")
+    ed.add_argument("--roi-mask", help="a mask image (white = edit here) to use instead of the RoI LIME finds: the "
+                                       "image's size, or its shape at another size (scaled, with a note)")
     ed.add_argument("--seed", type=int, default=0)
     ed.add_argument("--steps", type=int, default=20)
     ed.add_argument("--guidance-scale", type=float, default=7.5, help="text CFG scale (default 7.5)")
@@ -79,11 +79,9 @@ def model_path(args) -> Path:
 
 def run(args) -> int:
     from .. import generation_limits as limits
-    from ..cli import read_image
+    from ..cli import load_model, output_png, print_notes, read_image, save_png
     from ..documents.lime import parse_lime_document
-    from ..models import load_pipeline
-    from .diffusers_lime import check_instruction, lime_edit
-    from .roi import uncertainty_note
+    from .edit_tokens import check_instruction
 
     limits.check_seed(args.seed, "--seed")
     limits.check_steps(args.steps, 1000, "--steps")
@@ -99,28 +97,30 @@ def run(args) -> int:
     except RegEditError as exc:  # named as the flag the user typed
         name = exc.field.split(".")[-1].replace("_", "-")
         raise RegEditError(f"--{name}" if "." in exc.field else exc.field, exc.problem, exc.fix) from None
-    images = {}
-    for name in ("image", "roi_mask"):
-        path = getattr(args, name)
-        if not path:
-            continue
-        images[name] = read_image(path, "--" + name.replace("_", "-"), mask=name == "roi_mask")
-    out = Path(args.out)
-    if not out.parent.exists():
-        raise RegEditError("--out", f"the folder {out.parent} does not exist", "create it or choose another path")
+    out = output_png(args.out, "--out")
+    roi_preview = output_png(args.roi_preview, "--roi-preview") if args.roi_preview else None
+    image = read_image(args.image, "--image")
+    notes, mask = [], None
+    if args.roi_mask:
+        from ..images import fit_mask
+
+        mask, note = fit_mask(read_image(args.roi_mask, "--roi-mask", mask=True), image.size, "--roi-mask")
+        notes += [note] if note else []
     path = model_path(args)
-    pipe = load_pipeline(path, config=args.config, field="--model", instruct=True)
-    result = lime_edit(pipe, images["image"], args.instruction, lime=document if document is not None else False,
+    pipe = load_model(path, config=args.config, instruct=True)
+    from .diffusers_lime import lime_edit
+    from .roi import uncertainty_note
+
+    result = lime_edit(pipe, image, args.instruction, lime=document if document is not None else False,
                        seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale,
                        image_guidance_scale=args.image_guidance_scale, strength=args.strength,
-                       negative_prompt=args.negative_prompt, roi=images.get("roi_mask"), model_name=path.name)
-    result.image.save(out, pnginfo=result.pnginfo())
-    print(f"wrote {out}")
-    if args.roi_preview and result.preview is not None:
-        result.preview.save(args.roi_preview)
-        print(f"wrote {args.roi_preview} (the region of interest)")
+                       negative_prompt=args.negative_prompt, roi=mask, model_name=path.name)
+    save_png(result.image, out, result.pnginfo())
+    if roi_preview is not None and result.preview is not None:
+        save_png(result.preview, roi_preview, what="the region of interest")
     if result.found is not None and (note := uncertainty_note(result.found, CLI_FIX)):
-        print(note, file=sys.stderr)
+        notes.append(note)
+    print_notes(notes)
     if result.timings.get("clustering") is not None:
         print("LIME: first pass {first_pass:.1f} s, clustering {clustering:.2f} s, edit {edit:.1f} s".format(**result.timings))
     return 0

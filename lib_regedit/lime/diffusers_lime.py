@@ -33,7 +33,8 @@ from ..attention.effects.roi_capture import FeatureStepReached, RoiCapture
 from ..backends import diffusers_backend
 from ..errors import RegEditError
 from ..infotext import LIME_INFOTEXT_KEY, parameters_text
-from .edit_tokens import edit_positions, edit_words, object_positions
+from ..progress import bar as progress_bar, named_bar
+from .edit_tokens import check_instruction, edit_positions, object_positions
 from ..documents.lime import LimeOptions
 from . import given_roi
 from .preview import paste_outside_roi, roi_preview
@@ -88,17 +89,6 @@ def _components(pipe, cls) -> dict:
     if "requires_safety_checker" in names:
         parts["requires_safety_checker"] = False
     return parts
-
-
-def check_instruction(instruction, field_name: str = "instruction", lime: bool = False) -> str:
-    """The instruction, stripped; with ``lime``, it must also keep words after stop words and punctuation."""
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise RegEditError(field_name, "is empty", "say what to change, e.g. 'make the red circle blue' (an "
-                                                   "ordinary model takes the edit prompt: what the image should show)")
-    if lime and not edit_words(instruction):
-        raise RegEditError(field_name, f"no edit tokens are left after stop words and punctuation ({instruction.strip()!r})",
-                           "name the object and the change, e.g. 'make the red circle blue'")
-    return instruction.strip()
 
 
 def lime_positions(tokens: list[tuple[int, str]], field_name: str = "instruction") -> tuple[list[int], list[int]]:
@@ -158,13 +148,17 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     if executed < 1:
         raise RegEditError("strength", f"{strength} of {steps} steps runs no step", "raise the strength or the steps")
 
-    def run(effects, keep: torch.Tensor | None = None) -> Image.Image | None:
+    def run(effects, keep: torch.Tensor | None = None, bar=None) -> Image.Image | None:
+        """One pass of the edit; ``bar``: the first pass's own progress bar (it stops at the feature step,
+        so the pipeline's, counting to the last step, would not tell its length)."""
         state = GenerationState(total_steps=executed, cond_reference=cond, uncond_reference=uncond)
         controller = Controller(effects, state)
         blend = _outside_blend(runner, image, keep, seed, steps - executed) if keep is not None else None
 
         def on_step_end(_pipe, i, _t, kwargs):
             state.step = i + 1
+            if bar is not None:
+                bar.update(1)
             if blend is not None:
                 kwargs["latents"] = blend(kwargs["latents"], i)
             return kwargs
@@ -178,7 +172,8 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
             kwargs["strength"] = strength
         if pooled is not None:
             kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=negative_pooled)
-        with torch.no_grad(), diffusers_backend.attached(runner.unet, controller):
+        with torch.no_grad(), diffusers_backend.attached(runner.unet, controller), \
+                named_bar(runner, "editing", disable=True if bar is not None else None):
             try:
                 return runner(**kwargs).images[0]
             except FeatureStepReached:  # the first pass ends at the feature step
@@ -189,7 +184,8 @@ def lime_edit(pipe, image, instruction: str, *, lime=True, seed: int = 0, steps:
     if lime and roi is None:
         started = time.perf_counter()
         capture = RoiCapture(options.feature_step, objects, options.feature_downscales, **options.capture_maps())
-        run([capture])
+        with progress_bar(runner, "finding the region", capture.feature_index(executed) + 1) as bar:
+            run([capture], bar=bar)
         attention = capture.attention()
         if attention is None:
             raise RegEditError("instruction", "its edit tokens were not attended where LIME reads the maps",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import string
 
+from ..errors import RegEditError
+
 INSTRUCTION_VERBS = frozenset({
     "make", "turn", "change", "remove", "replace", "add", "put", "convert", "transform", "swap", "recolour",
     "recolor", "paint", "colour", "color", "erase", "delete", "let", "give", "set", "get", "have", "become",
@@ -53,3 +55,14 @@ def edit_words(text: str) -> list[str]:
     """The instruction's words that would give edit tokens: a check on the text alone, before a model
     (and its tokenizer) is loaded."""
     return [w for w in re.findall(r"[^\W_]+", text.lower()) if is_edit_token(w)]
+
+
+def check_instruction(instruction, field_name: str = "instruction", lime: bool = False) -> str:
+    """The instruction, stripped; with ``lime``, it must also keep words after stop words and punctuation."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise RegEditError(field_name, "is empty", "say what to change, e.g. 'make the red circle blue' (an "
+                                                   "ordinary model takes the edit prompt: what the image should show)")
+    if lime and not edit_words(instruction):
+        raise RegEditError(field_name, f"no edit tokens are left after stop words and punctuation ({instruction.strip()!r})",
+                           "name the object and the change, e.g. 'make the red circle blue'")
+    return instruction.strip()

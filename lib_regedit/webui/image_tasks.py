@@ -13,6 +13,7 @@ import functools
 import torch
 
 from ..documents import parse_drag_document
+from ..documents.drag import EXAMPLE as DRAG_EXAMPLE, require_pairs
 from ..documents.fields import load_json_object
 from ..documents.lime import parse_lime_document
 from ..drag import batch as drag_batch
@@ -66,12 +67,14 @@ def start_drag(p, drag_doc) -> bool:
     from .generation import fail_sampling, xyz_overrides
 
     try:
-        document = parse_drag_document(xyz_axes.apply_overrides(load_json_object(drag_doc, "drag"), xyz_overrides(p),
-                                                                "drag"), field="drag")
+        document = parse_drag_document(xyz_axes.apply_overrides(load_json_object(drag_doc, "drag", DRAG_EXAMPLE),
+                                                                xyz_overrides(p), "drag"), field="drag")
+        if document is not None and not document.pairs and getattr(p, "is_api", False):
+            require_pairs(document, "drag")  # sent through the API, a drag document that moves nothing is a mistake
     except RegEditError as exc:
         fail_sampling(p, exc)
         return True
-    if document is None or not document.pairs:
+    if document is None or not document.pairs:  # the page writes the sliders' settings with no pairs: no drag
         return False
     problem = _drag_problem(p)
     if problem is not None:

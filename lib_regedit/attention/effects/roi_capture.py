@@ -53,8 +53,13 @@ class RoiCapture(Effect):
         self.cond_features: list[torch.Tensor] = []
         self.maps: dict[tuple[int, int], list[torch.Tensor]] = {}  # hw -> [(h, w)]
 
+    def feature_index(self, total_steps: int) -> int:
+        """The step whose features find the RoI, of a run of ``total_steps``: the first pass runs steps
+        0 to this one (``feature_index + 1`` steps), then stops."""
+        return min(total_steps - 1, max(0, round(self.feature_step * total_steps)))
+
     def begin_unet_call(self, state) -> None:
-        self.step = min(state.total_steps - 1, max(0, round(self.feature_step * state.total_steps)))
+        self.step = self.feature_index(state.total_steps)
         self.map_index = self.step if self.map_step is None else \
             min(self.step, max(0, round(self.map_step * state.total_steps)))
         if state.step > self.step:
