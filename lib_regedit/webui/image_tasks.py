@@ -282,6 +282,6 @@ def _picture_edit_sample(p, document, prompts):
         checkpoint, document, z0, checkpoints.init_image(p), repr(checkpoint.key), source_prompt=prompts[0],
         target_prompt=prompts[1], negative_prompt=p.all_negative_prompts[0], steps=p.steps,
         guidance_scale=p.cfg_scale, seed=int(p.all_seeds[0]), progress=progress, cancel=_cancelled, cache=INVERSIONS)
-    for text in list(built.notes) + [inversion.summary() + (" (cached)" if cached else "")]:
+    for text in list(built.notes) + [inversion.summary(cached)]:
         note(p, text)
     return z.repeat(rows // 2, 1, 1, 1).to(p.init_latent.device, p.init_latent.dtype)
