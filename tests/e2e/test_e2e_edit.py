@@ -133,7 +133,7 @@ def test_img2img_edits_a_picture_through_an_inversion(webui, model, inversion, a
     assert pixels(res["images"][0]) != pixels(res["images"][1])
     again = webui.generate("img2img", payload, model=model)
     assert pixels(again["images"][1]) == pixels(res["images"][1]), "an edit of a picture is deterministic"
-    assert "(cached)" in webui.log_tail(4000)
+    assert "read from the cache" in webui.log_tail(4000)
     assert_plain_unchanged(f"a picture's edit through {inversion} inversion")
 
 
@@ -153,7 +153,7 @@ def test_interrupting_a_picture_edit_caches_nothing(webui, assert_plain_unchange
     res = webui.generate("img2img", payload, model=SD1)
     assert len(res["images"]) == 2
     last = [line for line in webui.log_tail(6000).splitlines() if "RegEdit: nulltext inversion" in line][-1]
-    assert "(cached)" not in last, last
+    assert "read from the cache" not in last, last
     assert_plain_unchanged("an interrupted picture edit")
 
 
