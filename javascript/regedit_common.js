@@ -42,14 +42,29 @@
         return {w: readNumber("#" + tab + "_width input", 512), h: readNumber("#" + tab + "_height input", 512)};
     }
 
-    // The img2img init image element (gradio 3.41 puts an <img> inside #img2img_image), or null.
+    // The image components of img2img's own tabs (img2img, Sketch, Inpaint, Inpaint sketch, Inpaint
+    // upload), the same ids in AUTOMATIC1111 and Forge.
+    const IMAGE_IDS = ["img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base"];
+
+    // The picture img2img starts from: the image of its tab shown now (gradio 3.41 keeps it in an <img>
+    // under the sketch canvases too; Forge's canvas in an <img class="forge-image">), or null. When none
+    // of those tabs is laid out (Batch), the first image found.
     function initImage() {
-        const root = byId("img2img_image");
-        if (!root) return null;
-        for (const img of root.querySelectorAll("img")) {
-            if (img.getAttribute("src")) return img;
+        let first = null;
+        for (const id of IMAGE_IDS) {
+            const root = byId(id);
+            if (!root) continue;
+            let img = null;
+            for (const candidate of root.querySelectorAll("img")) {
+                if (candidate.getAttribute("src")) {
+                    img = candidate;
+                    break;
+                }
+            }
+            if (root.offsetParent !== null) return img;
+            first = first || img;
         }
-        return null;
+        return first;
     }
 
     // Loads an image source once and keeps it; calls onChange when a new image is ready or gone.
@@ -205,6 +220,31 @@
         return "rgba(" + ((n >> 16) & 255) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
     }
 
+    // Lines of text in the middle of the canvas on a dark pill, legible over any picture: the first
+    // line bold (what to do), the others smaller.
+    function drawHint(ctx, lines, W, H) {
+        if (!lines || !lines.length) return;
+        ctx.save();
+        ctx.textAlign = "center";
+        ctx.textBaseline = "middle";
+        const fonts = lines.map((_, i) => (i ? "12px sans-serif" : "bold 15px sans-serif"));
+        const widths = lines.map((line, i) => {
+            ctx.font = fonts[i];
+            return ctx.measureText(line).width;
+        });
+        const lineH = 20;
+        const w = Math.min(W - 8, Math.max(...widths) + 24);
+        const h = lines.length * lineH + 12;
+        ctx.fillStyle = "rgba(0,0,0,0.55)";
+        ctx.fillRect((W - w) / 2, (H - h) / 2, w, h);
+        ctx.fillStyle = "#fff";
+        lines.forEach((line, i) => {
+            ctx.font = fonts[i];
+            ctx.fillText(line, W / 2, (H - h) / 2 + 6 + lineH * (i + 0.5), W - 12);
+        });
+        ctx.restore();
+    }
+
     function drawLabel(ctx, text, x, y, colour) {
         ctx.font = "bold 12px sans-serif";
         const w = ctx.measureText(text).width + 8;
@@ -286,6 +326,10 @@
             this.lastNudge = null;
             this.ctx = null;
             this.images = options.initImage ? new ImageTracker(() => this.refresh()) : null;
+            // Where the panel may be shown: its host, and other hosts by the task they show (img2img's
+            // region canvas serves the Regions, LIME and Edit by regions tasks: one panel, moved).
+            this.slots = Object.assign({[options.task || "regions"]: null}, options.slots || {});
+            this.task = options.task || "regions";
         }
 
         // Builds the DOM, reads the field, then follows the page.
@@ -450,8 +494,26 @@
             return !!this.op;
         }
 
+        // Moves the panel into whichever of its hosts is shown, when it is not shown where it is; true
+        // when it is shown now. placed() hears of a move.
+        place() {
+            if (isShown(this.stage)) return true;
+            for (const [task, id] of Object.entries(this.slots)) {
+                const host = id === null ? this.host : byId(id);
+                if (!host || host === this.root.parentNode || !isShown(host)) continue;
+                host.appendChild(this.root);
+                this.task = task;
+                this.placed();
+                return isShown(this.stage);
+            }
+            return false;
+        }
+
+        placed() {
+        }
+
         tick() {
-            if (!this.root.isConnected || !isShown(this.stage)) return; // hidden tab or collapsed accordion
+            if (!this.root.isConnected || !this.place()) return; // hidden tab or collapsed accordion
             let dirty = false;
             const out = outputSize(this.tab);
             if (out.w !== this.out.w || out.h !== this.out.h) {
@@ -471,8 +533,8 @@
             if (dirty) this.render();
         }
 
-        // Clears the canvas and draws the init image, or a grey ground with an optional message.
-        drawBackdrop(ctx, image, message) {
+        // Clears the canvas and draws the init image, or a grey ground.
+        drawBackdrop(ctx, image) {
             const W = this.size.w;
             const H = this.size.h;
             ctx.clearRect(0, 0, W, H);
@@ -482,12 +544,11 @@
             }
             ctx.fillStyle = "#40444b";
             ctx.fillRect(0, 0, W, H);
-            if (!message) return;
-            ctx.fillStyle = "rgba(255,255,255,0.6)";
-            ctx.font = "13px sans-serif";
-            ctx.textAlign = "center";
-            ctx.fillText(message, W / 2, H / 2);
-            ctx.textAlign = "start";
+        }
+
+        // What to do, written on the canvas itself (lines; the first is the gesture).
+        drawHint(ctx, lines) {
+            drawHint(ctx, lines, this.size.w, this.size.h);
         }
 
         // The pointer in css pixels from the canvas's top left corner.
@@ -560,7 +621,10 @@
         for (const tab of tabs) {
             const host = byId(hostPrefix + tab);
             const existing = panels[tab];
-            if (existing && existing.host === host && existing.root.isConnected) continue;
+            if (existing && existing.host === host && existing.root.isConnected) {
+                existing.tick(); // the page changed: a task's hosts may have been shown
+                continue;
+            }
             if (existing) existing.destroy();
             delete panels[tab];
             if (host && fieldTextarea(fieldPrefix + tab)) panels[tab] = create(tab, host);
@@ -570,7 +634,7 @@
     const RegEditUI = {
         PALETTE, app, byId, fieldTextarea, writeField, outputSize, initImage, ImageTracker, History, clamp, round,
         parseObject, el, isShown, isTextTarget, isUndoKey, isRedoKey, sizeCanvas, fitSize, hexToRgba, drawLabel,
-        watch, Panel, mountPanels,
+        drawHint, watch, Panel, mountPanels,
     };
     window.RegEditUI = RegEditUI;
 })();

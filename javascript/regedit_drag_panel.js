@@ -824,7 +824,7 @@
                 const U = this.U;
                 const img = this.images.image;
                 const shown = this.previewImage() || img;
-                this.drawBackdrop(ctx, shown, "Load an init image above to drag regions of it.");
+                this.drawBackdrop(ctx, shown);
                 const previewOn = shown && shown !== img;
                 this.pairs.forEach((pair, i) => {
                     const colour = this.colour(i);
@@ -837,6 +837,12 @@
                 const sel = this.regionAt(this.selected);
                 if (sel) this.drawSelection(ctx, sel);
                 if (this.pending) this.drawPending(ctx, U);
+                if (!img) this.drawHint(ctx, ["Load an init image above", "then draw what moves and where it goes"]);
+                else if (!this.pairs.length && !this.pending) {
+                    this.drawHint(ctx, this.drawTool() === "brush"
+                        ? ["Paint what moves, then press Enter", "then paint where it goes"]
+                        : ["Click 3 or 4 corners of what moves", "then as many of where it goes"]);
+                }
             }
 
             drawRegion(ctx, r, colour, label, isTarget, previewOn) {

@@ -1,6 +1,9 @@
 // RegEdit: the region canvas. Boxes with their own prompts, drawn over a blank canvas with the
 // output's aspect ratio (txt2img) or over the init image (img2img). The canvas reads and writes the
 // region document (see lib_regedit/documents/region.py) in the hidden textbox #regedit_doc_<tab>.
+// In img2img one canvas serves three tasks, moved into the one shown: Regions (#regedit_canvas_img2img:
+// prompts per box), LIME (#regedit_canvas_lime_img2img: the boxes are LIME's region, nothing else) and
+// Edit by regions (#regedit_canvas_edit_img2img: the boxes' edit roles too).
 (function () {
     "use strict";
 
@@ -10,9 +13,12 @@
     const EDGE_PX = 5;
     const MIN_DRAW_PX = 4;
     const GRID = 8; // latent grid in image pixels
-    const HELP = "Drag on the canvas to draw a box (Shift+drag draws over other boxes). Drag a box to move it, " +
-        "its edges or corners to resize it. Delete removes the selected box, arrow keys nudge it (Shift: 8\u00d7), " +
-        "Esc deselects, Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z) undo and redo.";
+    const HELP = "Drag on the canvas to draw a box, then type its prompt (Shift+drag draws over other boxes). " +
+        "Drag a box to move it, its edges or corners to resize it. On the canvas, Delete removes the selected box, " +
+        "arrow keys nudge it (Shift: 8\u00d7), Esc deselects; Esc in a text field gives the keys back to the canvas. " +
+        "Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z) undo and redo.";
+    // img2img's tasks that use boxes, and the host each shows them in (the Regions task's is the panel's own).
+    const SLOTS = {lime: "regedit_canvas_lime_img2img", edit: "regedit_canvas_edit_img2img"};
 
     const panels = {};
 
@@ -70,7 +76,7 @@
         return class RegionCanvas extends Panel {
             constructor(tab, host) {
                 super(tab, host, {fieldId: "regedit_doc_" + tab, listKey: "regions", fieldName: "region", shapeName: "box",
-                    initImage: tab === "img2img"});
+                    initImage: tab === "img2img", slots: tab === "img2img" ? SLOTS : null});
                 this.regions = [];
                 this.selected = -1;
                 this.snap = false;
@@ -98,9 +104,9 @@
                 const toolbar = el("div", {class: "regedit-toolbar"}, [
                     this.buttons.undo, this.buttons.redo, this.buttons.delete, this.buttons.clear, snapLabel]);
 
-                this.chips = el("div", {class: "regedit-chips"});
+                this.chips = el("div", {class: "regedit-chips", role: "list", "aria-label": "Boxes and their prompts"});
                 this.form = this.buildForm();
-                this.emptyNote = el("div", {class: "regedit-empty", text: "Select a box, or drag on the canvas to draw one."});
+                this.emptyNote = el("div", {class: "regedit-empty"});
                 const side = el("div", {class: "regedit-side"}, [this.chips, this.emptyNote, this.form]);
                 const body = el("div", {class: "regedit-body"}, [this.stage, side]);
                 this.mountRoot("regedit-region-panel", [toolbar, body], HELP);
@@ -143,8 +149,9 @@
                     ]),
                     row("Role", this.fields.role, "a background region's prompt is used outside the boxes"),
                     row("Keywords", this.fields.keywords, "words to sharpen in this box (keyword selection)"),
-                    row("Edit", this.fields.edit, "an edit role makes a pair in txt2img: the source image and the " +
-                        "edited one, where this box's object is added, removed or changed and the rest stays"),
+                    this.editRow = row("Edit", this.fields.edit, "an edit role makes a pair: the source image (in " +
+                        "img2img, the picture's reconstruction) and the edited one, where this box's object is added, " +
+                        "removed or changed and the rest stays"),
                     this.targetRow,
                 ]);
                 form.addEventListener("focusin", () => {
@@ -190,10 +197,28 @@
                 this.commit();
             }
 
+            // The boxes' edit roles are shown (and run) in txt2img and in img2img's Edit by regions task.
+            showsEdits() {
+                return this.tab === "txt2img" || this.task === "edit";
+            }
+
+            // LIME's task: the boxes are its region, they need no prompt.
+            boxesOnly() {
+                return this.task === "lime";
+            }
+
+            placed() {
+                this.updateForm(true);
+                this.render();
+            }
+
             updateForm(force) {
-                const r = this.regions[this.selected];
+                const r = this.boxesOnly() ? null : this.regions[this.selected];
                 this.form.style.display = r ? "" : "none";
                 this.emptyNote.style.display = r ? "none" : "";
+                this.emptyNote.textContent = this.boxesOnly()
+                    ? "LIME edits inside these boxes instead of the region it finds; with none, it finds one."
+                    : this.regions.length ? "Select a box to write its prompt." : "Drag on the canvas to draw a box.";
                 this.buttons.delete.disabled = !r;
                 this.buttons.undo.disabled = !this.history.canUndo;
                 this.buttons.redo.disabled = !this.history.canRedo;
@@ -210,7 +235,8 @@
                     edit: EDITS.indexOf(r.edit) >= 0 ? r.edit : "inherent",
                     target_prompt: r.target_prompt || "",
                 };
-                this.targetRow.style.display = values.edit === "change" ? "" : "none";
+                this.editRow.style.display = this.showsEdits() ? "" : "none";
+                this.targetRow.style.display = this.showsEdits() && values.edit === "change" ? "" : "none";
                 for (const [key, control] of Object.entries(this.fields)) {
                     if (!force && document.activeElement === control) continue;
                     if (control.value !== values[key]) control.value = values[key];
@@ -218,19 +244,42 @@
                 }
             }
 
+            // The list of boxes beside the canvas, one row each: its number (and role) and its prompt.
+            // A click selects the box and puts the cursor in its prompt. Rows are updated in place: a
+            // row rebuilt between a press and its release (the prompt field's change event fires on the
+            // press) would lose the click.
             updateChips() {
                 const el = this.U.el;
-                this.chips.textContent = "";
+                const rows = this.chips.children;
+                while (rows.length > this.regions.length) this.chips.removeChild(this.chips.lastChild);
+                while (rows.length < this.regions.length) {
+                    const i = rows.length;
+                    this.chips.appendChild(el("button", {
+                        type: "button", class: "regedit-chip", "data-index": String(i), role: "listitem",
+                        onclick: () => {
+                            this.select(i);
+                            this.focusPrompt();
+                        },
+                    }, [el("span", {class: "regedit-chip-number"}), el("span", {class: "regedit-chip-prompt"})]));
+                }
                 this.regions.forEach((r, i) => {
-                    const chip = el("button", {
-                        type: "button", class: "regedit-chip" + (i === this.selected ? " selected" : ""),
-                        "data-index": String(i), title: r.prompt || "no prompt yet",
-                        text: String(i + 1) + (r.role === "background" ? " bg" : "") + (EDIT_MARKS[r.edit] || ""),
-                        onclick: () => this.select(i === this.selected ? -1 : i),
-                    });
+                    const chip = rows[i];
+                    const mark = (r.role === "background" ? " bg" : "") + (this.showsEdits() ? EDIT_MARKS[r.edit] || "" : "");
+                    chip.firstChild.textContent = String(i + 1) + mark;
+                    chip.lastChild.textContent = this.boxesOnly() ? "LIME's region" : snippet(r.prompt, 60) ||
+                        (r.role === "background" ? "(the rest of the image)" : "(no prompt yet)");
+                    chip.title = r.prompt || "no prompt yet";
+                    chip.classList.toggle("selected", i === this.selected);
+                    chip.classList.toggle("regedit-chip-empty", !this.boxesOnly() && !r.prompt.trim() &&
+                        r.role !== "background");
                     chip.style.setProperty("--regedit-colour", this.colour(i));
-                    this.chips.appendChild(chip);
                 });
+            }
+
+            // The selected box's prompt field takes the keys (after a box is drawn, or picked in the list).
+            focusPrompt() {
+                if (this.boxesOnly() || !this.regions[this.selected] || !this.U.isShown(this.fields.prompt)) return;
+                this.fields.prompt.focus({preventScroll: true});
             }
 
             statusParts() {
@@ -245,12 +294,15 @@
                 }
                 const empty = this.regions.map((r, i) => (r.role !== "background" && !r.prompt.trim()) ? i + 1 : 0)
                     .filter(Boolean);
-                if (empty.length) parts.push("needs a prompt: box " + empty.join(", "));
+                if (empty.length && !this.boxesOnly()) parts.push("needs a prompt: box " + empty.join(", "));
                 const untargeted = this.regions.map((r, i) => (r.edit === "change" && !(r.target_prompt || "").trim())
                     ? i + 1 : 0).filter(Boolean);
-                if (untargeted.length) parts.push("needs a target prompt: box " + untargeted.join(", "));
-                if (this.regions.some((r) => r.edit && r.edit !== "inherent")) {
-                    parts.push("edit pair: txt2img makes the source and the edited image");
+                const edits = this.regions.some((r) => r.edit && r.edit !== "inherent");
+                if (untargeted.length && this.showsEdits()) parts.push("needs a target prompt: box " + untargeted.join(", "));
+                if (edits && this.tab === "txt2img") parts.push("edit pair: txt2img makes the source and the edited image");
+                if (this.task === "edit") {
+                    parts.push(edits ? "Generate shows the picture's reconstruction and its edit"
+                        : "give a box an edit role (add, remove, change)");
                 }
                 const img = this.images && this.images.image;
                 if (img) parts.push("drawn over the " + img.naturalWidth + "\u00d7" + img.naturalHeight + " init image");
@@ -426,6 +478,7 @@
                     this.regions.push(Object.assign(box, defaults()));
                     this.selected = this.regions.length - 1;
                     this.commit(true);
+                    this.focusPrompt(); // a new box needs its prompt: type it now
                     return;
                 }
                 if (op.changed) {
@@ -434,6 +487,8 @@
                 } else {
                     this.render();
                 }
+                const r = this.regions[this.selected];
+                if (r && r.role !== "background" && !r.prompt.trim()) this.focusPrompt(); // still without a prompt
             }
 
             cancelOp() {
@@ -524,8 +579,8 @@
                 const U = this.U;
                 const W = this.size.w;
                 const H = this.size.h;
-                this.drawBackdrop(ctx, this.images && this.images.image,
-                    this.images && "Load an init image above; boxes follow the output size meanwhile.");
+                const image = this.images && this.images.image;
+                this.drawBackdrop(ctx, image);
                 this.drawGrid(ctx, W, H);
                 this.regions.forEach((r, i) => {
                     if (i !== this.selected) this.drawBox(ctx, r, i, false);
@@ -545,6 +600,17 @@
                         ctx.fillRect(b.x, b.y, b.w, b.h);
                     }
                 }
+                if (!this.regions.length && !op) this.drawHint(ctx, this.hint(image));
+            }
+
+            // What the empty canvas says.
+            hint(image) {
+                const lines = [this.boxesOnly() ? "Drag to draw a box (optional)" : "Drag to draw a box"];
+                if (this.boxesOnly()) lines.push("without one, LIME finds the region itself");
+                else if (this.task === "edit") lines.push("then give it an edit role: add, remove or change");
+                else lines.push("then type what goes in it");
+                if (this.images && !image) lines.push("no init image yet: load one above");
+                return lines;
             }
 
             drawGrid(ctx, W, H) {
@@ -583,9 +649,11 @@
                 ctx.strokeStyle = colour;
                 ctx.strokeRect(b.x + 1, b.y + 1, b.w - 2, b.h - 2);
                 ctx.setLineDash([]);
-                const change = r.edit === "change" ? " \u2192 " + (snippet(r.target_prompt, 20) || "?") : "";
-                const text = (i + 1) + (bg ? " background" : "") + (r.edit && r.edit !== "change" && EDIT_MARKS[r.edit]
-                    ? " " + r.edit : "") + ": " + (snippet(r.prompt, 28) || "(no prompt)") + change;
+                const edits = this.showsEdits();
+                const change = edits && r.edit === "change" ? " \u2192 " + (snippet(r.target_prompt, 20) || "?") : "";
+                const text = this.boxesOnly() ? String(i + 1) : (i + 1) + (bg ? " background" : "") +
+                    (edits && r.edit && r.edit !== "change" && EDIT_MARKS[r.edit] ? " " + r.edit : "") + ": " +
+                    (snippet(r.prompt, 28) || "(no prompt)") + change;
                 ctx.save();
                 ctx.beginPath();
                 ctx.rect(b.x, b.y, Math.max(b.w, 24), Math.max(b.h, 16));

@@ -3,9 +3,12 @@ no WebUI needed."""
 
 import json
 
+import pytest
+
 from lib_regedit.documents import parse_drag_document, parse_lime_document, parse_region_document
 from lib_regedit.documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS
-from lib_regedit.infotext import INFOTEXT_KEY, LIME_INFOTEXT_KEY
+from lib_regedit.errors import RegEditError
+from lib_regedit.infotext import DRAG_INFOTEXT_KEY, INFOTEXT_KEY, LIME_INFOTEXT_KEY
 from lib_regedit.webui import ui_documents as ui
 
 SETTINGS = ("latent", 0.4, True, 0.3, True, 10, 1.8, "softmax", ["down", "up"], True, 40.0)
@@ -65,3 +68,36 @@ def test_drawn_boxes_are_lime_regions_and_edit_roles_are_seen():
     assert len(ui.drawn_boxes(json.dumps(doc))) == 1 and ui.drawn_boxes("nonsense") == ()
     assert not ui.has_edit_roles(DOC)
     assert ui.has_edit_roles(dict(DOC, regions=[dict(DOC["regions"][0], edit="remove")]))
+
+
+def test_the_img2img_task_choice_runs_its_document_and_only_it():
+    boxes = json.dumps(DOC)
+    edited = json.dumps(dict(DOC, regions=[dict(DOC["regions"][0], edit="change", target_prompt="a blue circle")]))
+    drag = json.dumps({"version": 1, "pairs": [{"handle": {"type": "polygon", "points": [[0, 0], [0.2, 0], [0, 0.2]]},
+                                               "target": {"type": "polygon", "points": [[0.5, 0.5], [0.7, 0.5], [0.5, 0.7]]}}]})
+    lime = json.dumps({"version": 2})
+    assert ui.task_documents("Drag", boxes, drag, lime) == ("", drag, "")
+    assert ui.task_documents("LIME", boxes, drag, lime) == (boxes, "", lime)  # the boxes are LIME's region
+    assert ui.task_documents("Edit by regions", edited, drag, lime) == (edited, "", "")
+    regions, _, _ = ui.task_documents("Regions", edited, drag, lime)  # edit roles do not run as regions
+    assert parse_region_document(regions).regions[0].edit == "inherent" and not parse_region_document(regions).is_pair
+    assert ui.task_documents("Regions", boxes, drag, lime) == (boxes, "", "")
+    with pytest.raises(RegEditError, match="no pair is drawn"):
+        ui.task_documents("Drag", boxes, "", lime)
+    with pytest.raises(RegEditError, match="no box has an edit role"):
+        ui.task_documents("Edit by regions", boxes, drag, lime)
+
+
+def test_each_task_shows_its_own_parts_and_a_paste_chooses_the_task():
+    shown = {task: {part for part, on in zip(ui.TASK_PARTS, ui.shown_parts(task)) if on} for task in ui.TASKS}
+    assert shown["Drag"] == {"drag", "drag_settings"}
+    assert shown["LIME"] == {"lime", "lime_settings", "preview"}
+    assert shown["Edit by regions"] == {"edit", "region_settings"}
+    assert shown["Regions"] == {"regions", "region_settings", "preview"}
+    edited = json.dumps(dict(DOC, regions=[dict(DOC["regions"][0], edit="remove")]))
+    assert ui.task_from_infotext({DRAG_INFOTEXT_KEY: "{}", INFOTEXT_KEY: "{}"}) == "Drag"
+    assert ui.task_from_infotext({LIME_INFOTEXT_KEY: "{}"}) == "LIME"
+    assert ui.task_from_infotext({INFOTEXT_KEY: edited}) == "Edit by regions"
+    assert ui.task_from_infotext({INFOTEXT_KEY: json.dumps(DOC)}) == "Regions"
+    assert ui.task_from_infotext({"Steps": "20"}) is None
+    assert "Layout init" not in ui.outside_note(True, img2img=True)

@@ -28,12 +28,15 @@ from ..regions.prompting import region_lora_tags
 from . import checkpoints, image_tasks, run, xyz_axes
 from .run import run_of
 from .session import WebUISession
-from .ui_documents import drag_settings_to_doc, has_edit_roles, lime_settings_to_doc, with_settings
+from .ui_documents import (LIME_SETTINGS, drag_settings_to_doc, has_edit_roles, lime_settings_to_doc,
+                           task_documents, with_settings)
 
 
 def process(p, values: dict) -> None:
     """RegEdit's part of ``Script.process``. ``values``: the script's arguments by name (``doc``,
-    ``enabled``, ``preview``, ``drag_doc``, ``lime_doc``, and from the page the controls' values)."""
+    ``enabled``, ``preview``, ``drag_doc``, ``lime_doc``, and from the page the controls' values). From
+    the img2img page, ``task`` picks the one task that runs (``ui_documents.task_documents``); the API
+    has none, and its documents run in the order drag, LIME, regions."""
     from modules import processing, shared
 
     from . import latent_scale
@@ -45,13 +48,19 @@ def process(p, values: dict) -> None:
     doc, drag_doc, lime_doc = values.get("doc"), values.get("drag_doc"), values.get("lime_doc")
     from_page = not getattr(p, "is_api", False) and "mode" in values
     active = bool(values.get("enabled")) or bool(getattr(p, "is_api", False))
+    task = values.get("task") if from_page else None  # img2img's task choice: the chosen task runs, only it
     if from_page and "start_t" in values:
         drag_doc = drag_settings_to_doc(drag_doc, values["start_t"], values["end_t"], values["handle_noise"])
     if from_page and "lime_on" in values:
-        lime_doc = lime_settings_to_doc(lime_doc, *(values[k] for k in ("lime_on", "clusters", "points",
-                                                                        "feature_step", "until", "grow",
-                                                                        "keep_outside", "snap")))
-        active = active or bool(values["lime_on"])  # the LIME checkbox alone turns it on
+        lime_on = values["lime_on"] if task is None else task == "LIME"
+        lime_doc = lime_settings_to_doc(lime_doc, lime_on, *(values[k] for k in LIME_SETTINGS[1:]))
+        active = active or (task is None and bool(lime_on))  # without a task choice, the LIME box alone
+    if active and task is not None:
+        try:
+            doc, drag_doc, lime_doc = task_documents(task, doc, drag_doc, lime_doc)
+        except RegEditError as exc:
+            fail_sampling(p, exc)
+            return
     preview = bool(values.get("preview")) or bool(shared.opts.data.get("regedit_always_preview", False))
     if active and image_tasks.start_drag(p, drag_doc):
         return

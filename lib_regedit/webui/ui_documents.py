@@ -94,10 +94,13 @@ def pasted_document(params, key: str = INFOTEXT_KEY):
     return json.dumps(dict(obj, version=1))
 
 
-def outside_note(layout: bool) -> str:
-    """The accordion's line on what covers the area outside the boxes and what layout init does."""
+def outside_note(layout: bool, img2img: bool = False) -> str:
+    """The accordion's line on what covers the area outside the boxes and what layout init does (txt2img:
+    img2img starts from the picture, so its line is only the first sentence)."""
     outside = ("Outside the boxes: the main prompt without the region phrases (add a background region to say "
                "more). ")
+    if img2img:
+        return outside.strip()
     if layout:
         return outside + ("Layout init places each object in its box: it starts from a faint disc in each box, "
                           "keeps most of the seed's noise elsewhere, so every seed still draws its own picture "
@@ -181,3 +184,70 @@ def drawn_boxes(region_doc) -> tuple:
             except RegEditError:
                 continue
     return tuple(boxes)
+
+
+# img2img's task choice, as the page shows it. From the page, the chosen task runs and only it; the API
+# sends documents without a task and runs what they hold (a drag with pairs first, then LIME, then the
+# region document: a picture's edit when a box has an edit role).
+TASKS = ("Regions", "Drag", "LIME", "Edit by regions")
+# The accordion's parts each task shows (scripts/regedit.py makes one group of controls per part).
+TASK_PARTS = ("regions", "drag", "lime", "edit", "region_settings", "drag_settings", "lime_settings", "preview")
+_SHOWN = {"Regions": {"regions", "region_settings", "preview"}, "Drag": {"drag", "drag_settings"},
+          "LIME": {"lime", "lime_settings", "preview"}, "Edit by regions": {"edit", "region_settings"}}
+
+
+def shown_parts(task: str) -> tuple:
+    """Whether each of ``TASK_PARTS`` is shown for ``task``."""
+    shown = _SHOWN.get(task, _SHOWN["Regions"])
+    return tuple(part in shown for part in TASK_PARTS)
+
+
+def task_documents(task: str, doc, drag_doc, lime_doc):
+    """The documents an img2img generation from the page runs for its task: the chosen task's, the
+    others set aside (empty). *Regions* runs the boxes as region prompts, their edit roles left out;
+    *Drag* the drag pairs; *LIME* its document, with the boxes as its region (``image_tasks.start_lime``);
+    *Edit by regions* the boxes with their edit roles. Raises RegEditError, naming the fix, when the task
+    has nothing to run. Returns ``(doc, drag_doc, lime_doc)``."""
+    if task == "Drag":
+        obj = load_json_object(drag_doc, "drag")
+        if obj is None or not obj.get("pairs"):
+            raise RegEditError("drag", "the Drag task is chosen and no pair is drawn",
+                               "draw a handle and its target on the Drag canvas, or untick Enable")
+        return "", drag_doc, ""
+    if task == "LIME":
+        return doc, "", lime_doc
+    if task == "Edit by regions":
+        obj = load_json_object(doc, "regedit")
+        if obj is None or not has_edit_roles(obj):
+            raise RegEditError("regions", "the Edit by regions task is chosen and no box has an edit role",
+                               "pick add, remove or change in a box's Edit field, or choose the Regions task")
+        return doc, "", ""
+    return without_edit_roles(doc), "", ""
+
+
+def without_edit_roles(doc_text):
+    """The region document with its boxes' edit roles (and target prompts) left out: region prompts."""
+    try:
+        obj = load_json_object(doc_text, "regedit")
+    except RegEditError:
+        return doc_text  # generating names the problem
+    if obj is None or not has_edit_roles(obj):
+        return doc_text
+    regions = [{k: v for k, v in r.items() if k not in ("edit", "target_prompt")} if isinstance(r, dict) else r
+               for r in obj["regions"]]
+    return json.dumps(dict(obj, regions=regions))
+
+
+def task_from_infotext(params):
+    """The img2img task a pasted infotext was made with (None: leave the choice as it is)."""
+    if DRAG_INFOTEXT_KEY in params:
+        return "Drag"
+    if LIME_INFOTEXT_KEY in params:
+        return "LIME"
+    if INFOTEXT_KEY not in params:
+        return None
+    try:
+        obj = load_json_object(params[INFOTEXT_KEY], INFOTEXT_KEY) or {}
+    except RegEditError:
+        return "Regions"
+    return "Edit by regions" if has_edit_roles(obj) else "Regions"

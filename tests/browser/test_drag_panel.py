@@ -42,7 +42,7 @@ def points_near(points, expected, tol):
 
 @pytest.fixture
 def drag_page(page):
-    page.evaluate("showTab('img2img'); setInitImage(512, 512)")
+    page.evaluate("showTab('img2img'); showTask('Drag'); setInitImage(512, 512)")
     page.wait_for_function("window.RegEditDragPanels.img2img && window.RegEditDragPanels.img2img.images.image && "
                            f"gradioApp().querySelector('{CANVAS}').clientWidth > 0", timeout=3000)
     page.locator(CANVAS).scroll_into_view_if_needed()
@@ -202,7 +202,7 @@ def test_hidden_until_shown_and_without_an_init_image(page):
     tri = [[0.1, 0.1], [0.3, 0.1], [0.2, 0.3]]
     page.evaluate("v => setFieldSilently('regedit_drag_img2img', v)", json.dumps(
         {"pairs": [{"handle": {"type": "polygon", "points": tri}, "target": {"type": "polygon", "points": tri[::-1]}}]}))
-    page.evaluate("toggleAccordion('regedit_img2img', false); showTab('img2img')")
+    page.evaluate("toggleAccordion('regedit_img2img', false); showTab('img2img'); showTask('Drag')")
     page.wait_for_timeout(600)
     assert page.evaluate("gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth") == 0
     page.evaluate("toggleAccordion('regedit_img2img', true)")
@@ -235,4 +235,25 @@ def test_dense_mapping_math(page):
     assert result["inside"] == [True, False]
     # The brush radius is a fraction of the width: 20 px on both axes of a 200 x 100 image.
     assert result["box"] == pytest.approx([80, 30, 120, 70])
+    page.errors.assert_none()
+
+
+def test_the_empty_panel_says_what_to_do_over_the_picture(drag_page, shot):
+    """Over the loaded picture, before any pair, the canvas says how to draw one; the first vertex
+    clicked takes the words away."""
+    page = drag_page
+    hint = "window.RegEditDragPanels.img2img"
+    page.wait_for_timeout(600)
+    middle = """() => {
+        const c = gradioApp().querySelector('#regedit_drag_canvas_img2img canvas');
+        const d = c.getContext('2d').getImageData(0, Math.floor(c.height * 0.4), c.width, Math.ceil(c.height * 0.2)).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 220 && d[i + 1] > 220 && d[i + 2] > 220) n++;
+        return n;
+    }"""
+    assert page.evaluate(middle) > 50, "no words on the empty canvas"
+    shot(page, "drag_panel_empty", PANEL)
+    CanvasDriver(page, CANVAS).click(0.1, 0.1)
+    assert page.evaluate(f"{hint}.pending !== null")
+    assert page.evaluate(middle) == 0
     page.errors.assert_none()

@@ -12,10 +12,10 @@ PANELS = {
     "region_txt2img": {"tab": "txt2img", "host": "#regedit_canvas_txt2img", "field": "regedit_doc_txt2img",
                        "registry": "RegEditRegionPanels", "key": "regions",
                        "loaded": {"prompt": "", "regions": [{"x": 0.5, "y": 0.5, "w": 0.2, "h": 0.2, "prompt": "p"}]}},
-    "region_img2img": {"tab": "img2img", "host": "#regedit_canvas_img2img", "field": "regedit_doc_img2img",
+    "region_img2img": {"tab": "img2img", "task": "Regions", "host": "#regedit_canvas_img2img", "field": "regedit_doc_img2img",
                        "registry": "RegEditRegionPanels", "key": "regions",
                        "loaded": {"prompt": "", "regions": [{"x": 0.5, "y": 0.5, "w": 0.2, "h": 0.2, "prompt": "p"}]}},
-    "drag_img2img": {"tab": "img2img", "host": "#regedit_drag_canvas_img2img", "field": "regedit_drag_img2img",
+    "drag_img2img": {"tab": "img2img", "task": "Drag", "host": "#regedit_drag_canvas_img2img", "field": "regedit_drag_img2img",
                      "registry": "RegEditDragPanels", "key": "pairs",
                      "loaded": {"version": 1, "pairs": [{"handle": {"type": "polygon", "points": TRI},
                                                          "target": {"type": "polygon", "points": TRI[::-1]}}]}},
@@ -33,6 +33,8 @@ class Panel:
 
     def show(self):
         self.page.evaluate(f"showTab('{self.tab}')")
+        if getattr(self, "task", None):
+            self.page.evaluate(f"showTask('{self.task}')")
         self.page.wait_for_function(f"{self.js} && {self.js}.ctx && "
                                     f"gradioApp().querySelector('{self.host} canvas').clientWidth > 0", timeout=3000)
         self.page.locator(f"{self.host} canvas").scroll_into_view_if_needed()

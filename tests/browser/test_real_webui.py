@@ -18,6 +18,7 @@ panels are the page's ResizeObserver users.
 
 import json
 import os
+import re
 
 import pytest
 from browser_support import ARTIFACTS, CanvasDriver
@@ -57,6 +58,21 @@ def field(page, elem_id):
     return page.evaluate(f"gradioApp().querySelector('#{elem_id} textarea').value")
 
 
+def _open_advanced(page, tab: str):
+    """RegEdit's folded expert settings, opened."""
+    acc = page.locator(f"#regedit_advanced_{tab} > .label-wrap")
+    acc.scroll_into_view_if_needed()
+    if "open" not in (acc.get_attribute("class") or "").split():
+        acc.click()
+
+
+def _choose_task(page, task: str):
+    """img2img's task choice, and its part shown."""
+    page.locator("#regedit_task_img2img label").filter(has_text=re.compile(f"^\\s*{task}\\s*$")).click()
+    part = {"Regions": "regions", "Drag": "drag_task", "LIME": "lime_task", "Edit by regions": "edit_task"}[task]
+    page.locator(f"#regedit_{part}_img2img").wait_for(state="visible", timeout=30_000)
+
+
 def _open_regions(page, tab: str, prompt: str, steps: int):
     """The tab's prompt, a 64x64 size and ``steps``, then the accordion opened and enabled: the canvas."""
     page.fill(f"#{tab}_prompt textarea", prompt)
@@ -87,7 +103,8 @@ def test_txt2img_canvas_round_trips_through_gradio(webui):
     doc = parse_region_document(field(page, "regedit_doc_txt2img"))
     assert [r.prompt for r in doc.regions] == ["a red ball", "a blue cube"]
 
-    # Gradio has the value: a Python callback reads the document into the table.
+    # Gradio has the value: a Python callback reads the document into the table (under Advanced).
+    _open_advanced(page, "txt2img")
     page.click("#regedit_txt2img >> text=Regions as a table")
     page.click("#regedit_load_txt2img")
     page.wait_for_function("gradioApp().querySelector('#regedit_table_txt2img').innerText.includes('a blue cube')",
@@ -116,10 +133,9 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
     page = webui
     page.click("#tabs button:has-text('img2img')")
     page.set_input_files("#img2img_image input[type=file]", str(tmp_path / "init.png"))
-    page.click("#regedit_img2img .label-wrap")
-    page.click("#regedit_img2img .label-wrap:has-text('Drag regions')")  # its accordion starts closed
-    page.wait_for_function("window.RegEditDragPanels.img2img.images.image && "
-                           "gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0",
+    page.click("#regedit_img2img .label-wrap")  # the Regions task: its canvas over the picture at once
+    page.wait_for_function("window.RegEditRegionPanels.img2img.images.image && "
+                           "gradioApp().querySelector('#regedit_canvas_img2img canvas').clientWidth > 0",
                            timeout=20_000)
     page.wait_for_timeout(600)  # one poll: the region canvas takes the image's shape
     region = CanvasDriver(page, "#regedit_canvas_img2img canvas")
@@ -132,6 +148,10 @@ def test_img2img_panels_over_an_uploaded_init_image(webui, tmp_path):
     page.fill("#regedit_canvas_img2img [data-key=prompt]", "a cat")
     assert parse_region_document(field(page, "regedit_doc_img2img")).regions[0].prompt == "a cat"
 
+    _choose_task(page, "Drag")  # the drag canvas, over the same picture
+    page.wait_for_function("window.RegEditDragPanels.img2img.images.image && "
+                           "gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0",
+                           timeout=20_000)
     drag = CanvasDriver(page, "#regedit_drag_canvas_img2img canvas")
     page.locator("#regedit_drag_canvas_img2img canvas").scroll_into_view_if_needed()
     for p in [(0.1, 0.1), (0.3, 0.1), (0.3, 0.3), (0.1, 0.3), (0.5, 0.5), (0.8, 0.55), (0.75, 0.85), (0.5, 0.8)]:
@@ -171,13 +191,17 @@ def test_img2img_edits_a_picture_from_the_page(webui, tmp_path):
     page = webui
     page.click("#tabs button:has-text('img2img')")
     page.set_input_files("#img2img_image input[type=file]", str(tmp_path / "picture.png"))
-    region = _open_regions(page, "img2img", "a red circle", steps=3)
-    region.drag((0.1, 0.1), (0.6, 0.6))
-    page.fill("#regedit_canvas_img2img [data-key=prompt]", "a red circle")
-    page.select_option("#regedit_canvas_img2img [data-key=edit]", "change")
-    page.fill("#regedit_canvas_img2img [data-key=target_prompt]", "a blue circle")
+    _open_regions(page, "img2img", "a red circle", steps=3)
+    _choose_task(page, "Edit by regions")  # the same box canvas, with the boxes' edit roles
+    edit = "#regedit_canvas_edit_img2img"
+    page.wait_for_function(f"gradioApp().querySelector('{edit} canvas') && "
+                           f"gradioApp().querySelector('{edit} canvas').clientWidth > 0", timeout=20_000)
+    page.locator(f"{edit} canvas").scroll_into_view_if_needed()
+    CanvasDriver(page, f"{edit} canvas").drag((0.1, 0.1), (0.6, 0.6))
+    page.fill(f"{edit} [data-key=prompt]", "a red circle")
+    page.select_option(f"{edit} [data-key=edit]", "change")
+    page.fill(f"{edit} [data-key=target_prompt]", "a blue circle")
     assert parse_region_document(field(page, "regedit_doc_img2img")).regions[0].edit == "change"
-    page.click("#regedit_img2img .label-wrap:has-text('Edit a picture by regions')")
     inversion = "ddim" if _is_forge() else "nulltext"
     page.click(f"#regedit_inversion_img2img label:has-text('{inversion}')")
     page.click("#img2img_generate")
@@ -223,6 +247,7 @@ def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
     page = webui
     _draw_two_boxes(page, "a red circle and a blue square", 4, ((0.05, 0.1), (0.45, 0.9), "a red circle"),
                     ((0.55, 0.1), (0.95, 0.9), "a blue square"))
+    _open_advanced(page, "txt2img")
     page.click("#regedit_guidance_txt2img input")
     page.wait_for_function("gradioApp().querySelector('#regedit_doc_txt2img textarea').value.includes('\"guidance\"')")
     assert parse_region_document(field(page, "regedit_doc_txt2img")).guidance.enabled
@@ -232,9 +257,7 @@ def test_txt2img_layout_guidance_and_an_edit_pair_from_the_page(webui):
 
     page.click("#regedit_guidance_txt2img input")  # off again
     # select the second box (Forge's page sometimes redraws the panel after a generation, deselecting it)
-    chip = page.locator("#regedit_canvas_txt2img .regedit-chip").nth(1)
-    if "selected" not in (chip.get_attribute("class") or ""):  # a click on the selected chip deselects it
-        chip.click()
+    page.locator("#regedit_canvas_txt2img .regedit-chip").nth(1).click()
     page.select_option("#regedit_canvas_txt2img [data-key=edit]", "change")
     page.fill("#regedit_canvas_txt2img [data-key=target_prompt]", "a green square")
     page.keyboard.press("Escape")

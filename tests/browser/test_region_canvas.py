@@ -73,9 +73,12 @@ def test_draw_edit_move_resize_delete_undo_nudge(page, shot, tol):
     c.drag((0.3, 0.4), (0.2, 0.45))  # the left edge, halfway down
     assert near(box_of(regions(page)[0]), (0.2, 0.2, 0.6, 0.4), tol)
 
-    # A second box, deleted with the keyboard, then undo / redo by keys and buttons.
+    # A second box: its prompt field takes the keys; Esc gives them back to the canvas, where Delete
+    # deletes it; then undo / redo by keys and buttons.
     c.drag((0.05, 0.7), (0.25, 0.9))
     assert len(regions(page)) == 2
+    assert page.evaluate(f"document.activeElement === gradioApp().querySelector('{T2I} [data-key=prompt]')")
+    page.keyboard.press("Escape")
     page.keyboard.press("Delete")
     assert len(regions(page)) == 1
     page.keyboard.press("Control+z")
@@ -184,6 +187,7 @@ def test_canvas_follows_the_size_sliders(page):
     r = regions(page)[0]
     assert r["w"] == pytest.approx(0.5, abs=0.01) and r["h"] == pytest.approx(0.25, abs=0.01)
     # Nudges are in pixels of the output: one pixel of a 1024-pixel height.
+    page.keyboard.press("Escape")  # from the new box's prompt field back to the canvas
     page.keyboard.press("ArrowDown")
     assert regions(page)[0]["y"] == pytest.approx(r["y"] + 1 / 1024, abs=2e-5)
     page.errors.assert_none()
@@ -276,7 +280,7 @@ def test_edit_roles_and_the_target_prompt_make_a_pair_document(page, shot, tol):
     document = parse_region_document(page.evaluate("fieldValue('regedit_doc_txt2img')"))
     assert document.is_pair and [r.edit for r in document.regions] == ["change", "remove"]
     assert "edit pair" in page.inner_text(f"{T2I} .regedit-status")
-    chips = page.locator(f"{T2I} .regedit-chip").all_inner_texts()
+    chips = page.locator(f"{T2I} .regedit-chip-number").all_inner_texts()
     assert chips == ["1 \u2192", "2 \u2212"]
     # back to "keep": the role and the stale target prompt leave the document
     c.click(0.2, 0.5)
@@ -284,4 +288,105 @@ def test_edit_roles_and_the_target_prompt_make_a_pair_document(page, shot, tol):
     rs = regions(page)
     assert "edit" not in rs[0] and "target_prompt" not in rs[0]
     shot(page, "region_canvas_edit_roles", "#regedit_txt2img")
+    page.errors.assert_none()
+
+
+def bright_in_the_middle(page, selector):
+    """How many near-white pixels the middle band of a canvas holds (the hint's text)."""
+    return page.evaluate("""sel => {
+        const c = gradioApp().querySelector(sel);
+        const d = c.getContext('2d').getImageData(0, Math.floor(c.height * 0.4), c.width, Math.ceil(c.height * 0.2)).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 220 && d[i + 1] > 220 && d[i + 2] > 220) n++;
+        return n;
+    }""", selector)
+
+
+def test_the_canvas_says_what_to_do_and_the_list_shows_each_prompt(page, shot):
+    """An empty canvas says "Drag to draw a box" on itself; a new box's prompt field takes the keys, so
+    typing names it; the list beside the canvas shows each box's prompt, and picking a row puts the
+    cursor in that box's prompt."""
+    c = CanvasDriver(page, f"{T2I} canvas")
+    assert bright_in_the_middle(page, f"{T2I} canvas") > 50  # the hint's white text
+    assert page.evaluate("window.RegEditRegionPanels.txt2img.hint(null)[0]") == "Drag to draw a box"
+    shot(page, "region_canvas_empty", "#regedit_txt2img")
+    c.drag((0.05, 0.05), (0.35, 0.3))
+    assert bright_in_the_middle(page, f"{T2I} canvas") == 0  # a box drawn: the hint is gone
+    page.keyboard.type("a red circle")  # no click: the new box's prompt field has the keys
+    page.keyboard.press("Escape")
+    c.drag((0.6, 0.05), (0.95, 0.3))
+    page.keyboard.type("a blue square")
+    assert [r["prompt"] for r in regions(page)] == ["a red circle", "a blue square"]
+    rows = page.locator(f"{T2I} .regedit-chip-prompt").all_inner_texts()
+    assert rows == ["a red circle", "a blue square"]
+    page.locator(f"{T2I} .regedit-chip").nth(0).click()
+    assert page.evaluate(f"document.activeElement === gradioApp().querySelector('{T2I} [data-key=prompt]')")
+    assert page.input_value(f"{T2I} [data-key=prompt]") == "a red circle"
+    page.keyboard.press("End")
+    page.keyboard.type(" on grass")
+    assert regions(page)[0]["prompt"] == "a red circle on grass"
+    assert "a red circle on grass" in page.locator(f"{T2I} .regedit-chip").nth(0).inner_text()
+    shot(page, "region_canvas_list", "#regedit_txt2img")
+    page.errors.assert_none()
+
+
+def test_img2img_tasks_share_one_box_canvas_each_showing_its_part(page, shot):
+    """img2img's region canvas follows the task shown: Regions (prompts, no edit roles), LIME (the boxes
+    are its region: no prompts) and Edit by regions (edit roles); Drag shows the drag canvas instead.
+    The boxes are one document whichever task draws them."""
+    page.evaluate("showTab('img2img'); setInitImage(512, 384)")
+    panel = "window.RegEditRegionPanels.img2img"
+    page.wait_for_function(f"{panel}.ctx && {panel}.images.image", timeout=3000)
+    c = CanvasDriver(page, f"{I2I} canvas")
+    c.drag((0.1, 0.1), (0.4, 0.5))
+    page.keyboard.type("a cat")
+    page.keyboard.press("Escape")
+    assert not page.locator(f"{I2I} [data-key=edit]").is_visible()  # no edit roles in the Regions task
+
+    page.click("#regedit_task_img2img label:has-text('Edit by regions')")
+    edit = "#regedit_canvas_edit_img2img"
+    page.wait_for_function(f"{panel}.task === 'edit' && gradioApp().querySelector('{edit} canvas').clientWidth > 0",
+                           timeout=3000)
+    assert page.locator(f"{I2I} canvas").count() == 0  # moved, not copied
+    page.locator(f"{edit} .regedit-chip").nth(0).click()
+    page.select_option(f"{edit} [data-key=edit]", "change")
+    page.fill(f"{edit} [data-key=target_prompt]", "a dog")
+    assert regions(page, "img2img")[0]["edit"] == "change"
+    assert "reconstruction and its edit" in page.inner_text(f"{edit} .regedit-status")
+    shot(page, "region_canvas_img2img_edit", "#regedit_img2img")
+
+    page.click("#regedit_task_img2img label:has-text('LIME')")
+    lime = "#regedit_canvas_lime_img2img"
+    page.wait_for_function(f"{panel}.task === 'lime' && gradioApp().querySelector('{lime} canvas').clientWidth > 0",
+                           timeout=3000)
+    assert not page.locator(f"{lime} .regedit-form").is_visible()  # LIME's region needs no prompt
+    assert page.locator(f"{lime} .regedit-chip-prompt").all_inner_texts() == ["LIME's region"]
+    CanvasDriver(page, f"{lime} canvas").drag((0.6, 0.6), (0.9, 0.9))
+    assert len(regions(page, "img2img")) == 2
+
+    page.click("#regedit_task_img2img label:has-text('Drag')")
+    page.wait_for_function("gradioApp().querySelector('#regedit_drag_canvas_img2img canvas').clientWidth > 0 && "
+                           f"gradioApp().querySelector('{lime} canvas').clientWidth === 0", timeout=3000)
+    page.click("#regedit_task_img2img label:has-text('Regions')")
+    page.wait_for_function(f"{panel}.task === 'regions' && gradioApp().querySelector('{I2I} canvas').clientWidth > 0",
+                           timeout=3000)
+    assert page.locator(f"{I2I} .regedit-chip-prompt").all_inner_texts() == ["a cat", "(no prompt yet)"]
+    assert page.locator(f"{I2I} .regedit-chip-number").all_inner_texts() == ["1", "2"]  # no edit marks here
+    page.errors.assert_none()
+
+
+def test_the_init_image_of_the_img2img_tab_shown(page):
+    """The canvas draws over the picture of img2img's own tab that is shown (Inpaint's, here), not only
+    over the img2img tab's: an image loaded in Inpaint shows at once."""
+    page.evaluate("showTab('img2img'); showImageTab('inpaint'); setInitImage(640, 320, 'img2maskimg')")
+    panel = "window.RegEditRegionPanels.img2img"
+    page.wait_for_function(f"{panel}.images.image && {panel}.images.image.naturalWidth === 640", timeout=3000)
+    c = CanvasDriver(page, f"{I2I} canvas")
+    w, h = c.size()
+    assert w / h == pytest.approx(2.0, abs=0.02)
+    red = c.pixel(0.2, 0.2)
+    assert red[0] > 180 and red[1] < 80, red
+    page.evaluate("showImageTab('img2img')")  # its own image is not loaded
+    page.wait_for_function(f"{panel}.images.image === null", timeout=3000)
+    assert "no init image yet" in page.inner_text(f"{I2I} .regedit-status")
     page.errors.assert_none()

@@ -1,5 +1,6 @@
-"""The real WebUI in a real browser: the accordion in both tabs, regions drawn on the canvas, a
-generation, its result read back, and the regions restored by pasting the infotext.
+"""The real WebUI in a real browser: the accordion in both tabs (the canvas first, the expert settings
+under Advanced, img2img's task choice), regions drawn on the canvas, a drag drawn over a loaded
+picture, generations, their results read back, and the documents restored by pasting the infotext.
 
 Debian's chromium driven by Playwright through ``executable_path`` (never ``playwright install``).
 Screenshots go to the work folder (``REGEDIT_E2E_WORK``, or the temp folder the run prints).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -104,6 +106,29 @@ def open_accordion(page, tab: str) -> None:
     page.locator(f"#regedit_enable_{tab} input").check()
 
 
+def open_advanced(page, tab: str) -> None:
+    """RegEdit's folded expert settings, opened."""
+    acc = page.locator(f"#regedit_advanced_{tab} > .label-wrap")
+    acc.scroll_into_view_if_needed()
+    if "open" not in (acc.get_attribute("class") or "").split():
+        acc.click()
+
+
+def choose_task(page, task: str) -> None:
+    """img2img's task choice (Regions, Drag, LIME, Edit by regions), and its part shown."""
+    label = page.locator("#regedit_task_img2img label").filter(has_text=re.compile(f"^\\s*{task}\\s*$"))
+    label.scroll_into_view_if_needed()
+    label.click()
+    part = {"Regions": "regions", "Drag": "drag_task", "LIME": "lime_task", "Edit by regions": "edit_task"}[task]
+    page.locator(f"#regedit_{part}_img2img").wait_for(state="visible", timeout=30_000)
+
+
+def load_init_image(page, path) -> None:
+    page.click("#tabs > .tab-nav > button:has-text('img2img')")
+    page.locator("#img2img_image input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#img2img_image img", timeout=30_000)
+
+
 def draw_regions(page, tab: str, boxes) -> None:
     canvas = f"#regedit_canvas_{tab} canvas"
     page.locator(canvas).first.wait_for(state="visible", timeout=10_000)
@@ -124,11 +149,13 @@ def setup_tab(page, tab: str, prompt: str) -> None:
 
 def generate_and_read(page, webui, tab: str) -> tuple:
     """Click Generate; wait for the infotext; return (infotext, PIL image of the first result)."""
+    text = "id => (document.querySelector('#' + id) || {}).innerText || ''"
+    before = [page.evaluate(text, f"html_info_{tab}"), page.evaluate(text, f"html_log_{tab}")]  # the last run's
     page.click(f"#{tab}_generate")
     page.wait_for_function(
-        f"(document.querySelector('#html_info_{tab}') || {{}}).innerText?.includes('RegEdit')"
-        f" || (document.querySelector('#html_log_{tab}') || {{}}).innerText?.includes('Error')",
-        timeout=GENERATE_TIMEOUT_MS)
+        f"([info, log]) => {{ const t = {text}; const i = t('html_info_{tab}'), l = t('html_log_{tab}');"
+        "return (i !== info && i.includes('RegEdit')) || (l !== log && l.includes('Error')); }",
+        arg=before, timeout=GENERATE_TIMEOUT_MS)
     info = page.inner_text(f"#html_info_{tab}")
     errors = page.inner_text(f"#html_log_{tab}") if page.locator(f"#html_log_{tab}").count() else ""
     assert "RegEdit" in info, f"no RegEdit entry in the generation info; log: {errors}\ninfo: {info}"
@@ -149,13 +176,83 @@ def test_accordion_in_both_tabs(page):
     assert not our_errors(page), our_errors(page)
 
 
+def test_the_accordion_shows_the_canvas_first_and_each_task_one_click_away(page, webui, tmp_path):
+    """What a user sees on opening RegEdit: in txt2img Enable, the canvas (it says what to do) and the
+    list of boxes, one line on the defaults, the expert settings folded under Advanced; in img2img the
+    task choice, each task with only its own canvas (over the loaded picture) and controls. The
+    screenshots are the README's (docs/images/ui_*.png)."""
+    from lib_regedit.shapesworld.data import Scene, ShapeObject, render
+
+    shots = webui.work / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.fill("#txt2img_prompt textarea", "a red circle and a blue square")
+    open_accordion(page, "txt2img")
+    top = lambda sel: page.locator(sel).first.bounding_box()["y"]  # noqa: E731
+    assert top("#regedit_enable_txt2img") < top("#regedit_canvas_txt2img canvas") < top("#regedit_note_txt2img") \
+        < top("#regedit_advanced_txt2img")
+    assert not page.locator("#regedit_kssa_txt2img").is_visible()  # folded under Advanced
+    assert not page.locator("#regedit_preview_txt2img").is_visible()
+    assert page.evaluate("window.RegEditRegionPanels.txt2img.hint(null)[0]") == "Drag to draw a box"
+    draw_regions(page, "txt2img", [((0.05, 0.3), (0.45, 0.7), "a red circle"),
+                                   ((0.55, 0.3), (0.95, 0.7), "a blue square")])
+    page.locator("#regedit_txt2img").screenshot(path=str(shots / "ui_txt2img.png"))
+    open_advanced(page, "txt2img")
+    assert page.locator("#regedit_kssa_txt2img").is_visible() and page.locator("#regedit_layout_txt2img").is_visible()
+    page.locator("#regedit_txt2img").screenshot(path=str(shots / "ui_txt2img_advanced.png"))
+
+    picture = tmp_path / "picture.png"
+    render(Scene((235, 235, 230), (ShapeObject("circle", "red", (0.1, 0.3, 0.35, 0.35), (220, 40, 40)),
+                                   ShapeObject("square", "blue", (0.6, 0.35, 0.3, 0.3), (40, 60, 210)))),
+           size=512).save(picture)
+    load_init_image(page, picture)
+    page.fill("#img2img_prompt textarea", "a blue circle and a blue square")
+    open_accordion(page, "img2img")
+    assert page.locator("#regedit_task_img2img input[type=radio]:checked").evaluate("e => e.value") == "Regions"
+    page.wait_for_function("!!window.RegEditRegionPanels.img2img.images.image", timeout=30_000)  # the picture, at once
+    open_advanced(page, "img2img")
+    assert not page.locator("#regedit_layout_img2img").is_visible()  # txt2img's settings are not shown here
+    assert not page.locator("#regedit_guidance_img2img").is_visible()
+    assert page.locator("#regedit_kssa_img2img").is_visible()
+    page.locator("#regedit_advanced_img2img > .label-wrap").click()  # folded again
+    for task, hidden in (("Regions", "#regedit_drag_canvas_img2img canvas"),
+                         ("Drag", "#regedit_canvas_img2img canvas"),
+                         ("LIME", "#regedit_drag_canvas_img2img canvas"),
+                         ("Edit by regions", "#regedit_canvas_lime_img2img canvas")):
+        choose_task(page, task)
+        if task == "Regions":
+            draw_regions(page, "img2img", [((0.08, 0.28), (0.47, 0.67), "a red circle")])
+        elif task == "Drag":
+            canvas = "#regedit_drag_canvas_img2img canvas"
+            page.wait_for_function(f"gradioApp().querySelector('{canvas}').clientWidth > 0 && "
+                                   "!!window.RegEditDragPanels.img2img.images.image", timeout=30_000)
+            page.locator(canvas).scroll_into_view_if_needed()
+            for point in [(0.1, 0.3), (0.45, 0.3), (0.45, 0.65), (0.1, 0.65),
+                          (0.15, 0.7), (0.5, 0.7), (0.5, 0.97), (0.15, 0.97)]:
+                click_at(page, canvas, point)
+        elif task == "LIME":
+            page.wait_for_function("window.RegEditRegionPanels.img2img.task === 'lime'", timeout=30_000)
+        else:
+            page.wait_for_function("window.RegEditRegionPanels.img2img.task === 'edit'", timeout=30_000)
+            page.locator("#regedit_canvas_edit_img2img .regedit-chip").first.click()
+            page.select_option("#regedit_canvas_edit_img2img [data-key=edit]", "change")
+            page.fill("#regedit_canvas_edit_img2img [data-key=target_prompt]", "a blue circle")
+            page.keyboard.press("Escape")
+        page.wait_for_timeout(600)  # a poll of the canvas
+        assert page.evaluate(f"(gradioApp().querySelector('{hidden}') || {{clientWidth: 0}}).clientWidth") == 0
+        name = {"Edit by regions": "edit"}.get(task, task.lower())
+        page.locator("#regedit_img2img").screenshot(path=str(shots / f"ui_img2img_{name}.png"))
+    assert not our_errors(page), our_errors(page)
+
+
 def test_txt2img_with_regions_and_paste(page, webui):
     setup_tab(page, "txt2img", "a landscape")
     open_accordion(page, "txt2img")
     draw_regions(page, "txt2img", BOXES)
-    # A fresh page: layout init is on, and one line says what covers the outside of the boxes.
+    # A fresh page: layout init is on (under Advanced), and one line says what covers the outside of the boxes.
     layout = page.locator("#regedit_layout_txt2img input")
     note = page.locator("#regedit_note_txt2img").first  # gradio puts the id on the block and the text
+    assert not layout.is_visible()  # folded
+    open_advanced(page, "txt2img")
     assert layout.is_checked()
     assert "Outside the boxes" in note.inner_text() and "Layout init places" in note.inner_text()
     layout.uncheck()  # switched off: the document follows the box, and the line says what it costs
@@ -185,6 +282,7 @@ def test_txt2img_with_regions_and_paste(page, webui):
     assert [r["prompt"] for r in doc["regions"]] == ["a red circle", "a blue square"]
     # The user opens the accordion: the enable box is ticked and the canvas shows the pasted boxes.
     page.locator("#regedit_txt2img > .label-wrap").click()
+    open_advanced(page, "txt2img")
     assert page.locator("#regedit_enable_txt2img input").is_checked()
     assert page.locator("#regedit_layout_txt2img input").is_checked()
     page.wait_for_function("window.RegEditRegionPanels.txt2img.regions.length === 2", timeout=10_000)
@@ -193,19 +291,53 @@ def test_txt2img_with_regions_and_paste(page, webui):
 
 
 def test_img2img_with_regions(page, webui, tmp_path):
+    """A picture loaded, RegEdit opened: the Regions task shows its canvas over the picture; two boxes
+    drawn and Generate, nothing else touched."""
     from PIL import Image
 
     init = tmp_path / "init.png"
     Image.new("RGB", (64, 64), (40, 90, 160)).save(init)
-    page.click("#tabs > .tab-nav > button:has-text('img2img')")
-    page.locator("#img2img_image input[type=file]").set_input_files(str(init))
-    page.wait_for_selector("#img2img_image img", timeout=30_000)
+    load_init_image(page, init)
     setup_tab(page, "img2img", "a landscape")
     open_accordion(page, "img2img")
+    page.wait_for_function("!!window.RegEditRegionPanels.img2img.images.image", timeout=30_000)  # the picture shows
     draw_regions(page, "img2img", BOXES)
     info, image = generate_and_read(page, webui, "img2img")
     assert image.size == (64, 64)
     assert "a red circle" in image.info.get("parameters", "")
+    page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / "img2img_regions_generated.png"))
+    assert not our_errors(page), our_errors(page)
+
+
+def test_img2img_runs_the_task_shown(page, webui, tmp_path):
+    """Boxes drawn under Regions and a pair under Drag: Generate runs the task chosen, and only it. A
+    task with nothing to run says so."""
+    from PIL import Image
+
+    init = tmp_path / "init.png"
+    Image.new("RGB", (64, 64), (200, 120, 90)).save(init)
+    load_init_image(page, init)
+    setup_tab(page, "img2img", "a landscape")
+    open_accordion(page, "img2img")
+    draw_regions(page, "img2img", BOXES[:1])
+    choose_task(page, "Drag")
+    canvas = "#regedit_drag_canvas_img2img canvas"
+    page.wait_for_function(f"gradioApp().querySelector('{canvas}').clientWidth > 0", timeout=30_000)
+    page.locator(canvas).scroll_into_view_if_needed()
+    for point in [(0.1, 0.1), (0.4, 0.1), (0.4, 0.4), (0.1, 0.4), (0.6, 0.6), (0.9, 0.6), (0.9, 0.9), (0.6, 0.9)]:
+        click_at(page, canvas, point)
+    page.wait_for_function("(document.querySelector('#regedit_drag_img2img textarea').value || '').includes('pairs')",
+                           timeout=30_000)
+    choose_task(page, "Regions")
+    info, image = generate_and_read(page, webui, "img2img")
+    assert "RegEdit regions" in info and "RegEdit drag" not in info, info
+    choose_task(page, "Drag")
+    info, image = generate_and_read(page, webui, "img2img")
+    assert "RegEdit drag" in info and "RegEdit regions" not in info, info
+    choose_task(page, "Edit by regions")  # no box has an edit role: the generation says what to do
+    page.click("#img2img_generate")
+    page.wait_for_function("(document.querySelector('#html_log_img2img') || {}).innerText?.includes('edit role')",
+                           timeout=GENERATE_TIMEOUT_MS)
     assert not our_errors(page), our_errors(page)
 
 
@@ -228,19 +360,16 @@ def test_img2img_drag_from_the_panel(page, webui, shapesworld, tmp_path, model):
     page.reload()  # the page shows (and its checkpoint box sends) the model it was loaded with
     page.wait_for_selector("#txt2img_prompt textarea", timeout=LOAD_TIMEOUT_MS)
     page.wait_for_function("!!(window.RegEditDragPanels || {}).img2img", timeout=60_000)
-    page.click("#tabs > .tab-nav > button:has-text('img2img')")
-    page.locator("#img2img_image input[type=file]").set_input_files(str(init))
-    page.wait_for_selector("#img2img_image img", timeout=30_000)
+    load_init_image(page, init)
     setup_tab(page, "img2img", "a red square")
     set_number(page, "img2img_steps", 20)
     acc = page.locator("#regedit_img2img > .label-wrap")
     acc.scroll_into_view_if_needed()
     acc.click()
+    choose_task(page, "Drag")  # one click from the accordion's top
     canvas = "#regedit_drag_canvas_img2img canvas"
-    if not page.evaluate(f"gradioApp().querySelector('{canvas}').clientWidth > 0"):
-        page.locator("#regedit_img2img .label-wrap:has-text('Drag regions')").click()
     page.wait_for_function(f"gradioApp().querySelector('{canvas}').clientWidth > 0 && "
-                           "!!window.RegEditDragPanels.img2img.images.image", timeout=30_000)
+                           "!!window.RegEditDragPanels.img2img.images.image", timeout=30_000)  # over the picture
     page.locator(canvas).scroll_into_view_if_needed()
     for point in [(0.08, 0.08), (0.42, 0.08), (0.42, 0.42), (0.08, 0.42),   # the handle: around the square
                   (0.55, 0.55), (0.9, 0.55), (0.9, 0.9), (0.55, 0.9)]:     # its target
@@ -250,7 +379,9 @@ def test_img2img_drag_from_the_panel(page, webui, shapesworld, tmp_path, model):
     doc = parse_drag_document(page.evaluate("document.querySelector('#regedit_drag_img2img textarea').value"))
     assert [p.kind for p in doc.pairs] == ["perspective"]
     assert page.locator("#regedit_enable_img2img input").is_checked()  # the first pair ticked Enable
-    if model != shapesworld:  # a drag slider writes its setting into the document, and so the infotext
+    page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / f"drag_drawn_{model}.png"))
+    if model != shapesworld:  # a drag slider (under Advanced) writes its setting into the document, and so the infotext
+        open_advanced(page, "img2img")
         set_number(page, "regedit_drag_start_img2img", 0.4)
         page.wait_for_function("(document.querySelector('#regedit_drag_img2img textarea').value || '')"
                                ".includes('\"start_t\": 0.4')", timeout=30_000)
@@ -263,6 +394,22 @@ def test_img2img_drag_from_the_panel(page, webui, shapesworld, tmp_path, model):
         assert len(found) == 1 and min(found[0].centroid) > 0.6, [d.centroid for d in found]  # moved, not copied
     assert image.size == (64, 64)
     page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / f"drag_panel_{model}.png"))
+    if model == shapesworld:  # the infotext pasted into a fresh page chooses Drag and makes the same image
+        parameters = image.info["parameters"]
+        page.reload()
+        page.wait_for_selector("#txt2img_prompt textarea", timeout=LOAD_TIMEOUT_MS)
+        page.wait_for_function("!!(window.RegEditDragPanels || {}).img2img", timeout=60_000)
+        load_init_image(page, init)
+        page.fill("#img2img_prompt textarea", parameters)
+        page.click("#img2img_tools #paste")
+        page.wait_for_function("(document.querySelector('#regedit_drag_img2img textarea').value || '').includes('pairs')",
+                               timeout=30_000)
+        assert page.locator("#regedit_task_img2img input[type=radio]:checked").evaluate("e => e.value") == "Drag"
+        _, again = generate_and_read(page, webui, "img2img")
+        import numpy as np
+
+        diff = np.abs(np.asarray(again.convert("RGB"), dtype=np.int16) - np.asarray(image.convert("RGB"), dtype=np.int16))
+        assert diff.max() <= 2, diff.max()  # img2img: within a pixel level (tests/e2e/README.md)
     webui.use_model("regedit-e2e-sd1")
     assert not our_errors(page), our_errors(page)
 
@@ -319,30 +466,25 @@ def test_what_the_page_shows_runs(page, webui):
     setup_tab(page, "txt2img", "a landscape")
     open_accordion(page, "txt2img")
     draw_regions(page, "txt2img", BOXES)
+    open_advanced(page, "txt2img")
     set_number(page, "regedit_whole_txt2img", 0.6)
     info, image = generate_and_read(page, webui, "txt2img")
     assert '\\"whole_prompt_start\\":0.6' in image.info.get("parameters", ""), image.info
 
 
 def test_img2img_lime_from_the_page(page, webui, tmp_path):
-    """The LIME accordion in img2img: ticking LIME alone runs it, the sliders (k, the growth) and the
-    snap checkbox reach the infotext, and the preview adds the RoI to the gallery."""
+    """LIME in img2img: the task chosen and Enable runs it, the sliders under Advanced (k, the growth) and
+    the snap checkbox reach the infotext, and the preview adds the RoI to the gallery."""
     from lib_regedit.shapesworld.data import Scene, ShapeObject, render
 
     init = tmp_path / "init.png"
     render(Scene((235, 235, 230), (ShapeObject("circle", "red", (0.1, 0.1, 0.4, 0.4), (220, 40, 40)),))).save(init)
-    page.click("#tabs > .tab-nav > button:has-text('img2img')")
-    page.locator("#img2img_image input[type=file]").set_input_files(str(init))
-    page.wait_for_selector("#img2img_image img", timeout=30_000)
+    load_init_image(page, init)
     setup_tab(page, "img2img", "a blue circle")
-    acc = page.locator("#regedit_img2img > .label-wrap")
-    acc.scroll_into_view_if_needed()
-    if not page.locator("#regedit_img2img #regedit_enable_img2img").is_visible():
-        acc.click()
+    open_accordion(page, "img2img")
+    choose_task(page, "LIME")
+    open_advanced(page, "img2img")
     page.locator("#regedit_preview_img2img input").check()
-    if not page.locator("#regedit_lime_enable_img2img").is_visible():
-        page.locator("#regedit_img2img .label-wrap:has-text('LIME')").click()
-    page.locator("#regedit_lime_enable_img2img input").check()
     set_number(page, "regedit_lime_clusters_img2img", 5)
     set_number(page, "regedit_lime_grow_img2img", 1)
     page.locator("#regedit_lime_snap_img2img input").uncheck()
@@ -355,5 +497,5 @@ def test_img2img_lime_from_the_page(page, webui, tmp_path):
     assert page.locator("#img2img_gallery .thumbnail-item").count() >= 2  # the edit and the RoI preview
     page.locator("#regedit_img2img").screenshot(path=str(webui.work / "screenshots" / "lime_accordion.png"))
     page.locator("#regedit_lime_snap_img2img input").check()
-    page.locator("#regedit_lime_enable_img2img input").uncheck()
+    choose_task(page, "Regions")
     assert not our_errors(page), our_errors(page)
