@@ -28,7 +28,7 @@ from .regions.layout_guidance import LayoutGuidance, document_guidance
 from .attention.controller import Controller, GenerationState
 from .attention.effects.map_capture import MapCapture
 from .backends import diffusers_backend
-from .backends.checkpoint import eps_of
+from .backends.checkpoint import empty_prompt_eps
 from .backends.diffusers_checkpoint import (DiffusersCheckpoint, added_conditioning, encode_prompt,
                                            pipeline_words)
 from .documents import RegionDocument, parse_region_document
@@ -195,13 +195,13 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     with the empty prompt (once per layout and model, cached), mixed with the seed's noise, as the
     pipeline's initial ``latents``."""
     checkpoint = DiffusersCheckpoint(pipe, width, height)
-    empty = functools.cache(lambda: checkpoint.conditioning(""))  # only a cache miss inverts, and needs it
+    empty = empty_prompt_eps(checkpoint)  # only a cache miss inverts, and needs it
     bar = functools.cache(lambda: progress.bar(pipe, "layout init", len(
         ddim.inversion_timesteps(len(pipe.scheduler.alphas_cumprod), steps, doc.init_steps))))
 
     def eps(z, t):
         bar().update(1)
-        return eps_of(checkpoint, empty())(z, t)
+        return empty(z, t)
 
     factor = pipe.vae_scale_factor
     shape = (batch_size, pipe.vae.config.latent_channels, height // factor, width // factor)

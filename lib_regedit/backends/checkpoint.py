@@ -15,6 +15,7 @@ as the callbacks each feature takes (``progress(done, total)``, ``cancel()``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Protocol
 
@@ -87,6 +88,13 @@ def eps_of(checkpoint: Checkpoint, cond: Conditioning) -> Callable[[torch.Tensor
     def eps(z: torch.Tensor, t: int) -> torch.Tensor:
         return checkpoint.eps(z, t, cond.expand(z.shape[0])).float().cpu()
     return eps
+
+
+def empty_prompt_eps(checkpoint: Checkpoint) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """:func:`eps_of` with the empty prompt, encoded on the first call only: layout init's inversion of a
+    sketch it has cached never calls it."""
+    eps = functools.cache(lambda: eps_of(checkpoint, checkpoint.conditioning("")))
+    return lambda z, t: eps()(z, t)
 
 
 def forward_of(checkpoint: Checkpoint, vectors: dict | None):

@@ -7,6 +7,7 @@ Attention effects reach the UNet through diffusers attention processors (``diffu
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -65,7 +66,11 @@ class DiffusersCheckpoint:
         self.unet = pipe.unet
         self.width, self.height = width, height
         self.alphas = pipe.scheduler.alphas_cumprod.detach().float().cpu()
-        self.key = pipeline_key(pipe)
+
+    @functools.cached_property
+    def key(self) -> tuple:
+        """Read from the weights when a cache asks (a posterior mean alone does not)."""
+        return pipeline_key(self.pipe)
 
     def conditioning(self, prompt: str, negative: bool = False) -> Conditioning:
         if negative:  # the pipeline's own path for a negative prompt (SDXL may zero an empty one)

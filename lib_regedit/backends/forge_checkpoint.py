@@ -88,7 +88,7 @@ class ForgeCheckpoint:
         info = getattr(sd_model, "sd_checkpoint_info", None)
         self.key = (id(sd_model), getattr(info, "filename", None), getattr(sd_model, "sd_model_hash", None)) + tuple(key)
         self._effects = None  # (controller, fusion) while attached
-        self._held = None  # the patched clone direct calls go through
+        self._held = None  # the patched clone direct calls go through, made on the first while attached
         self._unet_loaded = False
 
     def conditioning(self, prompt: str, negative: bool = False) -> Conditioning:
@@ -102,6 +102,8 @@ class ForgeCheckpoint:
         if not self._unet_loaded:  # once per checkpoint object: one generation
             self._load([self.model.forge_objects.unet])
             self._unet_loaded = True
+        if self._effects is not None and self._held is None:  # made for direct calls only, not for sampling's
+            self._held = forge_backend.patched(self.model.forge_objects.unet, *self._effects, self._attention)
         return model_eps(self.model, z, t, cond.context, cond.vector, self._held).to(z.device)
 
     def posterior_mean(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -115,7 +117,6 @@ class ForgeCheckpoint:
     @contextlib.contextmanager
     def attach(self, controller, fusion=None):
         self._effects = (controller, fusion)
-        self._held = forge_backend.patched(self.model.forge_objects.unet, controller, fusion, self._attention)
         try:
             yield
         finally:

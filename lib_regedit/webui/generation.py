@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from ..backends.checkpoint import empty_prompt_eps
 from ..documents import parse_region_document
 from ..documents.fields import load_json_object
 from ..editing.pair_start import edited_start
@@ -298,7 +299,7 @@ def _start_from_layout(p, document, session=None) -> None:
         try:
             inverted = [layout_init.inverted_sketch(d, width=p.width, height=p.height, steps=p.steps,
                                                     encode=checkpoint.posterior_mean,
-                                                    eps=_empty_prompt_eps(checkpoint),
+                                                    eps=empty_prompt_eps(checkpoint),
                                                     alphas_cumprod=checkpoint.alphas, model_key=checkpoint.key)
                         for d in sketches]
         except Exception as exc:  # noqa: BLE001 - e.g. an inpainting checkpoint needs image conditioning
@@ -318,14 +319,6 @@ def _start_from_layout(p, document, session=None) -> None:
         return start.to(noise.device, noise.dtype)
 
     rng.next = first_next
-
-
-def _empty_prompt_eps(checkpoint):
-    """The plain model's ε with the empty prompt, encoded only when the sketch's inversion is not cached."""
-    from ..backends.checkpoint import eps_of
-
-    empty = functools.cache(lambda: checkpoint.conditioning(""))
-    return lambda z, t: eps_of(checkpoint, empty())(z, t)
 
 
 def postprocess(p, processed) -> None:
