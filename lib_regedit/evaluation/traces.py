@@ -1,0 +1,68 @@
+"""What an edit leaves behind where it filled: a *seam* and a *leftover* (ShapesWorld evals).
+
+An edit that removes an object, drags it away, or repaints a box must fill that area so that it
+matches the picture around it. Two figures, each over a fill area (a bool mask: a removed object's
+box, a drag's vacated handle, a picture edit's box):
+
+- **seam**: the largest channel difference between the mean colour of the fill's background pixels
+  and that of the background pixels in a ring around it, over 255. A cream rectangle on white scores
+  about 0.05; a fill the eye cannot find scores below 0.02. Object pixels (the detector's saturated
+  colours) are left out on both sides, so an object the edit adds in the box, or a kept object in the
+  ring, does not count as a seam.
+- **leftover**: the share of the fill's pixels that still carry the removed or dragged object's
+  colour (the detector's colour labels); 0 when nothing of it is left.
+
+The ring is the fill grown by ``RING`` of the image side, minus every area the edit may change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..shapesworld.data import COLOURS
+from .detector import colour_labels, to_array
+
+RING = 0.08  # of the image side: how far around the fill its surroundings are read
+
+
+def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` dilated by a square of ``pixels`` on each side."""
+    out = mask.copy()
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    if pixels <= 0 or ys.size == 0:
+        return out
+    padded = np.pad(mask, pixels)
+    out = np.zeros_like(padded)
+    for dy in range(-pixels, pixels + 1):
+        for dx in range(-pixels, pixels + 1):
+            out |= np.roll(np.roll(padded, dy, 0), dx, 1)
+    return out[pixels:pixels + h, pixels:pixels + w]
+
+
+def ring(fill: np.ndarray, changed: np.ndarray | None = None, ring: float = RING) -> np.ndarray:
+    """The pixels around ``fill`` within ``ring`` of the image side, outside ``changed`` (default:
+    the fill itself)."""
+    h, w = fill.shape
+    around = grow(fill, max(1, int(round(ring * max(h, w)))))
+    return around & ~(fill if changed is None else (changed | fill))
+
+
+def seam(image, fill: np.ndarray, changed: np.ndarray | None = None) -> float:
+    """The seam figure of ``fill`` in ``image`` (module docstring); NaN when the fill or its ring has
+    no background pixel."""
+    arr = to_array(image).astype(np.float64)
+    background = colour_labels(arr.astype(np.uint8)) < 0
+    inside = fill & background
+    around = ring(fill, changed) & background
+    if not inside.any() or not around.any():
+        return float("nan")
+    return float(np.abs(arr[inside].mean(0) - arr[around].mean(0)).max() / 255.0)
+
+
+def leftover(image, fill: np.ndarray, colour: str) -> float:
+    """The share of ``fill``'s pixels labelled ``colour`` in ``image``."""
+    if not fill.any():
+        return 0.0
+    labels = colour_labels(image)
+    return float((labels[fill] == list(COLOURS).index(colour)).mean())
