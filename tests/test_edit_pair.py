@@ -462,3 +462,18 @@ def test_webui_guidance_moves_x0_for_both_kinds_of_sampler():
     x0_after = (x - (0.75 ** 0.5) * out) / 0.5
     assert torch.allclose(x0_after - x0_before, torch.stack([-0.75 * torch.ones(4, 2, 2), 0.75 * torch.ones(4, 2, 2)]),
                           atol=1e-6)
+
+
+def test_keep_outside_follows_the_document_version():
+    from lib_regedit.documents import parse_region_document
+
+    pair = {"regions": [{"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.4, "prompt": "a red circle", "edit": "remove"},
+                        {"x": 0.6, "y": 0.1, "w": 0.3, "h": 0.3, "prompt": "a blue square"}]}
+    current, old = parse_region_document(pair), parse_region_document(dict(pair, version=3))
+    assert current.keeps_outside(picture=False) and current.keeps_outside(picture=True)
+    assert not old.keeps_outside(picture=False) and old.keeps_outside(picture=True)  # MRGD's pair, as before
+    off = parse_region_document(dict(pair, edit={"keep_outside": False}))
+    assert not off.keeps_outside(picture=False) and not off.keeps_outside(picture=True)
+    for doc in (current, old, off):
+        assert parse_region_document(doc.to_json()) == doc
+    assert '"keep_outside"' not in current.to_json() and '"keep_outside":false' in off.to_json()

@@ -18,7 +18,7 @@ A document is a pair when some region has a role other than ``inherent``. The do
              "self_replace": {"background": 0.5, "foreground": 0.7, "pair": 0.3, "whole": 0.2},
              "self_downscale": 4,
              "guidance": {"enabled": false, "rs": 1000, "is": 2000, "ip": 300, "until": 1.0},
-             "inversion": "negative", "keep_outside": true, "paste_outside": true}
+             "inversion": "negative", "keep_outside": null, "paste_outside": true}
 
 ``cross_replace`` and ``self_replace`` are fractions of the steps during which the target reads the
 source's cross- and self-attention maps: ``background`` for r_bg, ``foreground`` for inherent object
@@ -33,9 +33,12 @@ still comes from the self-attention maps (``self_replace.pair``) and the shared 
 weights are MRGD §4.1's λ_rs, λ_is, λ_ip, applied while the fraction of steps done is below ``until``.
 ``inversion`` is read when the source is a real picture (img2img, ``edit-regions --image``): "negative"
 (negative-prompt inversion, fast), "nulltext" (null-text inversion, slow, closest) or "ddim"
-(``lib_regedit.inversion``), ``keep_outside`` keeps the reconstruction outside the edited boxes
-there (``lib_regedit/editing/real_edit.py``; false: MRGD's attention control alone), and
-``paste_outside`` then pastes the picture itself back outside them (false: the model's own pixels).
+(``lib_regedit.inversion``). ``keep_outside`` keeps the source (a picture's reconstruction) outside
+the edited boxes, grown by a margin, at every step (Avrahami et al. 2023, *Blended Latent
+Diffusion*; ``lib_regedit/editing/keep_outside.py``, ``real_edit.py``); false is MRGD's attention
+control alone; unset (null) is the document version's default: on for a picture, and for a
+generated pair from document version 4 (``RegionDocument.keeps_outside``). ``paste_outside`` then
+pastes the picture itself back outside them (false: the model's own pixels).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class EditOptions:
     self_downscale: int = 4
     guidance: EditGuidance = EditGuidance()
     inversion: str = "negative"
-    keep_outside: bool = True
+    keep_outside: bool | None = None  # None: the document version's (RegionDocument.keeps_outside)
     paste_outside: bool = True
 
     def to_dict(self, full: bool = False) -> dict:
@@ -163,7 +166,7 @@ def parse_edit_options(obj: Any, field: str = "edit") -> EditOptions:
         self_downscale=int(downscale),
         guidance=_guidance(obj.get("guidance"), f"{field}.guidance"),
         inversion=_inversion(obj.get("inversion"), f"{field}.inversion"),
-        keep_outside=get_bool(obj, "keep_outside", field, default=True),
+        keep_outside=None if obj.get("keep_outside") is None else get_bool(obj, "keep_outside", field, default=True),
         paste_outside=get_bool(obj, "paste_outside", field, default=True),
     )
 

@@ -29,8 +29,10 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - ``background_prompt``: what the background r_bg says when no region has the background role
   ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
   see ``lib_regedit/regions/background.py``).
-- ``version``: the defaults a document was written against. Version 3 (the current one) has the
-  defaults above, chosen by measurement (``docs/placement.md``). Version 2 documents keep layout
+- ``version``: the defaults a document was written against. Version 4 (the current one) has the
+  defaults above, chosen by measurement (``docs/placement.md``), and an edit pair keeps the source
+  outside its edited regions (``edit.keep_outside``, ``docs/region-editing.md``); version 3 has the
+  same generation defaults, with MRGD's pair (attention control alone outside the edits). Version 2 documents keep layout
   init's ellipse over the whole image (share 0.25) and unbounded layout guidance; version 1
   documents, and infotexts written before version 2 existed (read with ``untagged_version=1``),
   keep the oldest defaults: the whole prompt fills the background and ``init`` is "noise". A
@@ -66,7 +68,7 @@ BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
 BACKGROUND_SOURCES = ("rest", "whole", "empty", "negative")  # background_prompt (lib_regedit/regions/background.py)
-VERSION = 3
+VERSION = 4
 # The defaults that changed between document versions; a document keeps those of its version.
 _V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25}
 VERSION_DEFAULTS = {
@@ -75,7 +77,8 @@ VERSION_DEFAULTS = {
     3: {"init": "auto", "background_prompt": "rest", "init_sketch": "disc", "init_noise_outside": 0.85, "init_steps": 0,
         "init_noise": 0.25},
 }
-GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05}  # layout guidance's bound (unbounded before version 3)
+VERSION_DEFAULTS[4] = VERSION_DEFAULTS[3]  # version 4 changed an edit pair's default only (``keeps_outside``)
+GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
@@ -181,6 +184,13 @@ class RegionDocument:
         if self.init == "layout":
             return True
         return self.init == "auto" and not from_image and bool(self.object_regions)
+
+    def keeps_outside(self, picture: bool) -> bool:
+        """Whether an edit pair's target keeps the source outside the edited regions
+        (``edit.keep_outside``; unset: on for a picture's edit, and for a generated pair from version 4)."""
+        if self.edit.keep_outside is not None:
+            return self.edit.keep_outside
+        return picture or self.version >= 4
 
     @property
     def object_regions(self) -> tuple[Region, ...]:

@@ -70,7 +70,7 @@ class RealEdit:
 
     def edit_area(self, h: int, w: int) -> torch.Tensor | None:
         """(h, w) where the target may differ from the reconstruction, or None (``edit_area``)."""
-        if self.document is None or not self.document.edit.keep_outside:
+        if self.document is None or not self.document.keeps_outside(picture=True):
             return None
         return edit_area(self.document, h, w)
 
@@ -278,7 +278,7 @@ def paste_outside(picture, edited, document: RegionDocument):
     Returns ``edited`` unchanged when the option is off or the whole image is edited."""
     from ..compositing import paste_back
 
-    if not (document.edit.keep_outside and document.edit.paste_outside):
+    if not (document.keeps_outside(picture=True) and document.edit.paste_outside):
         return edited
     area = edit_area(document, edited.height, edited.width)
     return edited if area is None else paste_back(picture, edited, area.numpy())
