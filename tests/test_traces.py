@@ -43,7 +43,11 @@ def test_an_object_in_the_fill_is_not_a_seam_but_a_leftover():
     assert leftover(image, fill, "blue") == 0.0
 
 
-def test_the_ring_leaves_out_what_the_edit_changed():
+def test_the_ring_lies_beyond_what_the_edit_changed():
     image, fill = _picture(patch=(200, 200, 200))
-    changed = grow(fill, 3)  # the whole ring is changed: nothing around to compare with
-    assert np.isnan(seam(image, fill, changed | grow(fill, 8)))
+    changed = grow(fill, 3)
+    around = ring(fill, changed)
+    assert around.any() and not (around & changed).any() and (around & grow(fill, 4)).any()
+    assert abs(seam(image, fill, changed) - 50 / 255) < 1e-9
+    everything = np.ones_like(fill)
+    assert np.isnan(seam(image, fill, everything))  # nothing around to compare with

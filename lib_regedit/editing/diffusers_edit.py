@@ -31,6 +31,7 @@ from ..backends import diffusers_backend
 from ..documents import RegionDocument
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, PAIR_IMAGE_KEY, parameters_text
+from .keep_outside import keep_source, pair_keep_area, stacked_pairs
 from .pair_documents import parse_pair
 from .pair_effects import build_pair_effects
 from .pair_start import edited_start
@@ -129,9 +130,14 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
                                       (options.rs, options.is_, options.ip), options.until)
             stack.enter_context(guided(pipe.unet, guidance, built.plan, state, pipe.scheduler.alphas_cumprod,
                                        guidance_scale))
+        keep = pair_keep_area(doc, *latents.shape[-2:]) if method == "regions" else None
+        step_hook = None
+        if keep is not None:  # the source's latent outside the edited boxes, after every step
+            def step_hook(_pipe, _step, x):
+                return keep_source(x, keep, stacked_pairs(n))
         images = api._run(pipe, state, cond, uncond_rows, pooled, negative, seed=seed, steps=steps,
                           guidance_scale=guidance_scale, width=width, height=height, batch_size=1,
-                          latents=latents, generator=generators)
+                          latents=latents, generator=generators, step_hook=step_hook)
     elapsed = time.perf_counter() - started
     params = api._params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params[INFOTEXT_KEY] = doc.to_json()

@@ -12,7 +12,8 @@ box, a drag's vacated handle, a picture edit's box):
 - **leftover**: the share of the fill's pixels that still carry the removed or dragged object's
   colour (the detector's colour labels); 0 when nothing of it is left.
 
-The ring is the fill grown by ``RING`` of the image side, minus every area the edit may change.
+The ring is the background within ``RING`` of the image side beyond every area the edit may change
+(``changed``: the fill and its margin).
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def ring(fill: np.ndarray, changed: np.ndarray | None = None, ring: float = RING) -> np.ndarray:
-    """The pixels around ``fill`` within ``ring`` of the image side, outside ``changed`` (default:
-    the fill itself)."""
+    """The pixels within ``ring`` of the image side beyond ``changed`` (the fill and whatever else
+    the edit may change; default: the fill itself)."""
     h, w = fill.shape
-    around = grow(fill, max(1, int(round(ring * max(h, w)))))
-    return around & ~(fill if changed is None else (changed | fill))
+    changed = fill if changed is None else (changed | fill)
+    return grow(changed, max(1, int(round(ring * max(h, w))))) & ~changed
 
 
 def seam(image, fill: np.ndarray, changed: np.ndarray | None = None) -> float:
