@@ -151,8 +151,10 @@ def test_target_start_cuts_around_edited_boxes_and_takes_the_whole_target_latent
     grown[:5, :5] = 1  # the removed box and a tenth of the image around it (clipped at the edges)
     assert torch.equal(start[0, 0], grown) and start.amin(1).eq(start.amax(1)).all()
     added = regions + [{"x": 0.5, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a blue circle", "edit": "add"}]
+    start = edited_start(source, target, parse_region_document({"regions": added, "version": 3}))
+    assert torch.equal(start, target) and start is not target  # MRGD's pair: the whole target latent
     start = edited_start(source, target, parse_region_document({"regions": added}))
-    assert torch.equal(start, target) and start is not target
+    assert start[0, 0, 0, 7] == 1 and start[0, 0, 7, 0] == 0  # keeping the rest: cut around the added box too
 
 
 # --- rows --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Regenerate after an intended change of outputs (and say why in the commit):
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -78,16 +79,31 @@ def test_edit_lime(source, tmp_path):
     _check("edit_lime", out)
 
 
+def _version_3(tmp_path, name):
+    """The example document as version 3 wrote it: MRGD's pair, with nothing kept outside the edits."""
+    path = tmp_path / f"v3_{name}"
+    path.write_text(json.dumps(dict(json.loads((EXAMPLES / name).read_text()), version=3)))
+    return path
+
+
 def test_edit_regions_pair(tmp_path):
     src, tgt = tmp_path / "src.png", tmp_path / "tgt.png"
-    assert main(["edit-regions", "--regions", str(EXAMPLES / "edit_change.json"), "--out-source", str(src),
+    assert main(["edit-regions", "--regions", str(_version_3(tmp_path, "edit_change.json")), "--out-source", str(src),
                  "--out-target", str(tgt), "--seed", "6", *STEPS]) == 0
     _check("pair_source", src)
     _check("pair_target", tgt)
     src, tgt = tmp_path / "src2.png", tmp_path / "tgt2.png"
-    assert main(["edit-regions", "--regions", str(EXAMPLES / "edit_add_remove.json"), "--out-source", str(src),
-                 "--out-target", str(tgt), "--seed", "7", "--guidance", *STEPS]) == 0
+    assert main(["edit-regions", "--regions", str(_version_3(tmp_path, "edit_add_remove.json")), "--out-source",
+                 str(src), "--out-target", str(tgt), "--seed", "7", "--guidance", *STEPS]) == 0
     _check("pair_add_remove_guided_target", tgt)
+
+
+def test_edit_regions_pair_keeping_the_rest(tmp_path):
+    src, tgt = tmp_path / "src.png", tmp_path / "tgt.png"
+    assert main(["edit-regions", "--regions", str(EXAMPLES / "edit_add_remove.json"), "--out-source", str(src),
+                 "--out-target", str(tgt), "--seed", "7", *STEPS]) == 0
+    _check("pair_add_remove_source", src)
+    _check("pair_add_remove_kept_target", tgt)
 
 
 @pytest.mark.parametrize("inversion", ["negative", "ddim"])

@@ -131,13 +131,17 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
             stack.enter_context(guided(pipe.unet, guidance, built.plan, state, pipe.scheduler.alphas_cumprod,
                                        guidance_scale))
         keep = pair_keep_area(doc, *latents.shape[-2:]) if method == "regions" else None
-        step_hook = None
-        if keep is not None:  # the source's latent outside the edited boxes, after every step
-            def step_hook(_pipe, _step, x):
-                return keep_source(x, keep, stacked_pairs(n))
+        # the source's latent outside the edited boxes, after every step
+        step_hook = None if keep is None else (lambda _pipe, _step, x: keep_source(x, keep, stacked_pairs(n)))
         images = api._run(pipe, state, cond, uncond_rows, pooled, negative, seed=seed, steps=steps,
                           guidance_scale=guidance_scale, width=width, height=height, batch_size=1,
                           latents=latents, generator=generators, step_hook=step_hook)
+    if keep is not None:  # the source's own pixels outside, the fill shifted to meet them (compositing.py)
+        from ..compositing import seamless_paste
+        from .keep_outside import edit_area
+
+        area = edit_area(doc, images[0].height, images[0].width).numpy()
+        images = images[:n] + [seamless_paste(s, t, area) for s, t in zip(images[:n], images[n:])]
     elapsed = time.perf_counter() - started
     params = api._params(pipe, seed, steps, guidance_scale, width, height, model_name)
     params[INFOTEXT_KEY] = doc.to_json()

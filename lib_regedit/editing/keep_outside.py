@@ -20,17 +20,19 @@ import torch
 
 from ..documents import RegionDocument
 
-KEEP_MARGIN = 0.05  # of the image's side: how far around an edited box the target may differ
+KEEP_MARGIN = 0.1  # of the image's side: how far around an edited box the target may differ (measured, docs)
 KEEP_FEATHER = 0.05  # of the image's side: the soft edge of that area
 
 
-def edit_area(document: RegionDocument, h: int, w: int, margin: float = KEEP_MARGIN,
-              feather: float = KEEP_FEATHER) -> torch.Tensor | None:
+def edit_area(document: RegionDocument, h: int, w: int, margin: float | None = None,
+              feather: float | None = None) -> torch.Tensor | None:
     """(h, w) in [0, 1]: the edited boxes grown by ``margin`` of the image, with a soft edge
     ``feather`` wide, at any resolution (the latent's, or the picture's for a paste-back); None when a
     background edit makes the whole image the edit's."""
     from ..masks import box_mask, grown_box
 
+    margin = KEEP_MARGIN if margin is None else margin
+    feather = KEEP_FEATHER if feather is None else feather
     area = torch.zeros(h, w)
     for region in document.regions:
         if not region.is_edited:
@@ -60,7 +62,7 @@ def keep_source(x: torch.Tensor, area: torch.Tensor, pairs: list[tuple[int, int]
     m = area.to(x.device, x.dtype)
     out = x.clone()
     for s, t in pairs:
-        out[t] = x[s] + (x[t] - x[s]) * m
+        out[t] = x[s] * (1 - m) + x[t] * m  # exact at 0 and 1
     return out
 
 

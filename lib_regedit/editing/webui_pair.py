@@ -72,6 +72,42 @@ class WebUIPairSession(WebUISession):
         self._alphas = None
         self._seen: tuple | None = None
         self._patched: list = []
+        self._areas: dict = {}
+        self.pending_source = None  # the pair's source image, until its target is composited
+
+    def keep_area(self, h: int, w: int) -> torch.Tensor | None:
+        """Where the target may differ from the source at (h, w), or None when the pair keeps nothing
+        (``editing/keep_outside.py``); latent and pixel sizes, cached."""
+        from .keep_outside import pair_keep_area
+
+        if (h, w) not in self._areas:
+            self._areas[(h, w)] = pair_keep_area(self.document, h, w)
+        return self._areas[(h, w)]
+
+    def keep_denoised(self, x: torch.Tensor) -> torch.Tensor:
+        """From ``on_cfg_after_cfg``: the denoiser's output rows (source 1, target 1, …) with each
+        target's equal to its source's outside the keep area; the sampler then keeps the two latents
+        equal there, as they start equal and draw the same noise."""
+        from .keep_outside import interleaved_pairs, keep_source
+
+        area = self.keep_area(*x.shape[-2:])
+        if area is None or x.shape[0] % 2:
+            return x
+        return keep_source(x, area, interleaved_pairs(x.shape[0]))
+
+    def composite(self, image, batch_index: int):
+        """From ``postprocess_image``: a source is remembered, and its target gets the source's own
+        pixels outside the keep area, the fill shifted to meet them (``compositing.seamless_paste``)."""
+        from ..compositing import seamless_paste
+
+        area = self.keep_area(image.height, image.width)
+        if area is None:
+            return image
+        if batch_index % 2 == 0:
+            self.pending_source = image.copy()
+            return image
+        source, self.pending_source = self.pending_source, None
+        return image if source is None else seamless_paste(source, image, area.numpy())
 
     def enable_guidance(self, segmenter, decode, alphas_cumprod: torch.Tensor) -> RegionGuidance:
         """Multi-region guidance with ``segmenter`` and ``decode`` (latents -> images in [0, 1])."""

@@ -288,6 +288,9 @@ def main(argv=None, prog: str = "python -m lib_regedit eval") -> int:
     p.add_argument("--edit", action="store_true",
                    help="evaluate region editing instead (lib_regedit/evaluation/edit_eval.py): SSIM-i, SSIM-e, "
                         "edit right, per edit kind, against regenerating and prompt-to-prompt")
+    p.add_argument("--edit-methods", default=None, metavar="LIST",
+                   help="with --edit: which methods, comma-separated (default all: regenerate, prompt-to-prompt, "
+                        "MRGD (keep off), ours, ours + guidance)")
     p.add_argument("--segmenter", default=None,
                    help="with --edit: a CLIPSeg folder for the guided column (e.g. models/shapesworld_clipseg)")
     p.add_argument("--inversion", action="store_true",
@@ -332,7 +335,7 @@ def main(argv=None, prog: str = "python -m lib_regedit eval") -> int:
             segmenter = load_segmenter(args.segmenter)
         edit_summary = edit_eval.evaluate(pipe, layouts=edit_eval_layouts(args),
                                           seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps,
-                                          cfg=args.cfg, segmenter=segmenter,
+                                          cfg=args.cfg, segmenter=segmenter, methods=_edit_methods(args),
                                           image_dir=Path(args.images) if args.images else None,
                                           log=lambda m: print(m, file=sys.stderr))
         return _report(edit_summary, edit_eval.format_table(edit_summary), args)
@@ -369,6 +372,18 @@ def _report(summary: dict, table: str, args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0
+
+
+def _edit_methods(args) -> list | None:
+    from .edit_eval import METHODS
+
+    if not args.edit_methods:
+        return None
+    methods = [m.strip() for m in args.edit_methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in METHODS:
+            raise RegEditError("--edit-methods", f"{m!r} is not a method", f"use some of: {', '.join(METHODS)}")
+    return methods
 
 
 def edit_eval_layouts(args) -> list:

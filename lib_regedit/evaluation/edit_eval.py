@@ -7,13 +7,19 @@ case is a region document with edit roles, run with each seed by every method:
 - ``regenerate``: plain region prompts, the source document and the target document generated
   apart with the same seed (MultiDiffusion fusion: what editing means without this feature);
 - ``prompt-to-prompt``: the whole prompts only, prompt-to-prompt's map injection (no regions);
-- ``ours``: the pair with prompt-to-prompt per region (MRGD Eq. 5), no guidance;
+- ``MRGD (keep off)``: the pair with prompt-to-prompt per region (MRGD Eq. 5) alone, no guidance
+  (``edit.keep_outside`` false: what version 3 documents do);
+- ``ours``: the defaults, that pair keeping the source outside the edited boxes
+  (``lib_regedit/editing/keep_outside.py``);
 - ``ours + guidance``: with multi-region guidance (MRGD Eq. 2-4), when a segmenter is given.
 
 Figures (MRGD §4.1): SSIM-i, SSIM of I^T against I^S over the inherent regions' boxes; SSIM-e, over
 the edited box's neighbourhood (the box grown by ``RING`` of the image, minus the box); ``edit
 right``, the detector finds the target's object in the edited box (add, change) or no object there
-(remove); ``kept``, every inherent object is still found in its box in I^T when it was in I^S.
+(remove); ``kept``, every inherent object is still found in its box in I^T when it was in I^S;
+``seam`` and ``leftover`` (``traces.py``) over the edited box in I^T: how far its background's mean
+colour is from the background beyond the area the edit may change (the box grown by the keep margin
+and feather), and for a removal the share of the box still in the removed object's colour.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from ..shapesworld.data import SHAPES, caption_for
 from .cli import LAYOUTS, held_out_layouts
 from .detector import detect, to_array
 from .metrics import box_mask, match_in_box, ssim
+from .traces import leftover, seam
 
 KINDS = ("change colour", "change kind", "remove", "add")
-METHODS = ("regenerate", "prompt-to-prompt", "ours", "ours + guidance")
+METHODS = ("regenerate", "prompt-to-prompt", "MRGD (keep off)", "ours", "ours + guidance")
 RING = 0.1
 COLOURS = tuple(COLOUR_RGB)
 FREE_BOXES = [(0.05, 0.05, 0.32, 0.32), (0.63, 0.05, 0.32, 0.32), (0.05, 0.63, 0.32, 0.32),
@@ -70,7 +77,8 @@ def edit_cases(layout, index: int) -> list[dict]:
     k = n - 1
     regions = [_region(*o) for o in layout]
     regions[k] = dict(regions[k], edit="remove")
-    out.append({"kind": "remove", "regions": regions, "box": layout[k][2], "want": None, "edited": k})
+    out.append({"kind": "remove", "regions": regions, "box": layout[k][2], "want": None, "edited": k,
+                "removed_colour": layout[k][0]})
     # add: an object in the first free box
     free = next((b for b in FREE_BOXES if not any(_overlap(b, o[2]) for o in layout)), None)
     if free is not None:
@@ -105,7 +113,13 @@ def score(source, target, case) -> dict:
         right = match_in_box(det_t, case["box"], *case["want"]) is not None
     kept = all(match_in_box(det_t, box, c, s) is not None for c, s, box in case["inherent"]
                if match_in_box(det_s, box, c, s) is not None)
-    return {"ssim_i": ssim_i, "ssim_e": ssim_e, "right": right, "kept": kept}
+    from ..editing.keep_outside import KEEP_FEATHER, KEEP_MARGIN
+
+    fill = box_mask(case["box"], h, w)
+    changed = box_mask(grown_box(*case["box"], KEEP_MARGIN + KEEP_FEATHER), h, w)
+    removed = case["kind"] == "remove"
+    return {"ssim_i": ssim_i, "ssim_e": ssim_e, "right": right, "kept": kept, "seam": seam(target, fill, changed),
+            "leftover": leftover(target, fill, case["removed_colour"]) if removed else float("nan")}
 
 
 def run_method(pipe, method: str, document: dict, seed: int, steps: int, cfg: float, segmenter=None):
@@ -119,6 +133,8 @@ def run_method(pipe, method: str, document: dict, seed: int, steps: int, cfg: fl
                 generate(pipe, pair.target, seed=seed, steps=steps, guidance_scale=cfg).image)
     if method == "ours + guidance":
         document = dict(document, edit={"guidance": True})
+    if method == "MRGD (keep off)":
+        document = dict(document, edit={"keep_outside": False})
     result = edit_pair(pipe, document, seed=seed, steps=steps, guidance_scale=cfg,
                        method="p2p" if method == "prompt-to-prompt" else "regions",
                        segmenter=segmenter if method == "ours + guidance" else None)
@@ -171,18 +187,27 @@ def summarise(rows: dict, seconds: dict) -> dict:
 
 def _stats(rs) -> dict:
     return {"n": len(rs), "ssim_i": _mean([r["ssim_i"] for r in rs]), "ssim_e": _mean([r["ssim_e"] for r in rs]),
-            "right": _mean([float(r["right"]) for r in rs]), "kept": _mean([float(r["kept"]) for r in rs])}
+            "right": _mean([float(r["right"]) for r in rs]), "kept": _mean([float(r["kept"]) for r in rs]),
+            "seam": _mean([r["seam"] for r in rs]), "seam_max": _max([r["seam"] for r in rs]),
+            "leftover": _mean([r["leftover"] for r in rs])}
+
+
+def _max(values) -> float:
+    values = [v for v in values if v == v]
+    return float(np.max(values)) if values else float("nan")
 
 
 def format_table(summary: dict) -> str:
-    lines = ["method              kind            n   SSIM-i  SSIM-e  edit right  kept   s/pair"]
+    lines = ["method              kind            n   SSIM-i  SSIM-e  edit right  kept   seam (max)       leftover  "
+             "s/pair"]
     for method, entry in summary.items():
         for kind in ("all", *KINDS):
             if kind not in entry:
                 continue
             s = entry[kind]
             lines.append(f"{method:19s} {kind:14s} {s['n']:3d}   {s['ssim_i']:.3f}   {s['ssim_e']:.3f}   "
-                         f"{s['right']:.3f}      {s['kept']:.3f}"
+                         f"{s['right']:.3f}      {s['kept']:.3f}  {255 * s['seam']:5.1f} ({255 * s['seam_max']:5.1f})"
+                         f"/255  {s['leftover']:8.3f}"
                          + (f"  {entry['seconds_per_pair']:.2f}" if kind == "all" else ""))
     return "\n".join(lines)
 

@@ -7,7 +7,7 @@ box, a drag's vacated handle, a picture edit's box):
 - **seam**: the largest channel difference between the mean colour of the fill's background pixels
   and that of the background pixels in a ring around it, over 255. A cream rectangle on white scores
   about 0.05; a fill the eye cannot find scores below 0.02. Object pixels (the detector's saturated
-  colours) are left out on both sides, so an object the edit adds in the box, or a kept object in the
+  colours, with their anti-aliased edge) are left out on both sides, so an object the edit adds in the box, or a kept object in the
   ring, does not count as a seam.
 - **leftover**: the share of the fill's pixels that still carry the removed or dragged object's
   colour (the detector's colour labels); 0 when nothing of it is left.
@@ -24,6 +24,7 @@ from ..shapesworld.data import COLOURS
 from .detector import colour_labels, to_array
 
 RING = 0.08  # of the image side: how far around the fill its surroundings are read
+EDGE = 2 / 64  # of the image side: an object's anti-aliased edge, left out with the object
 
 
 def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -53,7 +54,9 @@ def seam(image, fill: np.ndarray, changed: np.ndarray | None = None) -> float:
     """The seam figure of ``fill`` in ``image`` (module docstring); NaN when the fill or its ring has
     no background pixel."""
     arr = to_array(image).astype(np.float64)
-    background = colour_labels(arr.astype(np.uint8)) < 0
+    h, w = fill.shape
+    objects = colour_labels(arr.astype(np.uint8)) >= 0
+    background = ~grow(objects, max(1, int(round(EDGE * max(h, w)))))  # an object's soft edge is not background
     inside = fill & background
     around = ring(fill, changed) & background
     if not inside.any() or not around.any():

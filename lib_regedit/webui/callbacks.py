@@ -84,5 +84,6 @@ def install() -> None:
     script_callbacks.on_before_ui(_register_xyz_axes)
     script_callbacks.on_ui_settings(_on_ui_settings)
     script_callbacks.on_cfg_denoiser(generation.on_cfg_denoiser)
+    script_callbacks.on_cfg_after_cfg(generation.on_cfg_after_cfg)
     script_callbacks.on_model_loaded(lambda sd_model: latent_scale.sync(processing, sd_model))
     script_callbacks.on_script_unloaded(lambda: latent_scale.reset(processing))

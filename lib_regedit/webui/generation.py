@@ -369,7 +369,19 @@ def xyz_overrides(p) -> dict:
     return getattr(p, "_regedit_xyz", None) or {}
 
 
+_AFTER_CFG: list = []  # the pair whose denoiser call is under way (on_cfg_after_cfg's params name no generation)
+
+
+def on_cfg_after_cfg(params) -> None:
+    """An edit pair's target takes its source's prediction outside the edited boxes (``keep_denoised``)."""
+    if not _AFTER_CFG:
+        return
+    session = _AFTER_CFG.pop()
+    params.x = session.keep_denoised(params.x)
+
+
 def on_cfg_denoiser(params) -> None:
+    _AFTER_CFG.clear()  # a call that raised before its after-CFG callback leaves nothing behind
     p = getattr(params.denoiser, "p", None)
     state = getattr(p, "_regedit_run", None)
     if state is None:
@@ -379,6 +391,8 @@ def on_cfg_denoiser(params) -> None:
             session.on_cfg_denoiser(params.sampling_step, params.total_sampling_steps, params.text_cond,
                                     params.text_uncond)
     session = state.session
+    if isinstance(session, WebUIPairSession):
+        _AFTER_CFG[:] = [session]  # on_cfg_after_cfg, later in this denoiser call, keeps the pair's rest
     if isinstance(session, WebUIPairSession) and session.guidance is not None:
         from modules.sd_samplers_timesteps import CFGDenoiserTimesteps
 

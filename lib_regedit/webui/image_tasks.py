@@ -194,7 +194,13 @@ def lime_preview(p, lime, processed) -> None:
 
 
 def paste_outside(p, pp) -> None:
-    """``postprocess_image``: the original kept outside a drag's, a picture edit's or LIME's regions."""
+    """``postprocess_image``: the original kept outside a drag's, a picture edit's or LIME's regions,
+    and a generated pair's source outside its target's edited boxes."""
+    from ..editing.webui_pair import WebUIPairSession
+
+    session = run_of(p).session
+    if isinstance(session, WebUIPairSession) and not getattr(p, "init_images", None):
+        pp.image = session.composite(pp.image, getattr(p, "batch_index", 0))
     if not getattr(p, "init_images", None):
         return
     drag = run_of(p).drag
