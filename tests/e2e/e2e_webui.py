@@ -453,3 +453,19 @@ def infotext_of(b64: str) -> str:
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def assert_rest_kept(regions, source_b64, target_b64, version=None):
+    """Outside the edited boxes (grown by the keep margin) the target is the source, pixel for pixel;
+    a version 3 document (MRGD's pair) lets it differ there."""
+    import numpy as np
+
+    from lib_regedit.documents import parse_region_document
+    from lib_regedit.editing.keep_outside import edit_area
+
+    s = np.asarray(decode_png(source_b64).convert("RGB"))
+    t = np.asarray(decode_png(target_b64).convert("RGB"))
+    doc = {"regions": regions} if version is None else {"regions": regions, "version": version}
+    outside = edit_area(parse_region_document(doc), *s.shape[:2]).numpy() == 0
+    same = np.array_equal(s[outside], t[outside])
+    assert same if version is None else not same, f"outside the edits the target {'differs' if version is None else 'is the source'}"

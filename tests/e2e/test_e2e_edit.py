@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from e2e_webui import SD1, SDXL, decode_png, infotext_of, log, pixels, plain_payload, with_regions
+from e2e_webui import SD1, SDXL, assert_rest_kept, decode_png, infotext_of, log, pixels, plain_payload, with_regions
 
 from lib_regedit.evaluation import metrics
 from lib_regedit.evaluation.detector import detect
@@ -67,11 +67,23 @@ def test_pairs_on_sd1_and_sdxl(webui, model, sampler, kind):
 
     diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(s, dtype=np.int16))
     assert diff.mean() < 2.0, f"the pair's source is not the source document's generation (mean diff {diff.mean()})"
+    assert_rest_kept(EDITS[kind], res["images"][0], res["images"][1])
+
+
+
+def test_version_3_pairs_are_mrgd_s_and_keep_nothing_outside(webui, assert_plain_unchanged):
+    regions = EDITS["remove"]
+    res = webui.generate("txt2img", with_regions(plain_payload(prompt="a red circle and a green square"),
+                                                 {"regions": regions, "version": 3}), model=SD1)
+    assert_rest_kept(regions, res["images"][0], res["images"][1], version=3)
+    assert_plain_unchanged("a version 3 pair")
 
 
 def test_batch_size_and_count_make_pairs_per_image(webui, assert_plain_unchanged):
     res = webui.generate("txt2img", pair_payload("change", batch_size=2, n_iter=2, seed=7), model=SD1)
     assert len(res["images"]) == 8, "2 x 2 images, each a pair"
+    for i in range(0, 8, 2):
+        assert_rest_kept(EDITS["change"], res["images"][i], res["images"][i + 1])
     texts = infotexts(res)
     assert [("source" if "RegEdit pair: source" in t else "target") for t in texts] == ["source", "target"] * 4
     seeds = [json.loads(res["info"])["all_seeds"][i] for i in range(8)]
@@ -85,6 +97,7 @@ def test_hires_fix_pair(webui):
     res = webui.generate("txt2img", payload, model=SD1)
     assert len(res["images"]) == 2
     assert decode_png(res["images"][1]).size == (128, 128)
+    assert_rest_kept(EDITS["change"], res["images"][0], res["images"][1])
 
 
 def test_pasting_the_infotext_restores_the_pair(webui):
@@ -199,7 +212,7 @@ def test_img2img_edits_a_rendered_shapesworld_picture(webui, shapesworld, assert
 def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unchanged):
     """On the bundled model: the edit happens in its box and the inherent object stays (detector)."""
     wants = {"change": ("blue", "circle", LEFT), "add": ("yellow", "triangle", TOP), "remove": None}
-    results = {}
+    results, ssims = {}, []
     for sampler in ("DDIM", "DPM++ 2M"):
         for kind, want in wants.items():
             res = webui.generate("txt2img", pair_payload(kind, prompt="a red circle and a green square", steps=20,
@@ -213,6 +226,8 @@ def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unc
             right = kept = 0
             for source, target in zip(images[0::2], images[1::2]):
                 det = detect(target)
+                kept_box = LEFT if kind != "change" else RIGHT
+                ssims.append(metrics.ssim(source, target, metrics.box_mask(kept_box, 64, 64)))
                 if want is None:
                     right += metrics.match_in_box(det, RIGHT, "green", "square") is None
                 else:
@@ -221,7 +236,9 @@ def test_edits_on_shapesworld_keep_the_rest(webui, shapesworld, assert_plain_unc
                                              *(("red", "circle") if kind != "change" else ("green", "square"))) \
                     is not None
             results[(sampler, kind)] = (right, kept)
-    log(f"edit pairs on ShapesWorld in the WebUI (edit right, inherent kept, of 4): {results}")
+    log(f"edit pairs on ShapesWorld in the WebUI (edit right, inherent kept, of 4): {results}; "
+        f"SSIM over the kept box: mean {sum(ssims) / len(ssims):.3f}, lowest {min(ssims):.3f}")
+    assert min(ssims) >= 0.95, ssims
     for (sampler, kind), (right, kept) in results.items():
         assert right >= 3 and kept >= 3, (sampler, kind, right, kept)
     assert_plain_unchanged("edit pairs on ShapesWorld")

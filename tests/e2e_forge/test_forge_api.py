@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from e2e_webui import (FORGE_IP2P, FORGE_SD1, FORGE_SDXL, decode_png, infotext_of, pixel_diff, pixels, plain_payload,  # noqa: E402
+from e2e_webui import (FORGE_IP2P, FORGE_SD1, FORGE_SDXL, assert_rest_kept, decode_png, infotext_of, pixel_diff, pixels, plain_payload,  # noqa: E402
                        png_b64, with_regions)
 
 SDXL = os.environ.get("REGEDIT_E2E_FORGE_SDXL") == "1"
@@ -262,7 +262,12 @@ def test_edit_pairs(forge, kind, assert_plain_unchanged):
                                                    source_doc))
     for i in (0, 1):
         assert pixel_diff(alone["images"][i], res["images"][2 * i])[1] < 2.0, "the pair's source is not the source's own image"
+    assert_rest_kept(regions, res["images"][0], res["images"][1])
+    old = forge.generate("txt2img", with_regions(plain_payload(prompt="a blue square and a yellow house", seed=5),
+                                                 {"regions": regions, "version": 3}))
+    assert_rest_kept(regions, old["images"][0], old["images"][1], version=3)
     assert_plain_unchanged(f"an edit pair ({kind})")
+
 
 
 @pytest.mark.parametrize("model", MODELS)
