@@ -89,3 +89,15 @@ def test_edit_pair_keeps_the_source_outside_and_mrgd_is_one_switch_away():
     assert not np.array_equal(pixels(mrgd.target)[area == 0], s[area == 0])
     old = edit_pair(pipe, dict(REMOVE, version=3), seed=3, steps=4, width=64, height=64)
     assert np.array_equal(pixels(old.target), pixels(mrgd.target))  # version 3 documents: as before
+
+
+def test_the_margin_stops_at_a_kept_box():
+    doc = parse_region_document({"regions": [
+        {"x": 0.5, "y": 0.2, "w": 0.4, "h": 0.4, "prompt": "a red circle", "edit": "change", "target_prompt": "a blue circle"},
+        {"x": 0.05, "y": 0.2, "w": 0.4, "h": 0.4, "prompt": "a green square"},
+        {"x": 0.45, "y": 0.3, "w": 0.1, "h": 0.1, "prompt": "a dot", "edit": "remove"}]})
+    area = edit_area(doc, 100, 100)
+    assert area[40, 47].item() == 1.0  # the margin between the boxes
+    assert area[40, 30:45].max().item() < 1e-5  # the kept square's box stays the source's
+    assert area[35, 45:55].min().item() == 1.0  # an edited box stays whole, over the kept one too
+    assert area[70, 47].item() > 0.0  # below the kept box the margin goes on

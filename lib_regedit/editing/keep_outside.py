@@ -28,20 +28,25 @@ def edit_area(document: RegionDocument, h: int, w: int, margin: float | None = N
               feather: float | None = None) -> torch.Tensor | None:
     """(h, w) in [0, 1]: the edited boxes grown by ``margin`` of the image, with a soft edge
     ``feather`` wide, at any resolution (the latent's, or the picture's for a paste-back); None when a
-    background edit makes the whole image the edit's."""
+    background edit makes the whole image the edit's. The margin stops at a kept region's box: a kept
+    object next to an edited box stays the source's (the edited boxes themselves stay whole)."""
     from ..masks import box_mask, grown_box
 
     margin = KEEP_MARGIN if margin is None else margin
     feather = KEEP_FEATHER if feather is None else feather
-    area = torch.zeros(h, w)
+    grown, boxes, kept = torch.zeros(h, w), torch.zeros(h, w), torch.zeros(h, w)
     for region in document.regions:
+        own = box_mask(region.x, region.y, region.w, region.h, h, w)
         if not region.is_edited:
+            if not region.is_background:
+                kept = torch.maximum(kept, own)
             continue
         if region.is_background:
             return None
         box = grown_box(region.x, region.y, region.w, region.h, margin)
-        area = torch.maximum(area, box_mask(*box, h, w, feather))
-    return area
+        grown = torch.maximum(grown, box_mask(*box, h, w, feather))
+        boxes = torch.maximum(boxes, own)
+    return torch.maximum(boxes, grown * (1 - kept))
 
 
 def stacked_pairs(n: int) -> list[tuple[int, int]]:
