@@ -114,6 +114,9 @@ class RegEditScript(scripts.Script):
                                                   "pass per step")
                         eta = gr.Slider(1.0, 100.0, value=30.0, step=1.0, label="Layout guidance strength (η)",
                                         elem_id=f"regedit_guidance_scale_{tab}")
+                    keep_rest = gr.Checkbox(True, label="Edits keep the rest of the image", elem_id=f"regedit_keep_{tab}",
+                                            info="outside the edited boxes the edit is the source, pixel for pixel "
+                                                 "(off: MRGD's attention control alone)")
                     with gr.Accordion("Regions as a table", open=False):
                         table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str", "number", "number", "number", "number"],
                                              value=[["", 0.0, 0.0, 0.5, 0.5]], row_count=(1, "dynamic"),
@@ -162,10 +165,10 @@ class RegEditScript(scripts.Script):
                 lime_doc = gr.Textbox("", label="LIME document (JSON)", elem_id=f"regedit_lime_{tab}", lines=1)
                 if is_img2img:  # LIME is on where its task is chosen (a pasted LIME infotext chooses it)
                     lime_on = gr.Checkbox(False, label="LIME", elem_id=f"regedit_lime_enable_{tab}")
-        settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta]
+        settings = [mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels, guided, eta, keep_rest]
         apply.click(table_to_doc, inputs=[table, doc, *settings], outputs=[doc])
         load.click(doc_to_table, inputs=[doc], outputs=[table])
-        for control in (mode, layout, kssa, reweight, levels, guided):
+        for control in (mode, layout, kssa, reweight, levels, guided, keep_rest):
             control.change(settings_to_doc, inputs=[doc, *settings], outputs=[doc])
         if not is_img2img:
             layout.change(outside_note, inputs=[layout], outputs=[note])
@@ -185,6 +188,7 @@ class RegEditScript(scripts.Script):
             (levels, from_infotext(lambda d: list(d.kssa.levels))),
             (guided, from_infotext(lambda d: d.guidance.enabled)),
             (eta, from_infotext(lambda d: d.guidance.scale)),
+            (keep_rest, from_infotext(lambda d: d.keeps_outside(picture=is_img2img))),
             (drag_doc, DRAG_INFOTEXT_KEY),
             (lime_doc, lambda params: pasted_document(params, LIME_INFOTEXT_KEY)),
         ]

@@ -101,3 +101,20 @@ def test_each_task_shows_its_own_parts_and_a_paste_chooses_the_task():
     assert ui.task_from_infotext({INFOTEXT_KEY: json.dumps(DOC)}) == "Regions"
     assert ui.task_from_infotext({"Steps": "20"}) is None
     assert "Layout init" not in ui.outside_note(True, img2img=True)
+
+
+def test_the_keep_the_rest_box_writes_edit_keep_outside_for_edits_only():
+    from lib_regedit.webui.ui_documents import with_settings
+
+    settings = ("attention", 0.3, True, 0.25, False, 15, 1.5, "logit", ["down"], False, 30.0)
+    pair = {"regions": [{"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a red circle", "edit": "remove"}]}
+    kept = json.loads(with_settings(pair, *settings, True))
+    assert "keep_outside" not in kept.get("edit", {})  # version 4's default
+    off = json.loads(with_settings(pair, *settings, False))
+    assert off["edit"]["keep_outside"] is False
+    assert not parse_region_document(off).keeps_outside(picture=False)
+    old = json.loads(with_settings(dict(pair, version=3), *settings, True))
+    assert parse_region_document(old).keeps_outside(picture=False)  # ticked on a version 3 pair: said outright
+    one_image = json.loads(with_settings({"regions": [{"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt": "a"}]},
+                                         *settings, False))
+    assert "edit" not in one_image and parse_region_document(one_image) is not None

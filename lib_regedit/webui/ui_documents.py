@@ -20,7 +20,7 @@ from ..documents.lime import LimeOptions
 TABLE_HEADERS = ["prompt", "x", "y", "w", "h"]
 # The region settings' controls, in the order ``with_settings`` takes them
 REGION_SETTINGS = ("mode", "whole_start", "layout", "init_noise", "kssa", "keywords", "scale", "reweight", "levels",
-                   "guided", "eta")
+                   "guided", "eta", "keep_rest")
 DRAG_SETTINGS = ("start_t", "end_t", "handle_noise")
 LIME_SETTINGS = ("lime_on", "clusters", "points", "feature_step", "until", "grow", "keep_outside", "snap")
 # Measured on the bundled model (docs/placement.md); shown when the user unticks layout init.
@@ -56,7 +56,7 @@ def table_to_doc(table, doc_text: str, *settings):
 
 
 def with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywords, scale, reweight, levels,
-                   guided=False, eta=30.0) -> str:
+                   guided=False, eta=30.0, keep_rest=True) -> str:
     obj = dict(obj)
     obj.setdefault("prompt", "")
     obj.setdefault("regions", [])
@@ -70,7 +70,19 @@ def with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywor
     guidance = dict(guidance) if isinstance(guidance, dict) else {}
     guidance.update(enabled=bool(guided), scale=float(eta))
     obj["guidance"] = guidance
+    if has_edit_roles(obj) and isinstance(obj.get("edit", {}), dict):  # "keep the rest" speaks for edits only
+        edit = dict(obj.get("edit") or {})
+        edit.pop("keep_outside", None)
+        if not keep_rest or not _keeps_by_default(obj):
+            edit["keep_outside"] = bool(keep_rest)
+        obj["edit"] = edit
     return json.dumps(obj)
+
+
+def _keeps_by_default(obj: dict) -> bool:
+    """Whether the document's version keeps an edit pair's rest unless told (version 4 on)."""
+    version = obj.get("version", 4)
+    return not isinstance(version, (int, float)) or version >= 4
 
 
 def settings_to_doc(doc_text: str, *settings):
