@@ -185,7 +185,7 @@ class RegEditScript(scripts.Script):
             (levels, from_infotext(lambda d: list(d.kssa.levels))),
             (guided, from_infotext(lambda d: d.guidance.enabled)),
             (eta, from_infotext(lambda d: d.guidance.scale)),
-            (drag_doc, DRAG_INFOTEXT_KEY),
+            (drag_doc, lambda params: pasted_document(params, DRAG_INFOTEXT_KEY)),
             (lime_doc, lambda params: pasted_document(params, LIME_INFOTEXT_KEY)),
         ]
         self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY, LIME_INFOTEXT_KEY]

@@ -48,11 +48,14 @@ def ring(fill: np.ndarray, changed: np.ndarray | None = None, ring: float = RING
     return around & ~(fill if changed is None else (changed | fill))
 
 
-def seam(image, fill: np.ndarray, changed: np.ndarray | None = None) -> float:
+def seam(image, fill: np.ndarray, changed: np.ndarray | None = None, edge: int = 0) -> float:
     """The seam figure of ``fill`` in ``image`` (module docstring); NaN when the fill or its ring has
-    no background pixel."""
+    no background pixel. ``edge``: object pixels are grown by this many pixels before they are left
+    out, so an object's anti-aliased edge (a blend of its colour and the background's, below the
+    detector's saturation) does not count as background: a box that holds an object scores 0.06 to
+    0.5 on the untouched picture with 0, and 0 to 0.004 with 1."""
     arr = to_array(image).astype(np.float64)
-    background = colour_labels(arr.astype(np.uint8)) < 0
+    background = ~grow(colour_labels(arr.astype(np.uint8)) >= 0, edge)
     inside = fill & background
     around = ring(fill, changed) & background
     if not inside.any() or not around.any():
