@@ -425,7 +425,7 @@
 
             serialise() {
                 const complete = this.pairs.filter((p) => p.handle && p.target);
-                return this.documentText({version: 1},
+                return this.documentText({version: 2},  // lib_regedit/documents/drag.py VERSION
                     complete.map((p) => ({handle: serialiseRegion(p.handle), target: serialiseRegion(p.target)})));
             }
 

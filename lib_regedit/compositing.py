@@ -1,5 +1,13 @@
 """The original picture composited back around an edit, as the WebUI's inpainting does: pixels the
-edit does not touch stay the original's exactly (RegionDrag, region edits of a picture)."""
+edit does not touch stay the original's exactly (RegionDrag, region edits of a picture).
+
+- :func:`paste_back`: the edit inside a (feathered) mask, the original outside;
+- :func:`seamless_paste`: the same after the edit's colours are matched to the original's along the
+  mask's boundary in the gradient domain (Poisson image editing), so a fill whose tone is off (a cream
+  rectangle on white) leaves no patch;
+- :func:`harmonic_fill`: the membrane behind it, also what RegionDrag's vacated handle starts from
+  (``lib_regedit/drag/fill.py``).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +27,37 @@ def paste_back(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
     return Image.fromarray(out.round().astype(np.uint8))
 
 
+def seamless_paste(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
+    """:func:`paste_back` of ``edited`` harmonised with ``original`` first: Pérez, Gangnet & Blake 2003,
+    *Poisson Image Editing*, with the edit's own gradients as the guidance field over the region where
+    ``mask`` > 0 and the original as its boundary. That solution is the edit plus the harmonic membrane
+    of the difference (original - edit) on the boundary (Farbman et al. 2009, *Coordinates for Instant
+    Image Cloning*), which is how it is computed here (:func:`harmonic_fill`): everything the edit drew
+    inside keeps its shape and contrast, and a tone offset against the surroundings (the model's
+    background a few levels off the picture's) is taken out. The feather of ``mask`` then blends the two
+    as :func:`paste_back` does."""
+    edited = edited.convert("RGB")
+    original = original.convert("RGB")
+    if original.size != edited.size:
+        original = original.resize(edited.size, Image.LANCZOS)
+    m = np.asarray(mask, dtype=np.float32).reshape(edited.height, edited.width)
+    region = m > 0
+    if not region.any() or region.all():
+        return paste_back(original, edited, m)
+    # only the region's bounding box and a pixel around it (its boundary) take part
+    ys, xs = np.nonzero(region)
+    y0, y1 = max(0, ys.min() - 1), min(m.shape[0], ys.max() + 2)
+    x0, x1 = max(0, xs.min() - 1), min(m.shape[1], xs.max() + 2)
+    out = np.array(original)
+    o = out[y0:y1, x0:x1].astype(np.float32)
+    e = np.asarray(edited, dtype=np.float32)[y0:y1, x0:x1]
+    inside = region[y0:y1, x0:x1]
+    corrected = e + harmonic_fill(np.where(inside[..., None], 0.0, o - e), inside).astype(np.float32)
+    blend = m[y0:y1, x0:x1, None]
+    out[y0:y1, x0:x1] = np.clip(np.rint(o + (corrected - o) * blend), 0, 255).astype(np.uint8)
+    return Image.fromarray(out)
+
+
 def pixel_mask(mask, height: int, width: int, feather: float = 0.0) -> np.ndarray:
     """A (h, w) mask at a coarser resolution (a latent's, bool or [0, 1]) as a float (height, width)
     mask: each cell covers its pixels (nearest), and a Gaussian of ``feather`` pixels softens the edge
@@ -34,79 +73,86 @@ def pixel_mask(mask, height: int, width: int, feather: float = 0.0) -> np.ndarra
     return np.maximum(hard, np.asarray(image.filter(ImageFilter.GaussianBlur(feather)), dtype=np.float32) / 255)
 
 
-MAX_UNKNOWNS = 8192  # pixels solved at once (about 0.1 s); a larger fill is solved at a coarser scale: the correction is smooth
+DIRECT_UNKNOWNS = 16_384  # a membrane with more unknowns is solved at a lower resolution (a smooth function)
 
 
-def membrane(residual: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """The harmonic (membrane) interpolation into ``inside`` (bool (h, w)) of ``residual`` ((h, w, c),
-    read on the pixels next to ``inside``): zero Laplacian inside, equal to ``residual`` just outside;
-    ``residual`` unchanged outside. Pérez et al. 2003, *Poisson Image Editing*: a seamless clone is the
-    pasted pixels plus this correction (Farbman et al. 2009 compute it as a membrane)."""
-    import scipy.sparse as sparse
+def harmonic_fill(values, mask) -> np.ndarray:
+    """``values`` (H, W) or (H, W, C) with the pixels under ``mask`` (bool (H, W)) replaced by the
+    membrane that solves Laplace's equation there, its boundary the unmasked neighbours' values (the
+    4-neighbour discrete Laplacian; the image border is a mirror). A masked part that touches no
+    unmasked pixel is left as it was.
+
+    Up to :data:`DIRECT_UNKNOWNS` masked pixels the sparse system is solved directly (about 0.2 s);
+    above, the image is averaged over 2x2, 4x4... cells until it has no more, solved there and the
+    membrane resized back (bilinear): a membrane is smooth inside its region, and a pixel or two of it
+    at the boundary is what the feather of :func:`seamless_paste` covers anyway."""
+    from scipy import ndimage
+
+    vals = np.asarray(values, dtype=np.float64)
+    flat = vals.reshape(vals.shape[0], vals.shape[1], -1)
+    inside = np.asarray(mask, dtype=bool)
+    parts, count = ndimage.label(inside)
+    if count:
+        open_parts = np.unique(parts[ndimage.binary_dilation(~inside) & inside])
+        inside = np.isin(parts, open_parts[open_parts > 0])
+    if not inside.any():
+        return vals.copy()
+    return _membrane(flat, inside).reshape(vals.shape)
+
+
+def _membrane(flat: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """:func:`harmonic_fill` of (H, W, C) ``flat`` where every part of ``inside`` touches a known pixel."""
     from scipy.sparse.linalg import spsolve
 
-    h, w = inside.shape
-    out = residual.astype(np.float64).copy()
-    n = int(inside.sum())
-    if n == 0:
-        return out
-    index = -np.ones((h, w), dtype=np.int64)
-    index[inside] = np.arange(n)
+    out = flat.copy()
     ys, xs = np.nonzero(inside)
-    rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.zeros(n)]
-    rhs = np.zeros((n, out.shape[2]))
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        ny, nx = ys + dy, xs + dx
-        valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-        vals[0][valid] += 1.0  # a neighbour beyond the image's edge does not count (no flux there)
-        k = np.nonzero(valid)[0]
-        neighbour = index[ny[k], nx[k]]
-        unknown = neighbour >= 0
-        rows.append(k[unknown])
-        cols.append(neighbour[unknown])
-        vals.append(-np.ones(int(unknown.sum())))
-        known = k[~unknown]
-        rhs[known] += out[ny[known], nx[known]]
-    matrix = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    solution = spsolve(matrix, rhs)
-    out[ys, xs] = solution.reshape(n, -1)
+    if ys.size <= DIRECT_UNKNOWNS or min(inside.shape) < 16:
+        matrix, rhs = _laplace_system(flat, inside, ys, xs)
+        out[ys, xs] = spsolve(matrix.tocsc(), rhs).reshape(ys.size, -1)
+        return out
+    out[ys, xs] = _coarse_membrane(flat, inside)[ys, xs]
     return out
 
 
-def seamless_paste(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
-    """``edited`` inside ``mask`` ((H, W) in [0, 1], soft-edged) and ``original`` outside, with the
-    edited pixels shifted by the membrane of their difference from the original around the mask, so
-    the fill meets its surroundings without a step: a VAE decoder's mid-block attention shifts the
-    tone of a whole decode when part of its latent changes, and a plain paste-back turns that shift
-    into a rectangle's edge. Then blended across the mask's soft edge as :func:`paste_back`. Only the
-    mask's bounding box (and a pixel around it) is computed."""
-    edited = edited.convert("RGB")
-    original = original.convert("RGB")
-    if original.size != edited.size:
-        original = original.resize(edited.size, Image.LANCZOS)
-    out = np.array(original)
-    m_full = np.asarray(mask, dtype=np.float32).reshape(edited.height, edited.width)
-    ys, xs = np.nonzero(m_full > 0)
-    if ys.size == 0:
-        return Image.fromarray(out)
-    y0, y1 = max(0, ys.min() - 1), min(out.shape[0], ys.max() + 2)
-    x0, x1 = max(0, xs.min() - 1), min(out.shape[1], xs.max() + 2)
-    m = m_full[y0:y1, x0:x1]
-    a = out[y0:y1, x0:x1].astype(np.float32)
-    b = np.asarray(edited, dtype=np.float32)[y0:y1, x0:x1]
-    inside = m > 0
-    residual = a - b
+def _laplace_system(flat: np.ndarray, inside: np.ndarray, ys: np.ndarray, xs: np.ndarray):
+    """The sparse system ``A u = b`` of the membrane: one row per masked pixel, its in-image neighbours
+    on the diagonal, -1 for each masked neighbour, the known neighbours' values in ``b``."""
+    from scipy import sparse
+
     h, w = inside.shape
-    scale = 1
-    while inside[::scale, ::scale].sum() > MAX_UNKNOWNS:
-        scale *= 2
-    if scale == 1:
-        shift = membrane(residual, inside)
-    else:  # the correction is smooth: solve it on every scale-th pixel and stretch it back
-        coarse = membrane(residual[::scale, ::scale], inside[::scale, ::scale]).astype(np.float32)
-        shift = np.stack([np.asarray(Image.fromarray(coarse[:, :, c], mode="F").resize((w, h), Image.BILINEAR))
-                          for c in range(coarse.shape[2])], -1)
-    fixed = np.where(inside[:, :, None], b + shift, b)
-    blended = a + (fixed - a) * m[:, :, None]
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return Image.fromarray(out)
+    index = -np.ones((h, w), dtype=np.int64)
+    n = ys.size
+    index[ys, xs] = np.arange(n)
+    rows, cols = [np.arange(n)], [np.arange(n)]
+    diagonal = np.zeros(n)
+    data = []
+    rhs = np.zeros((n, flat.shape[2]))
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        ny, nx = ys + dy, xs + dx
+        ok = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        diagonal += ok
+        neighbour = np.where(ok, index[ny.clip(0, h - 1), nx.clip(0, w - 1)], -1)
+        unknown = ok & (neighbour >= 0)
+        rows.append(np.flatnonzero(unknown))
+        cols.append(neighbour[unknown])
+        data.append(-np.ones(int(unknown.sum())))
+        known = ok & (neighbour < 0)
+        rhs[known] += flat[ny[known], nx[known]]
+    matrix = sparse.csr_matrix((np.concatenate([diagonal] + data), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(n, n))
+    return matrix, rhs
+
+
+def _coarse_membrane(flat: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The membrane solved at half the resolution (a coarse cell is known when any of its pixels is,
+    with their mean; recursively while it has too many unknowns) and resized back."""
+    h, w, c = flat.shape
+    hh, ww = (h + 1) // 2, (w + 1) // 2
+    pad = ((0, 2 * hh - h), (0, 2 * ww - w))
+    known = np.pad(~inside, pad).reshape(hh, 2, ww, 2).astype(np.float64)
+    total = np.stack([np.pad(np.where(inside, 0.0, flat[..., k]), pad).reshape(hh, 2, ww, 2).sum((1, 3))
+                      for k in range(c)], -1)
+    count = known.sum((1, 3))
+    solved = harmonic_fill(total / np.maximum(count, 1)[..., None], count == 0)
+    return np.stack([np.asarray(Image.fromarray(solved[..., k].astype(np.float32)).resize((w, h), Image.BILINEAR))
+                     for k in range(c)], -1).astype(np.float64)

@@ -189,7 +189,7 @@ class RegEditScript(scripts.Script):
             (guided, from_infotext(lambda d: d.guidance.enabled)),
             (eta, from_infotext(lambda d: d.guidance.scale)),
             (keep_rest, from_infotext(lambda d: d.keeps_outside(picture=is_img2img))),
-            (drag_doc, DRAG_INFOTEXT_KEY),
+            (drag_doc, lambda params: pasted_document(params, DRAG_INFOTEXT_KEY)),
             (lime_doc, lambda params: pasted_document(params, LIME_INFOTEXT_KEY)),
         ]
         self.paste_field_names = [INFOTEXT_KEY, DRAG_INFOTEXT_KEY, LIME_INFOTEXT_KEY]

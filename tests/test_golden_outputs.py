@@ -72,6 +72,16 @@ def test_drag(source, tmp_path):
     _check("drag", out)
 
 
+def test_drag_document_version_1_keeps_regiondrags_own_fill(source, tmp_path):
+    """The example as a version 1 document: the golden is the drag's output from before version 2."""
+    document = tmp_path / "drag_v1.json"
+    document.write_text(json.dumps(dict(json.loads((EXAMPLES / "drag_square.json").read_text()), version=1)))
+    out = tmp_path / "drag_v1.png"
+    assert main(["drag", "--image", str(source), "--drag", str(document), "--out", str(out), "--seed", "4",
+                 *STEPS]) == 0
+    _check("drag_v1", out)
+
+
 def test_edit_lime(source, tmp_path):
     out = tmp_path / "lime.png"
     assert main(["edit", "--image", str(source), "--instruction", "make the red circle blue", "--lime",
@@ -114,3 +124,15 @@ def test_edit_regions_picture(source, tmp_path, inversion):
                  *STEPS]) == 0
     _check(f"picture_{inversion}", out)
     _check(f"picture_{inversion}_reconstruction", recon)
+
+
+@pytest.mark.parametrize("inversion", ["negative", "ddim"])
+def test_a_version_3_picture_edit_keeps_the_feathered_paste(source, tmp_path, inversion):
+    """The example as a version 3 document: the golden is the edit's output from before version 4's
+    seamless paste."""
+    document = tmp_path / "edit_v3.json"
+    document.write_text(json.dumps(dict(json.loads((EXAMPLES / "edit_change.json").read_text()), version=3)))
+    out = tmp_path / "edit.png"
+    assert main(["edit-regions", "--regions", str(document), "--image", str(source), "--inversion", inversion,
+                 "--out", str(out), "--seed", "8", *STEPS]) == 0
+    _check(f"picture_{inversion}_v3", out)

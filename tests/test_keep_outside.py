@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lib_regedit.compositing import membrane, seamless_paste
+from lib_regedit.compositing import seamless_paste
 from lib_regedit.documents import parse_region_document
 from lib_regedit.editing.keep_outside import (KEEP_FEATHER, KEEP_MARGIN, edit_area, interleaved_pairs,
                                               keep_source, pair_keep_area, stacked_pairs)
@@ -46,18 +46,6 @@ def test_rows_pair_up_and_targets_take_their_sources_outside():
     assert torch.allclose(out[3][..., 2], (x[2][..., 2] + x[3][..., 2]) / 2)
     with pytest.raises(ValueError):
         keep_source(x, torch.zeros(5, 5), [(0, 1)])
-
-
-def test_the_membrane_meets_the_boundary_and_is_smooth():
-    inside = np.zeros((12, 12), dtype=bool)
-    inside[3:9, 3:9] = True
-    residual = np.zeros((12, 12, 1))
-    residual[:, :, 0] = np.arange(12)[None, :] * 2.0  # a linear ramp is harmonic: kept exactly
-    out = membrane(residual.copy(), inside)
-    assert np.allclose(out, residual)
-    constant = np.full((12, 12, 3), 7.0)
-    constant[inside] = -100  # what lies inside is ignored
-    assert np.allclose(membrane(constant, inside), 7.0)
 
 
 def test_a_seamless_paste_keeps_the_outside_and_removes_a_tone_shift():

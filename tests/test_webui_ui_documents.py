@@ -41,7 +41,7 @@ def test_a_document_the_page_cannot_read_is_left_for_generate_to_name():
 def test_drag_sliders_write_only_what_differs_from_the_defaults():
     text = ui.drag_settings_to_doc("", DRAG_DEFAULTS["start_t"], 0.3, DRAG_DEFAULTS["handle_noise"])
     obj = json.loads(text)
-    assert obj == {"version": 1, "pairs": [], "end_t": 0.3}
+    assert obj == {"version": 2, "pairs": [], "end_t": 0.3}
     assert parse_drag_document(text, field="drag").end_t == 0.3
 
 
@@ -60,6 +60,17 @@ def test_a_pasted_infotext_from_before_versions_keeps_version_1():
     tagged = json.dumps(dict(DOC, version=3))
     assert ui.pasted_document({INFOTEXT_KEY: tagged}) == tagged
     assert json.loads(ui.pasted_document({LIME_INFOTEXT_KEY: "{}"}, LIME_INFOTEXT_KEY)) == {"version": 1}
+
+
+def test_a_pasted_drag_infotext_without_a_version_keeps_version_1s_fill():
+    pair = {"handle": {"type": "polygon", "points": [[0, 0], [0.2, 0], [0, 0.2]]},
+            "target": {"type": "polygon", "points": [[0.5, 0.5], [0.7, 0.5], [0.5, 0.7]]}}
+    untagged = json.dumps({"pairs": [pair]})
+    pasted = ui.pasted_document({DRAG_INFOTEXT_KEY: untagged}, DRAG_INFOTEXT_KEY)
+    assert json.loads(pasted)["version"] == 1
+    assert ui.PASTED[DRAG_INFOTEXT_KEY](untagged).settings()["match_surroundings"] is False
+    tagged = json.dumps({"version": 2, "pairs": [pair]})
+    assert ui.pasted_document({DRAG_INFOTEXT_KEY: tagged}, DRAG_INFOTEXT_KEY) == tagged
 
 
 def test_drawn_boxes_are_lime_regions_and_edit_roles_are_seen():

@@ -4,7 +4,7 @@ Written by the img2img drag panel, sent through the API and the infotext, valida
 coordinate is a fraction of the image with a top-left origin (``x`` of the width, ``y`` of the
 height), like the region document. A minimal document::
 
-    {"version": 1,
+    {"version": 2,
      "pairs": [
        {"handle": {"type": "polygon", "points": [[0.1, 0.1], [0.3, 0.1], [0.2, 0.3]]},
         "target": {"type": "polygon", "points": [[0.5, 0.1], [0.7, 0.1], [0.6, 0.3]]}},
@@ -17,6 +17,15 @@ the schedule, 0.5), ``end_t`` (copy-paste while the timestep is above this fract
 ``handle_noise`` (the noise share of the handle at the start, 1.0; RegionDrag's interface uses 0.6,
 which on ShapesWorld left the object behind in every case, ``eval --drag``), ``copy_paste_every_step`` (the reference
 implementation's behaviour, false) and ``mutual_self_attention`` (true).
+
+``version``: the defaults a document was written against. Version 2 (the current one) fills the
+vacated handle from what lies around it and blends the result in seamlessly (``match_surroundings``,
+``lib_regedit/drag/fill.py``), and grows a brush handle to the objects it covers (``grow_handles``,
+``lib_regedit/drag/grow.py``); version 1 is RegionDrag's own fill (the handle turned to noise, the
+result pasted back with a feather) and the brush as painted. Each of the two is ``true``/``false`` in
+the document, or unset (``null``) for its version's default. A document without ``version`` is read
+as the current one, except a pasted infotext's (``untagged_version=1``): documents written before
+version 2 keep the behaviour they were made with.
 
 Regions (RegionDrag, "Dense mapping between user-defined regions"):
 
@@ -50,11 +59,14 @@ MAX_RADIUS = 0.5
 MIN_POLYGON_AREA = 1e-6  # as a fraction of the image area: about a quarter pixel at 512x512
 REGION_TYPES = ("polygon", "mask")
 
+VERSION = 2
 DOCUMENT_FIELDS = ("version", "pairs", "start_t", "end_t", "handle_noise", "copy_paste_every_step",
-                   "mutual_self_attention")
+                   "mutual_self_attention", "match_surroundings", "grow_handles")
 # RegionDrag's settings, optional in the document (its defaults: lib_regedit/drag/region_drag.py)
 SETTING_DEFAULTS = {"start_t": 0.5, "end_t": 0.2, "handle_noise": 1.0, "copy_paste_every_step": False,
                     "mutual_self_attention": True}
+# settings whose default is the document version's: off in version 1 (RegionDrag's own), on from 2
+VERSION_SETTINGS = ("match_surroundings", "grow_handles")
 PAIR_FIELDS = ("handle", "target")
 POLYGON_FIELDS = ("type", "points")
 MASK_FIELDS = ("type", "strokes")
@@ -138,18 +150,24 @@ class DragPair:
 @dataclass(frozen=True)
 class DragDocument:
     pairs: tuple[DragPair, ...]
-    version: int = 1
+    version: int = VERSION
     start_t: float = SETTING_DEFAULTS["start_t"]
     end_t: float = SETTING_DEFAULTS["end_t"]
     handle_noise: float = SETTING_DEFAULTS["handle_noise"]
     copy_paste_every_step: bool = SETTING_DEFAULTS["copy_paste_every_step"]
     mutual_self_attention: bool = SETTING_DEFAULTS["mutual_self_attention"]
+    match_surroundings: bool | None = None  # None: the version's (on from version 2)
+    grow_handles: bool | None = None  # None: the version's (on from version 2)
 
     def settings(self) -> dict:
-        return {name: getattr(self, name) for name in SETTING_DEFAULTS}
+        """Every setting, the version's default where the document leaves one unset."""
+        return {**{name: getattr(self, name) for name in SETTING_DEFAULTS},
+                **{name: version_default(self.version) if getattr(self, name) is None else getattr(self, name)
+                   for name in VERSION_SETTINGS}}
 
     def to_dict(self) -> dict:
-        changed = {k: v for k, v in self.settings().items() if v != SETTING_DEFAULTS[k]}
+        changed = {k: getattr(self, k) for k in SETTING_DEFAULTS if getattr(self, k) != SETTING_DEFAULTS[k]}
+        changed.update({k: getattr(self, k) for k in VERSION_SETTINGS if getattr(self, k) is not None})
         return {"version": self.version, "pairs": [p.to_dict() for p in self.pairs], **changed}
 
     def to_json(self) -> str:
@@ -157,17 +175,26 @@ class DragDocument:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_drag_document(value: Any, field: str = "drag") -> DragDocument | None:
+def version_default(version: int) -> bool:
+    """The default of ``match_surroundings`` and ``grow_handles`` in a document of ``version``."""
+    return version >= 2
+
+
+def parse_drag_document(value: Any, field: str = "drag", untagged_version: int = VERSION) -> DragDocument | None:
     """Validate a drag document given as a dict or a JSON string.
 
     Returns ``None`` for an empty value (no drag requested). Raises :class:`RegEditError` whose
-    field is a path such as ``drag.pairs[1].target.points[2]``.
+    field is a path such as ``drag.pairs[1].target.points[2]``. A document without ``version`` is
+    read as ``untagged_version``: the current one, except for a pasted infotext's (pass 1).
     """
     obj = load_json_object(value, field, EXAMPLE)
     if obj is None:
         return None
     reject_unknown(obj, DOCUMENT_FIELDS, field)
-    version = get_number(obj, "version", field, default=1, lo=1, hi=1)
+    version = get_number(obj, "version", field, default=untagged_version, lo=1, hi=VERSION)
+    if version != int(version):
+        raise RegEditError(_path(field, "version"), f"{version:g} is not a whole number",
+                           f"write 1 (RegionDrag's own fill) or {VERSION} (the current defaults)")
     raw_pairs = get_list(obj, "pairs", field, max_items=MAX_PAIRS, required=True)
     budget = [MAX_TOTAL_POINTS]
     pairs = tuple(_parse_pair(p, _path(field, f"pairs[{i}]"), budget) for i, p in enumerate(raw_pairs))
@@ -176,6 +203,8 @@ def parse_drag_document(value: Any, field: str = "drag") -> DragDocument | None:
                 for name in ("start_t", "end_t", "handle_noise")}
     for name in ("copy_paste_every_step", "mutual_self_attention"):
         settings[name] = get_bool(obj, name, field, default=SETTING_DEFAULTS[name])
+    for name in VERSION_SETTINGS:  # null or absent: the version's default
+        settings[name] = None if obj.get(name) is None else get_bool(obj, name, field, default=True)
     return DragDocument(pairs=pairs, version=int(version), **settings)
 
 

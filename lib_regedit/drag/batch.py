@@ -3,8 +3,9 @@
 The diffusers API and command line drag one picture (``diffusers_drag.py``); the WebUI adapter
 (``lib_regedit/webui/image_tasks.py``) replaces img2img's sampling with :func:`drag_batch` when the drag document has pairs: it hands in the checkpoint's noise prediction per
 batch row (that row's prompt, no classifier-free guidance, as RegionDrag runs) and its ``attach``, the
-init latents, the seeds, and the WebUI's progress and interrupt. The WebUI decodes the result; the
-adapter composites the original back outside the edit.
+init latents, the seeds, the brush handles' growth (``grow.py``) and the WebUI's progress and interrupt.
+The WebUI decodes the result; the adapter composites the original back outside the edit
+(``composite.py``, with the same growth).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ def drag_batch(eps_of_row: Callable[[int, torch.Tensor, int], torch.Tensor], ini
                document: DragDocument, steps: int, alphas_cumprod: torch.Tensor,
                attach: Callable[[Controller], ContextManager],
                progress: Callable[[int, int], None] | None = None,
-               should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
+               should_stop: Callable[[], bool] | None = None, grown=None) -> torch.Tensor:
     """Each row of ``init_latent`` (B, C, H, W) dragged with its own seed; returns (B, C, H, W).
     ``eps_of_row(row, z, t)`` is the model's noise prediction with that row's prompt and
     ``attach(controller)`` gives the model the drag's attention effect: a checkpoint's ``eps`` and
-    ``attach`` (``lib_regedit/backends/checkpoint.py``)."""
-    return drag_rows(eps_of_row, init_latent, seeds, dense_mapping(document, *init_latent.shape[-2:]),
+    ``attach`` (``lib_regedit/backends/checkpoint.py``). ``grown``: the brush handles' growth
+    (``grow.grown_handles`` of the init image), also handed to the composite."""
+    return drag_rows(eps_of_row, init_latent, seeds, dense_mapping(document, *init_latent.shape[-2:], grown=grown),
                      options_for(document, steps), alphas_cumprod, attach, progress, should_stop)
 
 

@@ -28,6 +28,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="paste at every step whatever --end-t says (the reference implementation's behaviour)")
     dr.add_argument("--no-mutual-self-attention", action="store_true",
                     help="for comparison: keep each branch's own keys and values")
+    dr.add_argument("--no-match-surroundings", action="store_true",
+                    help="RegionDrag's own fill: the handle turned to noise and the result pasted back with a feather "
+                         "(drag document version 1's), not filled from its surroundings and blended in seamlessly")
+    dr.add_argument("--no-grow-handles", action="store_true",
+                    help="brush handles as painted (drag document version 1's), not grown to the objects they cover")
     dr.set_defaults(func=run)
     return dr
 
@@ -96,7 +101,9 @@ def _flag_settings(args) -> dict:
     """The drag settings the flags give; ``None`` where a flag is absent (the document's setting stays)."""
     return {"start_t": args.start_t, "end_t": args.end_t, "handle_noise": args.handle_noise,
             "mutual_self_attention": False if args.no_mutual_self_attention else None,
-            "copy_paste_every_step": True if args.copy_paste_every_step else None}
+            "copy_paste_every_step": True if args.copy_paste_every_step else None,
+            "match_surroundings": False if args.no_match_surroundings else None,
+            "grow_handles": False if args.no_grow_handles else None}
 
 
 def _dragbench(args, options, notes) -> int:
@@ -107,6 +114,7 @@ def _dragbench(args, options, notes) -> int:
 
     from .. import generation_limits as limits
     from ..api import native_size
+    from ..compositing import paste_back, seamless_paste
     from . import dragbench
     from .diffusers_drag import drag_mapped
 
@@ -126,8 +134,8 @@ def _dragbench(args, options, notes) -> int:
         mapping = dragbench.latent_mapping(case, *size, pipe.vae_scale_factor)
         edited = drag_mapped(pipe, image, mapping, prompt=args.prompt or case.prompt, seed=args.seed, options=options,
                              progress=False)
-        mask = np.asarray(Image.fromarray(case.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST))[..., None] > 0
-        result = Image.fromarray(np.where(mask, np.asarray(edited), np.asarray(image)))
+        mask = np.asarray(Image.fromarray(case.mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
+        result = (seamless_paste if options.match_surroundings else paste_back)(image, edited, mask)
         save_png(result, (out_root / case.name).with_suffix(".png"))
     print_notes(notes)
     return 0

@@ -23,6 +23,7 @@ from ..images import check_image, check_image_size
 from ..infotext import DRAG_INFOTEXT_KEY, parameters_text
 from ..progress import PhaseBars
 from .composite import composite
+from .grow import grown_handles
 from .mapping import dense_mapping
 from .batch import drag_rows
 from .options import DragOptions, check_options, options_for
@@ -54,9 +55,11 @@ def drag(pipe, image, document, *, prompt: str = "", seed: int = 0, options: Dra
 
     image = check_image(image, vae_factor=pipe.vae_scale_factor, native=native_size(pipe))
     width, height = image.size
-    mapping = dense_mapping(doc, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    latent_hw = (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    grown = grown_handles(doc, image, latent_hw, options.grow_handles)
+    mapping = dense_mapping(doc, *latent_hw, grown=grown)
     edited = drag_mapped(pipe, image, mapping, prompt=prompt, seed=seed, options=options, progress=progress)
-    result = composite(image, edited, doc)
+    result = composite(image, edited, doc, grown, seamless=options.match_surroundings)
     params = {"Steps": options.steps, "Sampler": "RegionDrag (Cycle-SDE)", "Seed": seed, "Size": f"{width}x{height}",
               "Model": model_name, "RegEdit drag options": _options_text(options), DRAG_INFOTEXT_KEY: doc.to_json()}
     return DragResult(result, parameters_text(prompt, "", params), doc, options)

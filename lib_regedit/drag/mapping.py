@@ -11,6 +11,9 @@ applied to each target cell's centre.
   lines, so no dependency);
 - brush masks: the target's bounding box scaled onto the handle's, horizontally and vertically.
 
+A brush handle may be grown to the objects it covers (``grow.py``): the grown cells join the handle,
+and the target gains the cells whose source, through the same transform, lands in them.
+
 Cells are those of a grid of ``height x width`` (the latent, or the image): a cell belongs to a
 region when its centre does. When targets overlap, later pairs win. All pure functions on numpy
 arrays; coordinates are image fractions with a top-left origin, as in the drag document.
@@ -128,16 +131,29 @@ def pair_sources(pair: DragPair, xs: np.ndarray, ys: np.ndarray, aspect: float) 
     return apply_transform(solve(pair.target.points, pair.handle.points), xs, ys)
 
 
-def dense_mapping(document: DragDocument, height: int, width: int, field: str = "drag") -> DenseMapping:
+def sample_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A bool mask at any resolution read at the cell centres of a ``height x width`` grid."""
+    xs, ys = cell_centres(height, width)
+    mh, mw = mask.shape
+    return mask[np.minimum((ys * mh).astype(np.int64), mh - 1), np.minimum((xs * mw).astype(np.int64), mw - 1)]
+
+
+def dense_mapping(document: DragDocument, height: int, width: int, field: str = "drag", grown=None) -> DenseMapping:
     """Every target cell of every pair and the handle cell it copies from, on a ``height x width``
-    grid; later pairs win where targets overlap. Source positions round to the nearest cell."""
+    grid; later pairs win where targets overlap. Source positions round to the nearest cell.
+    ``grown``: per pair, a bool mask (any resolution) the handle grows by, or None (``grow.py``)."""
     xs, ys = cell_centres(height, width)
     source_of = np.full(height * width, -1, dtype=np.int64)
     handles = np.zeros((height, width), dtype=bool)
     aspect = width / height
     for i, pair in enumerate(document.pairs):
-        handles |= region_mask(pair.handle, height, width)
+        handle = region_mask(pair.handle, height, width)
         target = region_mask(pair.target, height, width)
+        extra = None if grown is None or grown[i] is None else sample_mask(grown[i], height, width)
+        if extra is not None:
+            handle |= extra
+            target |= _reaching(pair, extra, xs, ys, aspect)
+        handles |= handle
         if not target.any():
             continue  # smaller than one cell at this resolution
         try:
@@ -152,3 +168,17 @@ def dense_mapping(document: DragDocument, height: int, width: int, field: str = 
         row = np.clip(np.floor(sy * height), 0, height - 1).astype(np.int64)
         source_of[np.flatnonzero(target)] = row * width + col
     return DenseMapping.from_sources(source_of, handles)
+
+
+def _reaching(pair: DragPair, handle: np.ndarray, xs: np.ndarray, ys: np.ndarray, aspect: float) -> np.ndarray:
+    """The cells whose source through ``pair``'s transform lies inside the image, in ``handle``."""
+    height, width = handle.shape
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        try:
+            sx, sy = pair_sources(pair, xs, ys, aspect)
+        except np.linalg.LinAlgError:
+            return np.zeros_like(handle)  # dense_mapping names the pair
+        inside = np.isfinite(sx) & np.isfinite(sy) & (sx >= 0) & (sx < 1) & (sy >= 0) & (sy < 1)
+    col = np.clip(np.floor(np.where(inside, sx, 0) * width), 0, width - 1).astype(np.int64)
+    row = np.clip(np.floor(np.where(inside, sy, 0) * height), 0, height - 1).astype(np.int64)
+    return inside & handle[row, col]

@@ -17,6 +17,8 @@ class DragOptions:
     handle_noise: float = 1.0
     mutual_self_attention: bool = True
     copy_paste_every_step: bool = False
+    match_surroundings: bool = True  # drag document version 2's default (version 1: False)
+    grow_handles: bool = True  # drag document version 2's default (version 1: False)
 
     @property
     def evaluations(self) -> int:

@@ -4,7 +4,8 @@ self-attention, in one inversion-denoising cycle and no gradients.
 1. Cycle-SDE inversion of the image latent up to ``start_t`` of the schedule (``inversion.py``),
    the inversion branch recording its self-attention keys and values.
 2. At the start the handle cells are mixed with fresh noise, ``sqrt(1 - s²) z + s ε`` (``s`` the
-   handle noise), so the model can paint what was behind the object.
+   handle noise), so the model can paint what was behind the object; with ``match_surroundings``
+   (drag document version 2) ``ε`` is the handle's surroundings noised to the start (``fill.py``).
 3. Denoise with the stored noise (dragged like the latents), the keys and values of every
    self-attention replaced by the inversion branch's at the same step (mutual self-attention), and
    the handle's latents copied from the cached inversion latents onto the targets before every step
@@ -25,6 +26,7 @@ import torch
 
 from ..attention.effects.mutual_self_attention import MutualSelfAttention
 from .copy_paste import noise_handles, paste
+from .fill import fill_handles
 from .inversion import denoise_step, drag_timesteps, invert
 from .mapping import DenseMapping
 from .options import DragOptions, options_for  # noqa: F401 (the loop's settings; options.py)
@@ -77,7 +79,10 @@ def drag_latent(eps: Eps, z0: torch.Tensor, mapping: DenseMapping, alphas_cumpro
         return z0
     if attention is not None:
         attention.mode = "replace" if options.mutual_self_attention else "off"
-    x = noise_handles(cache.latents[0], mapping, options.handle_noise, generator)
+    if options.match_surroundings:
+        x = fill_handles(cache.latents[0], z0, mapping, options.handle_noise, cache.alphas[0], generator)
+    else:
+        x = noise_handles(cache.latents[0], mapping, options.handle_noise, generator)
     for j, t in enumerate(timesteps):
         if stop():
             break

@@ -275,10 +275,25 @@ def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
 def paste_outside(picture, edited, document: RegionDocument):
     """The edit with the picture itself outside its edit area (``edit.paste_outside``): pixels the edit
     does not touch stay the picture's exactly, as the WebUI's inpainting composites its result.
-    Returns ``edited`` unchanged when the option is off or the whole image is edited."""
-    from ..compositing import paste_back
+    Returns ``edited`` unchanged when the option is off or the whole image is edited.
+
+    From region document version 4 the paste is seamless (:func:`harmonises`): the model painted the
+    edited boxes' background a few levels off the picture's (a pale lavender rectangle on white), and
+    a feather alone leaves that patch with a soft edge; documents of earlier versions keep the plain
+    feathered paste."""
+    from ..compositing import paste_back, seamless_paste
 
     if not (document.keeps_outside(picture=True) and document.edit.paste_outside):
         return edited
     area = edit_area(document, edited.height, edited.width)
-    return edited if area is None else paste_back(picture, edited, area.numpy())
+    if area is None:
+        return edited
+    return (seamless_paste if harmonises(document) else paste_back)(picture, edited, area.numpy())
+
+
+def harmonises(document: RegionDocument) -> bool:
+    """Whether a picture's edit is pasted back seamlessly (Poisson image editing, Pérez et al. 2003;
+    ``lib_regedit/compositing.py``): the edit's colours matched to the picture's along the edit area's
+    boundary, so what it painted keeps its shapes and loses its tone offset. On from region document
+    version 4 (``eval --inversion``'s seam column, docs/picture-editing.md)."""
+    return document.version >= 4

@@ -354,7 +354,8 @@ def main(argv=None, prog: str = "python -m lib_regedit eval") -> int:
     if args.drag:
         from . import drag_eval
 
-        drag_summary = drag_eval.evaluate(pipe, n=args.drag_cases, log=lambda m: print(m, file=sys.stderr))
+        drag_summary = drag_eval.evaluate(pipe, n=args.drag_cases, image_dir=Path(args.images) if args.images else None,
+                                          log=lambda m: print(m, file=sys.stderr))
         return _report(drag_summary, drag_eval.format_table(drag_summary), args)
     summary = evaluate(pipe, seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, cfg=args.cfg,
                        layouts=held_out_layouts(args.held_out) if args.held_out else LAYOUTS[:args.layouts],

@@ -9,7 +9,13 @@ remove, add). Figures:
   VAE's own round trip (the ceiling), and the inversion's time as a multiple of one region generation
   at the same steps;
 - edits: SSIM-i of the edit against the picture over the inherent regions' boxes, edit right and kept
-  (``edit_eval.score`` with the picture as the source).
+  (``edit_eval.score`` with the picture as the source);
+- seam: over the edited boxes grown by the edit's margin (``real_edit.edit_area`` at 0.5 and up),
+  the largest channel difference between their background's mean colour and the picture's around
+  the edit area, over 255 (``traces.seam``, objects and their anti-aliased edges left out), for the
+  paste of the document's version (4: seamless) and of version 3 (the feathered paste) on the same
+  edit: the model runs once per case with ``paste_outside`` off and both pastes are applied to its
+  result (``real_edit.paste_outside``).
 
 An inversion depends on the source prompts only, and the four cases of a layout share them, so each
 layout is inverted once per method (``lib_regedit.inversion.InversionCache``). ``--picture-background
@@ -25,6 +31,7 @@ import numpy as np
 
 from ..shapesworld.data import BACKGROUNDS, COLOURS, Scene, ShapeObject, render
 from .edit_eval import KINDS, edit_cases, score
+from .traces import seam
 
 METHODS = ("ddim", "negative", "nulltext")
 
@@ -45,7 +52,9 @@ def evaluate(pipe, layouts, *, methods=METHODS, steps: int = 20, cfg: float = 7.
     """``background``: a background region with this prompt joins every case's document (the
     picture's background described, as a user would)."""
     from ..api import generate
+    from ..documents import parse_region_document
     from ..editing.diffusers_real import decode, edit_image, encode_image
+    from ..editing.real_edit import paste_outside
     from ..inversion import InversionCache
     from ..inversion.invert import DEFAULT_FIXED_POINT
 
@@ -67,22 +76,29 @@ def evaluate(pipe, layouts, *, methods=METHODS, steps: int = 20, cfg: float = 7.
         for method in methods:
             cache = InversionCache()
             for case in cases:
+                document = dict(case["document"], edit=dict(case["document"].get("edit") or {}, paste_outside=False))
                 t0 = time.perf_counter()
-                result = edit_image(pipe, image, case["document"], inversion=method, steps=steps, guidance_scale=cfg,
+                result = edit_image(pipe, image, document, inversion=method, steps=steps, guidance_scale=cfg,
                                     cache=cache, nulltext=nulltext, fixed_point=fixed_point)
+                ours = parse_region_document(case["document"])
+                target = paste_outside(image, result.target, ours)
                 elapsed = time.perf_counter() - t0
                 row = rows[method]
                 if not result.extras["cached"]:
                     row["psnr"].append(psnr(result.source, image))
                     row["inversion_s"].append(result.extras["inversion"].seconds)
                     row["edit_s"].append(elapsed - result.extras["inversion"].seconds)
-                row[case["kind"]].append(score(image, result.target, case))
+                old = paste_outside(image, result.target, parse_region_document(dict(case["document"], version=3)))
+                fill, changed = edit_fill(ours, size)
+                row[case["kind"]].append(dict(score(image, target, case), seam=seam(target, fill, changed, edge=1),
+                                              seam_v3=seam(old, fill, changed, edge=1),
+                                              right_v3=score(image, old, case)["right"]))
                 if image_dir is not None:
                     from PIL import Image
 
                     image_dir.mkdir(parents=True, exist_ok=True)
-                    strip = Image.new("RGB", (size * 3, size))
-                    for i, im in enumerate((image, result.source, result.target)):
+                    strip = Image.new("RGB", (size * 4, size))
+                    for i, im in enumerate((image, result.source, old, target)):
                         strip.paste(im, (size * i, 0))
                     strip.save(image_dir / f"{li:02d}_{case['kind'].replace(' ', '-')}_{method}.png")
         log(f"layout {li + 1}/{len(layouts)} done")
@@ -99,17 +115,37 @@ def evaluate(pipe, layouts, *, methods=METHODS, steps: int = 20, cfg: float = 7.
     return out
 
 
+def edit_fill(document, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the edited boxes grown by the edit's margin, everything the edit may change), bool masks at
+    ``size``: the seam's fill and the area its ring stays out of."""
+    from ..editing.real_edit import edit_area
+
+    area = edit_area(document, size, size)
+    if area is None:  # a background edit: the whole picture
+        everything = np.ones((size, size), dtype=bool)
+        return everything, everything
+    area = area.numpy()
+    return area >= 0.5, area > 0
+
+
 def _stats(rs) -> dict:
     def mean(key):
         values = [float(r[key]) for r in rs if r[key] == r[key]]
         return float(np.mean(values)) if values else float("nan")
-    return {"n": len(rs), "ssim_i": mean("ssim_i"), "right": mean("right"), "kept": mean("kept")}
+
+    def worst(key):
+        values = [float(r[key]) for r in rs if r[key] == r[key]]
+        return float(np.max(values)) if values else float("nan")
+    return {"n": len(rs), "ssim_i": mean("ssim_i"), "right": mean("right"), "kept": mean("kept"),
+            "seam": mean("seam"), "seam_max": worst("seam"), "seam_v3": mean("seam_v3"),
+            "seam_v3_max": worst("seam_v3"), "right_v3": mean("right_v3")}
 
 
 def format_table(summary: dict) -> str:
     lines = [f"VAE round trip (the ceiling): {summary['vae_psnr']:.2f} dB; one region generation "
              f"{summary['generation_s']:.2f} s at {summary['steps']} steps",
-             "inversion  PSNR dB  (min)   inversion x gen  edit x gen  | kind            n  SSIM-i  edit right  kept"]
+             "inversion  PSNR dB  (min)   inversion x gen  edit x gen  | kind            n  SSIM-i  edit right  kept   "
+             "seam/255 (max)  version 3: seam/255 (max)  edit right"]
     for method, m in summary["methods"].items():
         first = True
         for kind in ("all", *KINDS):
@@ -117,9 +153,10 @@ def format_table(summary: dict) -> str:
                 continue
             s = m[kind]
             head = (f"{method:9s}  {m['psnr']:6.2f}  ({m['psnr_min']:5.2f})  {m['inversion_x_generation']:13.2f}  "
-                    f"{m['edit_x_generation']:10.2f}" if first else " " * 61)
+                    f"{m['edit_x_generation']:10.2f}" if first else " " * 53)
             lines.append(f"{head}  | {kind:14s} {s['n']:2d}  {s['ssim_i']:.3f}   {s['right']:.3f}       "
-                         f"{s['kept']:.3f}")
+                         f"{s['kept']:.3f}  {s['seam'] * 255:5.1f} ({s['seam_max'] * 255:4.1f})       "
+                         f"{s['seam_v3'] * 255:5.1f} ({s['seam_v3_max'] * 255:4.1f})             {s['right_v3']:.3f}")
             first = False
     return "\n".join(lines)
 

@@ -50,13 +50,17 @@ def ring(fill: np.ndarray, changed: np.ndarray | None = None, ring: float = RING
     return grow(changed, max(1, int(round(ring * max(h, w))))) & ~changed
 
 
-def seam(image, fill: np.ndarray, changed: np.ndarray | None = None) -> float:
+def seam(image, fill: np.ndarray, changed: np.ndarray | None = None, edge: int | None = None) -> float:
     """The seam figure of ``fill`` in ``image`` (module docstring); NaN when the fill or its ring has
-    no background pixel."""
+    no background pixel. ``edge``: object pixels are grown by this many pixels before they are left
+    out, so an object's anti-aliased edge (a blend of its colour and the background's, below the
+    detector's saturation) does not count as background: a box that holds an object scores 0.06 to
+    0.5 on the untouched picture with 0, and 0 to 0.004 with 1. Default: ``EDGE`` of the image side."""
     arr = to_array(image).astype(np.float64)
     h, w = fill.shape
-    objects = colour_labels(arr.astype(np.uint8)) >= 0
-    background = ~grow(objects, max(1, int(round(EDGE * max(h, w)))))  # an object's soft edge is not background
+    if edge is None:
+        edge = max(1, int(round(EDGE * max(h, w))))
+    background = ~grow(colour_labels(arr.astype(np.uint8)) >= 0, edge)  # an object's soft edge is not background
     inside = fill & background
     around = ring(fill, changed) & background
     if not inside.any() or not around.any():

@@ -17,6 +17,7 @@ from ..documents.drag import EXAMPLE as DRAG_EXAMPLE, require_pairs
 from ..documents.fields import load_json_object
 from ..documents.lime import parse_lime_document
 from ..drag import batch as drag_batch
+from ..drag.grow import grown_handles
 from ..drag.region_drag import options_for
 from ..editing.real_edit import edit_latents
 from ..inversion import InversionCache
@@ -109,8 +110,11 @@ def _drag_sample(p, document, seeds, prompts):
         with torch.no_grad():
             return checkpoint.eps(x, t, conds[min(i, len(conds) - 1)]).cpu()
 
-    latents = drag_batch.drag_batch(eps_of_row, checkpoints.init_means(p), seeds, document, p.steps,
-                                    checkpoint.alphas, checkpoint.attach, progress, _cancelled)
+    init = checkpoints.init_means(p)
+    run = run_of(p)
+    run.drag_growth = grown_handles(document, checkpoints.init_image(p), tuple(init.shape[-2:]))
+    latents = drag_batch.drag_batch(eps_of_row, init, seeds, document, p.steps, checkpoint.alphas, checkpoint.attach,
+                                    progress, _cancelled, grown=run.drag_growth)
     return latents.to(p.init_latent.device, p.init_latent.dtype)
 
 
@@ -207,7 +211,7 @@ def paste_outside(p, pp) -> None:
     if drag is not None:
         from ..drag.composite import composite
 
-        pp.image = composite(checkpoints.init_image(p), pp.image, drag)
+        pp.image = composite(checkpoints.init_image(p), pp.image, drag, run_of(p).drag_growth)
     edit = run_of(p).picture_edit
     if edit is not None and getattr(p, "batch_index", 0) % 2 == 1:  # the edit of each (reconstruction, edit)
         from ..editing.real_edit import paste_outside as paste

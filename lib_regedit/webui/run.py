@@ -14,6 +14,7 @@ class Run:
     session: Any = None  # region prompts or an edit pair (``session.WebUISession``)
     lime: Any = None  # LIME's two passes (``lime.webui_lime.LimeSession``)
     drag: Any = None  # the drag document, for the composite
+    drag_growth: Any = None  # its brush handles' growth on the init image (drag/grow.py), for the composite
     picture_edit: Any = None  # a picture's region edit document, for the paste outside its boxes
     checkpoint: Any = None  # the model interface for this generation (``checkpoints.current``)
     layout: list | None = None  # layout init's inverted sketches, the same for every batch

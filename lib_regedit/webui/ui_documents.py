@@ -10,7 +10,7 @@ import dataclasses
 import json
 
 from ..documents import parse_drag_document, parse_region_document
-from ..documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS
+from ..documents.drag import SETTING_DEFAULTS as DRAG_DEFAULTS, VERSION as DRAG_VERSION
 from ..documents.fields import load_json_object
 from ..documents.lime import LimeDocument, parse_lime_document
 from ..errors import RegEditError
@@ -94,7 +94,7 @@ def settings_to_doc(doc_text: str, *settings):
 
 
 def pasted_document(params, key: str = INFOTEXT_KEY):
-    """The infotext's region (or LIME) document for the hidden field. One written before document
+    """The infotext's region, drag or LIME document for the hidden field. One written before document
     versions existed is tagged ``"version": 1``, so it keeps the defaults it was made with."""
     text = params.get(key)
     try:
@@ -124,7 +124,7 @@ def outside_note(layout: bool, img2img: bool = False) -> str:
 def drag_settings_to_doc(drag_text: str, start_t, end_t, handle_noise):
     """The drag sliders written into the drag document (the panel keeps keys it does not draw)."""
     try:
-        obj = load_json_object(drag_text, "drag") or {"version": 1, "pairs": []}
+        obj = load_json_object(drag_text, "drag") or {"version": DRAG_VERSION, "pairs": []}
     except RegEditError:
         return drag_text
     values = {"start_t": float(start_t), "end_t": float(end_t), "handle_noise": float(handle_noise)}
@@ -154,9 +154,10 @@ def lime_settings_to_doc(lime_text: str, enabled, clusters, points, feature_step
     return LimeDocument(options, old.roi, old.version).to_json()
 
 
-# How a pasted infotext entry is read: region and LIME documents written before versions existed keep version 1.
+# How a pasted infotext entry is read: region, drag and LIME documents written before versions existed keep
+# version 1.
 PASTED = {INFOTEXT_KEY: lambda value: parse_region_document(value, untagged_version=1),
-           DRAG_INFOTEXT_KEY: parse_drag_document,
+           DRAG_INFOTEXT_KEY: lambda value: parse_drag_document(value, untagged_version=1),
            LIME_INFOTEXT_KEY: lambda value: parse_lime_document(value, untagged_version=1)}
 
 
