@@ -22,6 +22,7 @@ from ..documents import RegionDocument
 
 KEEP_MARGIN = 0.1  # of the image's side: how far around an edited box the target may differ (measured, docs)
 KEEP_FEATHER = 0.05  # of the image's side: the soft edge of that area
+KEEP_UNTIL = 1.0  # the fraction of the steps through which the latent is kept (every one: measured, docs)
 
 
 def edit_area(document: RegionDocument, h: int, w: int, margin: float | None = None,
