@@ -1,0 +1,122 @@
+"""The memory formulas of ``docs/memory.md`` (``lib_regedit/bench/memory.py``) against the objects the
+features really fill, on the tiny test models: exact byte counts, no timing and no peak measurement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib_regedit.attention.effects.mutual_self_attention import MutualSelfAttention
+from lib_regedit.bench import memory
+from tests.tiny_models import tiny_sd_pipeline, tiny_sdxl_pipeline
+
+
+@pytest.fixture(scope="module")
+def sd():
+    return tiny_sd_pipeline()
+
+
+def runner(unet, context, size=128, dtype=torch.float32, regions=2):
+    return memory.Runner(memory.Arch("tiny", size, context), size, dtype, regions, unet=unet.to(dtype))
+
+
+def test_the_layer_table_reads_the_unets_attention_layers(sd):
+    layers = memory.attention_layers(sd.unet)
+    # two levels of one transformer each, down and up (two per up level), and the mid block
+    assert sorted((l.factor, l.channels) for l in layers if not l.cross) == [(1, 32)] * 3 + [(2, 64)] * 4
+    assert len([l for l in layers if l.cross]) == len([l for l in layers if not l.cross])
+    # S at a 16² latent: 32 channels on 256 positions three times, 64 on 64 four times
+    assert memory.self_sum(layers, 16, 16) == 3 * 32 * 256 + 4 * 64 * 64
+    assert memory.cross_width(layers) == 3 * 32 + 4 * 64
+
+
+def test_the_full_architectures_layer_counts():
+    sd15, sdxl = memory._layers_only("sd15"), memory._layers_only("sdxl")
+    assert len(sd15) == 32 and len(sdxl) == 140  # 16 and 70 transformer blocks
+    assert memory.self_sum(sdxl, 128, 128) == 10 * 4096 * 640 + 60 * 1024 * 1280
+    # RegionDrag's store at SDXL 1024², fp16, 20 steps: 4.2 GB (the reason it is kept on the host)
+    assert memory.drag_kv(sdxl, 128, 128, 20, 2) == 2 * 104_857_600 * 10 * 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_drag_store_is_the_formula(sd, dtype):
+    r = runner(sd.unet, 32, dtype=dtype)
+    r.drag(steps=4)()
+    assert r.held == memory.drag_kv(r.layers, r.h, r.w, 4, r.b)
+    sd.unet.float()
+
+
+def test_a_real_drag_holds_what_the_formula_says(sd, monkeypatch):
+    """The pipeline's own drag (20 steps: 10 recorded): the store's size when the denoising starts."""
+    from lib_regedit.drag.diffusers_drag import drag
+
+    seen = []
+    prepare = MutualSelfAttention.prepare
+
+    def spy(self, call):
+        if self.mode == "replace" and not seen:
+            seen.append(sum(k.untyped_storage().nbytes() + v.untyped_storage().nbytes() for k, v in self.store.values()))
+        return prepare(self, call)
+
+    monkeypatch.setattr(MutualSelfAttention, "prepare", spy)
+    image = Image.new("RGB", (64, 64), (230, 230, 230))
+    square = [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.1, 0.4]]
+    doc = {"pairs": [{"handle": {"type": "polygon", "points": square},
+                      "target": {"type": "polygon", "points": [[x + 0.5, y + 0.4] for x, y in square]}}]}
+    drag(sd, image, doc, prompt="a red square", seed=1, progress=False)
+    layers = memory.attention_layers(sd.unet)
+    h = 64 // sd.vae_scale_factor
+    assert seen == [memory.drag_kv(layers, h, h, 20, 4)]
+
+
+def test_the_store_stays_where_the_model_is_on_the_cpu():
+    effect = MutualSelfAttention()
+    t = torch.randn(1, 2, 4, 8)
+    assert effect._stored(t).data_ptr() == t.data_ptr()  # no copy: the offload is for accelerators only
+
+
+def test_region_projections_are_the_formula(sd):
+    r = runner(sd.unet, 32, regions=3)
+    r.attention()()
+    assert r.held == memory.region_projections(r.layers, 3, 4)
+
+
+def test_lime_features_are_the_formula(sd):
+    r = runner(sd.unet, 32, size=256)  # a 32² latent: the tiny UNet's layers at / 2 hold the features
+    r.lime()()
+    assert r.held == memory.lime_features(r.layers, r.h, r.w) > 0
+
+
+def test_sdxl_layout_of_the_formulas():
+    pipe = tiny_sdxl_pipeline()
+    layers = memory.attention_layers(pipe.unet)
+    assert {l.factor for l in layers} == {2}  # SDXL has no attention at the latent's own resolution
+    assert memory.lime_features(layers, 16, 16) == 2 * sum(64 * l.channels * 4 for l in layers)
+
+
+def test_layout_cache_holds_one_float32_latent():
+    from lib_regedit.regions.layout_init import LayoutCache
+
+    cache = LayoutCache()
+    cache.inverted("model", "key", lambda: (torch.randn(1, 4, 24, 16, dtype=torch.float16), 0.5))
+    assert cache.nbytes == memory.layout_cache(24, 16)
+
+
+def test_null_sets_are_the_formula():
+    from lib_regedit.inversion.null_sets import NullSet
+
+    steps, regions, width = 3, 2, 32
+    sets = [NullSet(torch.zeros(1, 77, width), torch.zeros(1, 77, width),
+                    tuple(torch.zeros(1, 77, width) for _ in range(regions))) for _ in range(steps)]
+    assert sum(s.nbytes for s in sets) == memory.null_sets(steps, regions, width)
+
+
+def test_saved_bytes_counts_what_autograd_keeps():
+    x = torch.randn(64, 64, requires_grad=True)
+    w = torch.nn.Parameter(torch.randn(64, 64))
+    # x @ w keeps x (for w's gradient) and w (for x's); the parameter is left out; tanh keeps its output
+    got = memory.saved_bytes(lambda: torch.tanh(x @ w), exclude=[w])
+    assert got == 2 * 64 * 64 * 4
+    assert np.isclose(memory.saved_bytes(lambda: torch.tanh(x @ w)), 3 * 64 * 64 * 4)
