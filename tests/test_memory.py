@@ -120,3 +120,31 @@ def test_saved_bytes_counts_what_autograd_keeps():
     got = memory.saved_bytes(lambda: torch.tanh(x @ w), exclude=[w])
     assert got == 2 * 64 * 64 * 4
     assert np.isclose(memory.saved_bytes(lambda: torch.tanh(x @ w)), 3 * 64 * 64 * 4)
+
+
+def test_a_guidance_pass_that_stops_at_its_maps_gives_the_same_gradient(sd):
+    """The capture ends the pass once the up path is finer than the map resolution: the energy and the
+    latent's gradient are bit for bit those of the whole pass, and the graph kept is smaller."""
+    from lib_regedit.attention.controller import Controller
+    from lib_regedit.attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+    from lib_regedit.backends import diffusers_backend
+    from lib_regedit.regions.layout_guidance import capture_energy, run_pass
+
+    r = runner(sd.unet, 32, size=256)  # a 32² latent: maps at 16² (the closest to 32 / 4), then 32² up blocks
+    results = {}
+    for early in (False, True):
+        capture = GuidanceCapture([GuidedRegion(box, c, [1, 2]) for box, c in zip(r._boxes(), r._contexts())])
+        capture.stop_early = early
+        controller = Controller([capture], r._state(1, (0,), ()))
+        z = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        ctx = torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(1))
+        capture.start()
+        with diffusers_backend.attached(sd.unet, controller), torch.enable_grad():
+            saved = memory.saved_bytes(lambda: run_pass(lambda: sd.unet(z, 500, encoder_hidden_states=ctx)),
+                                       exclude=sd.unet.parameters())
+            energy = capture_energy(capture)
+            (grad,) = torch.autograd.grad(energy, [z])
+        results[early] = energy.detach(), grad, saved, set(capture.maps)
+    assert torch.equal(results[False][0], results[True][0]) and torch.equal(results[False][1], results[True][1])
+    assert results[True][2] < results[False][2]
+    assert results[True][3] == {(16, 16), (32, 32)}  # the down path's maps at both resolutions are in

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..backward import lean
+
 MB = 1 << 20
 GB = 1 << 30
 TOKENS = 77  # one prompt chunk
@@ -333,15 +335,17 @@ class Runner:
             self.held = sum(f.numel() * f.element_size() for f in capture.uncond_features + capture.cond_features)
         return run
 
-    def guidance(self, on=True, frozen=False):
+    def guidance(self, on=True, bounded=True):
         """One layout-guidance iteration: the conditional row forward with the differentiable capture,
-        the energy's gradient to the latent. Off: the same forward without gradients."""
+        the energy's gradient to the latent, the UNet made lean as the hosts do (``bounded``; else with
+        its weights trainable, as loaded, and nothing recomputed). Off: the same forward without gradients."""
         from ..attention.controller import Controller
         from ..attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
-        from ..regions.layout_guidance import capture_energy
+        from ..regions.layout_guidance import capture_energy, run_pass
 
         regions = [GuidedRegion(box, c, [1, 2]) for box, c in zip(self._boxes(), self._contexts())]
         capture = GuidanceCapture(regions)
+        capture.stop_early = bounded
         controller = Controller([capture], self._state(1, (0,), ()))
 
         def run():
@@ -349,48 +353,74 @@ class Runner:
                 with torch.no_grad():
                     self.call(1, controller)
                 return
-            with _frozen(self.unet) if frozen else contextlib.nullcontext():
+            with lean(self.unet) if bounded else contextlib.nullcontext():
                 capture.start()
                 z_holder = {}
 
                 def forward():
-                    z_holder["out"] = self.call(1, controller, grad=True)
+                    run_pass(lambda: self.call(1, controller, grad=True))  # ends where the maps are in
                     return capture_energy(capture)
                 self.held = saved_bytes(lambda: z_holder.__setitem__("e", forward()), exclude=self.unet.parameters())
                 torch.autograd.grad(z_holder["e"], [self.inputs[0]])  # as descend(): the latent's only
                 capture.stop()
         return run
 
-    def nulltext(self, on=True):
+    def nulltext(self, on=True, bounded=True):
         """One null-text optimisation step: the unconditional row's forward with its context requiring
-        gradients, weights frozen (``real_edit.frozen_weights``), backward to the context."""
+        gradients, weights frozen and residual blocks checkpointed (``lib_regedit.backward.lean``, as null-text runs), backward to the context."""
         def run():
             if not on:
                 with torch.no_grad():
                     self.call(1)
                 return
-            with _frozen(self.unet):
+            with lean(self.unet, checkpointed=bounded):
                 holder = {}
                 self.held = saved_bytes(lambda: holder.__setitem__("out", self.call(1, ctx_grad=True)),
                                         exclude=self.unet.parameters())
                 torch.autograd.grad(holder["out"].float().pow(2).mean(), [self.inputs[1]])
         return run
 
+    def mrgd(self, on=True, bounded=True):
+        """Multi-region guidance's decode: the pair's two predicted latents through the VAE decoder with
+        gradients (``region_guidance.RegionGuidance.gradient``), lean as shipped (``bounded``) or not. Off:
+        the same decode without gradients (what a generation's own decode costs)."""
+        vae = self._vae()
+        g = torch.Generator().manual_seed(3)
+        z = torch.randn(2, 4, self.h, self.w, generator=g).to(self.dtype)
+
+        def run():
+            if not on:
+                with torch.no_grad():
+                    vae.decode(z[:1]).sample
+                return
+            zz = z.detach().float().requires_grad_(True)
+            with lean(vae) if bounded else contextlib.nullcontext():
+                holder = {}
+                self.held = saved_bytes(lambda: holder.__setitem__("img", vae.decode(zz.to(self.dtype)).sample.float()),
+                                        exclude=vae.parameters())
+                torch.autograd.grad(holder["img"].mean(), [zz])
+        return run
+
+    def _vae(self):
+        if getattr(self, "vae", None) is None:
+            from diffusers import AutoencoderKL
+
+            torch.manual_seed(0)
+            previous = torch.get_default_dtype()
+            torch.set_default_dtype(self.dtype)
+            try:  # SD's (and SDXL's) VAE: four levels, 128 to 512 channels
+                self.vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4,
+                                         up_block_types=("UpDecoderBlock2D",) * 4,
+                                         block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                                         latent_channels=4).eval()
+            finally:
+                torch.set_default_dtype(previous)
+        return self.vae
+
     def pair(self, on=True):
         """An edit pair's CFG call: two images (source and target rows) instead of one. Measured as the
         plain call at 4 rows against 2 (PairFusion's own maps are the transient :func:`self_map_injection`)."""
         return self.plain(4 if on else 2)
-
-
-@contextlib.contextmanager
-def _frozen(module):
-    flags = [p.requires_grad for p in module.parameters()]
-    module.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 def predict(feature: str, layers, h: int, w: int, b: int, steps: int, regions: int, context: int,
@@ -404,14 +434,16 @@ def predict(feature: str, layers, h: int, w: int, b: int, steps: int, regions: i
         return latent_mode_eps(h, w, regions, 1, b)
     if feature == "lime":
         return lime_features(layers, h, w)
-    if feature in ("guidance", "guidance_frozen", "nulltext", "pair") and per_pixel and feature in per_pixel:
+    if per_pixel and feature in per_pixel:
         return int(per_pixel[feature] * h * w)
     return None
 
 
 # ---- the worker and the table -------------------------------------------------------------------
 
-FEATURES = ("attention", "latent", "drag", "lime", "pair", "guidance", "guidance_frozen", "nulltext")
+FEATURES = ("attention", "latent", "drag", "lime", "pair", "guidance", "guidance_unbounded", "nulltext",
+            "nulltext_unbounded", "mrgd", "mrgd_unbounded")
+BACKWARD = ("guidance", "guidance_unbounded", "nulltext", "nulltext_unbounded", "mrgd", "mrgd_unbounded")
 
 
 def _measure(arch: str, size: int, dtype: str, features: list[str], drag_steps: int, regions: int) -> dict:
@@ -423,8 +455,8 @@ def _measure(arch: str, size: int, dtype: str, features: list[str], drag_steps: 
            "X": cross_width(runner.layers), "plain_cfg": peak_of(runner.plain())}
     for feature in features:
         name, kwargs = feature, {}
-        if feature == "guidance_frozen":
-            name, kwargs = "guidance", {"frozen": True}
+        if feature.endswith("_unbounded"):
+            name, kwargs = feature.removesuffix("_unbounded"), {"bounded": False}
         if feature == "drag":
             kwargs = {"steps": drag_steps}
         make = getattr(runner, name)
@@ -453,24 +485,24 @@ def _worker_env() -> dict:
     return dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536", OMP_NUM_THREADS="1")
 
 
-def per_pixel_constants(arch: str, size: int, dtype: str, regions: int) -> dict:
+def per_pixel_constants(arch: str, size: int, dtype: str, regions: int, features: list[str]) -> dict:
     """Saved-for-backward bytes per latent pixel (guidance, null-text) and the plain call's activation
     peak per latent pixel for two more rows (pair), counted at ``size``."""
     out = subprocess.run([sys.executable, "-m", "lib_regedit.bench", "_memory_worker", arch, "--size", str(size),
-                          "--dtype", dtype, "--features", "guidance,guidance_frozen,nulltext,pair",
+                          "--dtype", dtype, "--features", ",".join(features),
                           "--regions", str(regions)], check=True, capture_output=True, text=True, env=_worker_env())
     result = json.loads(out.stdout.strip().splitlines()[-1])
     pixels = (size // 8) ** 2
-    return {"guidance": result["guidance"]["held"] / pixels, "guidance_frozen": result["guidance_frozen"]["held"] / pixels,
-            "nulltext": result["nulltext"]["held"] / pixels, "pair": result["pair"]["extra"] / pixels}
+    return {f: result[f]["held"] / pixels for f in features}
 
 
 def run(args) -> None:
     """Measure in a worker process, then print the table: formula, predicted, held and measured."""
     features = args.features.split(",")
     constants = None
-    if any(f in ("guidance", "guidance_frozen", "nulltext", "pair") for f in features):
-        constants = per_pixel_constants(args.arch, args.constants_size, args.dtype, args.regions)
+    backward = [f for f in features if f in BACKWARD]
+    if backward:
+        constants = per_pixel_constants(args.arch, args.constants_size, args.dtype, args.regions, backward)
     cmd = [sys.executable, "-m", "lib_regedit.bench", "_memory_worker", args.arch, "--size", str(args.size),
            "--dtype", args.dtype, "--features", ",".join(features), "--drag-steps", str(args.drag_steps),
            "--regions", str(args.regions)]
@@ -491,6 +523,8 @@ def run(args) -> None:
     for feature in features:
         r = result[feature]
         pred = predict(feature, runner_layers, h, w, b, args.drag_steps, args.regions, arch.context, constants)
+        if feature == "pair":  # a second image's rows: the plain CFG call's own activation peak again
+            pred = result["plain_cfg"]
         held = "-" if r["held"] is None else f"{r['held'] / MB:,.0f} MB"
         print(f"| {feature} | {'-' if pred is None else f'{pred / MB:,.0f} MB'} | {held} | "
               f"{r['extra'] / MB:,.0f} MB | {r['seconds']} |")

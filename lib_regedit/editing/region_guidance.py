@@ -19,12 +19,14 @@ keywords when given, otherwise its prompt. The pure losses are tested on small t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from ..backward import lean
 from ..masks import box_mask
 
 INFONCE_TEMPERATURE = 0.1
@@ -111,6 +113,7 @@ class RegionGuidance:
     until: float = 1.0
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    model: object = None  # the VAE ``decode`` runs, made lean while differentiated (``lib_regedit/backward``)
 
     def losses(self, x0_s: torch.Tensor, x0_t: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three losses for one pair of predicted clean latents (1, C, h, w) each."""
@@ -139,7 +142,7 @@ class RegionGuidance:
     def gradient(self, x0_s: torch.Tensor, x0_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """∇L for x̂0^S and x̂0^T, and the losses' values."""
         started = time.perf_counter()
-        with torch.enable_grad():
+        with torch.enable_grad(), lean(self.model) if self.model is not None else contextlib.nullcontext():
             xs = x0_s.detach().float().requires_grad_(True)
             xt = x0_t.detach().float().requires_grad_(True)
             parts = self.losses(xs, xt)

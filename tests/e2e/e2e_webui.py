@@ -182,7 +182,13 @@ class WebUI:
 
     def write_settings(self) -> Path:
         path = self.work / "config.json"
-        path.write_text(json.dumps(self.settings, indent=1))
+        settings = dict(self.settings)
+        if half_flags() is not None:
+            # In half precision a VAE that gives NaN makes WebUI 1.10 switch the VAE to float32 for the rest
+            # of the session ("Automatically revert VAE to 32-bit floats"), which changes every later plain
+            # image by a level: the one failing request fails alone instead.
+            settings["auto_vae_precision"] = False
+        path.write_text(json.dumps(settings, indent=1))
         return path
 
     def launch_flags(self) -> list[str]:
