@@ -23,7 +23,13 @@ import contextlib
 import torch
 from torch.utils.checkpoint import checkpoint
 
-RESIDUAL_BLOCKS = ("ResnetBlock2D", "ResnetBlock", "ResBlock")  # diffusers, ldm/sgm VAE, ldm/sgm UNet
+# Blocks without text attention, so no attention effect of ours runs in them: residual blocks (diffusers,
+# ldm/sgm VAE, ldm/sgm UNet), upsamplers (diffusers, ldm/sgm), and the VAE's mid block and self-attention
+# (diffusers' UNetMidBlock2D is the VAE's; the UNet's is UNetMidBlock2DCrossAttn; ldm/sgm's AttnBlock), and
+# diffusers' VAE decoder levels (UpDecoderBlock2D: a level then keeps only its input; ldm/sgm's decoder
+# loops over its levels' parts itself, so there the parts are checkpointed one by one).
+RESIDUAL_BLOCKS = ("ResnetBlock2D", "ResnetBlock", "ResBlock", "Upsample2D", "Upsample", "UNetMidBlock2D",
+                   "AttnBlock", "MemoryEfficientAttnBlock", "UpDecoderBlock2D")
 
 
 def residual_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
