@@ -148,3 +148,10 @@ def test_a_guidance_pass_that_stops_at_its_maps_gives_the_same_gradient(sd):
     assert torch.equal(results[False][0], results[True][0]) and torch.equal(results[False][1], results[True][1])
     assert results[True][2] < results[False][2]
     assert results[True][3] == {(16, 16), (32, 32)}  # the down path's maps at both resolutions are in
+
+
+def test_keyword_maps_are_the_formula(sd):
+    r = runner(sd.unet, 32, size=256)
+    r.kssa()()
+    # a 32² latent: latent / 4 = 8² is not a resolution of the tiny UNet, its closest is 16² (latent / 2)
+    assert r.held == memory.keyword_maps(r.h, r.w, 2, downscale=2) > 0

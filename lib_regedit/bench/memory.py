@@ -114,6 +114,12 @@ def lime_features(layers, h, w, rows_kinds: int = 2, downscales=LIME_DOWNSCALES)
     return rows_kinds * sum(positions(l, h, w) * l.channels * 4 for l in layers if l.factor in downscales)
 
 
+def keyword_maps(h, w, regions: int, downscale: int = 4, tokens: int = TOKENS) -> int:
+    """Keyword selection (KSSA's keywords): each region's token maps at latent / 4, float32 on the host,
+    summed between refreshes and the last refresh's kept: ``2 · R · T · (h/4)(w/4) · 4``."""
+    return 2 * regions * tokens * -(-h // downscale) * -(-w // downscale) * 4
+
+
 def layout_cache(h, w, channels: int = 4) -> int:
     """Layout init: one inverted sketch latent per layout, float32 on the host (``LayoutCache``)."""
     return channels * h * w * 4
@@ -287,6 +293,29 @@ class Runner:
                             for _, (k, v) in state.projections.values())
         return run
 
+    def kssa(self, on=True):
+        """Regions with keyword selection and KSSA (the bench's ``kssa`` set-up: 12 words a region, N = 15,
+        maps at latent / 4) against regions alone."""
+        from ..attention.controller import Controller
+        from ..attention.effects.keyword_selection import KeywordSelection, RegionKeywords
+        from ..attention.effects.kssa import KeywordSelfAttention
+        from ..attention.effects.region_fusion import RegionFusion, RegionPrompt
+
+        contexts = self._contexts()
+        regions = [RegionPrompt(*box, feather=0.03, weight=1.0, context=c) for box, c in zip(self._boxes(), contexts)]
+        words = [(i + 1, f"w{i}") for i in range(12)]
+        selection = KeywordSelection([RegionKeywords(i, box, c, words)
+                                      for i, (box, c) in enumerate(zip(self._boxes(), contexts))],
+                                     n=15, refresh_every=5, downscale=4)
+        effects = [KeywordSelfAttention(selection, scale=1.5, levels=("down",)), RegionFusion(regions, whole_start=0.3),
+                   selection] if on else [RegionFusion(regions, whole_start=0.3)]
+        controller = Controller(effects, self._state(2, (1,), (0,)))
+
+        def run():
+            self.call(2, controller)
+            self.held = 2 * sum(m.numel() * m.element_size() for m in selection.sums.values())  # and last_maps
+        return run
+
     def latent(self, on=True):
         from ..attention.controller import Controller
         from ..attention.effects.region_fusion import RegionPrompt
@@ -432,6 +461,8 @@ def predict(feature: str, layers, h: int, w: int, b: int, steps: int, regions: i
         return region_projections(layers, regions, b)
     if feature == "latent":
         return latent_mode_eps(h, w, regions, 1, b)
+    if feature == "kssa":
+        return keyword_maps(h, w, regions)
     if feature == "lime":
         return lime_features(layers, h, w)
     if per_pixel and feature in per_pixel:
@@ -441,7 +472,7 @@ def predict(feature: str, layers, h: int, w: int, b: int, steps: int, regions: i
 
 # ---- the worker and the table -------------------------------------------------------------------
 
-FEATURES = ("attention", "latent", "drag", "lime", "pair", "guidance", "guidance_unbounded", "nulltext",
+FEATURES = ("attention", "latent", "kssa", "drag", "lime", "pair", "guidance", "guidance_unbounded", "nulltext",
             "nulltext_unbounded", "mrgd", "mrgd_unbounded")
 BACKWARD = ("guidance", "guidance_unbounded", "nulltext", "nulltext_unbounded", "mrgd", "mrgd_unbounded")
 
