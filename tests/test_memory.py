@@ -155,3 +155,33 @@ def test_keyword_maps_are_the_formula(sd):
     r.kssa()()
     # a 32² latent: latent / 4 = 8² is not a resolution of the tiny UNet, its closest is 16² (latent / 2)
     assert r.held == memory.keyword_maps(r.h, r.w, 2, downscale=2) > 0
+
+
+@pytest.mark.parametrize("part", ["unet", "vae"])
+def test_lean_gives_the_same_gradient_and_keeps_less(sd, part):
+    """``backward.lean`` (weights frozen, residual blocks recomputed): the input's gradient bit for bit,
+    fewer bytes kept for the backward pass, and every flag and forward given back."""
+    import contextlib
+
+    from lib_regedit.backward import lean, residual_blocks
+
+    model = sd.unet if part == "unet" else sd.vae
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 4, 16, 16, generator=g)
+    ctx = torch.randn(1, 77, 32, generator=g)
+
+    def run(zz):
+        return (sd.unet(zz, 500, encoder_hidden_states=ctx).sample if part == "unet" else sd.vae.decode(zz).sample)
+
+    out = {}
+    for bounded in (False, True):
+        zz = z.clone().requires_grad_(True)
+        with lean(model) if bounded else contextlib.nullcontext(), torch.enable_grad():
+            holder = {}
+            saved = memory.saved_bytes(lambda: holder.__setitem__("y", run(zz)), exclude=model.parameters())
+            (grad,) = torch.autograd.grad(holder["y"].square().mean(), [zz])
+        out[bounded] = grad, saved
+    assert torch.equal(out[False][0], out[True][0])
+    assert out[True][1] < out[False][1]
+    assert all(p.requires_grad for p in model.parameters())
+    assert residual_blocks(model) and not any("forward" in m.__dict__ for m in residual_blocks(model))
