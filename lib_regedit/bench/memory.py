@@ -503,6 +503,31 @@ def _measure(arch: str, size: int, dtype: str, features: list[str], drag_steps: 
     return out
 
 
+def bound_costs(args) -> None:
+    """What the bounds cost in time: each backward feature lean and unbounded, interleaved ``--rounds``
+    times in one process, the median of each (the outputs are the same: ``tests/test_memory.py``)."""
+    import statistics
+
+    torch.set_num_threads(1)
+    dt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    runner = Runner(ARCHS[args.arch], args.size, dt, args.regions)
+    runner.call(1)
+    times: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name in ("guidance", "nulltext", "mrgd"):
+            for bounded in (True, False):
+                run = getattr(runner, name)(on=True, bounded=bounded)
+                started = time.perf_counter()
+                run()
+                times.setdefault((name, bounded), []).append(time.perf_counter() - started)
+    print(f"{args.arch} {args.size}x{args.size} {args.dtype}, 1 thread, median of {args.rounds} interleaved rounds")
+    print("| feature | lean s | unbounded s | ratio |")
+    print("|---|---|---|---|")
+    for name in ("guidance", "nulltext", "mrgd"):
+        lean_s, full_s = statistics.median(times[(name, True)]), statistics.median(times[(name, False)])
+        print(f"| {name} | {lean_s:.2f} | {full_s:.2f} | {lean_s / full_s:.2f} |")
+
+
 def _worker(args) -> None:
     result = _measure(args.arch, args.size, args.dtype, args.features.split(","), args.drag_steps, args.regions)
     print(json.dumps(result))
@@ -579,6 +604,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--drag-steps", type=int, default=2, help="drag steps measured (the formula scales to 20)")
     p.add_argument("--regions", type=int, default=2)
     p.add_argument("--constants-size", type=int, default=256, help="image side where the per-pixel constants are counted")
+    c = sub.add_parser("memory_cost", help="what the memory bounds cost in time (lean against unbounded)")
+    c.add_argument("--arch", choices=sorted(ARCHS), default="sd15")
+    c.add_argument("--size", type=int, default=256)
+    c.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--regions", type=int, default=2)
     w = sub.add_parser("_memory_worker")
     w.add_argument("arch")
     w.add_argument("--size", type=int, required=True)
@@ -596,5 +627,8 @@ def dispatch(args) -> bool:
         return True
     if args.bench == "_memory_worker":
         _worker(args)
+        return True
+    if args.bench == "memory_cost":
+        bound_costs(args)
         return True
     return False
