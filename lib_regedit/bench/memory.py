@@ -423,11 +423,22 @@ class Runner:
                     vae.decode(z[:1]).sample
                 return
             zz = z.detach().float().requires_grad_(True)
-            with lean(vae) if bounded else contextlib.nullcontext():
+            if not bounded:  # both images' decoder graphs at once, everything kept
                 holder = {}
                 self.held = saved_bytes(lambda: holder.__setitem__("img", vae.decode(zz.to(self.dtype)).sample.float()),
                                         exclude=vae.parameters())
                 torch.autograd.grad(holder["img"].mean(), [zz])
+                return
+            with torch.no_grad():  # as RegionGuidance.gradient: both decoded without a graph, then one at a time
+                images = vae.decode(zz.to(self.dtype)).sample.float()
+            self.held = 0
+            with lean(vae):
+                for row in range(2):
+                    x, holder = zz[row:row + 1].detach().requires_grad_(True), {}
+                    saved = saved_bytes(lambda: holder.__setitem__("img", vae.decode(x.to(self.dtype)).sample.float()),
+                                        exclude=vae.parameters())
+                    torch.autograd.grad(holder["img"], [x], torch.ones_like(images[row:row + 1]) / images.numel())
+                    self.held = max(self.held, saved)
         return run
 
     def _vae(self):
