@@ -581,7 +581,7 @@ def run(args) -> None:
     b = 2 if args.dtype != "float32" else 4
     print(f"{args.arch} UNet (random weights, {args.dtype}), {args.size}x{args.size}, {args.regions} regions, "
           f"{len(runner_layers)} attention layers, S={result['S']:,} X={result['X']:,}; plain CFG call's peak "
-          f"{result['plain_cfg'] / MB:.0f} MB over the weights")
+          f"{result['plain_cfg'] / MB:.0f} MiB over the weights")
     if constants:
         print("per latent pixel (counted at %d²): %s" % (args.constants_size, ", ".join(
             f"{k} {v:,.0f} B" for k, v in constants.items())))
@@ -592,9 +592,9 @@ def run(args) -> None:
         pred = predict(feature, runner_layers, h, w, b, args.drag_steps, args.regions, arch.context, constants)
         if feature == "pair":  # a second image's rows: the plain CFG call's own activation peak again
             pred = result["plain_cfg"]
-        held = "-" if r["held"] is None else f"{r['held'] / MB:,.0f} MB"
-        print(f"| {feature} | {'-' if pred is None else f'{pred / MB:,.0f} MB'} | {held} | "
-              f"{r['extra'] / MB:,.0f} MB | {r['seconds']} |")
+        held = "-" if r["held"] is None else f"{r['held'] / MB:,.0f} MiB"
+        print(f"| {feature} | {'-' if pred is None else f'{pred / MB:,.0f} MiB'} | {held} | "
+              f"{r['extra'] / MB:,.0f} MiB | {r['seconds']} |")
 
 
 def _layers_only(arch: str) -> list[Layer]:
