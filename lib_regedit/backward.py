@@ -8,6 +8,11 @@ needs, for any host's modules (diffusers, ``ldm``, ``sgm``):
 
 - the weights' ``requires_grad`` off: a linear or convolution layer then keeps no copy of its input for
   its weight's gradient (the WebUI and diffusers load models with trainable flags on);
+- the host's own checkpointing off: ldm/sgm blocks built with ``use_checkpoint`` (SDXL's own
+  ``sd_xl_base.yaml`` sets it; WebUI v1.10 clears it when it loads a model, other loaders may not) run
+  their forward without a graph and recompute it in the backward pass (a reentrant
+  ``CheckpointFunction``), so anything taken from inside such a block, as layout guidance takes its
+  attention maps, could not be differentiated at all; the flags are given back afterwards;
 - the residual blocks checkpointed (``torch.utils.checkpoint``, non-reentrant): a block keeps only its
   input, and recomputes its normalisations, activations and convolutions in the backward pass. Residual
   blocks hold no attention, so no attention effect runs twice. The recomputation is the same arithmetic,
@@ -36,15 +41,23 @@ def residual_blocks(module: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in module.modules() if type(m).__name__ in RESIDUAL_BLOCKS]
 
 
+HOST_CHECKPOINT_FLAGS = ("checkpoint", "use_checkpoint")  # ldm/sgm BasicTransformerBlock, ResBlock
+
+
 @contextlib.contextmanager
 def lean(module: torch.nn.Module, checkpointed: bool = True):
-    """``module`` for a gradient to its input only: weights frozen and (``checkpointed``) its residual
-    blocks recomputed in the backward pass. Everything is given back afterwards, failures included."""
+    """``module`` for a gradient to its input only: weights frozen, the host's own reentrant
+    checkpointing off, and (``checkpointed``) its residual blocks recomputed in the backward pass.
+    Everything is given back afterwards, failures included."""
     flags = [(p, p.requires_grad) for p in module.parameters()]
+    host = [(m, name) for m in module.modules() for name in HOST_CHECKPOINT_FLAGS
+            if getattr(m, name, None) is True]
     patched = []
     try:
         for p, _ in flags:
             p.requires_grad_(False)
+        for m, name in host:
+            setattr(m, name, False)
         if checkpointed:
             for block in residual_blocks(module):
                 if "forward" in block.__dict__:  # someone else's patch: leave that block alone
@@ -55,6 +68,8 @@ def lean(module: torch.nn.Module, checkpointed: bool = True):
     finally:
         for block in patched:
             del block.forward
+        for m, name in host:
+            setattr(m, name, True)
         for p, flag in flags:
             p.requires_grad_(flag)
 

@@ -185,3 +185,22 @@ def test_lean_gives_the_same_gradient_and_keeps_less(sd, part):
     assert out[True][1] < out[False][1]
     assert all(p.requires_grad for p in model.parameters())
     assert residual_blocks(model) and not any("forward" in m.__dict__ for m in residual_blocks(model))
+
+
+def test_lean_turns_off_ldms_own_checkpointing_so_maps_inside_keep_their_graph():
+    """ldm/sgm blocks built with ``use_checkpoint`` (SDXL's yaml; WebUI v1.10 clears it at load, other
+    loaders may not) run their forward without a graph: attention maps taken inside could not be
+    differentiated. ``lean`` turns that off while it holds."""
+    attention = pytest.importorskip("ldm.modules.attention", reason="needs the ldm package")
+    from lib_regedit.backward import lean
+
+    block = attention.BasicTransformerBlock(dim=64, n_heads=2, d_head=32, context_dim=32, checkpoint=True)
+    seen = {}
+    block.attn2.register_forward_hook(lambda module, args, out: seen.__setitem__("out", out))
+    x, ctx = torch.randn(1, 16, 64, requires_grad=True), torch.randn(1, 5, 32)
+    block(x, context=ctx)
+    assert seen["out"].grad_fn is None  # the host's checkpointing: no graph inside the block
+    with lean(block):
+        block(x, context=ctx)
+        assert seen["out"].grad_fn is not None
+    assert block.checkpoint is True
