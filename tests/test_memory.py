@@ -57,7 +57,8 @@ def test_a_real_drag_holds_what_the_formula_says(sd, monkeypatch):
 
     def spy(self, call):
         if self.mode == "replace" and not seen:
-            seen.append(sum(k.untyped_storage().nbytes() + v.untyped_storage().nbytes() for k, v in self.store.values()))
+            seen.append(sum(k.untyped_storage().nbytes() + v.untyped_storage().nbytes()
+                            for k, v in self.store.values()))
         return prepare(self, call)
 
     monkeypatch.setattr(MutualSelfAttention, "prepare", spy)

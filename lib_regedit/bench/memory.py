@@ -9,8 +9,9 @@ or cross-attention, how many times smaller than the latent its grid is (``f``), 
 - ``X = Σ_cross C`` is the width of all cross-attention projections together.
 
 ``b`` is the bytes of the model's dtype (4 float32, 2 fp16/bf16); the engine's float32 side tensors
-(maps, features, caches) count 4. Each formula is one function here and ``tests/test_memory.py`` pins it
-against the object the feature really fills on a tiny model.
+(maps, features, caches) count 4. Each formula is one function here; ``tests/test_memory.py`` pins those
+of the objects a feature fills (RegionDrag's store, the region projections, LIME's features, the keyword
+maps, the layout cache, the null sets) against the real object on the tiny test models, byte for byte.
 
 Measured: one process builds the full-architecture UNet (diffusers, random weights, SD 1.5 or SDXL) and
 runs, per feature, the UNet calls the feature makes with and without it; Linux's peak resident memory
@@ -26,7 +27,6 @@ measured column checks the scaling.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import re
@@ -396,7 +396,8 @@ class Runner:
 
     def nulltext(self, on=True, bounded=True):
         """One null-text optimisation step: the unconditional row's forward with its context requiring
-        gradients, weights frozen and residual blocks checkpointed (``lib_regedit.backward.lean``, as null-text runs), backward to the context."""
+        gradients, weights frozen and residual blocks checkpointed (``lib_regedit.backward.lean``, as
+        null-text runs), backward to the context."""
         def run():
             if not on:
                 with torch.no_grad():
@@ -614,7 +615,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--features", default=",".join(FEATURES))
     p.add_argument("--drag-steps", type=int, default=2, help="drag steps measured (the formula scales to 20)")
     p.add_argument("--regions", type=int, default=2)
-    p.add_argument("--constants-size", type=int, default=256, help="image side where the per-pixel constants are counted")
+    p.add_argument("--constants-size", type=int, default=256,
+                   help="image side where the per-pixel constants are counted")
     c = sub.add_parser("memory_cost", help="what the memory bounds cost in time (lean against unbounded)")
     c.add_argument("--arch", choices=sorted(ARCHS), default="sd15")
     c.add_argument("--size", type=int, default=256)

@@ -114,7 +114,8 @@ class RegionGuidance:
     seconds: float = 0.0
     model: object = None  # the VAE ``decode`` runs, made lean while differentiated (``lib_regedit/backward``)
 
-    def losses(self, x0_s: torch.Tensor, x0_t: torch.Tensor, images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def losses(self, x0_s: torch.Tensor, x0_t: torch.Tensor,
+               images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The three losses for one pair of predicted clean latents (1, C, h, w) each (``images``: their
         decodes, when the caller made them)."""
         images = self.decode(torch.cat([x0_s, x0_t])) if images is None else images
