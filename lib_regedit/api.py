@@ -224,8 +224,10 @@ def clean_latent(pipe, pixels: torch.Tensor) -> torch.Tensor:
 
 def _layout_guidance(pipe, doc, steps, contexts) -> LayoutGuidance:
     """The document's layout guidance on this pipeline (``layout_guidance.document_guidance``)."""
-    return document_guidance(doc, contexts, lambda prompt: tokenize(pipe, prompt), steps,
-                             pipe.scheduler.alphas_cumprod)
+    guidance = document_guidance(doc, contexts, lambda prompt: tokenize(pipe, prompt), steps,
+                                 pipe.scheduler.alphas_cumprod)
+    guidance.model = pipe.unet
+    return guidance
 
 
 def _cond_forward(pipe, cond, pooled, width, height):

@@ -197,6 +197,9 @@ def main(argv=None) -> None:
     startup.add_argument("--checkout", default=str(Path(__file__).resolve().parents[2]),
                          help="the checkout to time (default: this one)")
     startup.add_argument("--out", default="out/startup.png", help="the generated image")
+    from . import memory
+
+    memory.add_parsers(sub)
     worker = sub.add_parser("_worker")
     worker.add_argument("kind", choices=["timing", "memory"])
     worker.add_argument("modes")
@@ -204,6 +207,8 @@ def main(argv=None) -> None:
     worker.add_argument("--size", type=int, default=256)
     worker.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if memory.dispatch(args):
+        return
     if args.bench == "_worker":
         if args.kind == "timing":
             result = _timing(args.modes.split(","), args.steps, args.size, args.threads)

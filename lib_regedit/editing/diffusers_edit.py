@@ -128,7 +128,7 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
 
             options = doc.edit.guidance
             guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
-                                      (options.rs, options.is_, options.ip), options.until)
+                                      (options.rs, options.is_, options.ip), options.until, model=pipe.vae)
             stack.enter_context(guided(pipe.unet, guidance, built.plan, state, pipe.scheduler.alphas_cumprod,
                                        guidance_scale))
         keep = pair_keep_area(doc, *latents.shape[-2:]) if method == "regions" else None

@@ -103,7 +103,7 @@ def edit_image(pipe, image: Image.Image, document, *, inversion: str | None = No
             nonlocal guidance
             options = doc.edit.guidance
             guidance = RegionGuidance(guided_pair(built.documents), segmenter, vae_decoder(pipe),
-                                      (options.rs, options.is_, options.ip), options.until)
+                                      (options.rs, options.is_, options.ip), options.until, model=pipe.vae)
             stack.enter_context(guided(pipe.unet, guidance, built.plan, state, checkpoint.alphas, guidance_scale))
             return True
         return with_guidance

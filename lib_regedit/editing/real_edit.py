@@ -36,6 +36,7 @@ import torch
 
 from ..attention.call import RowLayout
 from ..backends.checkpoint import forward_of
+from ..backward import lean
 from ..attention.controller import Controller, GenerationState
 from ..inversion import ddim
 from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, InversionCancelled, invert
@@ -80,20 +81,6 @@ class RealEdit:
             return None  # DDIM inversion's unconditional rows are the plain negative prompt's already
         mask = edit_start_mask(self.document, h, w, roles=("remove",))
         return mask if bool(mask.any()) else None
-
-
-@contextlib.contextmanager
-def frozen_weights(module: torch.nn.Module):
-    """``module``'s weights without gradients while null-text differentiates through the UNet to its
-    contexts only; their flags are given back afterwards."""
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 def cached_inversion(edit: RealEdit, picture, model_id: str, negative_prompt: str, cache,
@@ -141,7 +128,7 @@ def edit_latents(checkpoint, document: RegionDocument, z0: torch.Tensor, picture
     forward = forward_of(checkpoint, vectors)
 
     def run():
-        with frozen_weights(checkpoint.unet):
+        with lean(checkpoint.unet):  # weights frozen, residual blocks recomputed: lib_regedit/backward
             return invert_source(forward, checkpoint.attach, z0.float().to(edit.cond_s.device), checkpoint.alphas,
                                  edit, progress, cancel)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..backward import lean
 from ..masks import box_mask
 
 INFONCE_TEMPERATURE = 0.1
@@ -111,10 +112,13 @@ class RegionGuidance:
     until: float = 1.0
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    model: object = None  # the VAE ``decode`` runs, made lean while differentiated (``lib_regedit/backward``)
 
-    def losses(self, x0_s: torch.Tensor, x0_t: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The three losses for one pair of predicted clean latents (1, C, h, w) each."""
-        images = self.decode(torch.cat([x0_s, x0_t]))
+    def losses(self, x0_s: torch.Tensor, x0_t: torch.Tensor,
+               images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The three losses for one pair of predicted clean latents (1, C, h, w) each (``images``: their
+        decodes, when the caller made them)."""
+        images = self.decode(torch.cat([x0_s, x0_t])) if images is None else images
         image_s, image_t = images[:1], images[1:]
         h, w = images.shape[-2:]
         p = self.pair
@@ -137,14 +141,35 @@ class RegionGuidance:
         return {"rs": rs, "is": is_, "ip": ip}
 
     def gradient(self, x0_s: torch.Tensor, x0_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """∇L for x̂0^S and x̂0^T, and the losses' values."""
+        """∇L for x̂0^S and x̂0^T, and the losses' values.
+
+        With the VAE known (``model``), its decoder's graph is kept for one image at a time: both images
+        are decoded without a graph, the losses' gradient taken to the images, then each image decoded
+        again with its graph, lean (``lib_regedit/backward``), and that gradient carried through it to its
+        latent. The chain rule gives the same gradient as one batched pass, for half the decoder's graph
+        and one more decode (``docs/memory.md``)."""
         started = time.perf_counter()
         with torch.enable_grad():
             xs = x0_s.detach().float().requires_grad_(True)
             xt = x0_t.detach().float().requires_grad_(True)
-            parts = self.losses(xs, xt)
-            total = sum(weight * parts[name] for weight, name in zip(self.weights, ("rs", "is", "ip")))
-            grad_s, grad_t = torch.autograd.grad(total, [xs, xt], allow_unused=True)
+            if self.model is None:
+                parts = self.losses(xs, xt)
+                total = sum(weight * parts[name] for weight, name in zip(self.weights, ("rs", "is", "ip")))
+                grad_s, grad_t = torch.autograd.grad(total, [xs, xt], allow_unused=True)
+            else:
+                with torch.no_grad():
+                    images = self.decode(torch.cat([xs, xt])).requires_grad_(True)
+                parts = self.losses(xs, xt, images)
+                total = sum(weight * parts[name] for weight, name in zip(self.weights, ("rs", "is", "ip")))
+                grad_images, grad_s, grad_t = torch.autograd.grad(total, [images, xs, xt], allow_unused=True)
+                if grad_images is not None:
+                    through = []
+                    with lean(self.model):
+                        for row, x in enumerate((xs, xt)):
+                            (g,) = torch.autograd.grad(self.decode(x), [x], grad_images[row:row + 1])
+                            through.append(g)
+                    grad_s = through[0] if grad_s is None else grad_s + through[0]
+                    grad_t = through[1] if grad_t is None else grad_t + through[1]
         grad_s = torch.zeros_like(xs) if grad_s is None else grad_s
         grad_t = torch.zeros_like(xt) if grad_t is None else grad_t
         values = {k: float(v.detach()) for k, v in parts.items()}

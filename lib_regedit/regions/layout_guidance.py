@@ -21,11 +21,13 @@ Each guided step costs up to ``iterations`` forward and backward passes of the c
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
 
-from ..attention.effects.guidance_capture import GuidanceCapture, GuidedRegion
+from ..attention.effects.guidance_capture import GuidanceCapture, GuidedRegion, MapsComplete
+from ..backward import lean
 from ..precision import scaled_grad
 
 MAX_DRIFT = 0.1  # the guided latent's RMS stays within 10% of where guidance found it
@@ -133,6 +135,14 @@ def descend(z: torch.Tensor, energy: Callable[[torch.Tensor], torch.Tensor | Non
     return z.detach(), history
 
 
+def run_pass(forward: Callable, *args) -> None:
+    """One guidance pass of the UNet, which the capture ends once it has its maps (``MapsComplete``)."""
+    try:
+        forward(*args)
+    except MapsComplete:
+        pass
+
+
 class LayoutGuidance:
     """Guidance for one generation. ``forward(z, t)`` runs the UNet on the conditional rows at the
     model input ``z`` (the VP latent z_t) with the controller attached, so ``capture`` sees the maps."""
@@ -143,6 +153,11 @@ class LayoutGuidance:
         self.steps = guided_step_count(options.until, total_steps)
         self.alphas_cumprod = alphas_cumprod.detach().double().cpu()
         self.history: list[list[float]] = []
+        self.model: torch.nn.Module | None = None  # the UNet, made lean while it is differentiated
+
+    def lean(self):
+        """The UNet for a gradient to the latent only (``lib_regedit/backward.lean``; ``docs/memory.md``)."""
+        return lean(self.model) if self.model is not None else contextlib.nullcontext()
 
     def wants(self, step: int) -> bool:
         return step < self.steps and bool(self.capture.regions)
@@ -154,14 +169,15 @@ class LayoutGuidance:
         def energy(zz):
             self.capture.start()
             try:
-                forward(zz, t)
+                run_pass(forward, zz, t)
                 return capture_energy(self.capture)
             finally:
                 self.capture.active = False
 
         try:
-            out, history = descend(z, energy, self.options.scale * sigma_squared(alpha_bar),
-                                   self.options.iterations, self.options.threshold, self.options.max_shift)
+            with self.lean():
+                out, history = descend(z, energy, self.options.scale * sigma_squared(alpha_bar),
+                                       self.options.iterations, self.options.threshold, self.options.max_shift)
         finally:
             self.capture.stop()
         self.history.append(history)

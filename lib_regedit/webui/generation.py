@@ -153,8 +153,9 @@ def _start_pair(p, document) -> None:
                                          checkpoint.tokenize, batch.batch_size // 2,
                                          source_prompt=batch.prompts[0], target_prompt=batch.prompts[1])
     if segmenter is not None:
-        run_of(p).session.enable_guidance(segmenter, lambda z: ((checkpoint.decode(z) + 1) / 2).clamp(0, 1),
-                                   checkpoint.alphas)
+        guidance = run_of(p).session.enable_guidance(segmenter, lambda z: ((checkpoint.decode(z) + 1) / 2).clamp(0, 1),
+                                                     checkpoint.alphas)
+        guidance.model = checkpoint.model.first_stage_model  # made lean while differentiated
     p.extra_generation_params[INFOTEXT_KEY] = document.to_json()
     p.extra_generation_params[PAIR_IMAGE_KEY] = batch.roles
     _wrap_sample(p)
@@ -213,6 +214,7 @@ def _layout_guidance(p, session):
     if reason is None:
         guidance = session.layout_guidance(p.steps, checkpoints.current(p).alphas)
         if guidance is not None:
+            guidance.guidance.model = checkpoints.current(p).unet  # made lean while differentiated
             return guidance
         reason = "layout guidance found no word to bind in the region prompts; nothing was guided"
     if not run_of(p).guidance_noted:

@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from ..regions.layout_guidance import LayoutGuidance, capture_energy, descend, sigma_squared
+from ..regions.layout_guidance import LayoutGuidance, capture_energy, descend, run_pass, sigma_squared
 
 
 class DenoiserGuidance:
@@ -67,14 +67,15 @@ class DenoiserGuidance:
             def energy(zz, row=row, scale=scale):
                 capture.start()
                 try:
-                    forward((zz * scale).to(x.dtype), [row])
+                    run_pass(forward, (zz * scale).to(x.dtype), [row])
                     return capture_energy(capture)
                 finally:
                     capture.active = False
 
             try:
-                guided, history = descend(z, energy, options.scale * sigma_squared(alpha_bar), options.iterations,
-                                          options.threshold, options.max_shift)
+                with self.guidance.lean():
+                    guided, history = descend(z, energy, options.scale * sigma_squared(alpha_bar),
+                                              options.iterations, options.threshold, options.max_shift)
             finally:
                 capture.stop()
             energies.append(history)

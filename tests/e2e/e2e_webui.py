@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -40,6 +41,24 @@ LAUNCH_FLAGS = [
     "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--no-half", "--use-cpu", "all",
     "--api", "--no-download-sd-model", "--server-name", "127.0.0.1",
 ]
+
+
+def half_flags(value: str | None = None) -> list[str] | None:
+    """``REGEDIT_E2E_HALF``: unset or ``0`` keeps the float32 run (``--no-half``); ``1`` drops ``--no-half``
+    (the WebUI's own half-precision default); any other value drops it and adds those flags
+    (``REGEDIT_E2E_HALF="--precision half"``, ``"--upcast-sampling"``). None when off."""
+    value = os.environ.get("REGEDIT_E2E_HALF", "") if value is None else value
+    if value.strip() in ("", "0"):
+        return None
+    return [] if value.strip() == "1" else shlex.split(value)
+
+
+def launch_flags_for(base: list[str], drop: tuple[str, ...], value: str | None = None) -> list[str]:
+    """``base`` with the half-precision choice of ``REGEDIT_E2E_HALF`` applied (``drop`` leaves it)."""
+    extra = half_flags(value)
+    if extra is None:
+        return list(base)
+    return [f for f in base if f not in drop] + extra
 
 SETTINGS = {
     "sd_model_checkpoint": f"{SD1}.safetensors",
@@ -163,11 +182,17 @@ class WebUI:
 
     def write_settings(self) -> Path:
         path = self.work / "config.json"
-        path.write_text(json.dumps(self.settings, indent=1))
+        settings = dict(self.settings)
+        if half_flags() is not None:
+            # In half precision a VAE that gives NaN makes WebUI 1.10 switch the VAE to float32 for the rest
+            # of the session ("Automatically revert VAE to 32-bit floats"), which changes every later plain
+            # image by a level: the one failing request fails alone instead.
+            settings["auto_vae_precision"] = False
+        path.write_text(json.dumps(settings, indent=1))
         return path
 
     def launch_flags(self) -> list[str]:
-        flags = list(LAUNCH_FLAGS)
+        flags = launch_flags_for(LAUNCH_FLAGS, ("--no-half",))
         if self.has_controlnet:  # the flag exists only with the extension (its preload.py adds it)
             self.controlnet_dir.mkdir(parents=True, exist_ok=True)
             flags += ["--controlnet-dir", str(self.controlnet_dir)]
@@ -391,7 +416,9 @@ class ForgeWebUI(WebUI):
         self.session.headers["Connection"] = "close"
 
     def launch_flags(self) -> list[str]:
-        return list(FORGE_LAUNCH_FLAGS)
+        # Forge has no --no-half: with --always-cpu it runs float32 unless told otherwise, so
+        # REGEDIT_E2E_HALF only adds flags here ("--unet-in-bf16 --vae-in-bf16 ...")
+        return launch_flags_for(FORGE_LAUNCH_FLAGS, ())
 
     def make_models(self) -> None:
         out = self.work / "models" / "Stable-diffusion"

@@ -128,7 +128,7 @@ def img2img_pair(kind: str, image, **over) -> dict:
 
 
 @pytest.mark.parametrize("model", [SD1, SDXL])
-@pytest.mark.parametrize("inversion", ["negative", "nulltext"])
+@pytest.mark.parametrize("inversion", ["negative", "ddim", "nulltext"])
 def test_img2img_edits_a_picture_through_an_inversion(webui, model, inversion, assert_plain_unchanged):
     """A picture in img2img with edit roles: the gallery holds the reconstruction and the edit, the
     infotext names the inversion, a second run takes the inversion from the cache."""

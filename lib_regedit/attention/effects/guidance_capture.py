@@ -6,6 +6,13 @@ its bound tokens, keeping the autograd graph back to the latent. After the pass,
 :meth:`region_maps` and :meth:`masks` give the maps and boxes at the map resolution (``latent /
 downscale`` or the closest the UNet has), which ``lib_regedit.regions.layout_guidance.capture_energy`` turns
 into the backward-guidance energy.
+
+Memory: the pass keeps its autograd graph, the activations of every layer it ran. The energy reads
+maps at one resolution, and the UNet's up path only grows from there, so once the pass reaches an up
+block's cross-attention finer than that resolution, after that resolution's up maps, nothing later can
+change the energy: the capture raises :class:`MapsComplete` there, and whoever runs the pass catches it.
+The UNet's finest up blocks, the largest part of that graph, are then neither run nor kept (SDXL at
+1024²: ``docs/memory.md``); the energy and its gradient are the same.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ class GuidedRegion:
     tokens: list[int]
 
 
+class MapsComplete(Exception):
+    """A guidance pass has every map its energy reads: the rest of the UNet call is not needed."""
+
+
 class GuidanceCapture(Effect):
     name = "guidance_capture"
     cross = True
@@ -40,10 +51,13 @@ class GuidanceCapture(Effect):
         self.active = False
         self.maps: dict[tuple[int, int], list[list[torch.Tensor]]] = {}
         self.latent_hw: tuple[int, int] | None = None
+        self.up_seen: set[tuple[int, int]] = set()  # this pass's up-block map resolutions
+        self.stop_early = True
 
     def start(self) -> None:
         """Begin a guidance pass: drop the maps of the last one."""
         self.maps.clear()
+        self.up_seen.clear()
         self.active = True
 
     def stop(self) -> None:
@@ -54,8 +68,21 @@ class GuidanceCapture(Effect):
         return (self.active and call.is_cross and bool(call.rows.cond) and call.project_context is not None
                 and call.level in self.levels)
 
+    def prepare(self, call: AttentionCall) -> None:
+        """Stop the pass where the rest cannot change the energy (the module docstring): at an up block's
+        cross-attention finer than the map resolution, once that resolution's up maps are in. The down
+        blocks have visited every resolution by then, so the resolution is the one the energy will use."""
+        if not self.stop_early or call.level != "up" or "down" not in self.levels or not self.up_seen:
+            return
+        self.latent_hw = call.latent_hw
+        target = self.resolution()
+        if target in self.up_seen and call.hw[0] * call.hw[1] > target[0] * target[1]:
+            raise MapsComplete
+
     def observe(self, call: AttentionCall, out: torch.Tensor) -> None:
         self.latent_hw = call.latent_hw
+        if call.level == "up":
+            self.up_seen.add(call.hw)
         q = call.q[list(call.rows.cond)].float()
         per_region = []
         for region in self.regions:
