@@ -314,6 +314,62 @@ def pictures(run: Runner) -> None:
     ], gap=18), "overview.png")
 
 
+def fill_pictures() -> None:
+    """Fills that match their surroundings (docs/regiondrag.md, docs/picture-editing.md): held-out cases
+    of ``eval --drag`` and ``eval --inversion`` on the bundled model, each with the old behaviour and
+    the new default. The drag runs once per document version; the picture edit runs once with
+    ``paste_outside`` off and both pastes are applied to that one result, as the eval does."""
+    from dataclasses import replace
+
+    from lib_regedit.documents import parse_drag_document, parse_region_document
+    from lib_regedit.drag.diffusers_drag import drag
+    from lib_regedit.editing.diffusers_real import edit_image
+    from lib_regedit.editing.real_edit import paste_outside
+    from lib_regedit.evaluation import drag_eval
+    from lib_regedit.evaluation.edit_eval import edit_cases, layouts_for
+    from lib_regedit.evaluation.inversion_eval import picture
+    from lib_regedit.models import default_model_path, load_pipeline
+    from lib_regedit.shapesworld.data import render
+
+    pipe = load_pipeline(default_model_path())
+    pipe.set_progress_bar_config(disable=True)
+
+    def outlined(image, case):
+        (hx, hy, hw, hh), (tx, ty, tw, th) = case["handle"], case["target"]
+        return boxes(enlarge(image), [dict(x=hx, y=hy, w=hw, h=hh, colour="#e6194b", label="handle"),
+                                      dict(x=tx, y=ty, w=tw, h=th, colour="#3cb44b", label="target")], True)
+
+    cases = drag_eval.cases(16)
+    rows = []
+    for i in (1, 2, 11, 15):  # brush, polygon, brush, brush: the cases where version 1 left something behind
+        case = cases[i]
+        source = render(case["scene"])
+        document = parse_drag_document(case["document"])
+        results = [drag(pipe, source, document, prompt=case["scene"].caption, seed=0, progress=False,
+                        options=replace(drag_eval.EVAL_OPTIONS, **fields)).image
+                   for fields in (drag_eval.ORIGINAL, {})]
+        rows.append(with_row_label(row([labelled(outlined(source, case), f"case {i + 1}: {case['kind']}"),
+                                        labelled(enlarge(results[0]), "version 1 (RegionDrag's fill)"),
+                                        labelled(enlarge(results[1]), "version 2 (the default)")]),
+                                   f"held-out drag\n{i + 1} of 16"))
+    save(column(rows), "drag_fills.png")
+
+    rows = []
+    layouts = layouts_for(0)
+    for li, kind in ((0, "remove"), (2, "change colour"), (4, "remove"), (6, "change kind")):
+        case = next(c for c in edit_cases(layouts[li], li) if c["kind"] == kind)
+        image = picture(layouts[li], li, 64)
+        raw = edit_image(pipe, image, dict(case["document"], edit={"paste_outside": False}), steps=20).target
+        pasted = [paste_outside(image, raw, parse_region_document(dict(case["document"], version=v))) for v in (3, 4)]
+        x, y, w, h = case["box"]
+        rows.append(with_row_label(row([labelled(boxes(enlarge(image), [dict(x=x, y=y, w=w, h=h, label=kind)], True),
+                                                 f"layout {li + 1}"),
+                                        labelled(enlarge(pasted[0]), "version 3 (feathered paste)"),
+                                        labelled(enlarge(pasted[1]), "version 4 (seamless)")]),
+                                   f"picture edit:\n{kind}"))
+    save(column(rows), "picture_edit_seams.png")
+
+
 def main() -> int:
     import torch
 
@@ -327,6 +383,7 @@ def main() -> int:
             pictures(Runner(Path(folder)))
         finally:
             os.chdir(previous)
+    fill_pictures()
     return 0
 
 

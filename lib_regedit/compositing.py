@@ -27,6 +27,10 @@ def paste_back(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
     return Image.fromarray(out.round().astype(np.uint8))
 
 
+OUTLIER = 32.0  # grey levels: a boundary difference this far from its ring's median is a structure, not a tone
+BAND = 0.02  # of the image width: how far outside the region a structure's boundary pixels are let go
+
+
 def seamless_paste(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
     """:func:`paste_back` of ``edited`` harmonised with ``original`` first: Pérez, Gangnet & Blake 2003,
     *Poisson Image Editing*, with the edit's own gradients as the guidance field over the region where
@@ -35,7 +39,13 @@ def seamless_paste(original: Image.Image, edited: Image.Image, mask) -> Image.Im
     Image Cloning*), which is how it is computed here (:func:`harmonic_fill`): everything the edit drew
     inside keeps its shape and contrast, and a tone offset against the surroundings (the model's
     background a few levels off the picture's) is taken out. The feather of ``mask`` then blends the two
-    as :func:`paste_back` does."""
+    as :func:`paste_back` does.
+
+    Where the boundary crosses something the edit changed (an object the region cuts, drawn elsewhere
+    in the edit), the difference there is a structure, not a tone, and a membrane would smear it into
+    the region as a coloured glow. So boundary pixels whose difference is more than :data:`OUTLIER`
+    levels from the median of their ring are let go (:func:`boundary_difference`): the membrane
+    passes over them from the rest of the boundary, and the feather covers the seam they leave."""
     edited = edited.convert("RGB")
     original = original.convert("RGB")
     if original.size != edited.size:
@@ -44,18 +54,38 @@ def seamless_paste(original: Image.Image, edited: Image.Image, mask) -> Image.Im
     region = m > 0
     if not region.any() or region.all():
         return paste_back(original, edited, m)
-    # only the region's bounding box and a pixel around it (its boundary) take part
-    ys, xs = np.nonzero(region)
-    y0, y1 = max(0, ys.min() - 1), min(m.shape[0], ys.max() + 2)
-    x0, x1 = max(0, xs.min() - 1), min(m.shape[1], xs.max() + 2)
-    out = np.array(original)
-    o = out[y0:y1, x0:x1].astype(np.float32)
-    e = np.asarray(edited, dtype=np.float32)[y0:y1, x0:x1]
-    inside = region[y0:y1, x0:x1]
-    corrected = e + harmonic_fill(np.where(inside[..., None], 0.0, o - e), inside).astype(np.float32)
-    blend = m[y0:y1, x0:x1, None]
-    out[y0:y1, x0:x1] = np.clip(np.rint(o + (corrected - o) * blend), 0, 255).astype(np.uint8)
-    return Image.fromarray(out)
+    e = np.asarray(edited, dtype=np.float64)
+    known, free = boundary_difference(np.asarray(original, dtype=np.float64) - e, region,
+                                      max(1, round(BAND * edited.width)))
+    corrected = e + np.where(region[..., None], harmonic_fill(known, free), 0.0)
+    return paste_back(original, Image.fromarray(corrected.clip(0, 255).round().astype(np.uint8)), m)
+
+
+def boundary_difference(difference: np.ndarray, region: np.ndarray, band: int,
+                        outlier=OUTLIER) -> tuple[np.ndarray, np.ndarray]:
+    """(the known values, where the membrane is solved) for :func:`harmonic_fill`: ``difference``
+    (H, W, C) outside ``region``, and the region with the outliers within ``band`` pixels of it. Per
+    part of the region's surroundings, the median over the pixels just outside it is the tone; a pixel
+    more than ``outlier`` from it (any channel; a number or one per channel) is an outlier, and the
+    known values that remain are clipped to within ``outlier`` of it. :func:`seamless_paste` reads the
+    difference between two images; RegionDrag's fill (``drag/fill.py``) the latent around its handle."""
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(region) & ~region
+    near = ndimage.binary_dilation(region, iterations=band + 1)
+    parts, count = ndimage.label(near)
+    known = np.where(region[..., None], 0.0, difference)
+    free = region.copy()
+    for part in range(1, count + 1):
+        inside = parts == part
+        edge = ring & inside
+        if not edge.any():
+            continue
+        tone = np.median(difference[edge], axis=0)
+        far = (np.abs(difference - tone) > outlier).any(-1)
+        free |= far & inside & ~region & ndimage.binary_dilation(region, iterations=band)
+        known[inside & ~region] = np.clip(difference[inside & ~region], tone - outlier, tone + outlier)
+    return np.where(free[..., None], 0.0, known), free
 
 
 def pixel_mask(mask, height: int, width: int, feather: float = 0.0) -> np.ndarray:
@@ -73,7 +103,7 @@ def pixel_mask(mask, height: int, width: int, feather: float = 0.0) -> np.ndarra
     return np.maximum(hard, np.asarray(image.filter(ImageFilter.GaussianBlur(feather)), dtype=np.float32) / 255)
 
 
-DIRECT_UNKNOWNS = 16_384  # a membrane with more unknowns is solved at a lower resolution (a smooth function)
+DIRECT_UNKNOWNS = 40_000  # a membrane with more unknowns is solved at a lower resolution (a smooth function)
 
 
 def harmonic_fill(values, mask) -> np.ndarray:
@@ -82,7 +112,7 @@ def harmonic_fill(values, mask) -> np.ndarray:
     4-neighbour discrete Laplacian; the image border is a mirror). A masked part that touches no
     unmasked pixel is left as it was.
 
-    Up to :data:`DIRECT_UNKNOWNS` masked pixels the sparse system is solved directly (about 0.2 s);
+    Up to :data:`DIRECT_UNKNOWNS` masked pixels the sparse system is solved directly (about 0.3 s);
     above, the image is averaged over 2x2, 4x4... cells until it has no more, solved there and the
     membrane resized back (bilinear): a membrane is smooth inside its region, and a pixel or two of it
     at the boundary is what the feather of :func:`seamless_paste` covers anyway."""

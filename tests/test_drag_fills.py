@@ -90,6 +90,7 @@ def test_a_setting_that_is_not_true_or_false_is_named(name):
 def test_the_handle_starts_from_the_membrane_of_its_surroundings():
     ramp = torch.arange(16.0).repeat(16, 1)  # (16, 16), rising left to right
     z0 = torch.stack([ramp, -ramp, ramp * 0 + 3, ramp / 2])[None]
+    z0[..., 14:, 14:] = 100.0  # an object far from the handle: the ramp is the background
     handles = np.zeros((16, 16), dtype=bool)
     handles[4:10, 5:12] = True
     mapping = DenseMapping(16, 16, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), handles,
@@ -105,6 +106,19 @@ def test_the_handle_starts_from_the_membrane_of_its_surroundings():
     half = fill_handles(x, z0, mapping, share=0.6, alpha=1.0)
     torch.testing.assert_close(half[:, :, handles], 0.8 * x[:, :, handles] + 0.6 * z0[:, :, handles], atol=1e-5,
                                rtol=0)
+
+
+def test_an_object_the_handle_cuts_is_not_grown_back_into_the_fill():
+    z0 = torch.zeros(1, 4, 16, 16)
+    z0[..., 8:13, 4:9] = 3.0  # an object whose top half the handle covers
+    handles = np.zeros((16, 16), dtype=bool)
+    handles[2:10, 2:11] = True
+    filled = surroundings(z0, handles)
+    from lib_regedit.compositing import harmonic_fill
+
+    plain = harmonic_fill(z0[0].permute(1, 2, 0).numpy(), handles)
+    assert np.abs(plain[handles]).max() > 1.0  # a plain membrane grows the object back in
+    assert filled[:, :, torch.as_tensor(handles)].abs().max() < 0.25  # this one keeps to the background
 
 
 # ----- brush handles grown to the object -----
@@ -132,14 +146,21 @@ def test_the_growth_stays_within_a_brush_radius_of_the_strokes():
     assert not grown[30, 2] and not grown[30, 61]
 
 
-def test_polygon_handles_and_version_1_are_not_grown():
+def test_version_1_and_growing_off_grow_nothing_and_a_polygon_grows_to_the_object_it_cuts():
+    from lib_regedit.drag.mapping import polygon_mask
+
     image = square_picture()
-    assert grown_handles(parse_drag_document({"pairs": [POLYGON_PAIR]}), image, (16, 16)) == (None,)
     assert grown_handles(parse_drag_document({"version": 1, "pairs": [BRUSH_PAIR]}), image, (16, 16)) == (None,)
-    doc = parse_drag_document({"pairs": [BRUSH_PAIR, POLYGON_PAIR]})
+    cut = [[0.2, 0.2], [0.8, 0.2], [0.8, 0.6], [0.2, 0.6]]  # the square's top 70%
+    pair = {"handle": {"type": "polygon", "points": cut},
+            "target": {"type": "polygon", "points": [[x, y + 0.1] for x, y in cut]}}
+    doc = parse_drag_document({"pairs": [BRUSH_PAIR, pair]})
     assert grown_handles(doc, image, (16, 16), enabled=False) == (None, None)
     grown = grown_handles(doc, image, (16, 16))
-    assert grown[0].shape == (64, 64) and grown[1] is None
+    assert grown[0].shape == (64, 64) and grown[1].shape == (64, 64)
+    drawn = polygon_mask(cut, 64, 64)
+    assert not drawn[16:48, 16:48].all() and grown[1][16:48, 16:48].all()
+    assert not grown[1][60:, :].any() and not grown[1][:, :8].any()  # the grey around stays out
 
 
 def test_the_grown_handle_takes_its_target_along():

@@ -339,7 +339,13 @@ def test_the_target_keeps_the_reconstruction_outside_the_edited_boxes(sd):
     # pasted back (the default): outside the edit area the pixels are the picture's own
     pasted = np.asarray(edit_image(sd, picture(), DOC, steps=4).target, dtype=float)
     assert np.array_equal(pasted[right], np.asarray(picture(), dtype=float)[right])
-    assert np.array_equal(pasted[left], target[left])  # inside, the edit
+    from lib_regedit.compositing import seamless_paste
+    from lib_regedit.editing.real_edit import edit_area
+
+    harmonised = seamless_paste(picture(), own.target, edit_area(doc, 64, 64).numpy())
+    assert np.array_equal(pasted[left], np.asarray(harmonised, dtype=float)[left])  # inside, the edit, harmonised
+    old = np.asarray(edit_image(sd, picture(), dict(DOC, version=3), steps=4).target, dtype=float)
+    assert np.array_equal(old[left], target[left])  # version 3: the edit's own pixels
 
 
 def test_null_text_counts_its_own_steps(tmp_path, capsys):

@@ -11,7 +11,9 @@ noised to the start's level with fresh noise, ``sqrt(a) fill + sqrt(1 - a) eps``
 diffusion of the picture with its handle already filled from the border in. The denoising then
 paints detail over a start that matches what lies around it, and the rest of the cycle (copy-paste,
 mutual self-attention, the stored noise) is RegionDrag's. The handle noise ``s`` mixes as before,
-``sqrt(1 - s²) z + s n``, with ``n`` the noised fill in place of pure noise.
+``sqrt(1 - s²) z + s n``, with ``n`` the noised fill in place of pure noise. Where the handle cuts
+through an object, the object's cells on its border are let go (:func:`surroundings`): the fill is
+the background around, not the object grown back.
 
 The final composite (``composite.py``) is then seamless (Poisson image editing,
 :func:`lib_regedit.compositing.seamless_paste`). Measured in docs/regiondrag.md.
@@ -19,18 +21,27 @@ The final composite (``composite.py``) is then seamless (Poisson image editing,
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ..compositing import harmonic_fill
+from ..compositing import boundary_difference, harmonic_fill
 from .mapping import DenseMapping
+
+OUTLIER = 0.5  # of the latent's standard deviation (per channel): a boundary cell this far from its ring is an object
+BAND = 2  # latent cells: how far outside the handle such cells are let go
 
 
 def surroundings(z0: torch.Tensor, region) -> torch.Tensor:
     """``z0`` (1, C, H, W) with the cells of ``region`` (bool (H, W)) replaced by the membrane of the
-    latent around them."""
+    latent around them. Cells just outside the region that stand out from their ring's median by more
+    than :data:`OUTLIER` of the latent's spread (an object the handle cuts through) are let go within
+    :data:`BAND` cells, so the fill is the background's and does not grow the cut object back
+    (``compositing.boundary_difference``)."""
     values = z0[0].permute(1, 2, 0).detach().cpu().double().numpy()
-    filled = torch.from_numpy(harmonic_fill(values, region)).permute(2, 0, 1)[None]
-    return filled.to(z0.device, z0.dtype)
+    region = np.asarray(region, dtype=bool)
+    known, free = boundary_difference(values, region, BAND, OUTLIER * values.reshape(-1, values.shape[-1]).std(0))
+    filled = np.where(region[..., None], harmonic_fill(known, free), values)
+    return torch.from_numpy(filled).permute(2, 0, 1)[None].to(z0.device, z0.dtype)
 
 
 def fill_handles(x: torch.Tensor, z0: torch.Tensor, mapping: DenseMapping, share: float, alpha: float,

@@ -151,8 +151,8 @@ def dense_mapping(document: DragDocument, height: int, width: int, field: str = 
         target = region_mask(pair.target, height, width)
         extra = None if grown is None or grown[i] is None else sample_mask(grown[i], height, width)
         if extra is not None:
+            target |= _reaching(pair, extra & ~handle, xs, ys, aspect)  # what the growth adds, moved
             handle |= extra
-            target |= _reaching(pair, extra, xs, ys, aspect)
         handles |= handle
         if not target.any():
             continue  # smaller than one cell at this resolution

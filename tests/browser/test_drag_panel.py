@@ -68,6 +68,7 @@ def test_polygon_pairs_triangle_and_quad_with_preview(drag_page, shot, tol):
     page.mouse.dblclick(*c.at(*tri_t[2]))  # the third vertex finishes it: the handle had three
     assert page.evaluate("window.RegEditDragPanels.img2img.pending") is None  # the double click's second click starts nothing
     [pair] = pairs(page)
+    assert doc(page)["version"] == 2  # a new drag is written at the current version (drag.py's VERSION)
     assert pair["handle"]["type"] == pair["target"]["type"] == "polygon"
     points_near(pair["handle"]["points"], tri_h, tol)
     points_near(pair["target"]["points"], tri_t, tol)
