@@ -8,6 +8,7 @@ import torch
 
 from lib_regedit.regions.background import rest_of_prompt
 from lib_regedit.documents import parse_region_document
+from lib_regedit.documents.region import VERSION
 from lib_regedit.errors import RegEditError
 from lib_regedit.regions.prompting import background_context
 
