@@ -76,7 +76,7 @@ def test_versions_keep_their_defaults():
     assert (v2.init, v2.background_prompt, v2.init_sketch, v2.init_noise_outside) == ("auto", "rest", "ellipse", None)
     assert parse_region_document(v2.to_json()) == v2 and json.loads(v2.to_json())["version"] == 2
     with pytest.raises(RegEditError, match=f"version: {VERSION + 1} is"):
-        parse_region_document({"prompt": "p", "regions": BOXES, "version": 4})
+        parse_region_document({"prompt": "p", "regions": BOXES, "version": VERSION + 1})
     with pytest.raises(RegEditError, match="^RegEdit: prompt: is missing"):
         parse_region_document({"regions": [{"prompt": "a beach", "role": "background"}]})
 
