@@ -271,7 +271,7 @@ def generated(pipe, doc, steps=STEPS):
     return seen[-1], result, [(args[0], out) for args, _, out in rankings]
 
 
-DIFFUSERS_REGIONS = {
+REGION_FEATURES = {  # the same region features on both backends
     "attention": (REGIONS, "regions"),
     "latent": (dict(REGIONS, mode="latent"), "regions"),
     "layout_init": (dict(REGIONS, init="layout"), "layout_init"),
@@ -279,9 +279,9 @@ DIFFUSERS_REGIONS = {
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=NAMES.get)
-@pytest.mark.parametrize("feature", list(DIFFUSERS_REGIONS))
+@pytest.mark.parametrize("feature", list(REGION_FEATURES))
 def test_diffusers_regions(memo, dtype, feature, finite_attention):
-    doc, name = DIFFUSERS_REGIONS[feature]
+    doc, name = REGION_FEATURES[feature]
     reference = memo.get(("diffusers", feature), lambda: generated(sd(torch.float32), doc)[0])
     latent, result, _ = generated(sd(dtype), doc)
     check(f"diffusers {feature}", dtype, reference, latent, tol(name, dtype))
@@ -619,17 +619,11 @@ def test_webui_rows_are_read_from_a_half_precision_context(ldm, dtype):
     assert rows_seen(ldm, dtype) == (RowLayout((0,), ()), RowLayout((), (0,)))
 
 
-WEBUI_REGIONS = {
-    "attention": (REGIONS, "regions"),
-    "latent": (dict(REGIONS, mode="latent"), "regions"),
-    "layout_init": (dict(REGIONS, init="layout"), "layout_init"),
-}
-
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=NAMES.get)
-@pytest.mark.parametrize("feature", list(WEBUI_REGIONS))
+@pytest.mark.parametrize("feature", list(REGION_FEATURES))
 def test_webui_regions(ldm, memo, dtype, feature, finite_attention):
-    doc, name = WEBUI_REGIONS[feature]
+    doc, name = REGION_FEATURES[feature]
     reference = memo.get(("ldm", feature), lambda: webui_regions(ldm, torch.float32, doc)[0])
     check(f"ldm {feature}", dtype, reference, webui_regions(ldm, dtype, doc)[0], tol(name, dtype))
     assert finite_attention["calls"] > 0 or feature == "latent"  # latent mode has no attention effect

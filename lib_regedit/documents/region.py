@@ -78,6 +78,7 @@ VERSION_DEFAULTS = {
         "init_noise": 0.25},
 }
 VERSION_DEFAULTS[4] = VERSION_DEFAULTS[3]  # version 4 changed an edit pair's default only (``keeps_outside``)
+PAIRS_KEEP_FROM = 4  # the first version whose generated pairs keep the source outside their edits
 GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
@@ -190,7 +191,7 @@ class RegionDocument:
         (``edit.keep_outside``; unset: on for a picture's edit, and for a generated pair from version 4)."""
         if self.edit.keep_outside is not None:
             return self.edit.keep_outside
-        return picture or self.version >= 4
+        return picture or self.version >= PAIRS_KEEP_FROM
 
     @property
     def object_regions(self) -> tuple[Region, ...]:

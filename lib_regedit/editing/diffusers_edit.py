@@ -31,7 +31,6 @@ from ..backends import diffusers_backend
 from ..documents import RegionDocument
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, PAIR_IMAGE_KEY, parameters_text
-from . import keep_outside
 from .keep_outside import keep_source, pair_keep_area, stacked_pairs
 from .pair_documents import parse_pair
 from .pair_effects import build_pair_effects
@@ -133,8 +132,7 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
                                        guidance_scale))
         keep = pair_keep_area(doc, *latents.shape[-2:]) if method == "regions" else None
         # the source's latent outside the edited boxes, after every step
-        step_hook = None if keep is None else (lambda _pipe, step, x: keep_source(x, keep, stacked_pairs(n))
-                                               if step <= keep_outside.KEEP_UNTIL * steps else x)
+        step_hook = None if keep is None else (lambda _pipe, _step, x: keep_source(x, keep, stacked_pairs(n)))
         images = api._run(pipe, state, cond, uncond_rows, pooled, negative, seed=seed, steps=steps,
                           guidance_scale=guidance_scale, width=width, height=height, batch_size=1,
                           latents=latents, generator=generators, step_hook=step_hook)

@@ -22,15 +22,15 @@ from ..documents import RegionDocument
 
 KEEP_MARGIN = 0.1  # of the image's side: how far around an edited box the target may differ (measured, docs)
 KEEP_FEATHER = 0.05  # of the image's side: the soft edge of that area
-KEEP_UNTIL = 1.0  # the fraction of the steps through which the latent is kept (every one: measured, docs)
 
 
 def edit_area(document: RegionDocument, h: int, w: int, margin: float | None = None,
-              feather: float | None = None) -> torch.Tensor | None:
+              feather: float | None = None, stop_at_kept: bool = True) -> torch.Tensor | None:
     """(h, w) in [0, 1]: the edited boxes grown by ``margin`` of the image, with a soft edge
     ``feather`` wide, at any resolution (the latent's, or the picture's for a paste-back); None when a
-    background edit makes the whole image the edit's. The margin stops at a kept region's box: a kept
-    object next to an edited box stays the source's (the edited boxes themselves stay whole)."""
+    background edit makes the whole image the edit's. With ``stop_at_kept`` the margin stops at a kept
+    region's box: a kept object next to an edited box stays the source's (the edited boxes themselves
+    stay whole); a picture's edit (``real_edit.edit_area``) grows over them."""
     from ..masks import box_mask, grown_box
 
     margin = KEEP_MARGIN if margin is None else margin
@@ -47,7 +47,7 @@ def edit_area(document: RegionDocument, h: int, w: int, margin: float | None = N
         box = grown_box(region.x, region.y, region.w, region.h, margin)
         grown = torch.maximum(grown, box_mask(*box, h, w, feather))
         boxes = torch.maximum(boxes, own)
-    return torch.maximum(boxes, grown * (1 - kept))
+    return torch.maximum(boxes, grown * (1 - kept)) if stop_at_kept else grown
 
 
 def stacked_pairs(n: int) -> list[tuple[int, int]]:

@@ -245,18 +245,11 @@ def _target_start(latent: torch.Tensor, edit: RealEdit) -> torch.Tensor:
 def edit_area(document: RegionDocument, h: int, w: int) -> torch.Tensor | None:
     """(h, w) in [0, 1]: the edited boxes grown by ``KEEP_MARGIN`` of the image, with a soft edge
     ``KEEP_FEATHER`` wide, at any resolution (the latent's, or the picture's for the paste-back);
-    None when a background edit makes the whole image the edit's."""
-    from ..masks import box_mask, grown_box
+    None when a background edit makes the whole image the edit's (``keep_outside.edit_area``, its
+    margin growing over kept boxes as it always has for pictures)."""
+    from .keep_outside import edit_area as area_of
 
-    area = torch.zeros(h, w)
-    for region in document.regions:
-        if not region.is_edited:
-            continue
-        if region.is_background:
-            return None
-        box = grown_box(region.x, region.y, region.w, region.h, KEEP_MARGIN)
-        area = torch.maximum(area, box_mask(*box, h, w, KEEP_FEATHER))
-    return area
+    return area_of(document, h, w, KEEP_MARGIN, KEEP_FEATHER, stop_at_kept=False)
 
 
 def paste_outside(picture, edited, document: RegionDocument):

@@ -80,9 +80,11 @@ def with_settings(obj: dict, mode, whole_start, layout, init_noise, kssa, keywor
 
 
 def _keeps_by_default(obj: dict) -> bool:
-    """Whether the document's version keeps an edit pair's rest unless told (version 4 on)."""
-    version = obj.get("version", 4)
-    return not isinstance(version, (int, float)) or version >= 4
+    """Whether the document's version keeps an edit pair's rest unless told (``RegionDocument.keeps_outside``)."""
+    from ..documents.region import PAIRS_KEEP_FROM, VERSION
+
+    version = obj.get("version", VERSION)
+    return not isinstance(version, (int, float)) or version >= PAIRS_KEEP_FROM
 
 
 def settings_to_doc(doc_text: str, *settings):
