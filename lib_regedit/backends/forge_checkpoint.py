@@ -47,10 +47,17 @@ def model_eps(sd_model, z: torch.Tensor, t: int, context: torch.Tensor, vector: 
     (SDXL: and its pooled ``vector``), differentiable (callers choose ``no_grad``). With ``unet_patcher``
     (a patched clone, ``forge_backend.patched``) the call goes through its attention replacements and UNet
     wrapper, every row marked conditional, as Forge's sampler would call it."""
-    kmodel = sd_model.forge_objects.unet.model
+    return denoiser_eps(sd_model.forge_objects.unet.model, alphas_cumprod(sd_model), z, t, context, vector,
+                        unet_patcher)
+
+
+def denoiser_eps(kmodel, alphas: torch.Tensor, z: torch.Tensor, t: int, context: torch.Tensor,
+                 vector: torch.Tensor | None = None, unet_patcher=None) -> torch.Tensor:
+    """:func:`model_eps` on a k-diffusion denoiser ``kmodel`` (Forge's ``KModel``, ComfyUI's ``BaseModel``:
+    ``apply_model(x, sigma, c_crossattn=..., y=...)`` returns the denoised latent) with ᾱ ``alphas``."""
     options = getattr(unet_patcher, "model_options", None) or {}
     parameter = next(kmodel.diffusion_model.parameters())
-    a = alphas_cumprod(sd_model)[int(t)]
+    a = alphas[int(t)]
     sigma = ((1 - a) / a).sqrt()
     x = (z.float() / a.sqrt()).to(parameter.device)  # k-diffusion's input: z_t / sqrt(ᾱ) = z_t sqrt(1 + σ²)
     batch = x.shape[0]
@@ -58,7 +65,7 @@ def model_eps(sd_model, z: torch.Tensor, t: int, context: torch.Tensor, vector: 
     c = {"c_crossattn": context.to(x.device).expand(batch, -1, -1)}
     if vector is not None:
         c["y"] = vector.to(x.device).expand(batch, -1)
-    marks = [0]  # Forge's mark of a conditional chunk
+    marks = [0]  # the mark of a conditional chunk (Forge and ComfyUI)
     c["transformer_options"] = dict(options.get("transformer_options", {}), cond_or_uncond=marks, sigmas=sigmas,
                                     cond_indices=list(range(batch)), uncond_indices=[])
     wrapper = options.get("model_function_wrapper")

@@ -1,0 +1,16 @@
+"""ComfyUI's entry to RegEdit (``custom_nodes/sd-webui-regedit``): the node pack in ``comfyui/``.
+
+The AUTOMATIC1111 WebUI and WebUI Forge load ``scripts/`` and never import this file; nor do the engine,
+its tests and command line."""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)  # the engine, lib_regedit, imports as the WebUI's script imports it
+
+from .comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+WEB_DIRECTORY = "./comfyui/web"
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -1,0 +1,140 @@
+"""RegEdit's ComfyUI nodes: each takes and returns ComfyUI's own types and calls the ComfyUI adapter
+(``lib_regedit/comfy``), which runs the engine over the model interface. Bad input raises RegEdit's
+error, whose message names the field and the fix; ComfyUI shows it in its error dialog."""
+
+from __future__ import annotations
+
+from lib_regedit.comfy import image_tasks
+from lib_regedit.comfy.host import checkpoint as comfy_checkpoint
+from lib_regedit.comfy.regions import BACKGROUNDS, FROM_DOCUMENT, MODES, SWITCH, document_text, region_document, \
+    regions_model
+from lib_regedit.documents.drag import EXAMPLE as DRAG_EXAMPLE
+
+CATEGORY = "RegEdit"
+EXAMPLE_REGIONS = ('{"regions": [{"x": 0.05, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a red circle"}, '
+                   '{"x": 0.55, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a blue square"}]}')
+INVERSIONS = ("negative", "ddim")
+
+
+def _document_input(default: str) -> tuple:
+    return ("STRING", {"multiline": True, "default": default})
+
+
+class Regions:
+    """Region prompts (MultiDiffusion fusion inside cross-attention), keyword selection and KSSA on a MODEL:
+    its clone goes to any sampler node."""
+
+    DESCRIPTION = ("Boxes, each with its own prompt: each object lands in its box. Draw the boxes on the node, "
+                   "or write the region document. Connect the MODEL to your sampler.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",),
+            "clip": ("CLIP",),
+            "regions": _document_input(EXAMPLE_REGIONS),
+            "mode": (list(MODES), {"default": FROM_DOCUMENT,
+                                   "tooltip": "attention: one UNet pass for all regions; latent: a pass per region"}),
+            "background_prompt": (list(BACKGROUNDS), {"default": FROM_DOCUMENT,
+                                                      "tooltip": "what the area outside the boxes says"}),
+            "kssa": (list(SWITCH), {"default": FROM_DOCUMENT,
+                                    "tooltip": "keyword-selected self-attention: sharper objects in long prompts"}),
+        }}
+
+    RETURN_TYPES = ("MODEL", "STRING")
+    RETURN_NAMES = ("model", "document")
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, clip, regions, mode, background_prompt, kssa):
+        document = region_document(regions, mode=mode, background=background_prompt, kssa=kssa)
+        checkpoint = comfy_checkpoint(model, clip, None, 512, 512)
+        return regions_model(model, checkpoint, document), document_text(document)
+
+
+class LayoutInit:
+    """A starting LATENT that already holds the layout: the boxes' sketch, DDIM-inverted, mixed with the seed's
+    noise. Sample it with KSamplerAdvanced, add_noise "disable"."""
+
+    DESCRIPTION = "Layout init: a start latent with the boxes in it. Sample with KSamplerAdvanced, add_noise: disable."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
+            "regions": _document_input(EXAMPLE_REGIONS),
+            "width": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
+            "height": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 1000, "tooltip": "the inversion's steps"}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, clip, vae, regions, width, height, batch_size, seed, steps):
+        document = region_document(regions)
+        samples = image_tasks.layout_latent(model, clip, vae, document, width=width, height=height,
+                                            batch_size=batch_size, seed=seed, steps=steps)
+        return ({"samples": samples},)
+
+
+class Drag:
+    """RegionDrag: handle regions moved onto targets, gradient-free, in about the time of one generation."""
+
+    DESCRIPTION = "RegionDrag: move the drag document's handle regions (boxes, polygons, brush strokes) onto targets."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",), "image": ("IMAGE",),
+            "drag": _document_input(DRAG_EXAMPLE),
+            "prompt": ("STRING", {"default": "", "tooltip": "what the picture shows (may stay empty)"}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
+        }}
+
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, clip, vae, image, drag, prompt, seed, steps):
+        return (image_tasks.drag_image(model, clip, vae, image, drag, prompt=prompt, seed=seed, steps=steps),)
+
+
+class PictureEdit:
+    """A region edit of a picture (MRGD): add, remove or change one region's object, the rest kept."""
+
+    DESCRIPTION = ("Edit a picture region by region: the document's regions describe the picture, and one region's "
+                   "\"edit\" (add, remove, change) says what changes.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",), "image": ("IMAGE",),
+            "regions": _document_input('{"regions": [{"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a red circle", '
+                                       '"edit": "change", "target_prompt": "a blue circle"}]}'),
+            "inversion": (list(INVERSIONS), {"default": "negative"}),
+            "negative_prompt": ("STRING", {"default": ""}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
+            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+        }}
+
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("edit", "reconstruction")
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, clip, vae, image, regions, inversion, negative_prompt, seed, steps, cfg):
+        sources, targets = image_tasks.picture_edit(model, clip, vae, image, regions, inversion=inversion, seed=seed,
+                                                    steps=steps, cfg=cfg, negative_prompt=negative_prompt)
+        return targets, sources
+
+
+NODE_CLASS_MAPPINGS = {"RegEditRegions": Regions, "RegEditLayoutInit": LayoutInit, "RegEditDrag": Drag,
+                       "RegEditPictureEdit": PictureEdit}
+NODE_DISPLAY_NAME_MAPPINGS = {"RegEditRegions": "RegEdit Regions", "RegEditLayoutInit": "RegEdit Layout Init",
+                              "RegEditDrag": "RegEdit Drag (RegionDrag)", "RegEditPictureEdit": "RegEdit Picture Edit"}
