@@ -4,7 +4,9 @@ error, whose message names the field and the fix; ComfyUI shows it in its error 
 
 from __future__ import annotations
 
-from lib_regedit.comfy import image_tasks
+import comfy.samplers
+
+from lib_regedit.comfy import image_tasks, pair
 from lib_regedit.comfy.host import checkpoint as comfy_checkpoint
 from lib_regedit.comfy.regions import BACKGROUNDS, FROM_DOCUMENT, MODES, SWITCH, document_text, region_document, \
     regions_model
@@ -134,7 +136,45 @@ class PictureEdit:
         return targets, sources
 
 
+class EditPair:
+    """An edit pair (MRGD): a source and a target from one document with edit roles, the rest kept."""
+
+    DESCRIPTION = ("Add, remove or change one region's object: the source image and the edited target, sampled as "
+                   "one batch. The target keeps the source outside the edited regions.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
+            "regions": _document_input('{"regions": [{"x": 0.05, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a red circle"},'
+                                       ' {"x": 0.55, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a blue square", '
+                                       '"edit": "remove"}]}'),
+            "prompt": ("STRING", {"default": "", "tooltip": "the source's whole prompt (empty: the document's)"}),
+            "negative_prompt": ("STRING", {"default": ""}),
+            "width": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
+            "height": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
+            "pairs": ("INT", {"default": 1, "min": 1, "max": 32}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
+            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
+            "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
+        }}
+
+    RETURN_TYPES = ("IMAGE", "IMAGE")
+    RETURN_NAMES = ("target", "source")
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, clip, vae, regions, prompt, negative_prompt, width, height, pairs, seed, steps, cfg,
+              sampler_name, scheduler):
+        sources, targets = pair.edit_pair(model, clip, vae, regions, prompt=prompt, negative_prompt=negative_prompt,
+                                          width=width, height=height, pairs=pairs, seed=seed, steps=steps, cfg=cfg,
+                                          sampler_name=sampler_name, scheduler=scheduler)
+        return targets, sources
+
+
 NODE_CLASS_MAPPINGS = {"RegEditRegions": Regions, "RegEditLayoutInit": LayoutInit, "RegEditDrag": Drag,
-                       "RegEditPictureEdit": PictureEdit}
+                       "RegEditPictureEdit": PictureEdit, "RegEditEditPair": EditPair}
 NODE_DISPLAY_NAME_MAPPINGS = {"RegEditRegions": "RegEdit Regions", "RegEditLayoutInit": "RegEdit Layout Init",
-                              "RegEditDrag": "RegEdit Drag (RegionDrag)", "RegEditPictureEdit": "RegEdit Picture Edit"}
+                              "RegEditDrag": "RegEdit Drag (RegionDrag)", "RegEditPictureEdit": "RegEdit Picture Edit", "RegEditEditPair": "RegEdit Edit Pair"}

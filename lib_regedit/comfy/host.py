@@ -29,7 +29,7 @@ def vae_factor(vae) -> int:
 
 def pictures(image: torch.Tensor) -> list[Image.Image]:
     """ComfyUI's IMAGE (B, H, W, C) in [0, 1] as RGB pictures."""
-    array = (image[..., :3].float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    array = (image[..., :3].detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     return [Image.fromarray(a) for a in array]
 
 
