@@ -7,6 +7,7 @@ from __future__ import annotations
 import comfy.samplers
 
 from lib_regedit.comfy import image_tasks, pair
+from lib_regedit.comfy import lime as lime_edit
 from lib_regedit.comfy.host import checkpoint as comfy_checkpoint
 from lib_regedit.comfy.regions import BACKGROUNDS, FROM_DOCUMENT, MODES, SWITCH, document_text, region_document, \
     regions_model
@@ -174,7 +175,44 @@ class EditPair:
         return targets, sources
 
 
+class Lime:
+    """LIME: a localized instruction edit. The region of interest is found from the model's own features and
+    attention, and the cross-attention is regularised inside it; outside it the picture stays as it was."""
+
+    DESCRIPTION = ("Edit a picture from an instruction (instruct-pix2pix checkpoint) or an edit prompt (ordinary "
+                   "checkpoint, img2img at denoise); the region is found automatically and returned as a MASK.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",), "image": ("IMAGE",),
+            "prompt": ("STRING", {"multiline": True, "default": "make the circle blue"}),
+            "negative_prompt": ("STRING", {"default": ""}),
+            "lime": ("STRING", {"multiline": True, "default": "{}",
+                                "tooltip": 'LIME\'s settings; {"roi": [{"x":..,"y":..,"w":..,"h":..}]} gives the region'}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
+            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+            "denoise": ("FLOAT", {"default": 0.75, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "ordinary checkpoints only (img2img); instruct-pix2pix samples from noise"}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
+            "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
+        }}
+
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "region")
+    FUNCTION = "apply"
+    CATEGORY = CATEGORY
+
+    def apply(self, model, clip, vae, image, prompt, negative_prompt, lime, seed, steps, cfg, denoise, sampler_name,
+              scheduler):
+        return lime_edit.lime_edit(model, clip, vae, image, prompt, negative_prompt=negative_prompt, lime=lime,
+                                   seed=seed, steps=steps, cfg=cfg, denoise=denoise, sampler_name=sampler_name,
+                                   scheduler=scheduler)
+
+
 NODE_CLASS_MAPPINGS = {"RegEditRegions": Regions, "RegEditLayoutInit": LayoutInit, "RegEditDrag": Drag,
-                       "RegEditPictureEdit": PictureEdit, "RegEditEditPair": EditPair}
+                       "RegEditPictureEdit": PictureEdit, "RegEditEditPair": EditPair, "RegEditLime": Lime}
 NODE_DISPLAY_NAME_MAPPINGS = {"RegEditRegions": "RegEdit Regions", "RegEditLayoutInit": "RegEdit Layout Init",
-                              "RegEditDrag": "RegEdit Drag (RegionDrag)", "RegEditPictureEdit": "RegEdit Picture Edit", "RegEditEditPair": "RegEdit Edit Pair"}
+                              "RegEditDrag": "RegEdit Drag (RegionDrag)", "RegEditPictureEdit": "RegEdit Picture Edit", "RegEditEditPair": "RegEdit Edit Pair",
+                              "RegEditLime": "RegEdit LIME"}
