@@ -10,8 +10,11 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)  # the engine, lib_regedit, imports as the WebUI's script imports it
 
-if __package__:  # ComfyUI imports this folder as a package; pytest, whose rootdir this is, imports the file alone
-    from .comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+if __package__ and "comfy" in sys.modules:  # inside ComfyUI, which imports this folder as a package; not
+    # when pytest, whose rootdir this is, collects the folder as a package of tests
+    from .comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402,F811
 
 WEB_DIRECTORY = "./comfyui/web"
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -5,8 +5,9 @@ error, whose message names the field and the fix; ComfyUI shows it in its error 
 from __future__ import annotations
 
 import comfy.samplers
+import folder_paths
 
-from lib_regedit.comfy import image_tasks, pair
+from lib_regedit.comfy import image_tasks, pair, shapesworld
 from lib_regedit.comfy import lime as lime_edit
 from lib_regedit.comfy.host import checkpoint as comfy_checkpoint
 from lib_regedit.comfy.regions import BACKGROUNDS, FROM_DOCUMENT, MODES, SWITCH, document_text, region_document, \
@@ -211,8 +212,53 @@ class Lime:
                                    scheduler=scheduler)
 
 
+class ShapesWorldLoader:
+    """The bundled ShapesWorld models (a small SD 1.x-architecture model trained on coloured shapes, and its
+    instruct-pix2pix variant): ComfyUI's own loader cannot detect their shrunk UNet and text encoder."""
+
+    DESCRIPTION = "Load RegEdit's bundled ShapesWorld model (64x64 pictures of coloured shapes) as MODEL, CLIP, VAE."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        names = list(shapesworld.NAMES) + shapesworld.installed_names(folder_paths.get_filename_list("checkpoints"))
+        return {"required": {"name": (names, {"default": names[0]})}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, name):
+        return shapesworld.load(name)
+
+
+class EmptyLatent:
+    """An empty LATENT of the size a VAE makes (ComfyUI's Empty Latent Image assumes 8 pixels per latent
+    pixel; ShapesWorld's VAE has 4)."""
+
+    DESCRIPTION = "An empty latent for a width x height picture through this VAE (any downscale factor)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vae": ("VAE",),
+            "width": ("INT", {"default": 64, "min": 16, "max": 8192, "step": 4}),
+            "height": ("INT", {"default": 64, "min": 16, "max": 8192, "step": 4}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
+        }}
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "make"
+    CATEGORY = CATEGORY
+
+    def make(self, vae, width, height, batch_size):
+        return (image_tasks.empty_latent(vae, width, height, batch_size),)
+
+
 NODE_CLASS_MAPPINGS = {"RegEditRegions": Regions, "RegEditLayoutInit": LayoutInit, "RegEditDrag": Drag,
-                       "RegEditPictureEdit": PictureEdit, "RegEditEditPair": EditPair, "RegEditLime": Lime}
+                       "RegEditPictureEdit": PictureEdit, "RegEditEditPair": EditPair, "RegEditLime": Lime,
+                       "RegEditShapesWorldLoader": ShapesWorldLoader, "RegEditEmptyLatent": EmptyLatent}
 NODE_DISPLAY_NAME_MAPPINGS = {"RegEditRegions": "RegEdit Regions", "RegEditLayoutInit": "RegEdit Layout Init",
                               "RegEditDrag": "RegEdit Drag (RegionDrag)", "RegEditPictureEdit": "RegEdit Picture Edit", "RegEditEditPair": "RegEdit Edit Pair",
-                              "RegEditLime": "RegEdit LIME"}
+                              "RegEditLime": "RegEdit LIME",
+                              "RegEditShapesWorldLoader": "RegEdit ShapesWorld Loader",
+                              "RegEditEmptyLatent": "RegEdit Empty Latent"}

@@ -144,3 +144,67 @@ def test_a_failed_sampling_call_leaves_no_controller(unet):
         bare = patched.model.diffusion_model(torch.cat([x, x]), torch.full((2,), 500),
                                              context=torch.cat([ENCODE("whole"), ENCODE("neg")]))
     torch.testing.assert_close(torch.cat(outside), bare, atol=1e-5, rtol=1e-5)
+
+
+# ---- the ComfyUI adapter's pieces that need no ComfyUI -----------------------------------------------
+
+def test_the_regions_nodes_choices_override_the_document():
+    from lib_regedit.comfy.regions import FROM_DOCUMENT, region_document
+
+    doc = '{"mode": "latent", "regions": [{"x": 0, "y": 0, "w": 0.5, "h": 1, "prompt": "a red circle"}]}'
+    kept = region_document(doc)
+    assert kept.mode == "latent" and not kept.kssa.enabled
+    changed = region_document(doc, mode="attention", background="empty", kssa="on")
+    assert changed.mode == "attention" and changed.background_prompt == "empty" and changed.kssa.enabled
+    assert region_document(doc, mode=FROM_DOCUMENT).mode == "latent"
+
+
+@pytest.mark.parametrize("text,field", [
+    ('{"regions": []}', "regions"),
+    ("", "regions"),
+    ('{"regions": [{"x": 0, "y": 0, "w": 0.5, "h": 1, "prompt": "a", "edit": "remove"}]}', "regions.regions"),
+    ('{"regions": [{"x": 0, "y": 0, "w": 1.5, "h": 1, "prompt": "a"}]}', "regions[0].w"),
+])
+def test_the_regions_node_refuses_what_it_cannot_run(text, field):
+    from lib_regedit.comfy.regions import region_document
+    from lib_regedit.errors import RegEditError
+
+    with pytest.raises(RegEditError) as caught:
+        region_document(text)
+    assert caught.value.field == field and caught.value.fix
+
+
+def test_clip_words_are_comfyuis_token_positions_without_special_tokens():
+    from types import SimpleNamespace
+
+    from lib_regedit.backends.comfy_checkpoint import clip_words
+
+    vocab = {49406: "<|startoftext|>", 320: "a</w>", 736: "red</w>", 7117: "circle</w>", 49407: "<|endoftext|>"}
+    hf = SimpleNamespace(convert_ids_to_tokens=lambda i: vocab[i])
+    tokenizer = SimpleNamespace(clip_l=SimpleNamespace(tokenizer=hf, start_token=49406, end_token=49407,
+                                                       pad_token=49407))
+    chunk = [(49406, 1.0), (320, 1.0), (736, 1.0), (7117, 1.0)] + [(49407, 1.0)] * 73
+    clip = SimpleNamespace(tokenize=lambda text: {"l": [chunk, chunk]}, tokenizer=tokenizer)
+    assert clip_words(clip, "a red circle") == [(1, "a"), (2, "red"), (3, "circle"), (78, "a"), (79, "red"),
+                                                (80, "circle")]
+
+
+def test_the_example_workflows_are_what_their_script_writes():
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "comfyui" / "workflows"
+    spec = importlib.util.spec_from_file_location("make_workflows", folder / "make_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    nodes_py = (folder.parent / "nodes.py").read_text()
+    for name, workflow in module.workflows().items():
+        assert json.loads((folder / f"{name}.json").read_text()) == workflow, \
+            f"{name}.json is stale: run python comfyui/workflows/make_workflows.py"
+        for node in workflow.values():
+            kind = node["class_type"]
+            assert not kind.startswith("RegEdit") or f'"{kind}":' in nodes_py, f"{name}: no node {kind}"
+            for value in node["inputs"].values():
+                if isinstance(value, list):
+                    assert value[0] in workflow, f"{name}: {kind} links to a missing node {value[0]}"

@@ -27,6 +27,17 @@ def vae_factor(vae) -> int:
     return int(ratio) if isinstance(ratio, (int, float)) else 8
 
 
+def check_size(vae, width: int, height: int) -> int:
+    """The VAE's factor, after checking that ``width`` and ``height`` are multiples of it."""
+    from ..errors import RegEditError
+
+    factor = vae_factor(vae)
+    for name, value in (("width", width), ("height", height)):
+        if value % factor:
+            raise RegEditError(name, f"{value} is not a multiple of the VAE's {factor}", f"use a multiple of {factor}")
+    return factor
+
+
 def pictures(image: torch.Tensor) -> list[Image.Image]:
     """ComfyUI's IMAGE (B, H, W, C) in [0, 1] as RGB pictures."""
     array = (image[..., :3].detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)

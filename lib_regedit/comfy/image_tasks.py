@@ -33,18 +33,22 @@ def _no_image_model(checkpoint, field: str, what: str) -> None:
                                   "does not support", "load an ordinary SD 1.x or SDXL checkpoint")
 
 
+def empty_latent(vae, width: int, height: int, batch_size: int) -> dict:
+    """An empty LATENT for ``width`` × ``height`` pictures through ``vae`` (its own downscale factor)."""
+    factor = host.check_size(vae, width, height)
+    channels = int(getattr(vae, "latent_channels", 4))
+    return {"samples": torch.zeros(int(batch_size), channels, height // factor, width // factor)}
+
+
 def layout_latent(model, clip, vae, document, *, width: int, height: int, batch_size: int, seed: int,
                   steps: int) -> torch.Tensor:
     """Layout init's start (Sun et al. 2024, spatially aware initial noise): the document's sketch
     DDIM-inverted with the empty prompt (once per layout and model), mixed with the seed's noise, as
     ComfyUI's LATENT for a sampler that adds no noise (KSamplerAdvanced, add_noise "disable"): the
     latent at the model's largest sigma, (B, C, h, w) in ComfyUI's latent scale."""
-    factor = host.vae_factor(vae)
-    for name, value in (("width", width), ("height", height)):
-        if value % factor:
-            raise RegEditError(name, f"{value} is not a multiple of the VAE's {factor}", f"use a multiple of {factor}")
+    factor = host.check_size(vae, width, height)
     checkpoint = host.checkpoint(model, clip, vae, width, height)
-    shape = (batch_size, 4, height // factor, width // factor)
+    shape = (batch_size, int(getattr(vae, "latent_channels", 4)), height // factor, width // factor)
     noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)))
     with torch.no_grad():
         unit = layout_init.layout_start(document, noise, width=width, height=height, steps=steps,

@@ -59,10 +59,7 @@ def edit_pair(model, clip, vae, document, *, prompt: str, negative_prompt: str, 
     if doc.edit.guidance.enabled:
         raise RegEditError("edit.guidance", "multi-region guidance differentiates through the UNet, and ComfyUI runs "
                                             "its nodes without gradients", "turn edit.guidance off in ComfyUI")
-    factor = host.vae_factor(vae)
-    for name, value in (("width", width), ("height", height)):
-        if value % factor:
-            raise RegEditError(name, f"{value} is not a multiple of the VAE's {factor}", f"use a multiple of {factor}")
+    factor = host.check_size(vae, width, height)
     checkpoint = host.checkpoint(model, clip, vae, width, height)
     source_prompt = prompt.strip() or doc.prompt
     target_prompt = target_whole_prompt(doc, source_prompt)
