@@ -8,7 +8,7 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)  # the engine, lib_regedit, imports as the WebUI's script imports it
+    sys.path.append(_HERE)  # the engine, lib_regedit, imports as in the WebUI; appended, so nothing of ComfyUI is shadowed
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -1,11 +1,14 @@
 // RegEdit for ComfyUI: a box-drawing canvas on the nodes that take a region document (Regions, Layout Init,
-// Edit Pair). Drag on the canvas to draw a box; click a box to select it and type its prompt below; the
-// node's "regions" text holds the document, and the canvas reads and writes only its "regions" list, so
-// every other field of the document stays as written. Boxes are fractions of the image, top-left origin,
-// as everywhere in RegEdit.
+// Edit Pair) or a drag document (Drag). Drag on the canvas to draw a box; on a region node, click a box to
+// select it and type its prompt below; on the Drag node, the first box of a pair is its handle and the
+// next its target. The node's document text holds the document, and the canvas reads and writes only its
+// "regions" (or "pairs") list, so every other field stays as written. Boxes are fractions of the image,
+// top-left origin, as everywhere in RegEdit; a drag box is written as a four-point polygon.
 import { app } from "../../scripts/app.js";
 
-const NODES = ["RegEditRegions", "RegEditLayoutInit", "RegEditEditPair"];
+// node -> the text widget holding its document and the list the canvas edits
+const NODES = {RegEditRegions: ["regions", "regions"], RegEditLayoutInit: ["regions", "regions"],
+    RegEditEditPair: ["regions", "regions"], RegEditDrag: ["drag", "pairs"]};
 // The palette of the WebUI's canvas (javascript/regedit_common.js): Okabe-Ito plus two.
 const PALETTE = ["#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
     "#9467bd", "#8c564b", "#17becf"];
@@ -35,10 +38,27 @@ function boxOf(region) {
     return {x: n(region.x, 0), y: n(region.y, 0), w: n(region.w, 1), h: n(region.h, 1)};
 }
 
+// The bounding box of a drag region (a polygon's points, or a mask's strokes), or null.
+function shapeBox(shape) {
+    const points = shape && Array.isArray(shape.points) ? shape.points
+        : (shape && Array.isArray(shape.strokes) ? shape.strokes.flatMap((s) => s.points || []) : []);
+    const xs = points.map((p) => p[0]).filter(isFinite), ys = points.map((p) => p[1]).filter(isFinite);
+    if (!xs.length || !ys.length) return null;
+    const x = Math.min(...xs), y = Math.min(...ys);
+    return {x, y, w: Math.max(...xs) - x, h: Math.max(...ys) - y};
+}
+
+function polygonOf(b) {
+    return {type: "polygon", points: [[b.x, b.y], [b.x + b.w, b.y], [b.x + b.w, b.y + b.h], [b.x, b.y + b.h]]
+        .map(([x, y]) => [round3(x), round3(y)])};
+}
+
 class RegionCanvas {
-    constructor(node, textWidget) {
+    constructor(node, textWidget, list) {
         this.node = node;
         this.text = textWidget;
+        this.list = list;  // "regions", or "pairs" on the Drag node
+        this.drag_mode = list === "pairs";
         this.selected = -1;
         this.drag = null;
         this.root = document.createElement("div");
@@ -59,6 +79,10 @@ class RegionCanvas {
         this.status = document.createElement("div");
         this.status.style.cssText = "font-size:11px;opacity:0.8;";
         this.root.append(this.canvas, this.prompt, buttons, this.status);
+        if (this.drag_mode) {
+            this.prompt.style.display = "none";
+            this.remove.textContent = "Delete last pair";
+        }
         this.canvas.addEventListener("pointerdown", (e) => this.down(e));
         this.canvas.addEventListener("pointermove", (e) => this.move(e));
         this.canvas.addEventListener("pointerup", (e) => this.up(e));
@@ -90,12 +114,12 @@ class RegionCanvas {
 
     regions() {
         const doc = readDocument(this.text.value);
-        return doc && Array.isArray(doc.regions) ? doc.regions : [];
+        return doc && Array.isArray(doc[this.list]) ? doc[this.list] : [];
     }
 
     write(regions) {
         const doc = readDocument(this.text.value) || {};
-        doc.regions = regions;
+        doc[this.list] = regions;
         this.text.value = JSON.stringify(doc);
         this.text.callback?.(this.text.value);
         this.node.setDirtyCanvas?.(true, true);
@@ -142,6 +166,13 @@ class RegionCanvas {
             return;
         }
         const regions = this.regions();
+        if (this.drag_mode) {  // a handle, then its target
+            const last = regions[regions.length - 1];
+            if (last && last.handle && !last.target) last.target = polygonOf({x, y, w, h});
+            else regions.push({handle: polygonOf({x, y, w, h})});
+            this.write(regions);
+            return;
+        }
         regions.push({x: round3(x), y: round3(y), w: round3(w), h: round3(h), prompt: ""});
         this.selected = regions.length - 1;
         this.write(regions);
@@ -166,6 +197,11 @@ class RegionCanvas {
 
     deleteSelected() {
         const regions = this.regions();
+        if (this.drag_mode) {
+            regions.pop();
+            this.write(regions);
+            return;
+        }
         if (!regions[this.selected]) return;
         regions.splice(this.selected, 1);
         this.write(regions);
@@ -183,9 +219,11 @@ class RegionCanvas {
         const ctx = this.canvas.getContext("2d");
         ctx.clearRect(0, 0, width, height);
         const doc = readDocument(this.text.value);
-        this.status.textContent = doc === null ? "The regions text is not a JSON object: fix it to draw boxes."
-            : `${this.regions().length} region(s). Drag to draw a box; click one to select it.`;
-        this.regions().forEach((region, i) => {
+        this.status.textContent = doc === null ? "The document is not a JSON object: fix it to draw boxes."
+            : this.drag_mode ? `${this.regions().length} pair(s). Draw the handle's box, then its target's.`
+                : `${this.regions().length} region(s). Drag to draw a box; click one to select it.`;
+        if (this.drag_mode) this.drawPairs(ctx, width, height);
+        else this.regions().forEach((region, i) => {
             const b = boxOf(region);
             const colour = PALETTE[i % PALETTE.length];
             ctx.fillStyle = colour + "33";
@@ -200,8 +238,8 @@ class RegionCanvas {
         });
         if (this.drag) {
             const {start, end} = this.drag;
-            ctx.setLineDash([6, 4]);
             ctx.strokeStyle = "#fff";
+            ctx.setLineDash([6, 4]);
             ctx.lineWidth = 2;
             ctx.strokeRect(Math.min(start.x, end.x) * width, Math.min(start.y, end.y) * height,
                 Math.abs(end.x - start.x) * width, Math.abs(end.y - start.y) * height);
@@ -210,16 +248,51 @@ class RegionCanvas {
     }
 }
 
+RegionCanvas.prototype.drawPairs = function (ctx, width, height) {
+    this.regions().forEach((pair, i) => {
+        const colour = PALETTE[i % PALETTE.length];
+        const handle = shapeBox(pair.handle), target = shapeBox(pair.target);
+        ctx.strokeStyle = colour;
+        ctx.lineWidth = 2;
+        if (handle) {
+            ctx.fillStyle = colour + "44";
+            ctx.fillRect(handle.x * width, handle.y * height, handle.w * width, handle.h * height);
+            ctx.strokeRect(handle.x * width, handle.y * height, handle.w * width, handle.h * height);
+        }
+        if (target) {
+            ctx.setLineDash([6, 4]);
+            ctx.strokeRect(target.x * width, target.y * height, target.w * width, target.h * height);
+            ctx.setLineDash([]);
+        }
+        if (handle && target) {  // an arrow from the handle's centre to the target's
+            const ax = (handle.x + handle.w / 2) * width, ay = (handle.y + handle.h / 2) * height;
+            const bx = (target.x + target.w / 2) * width, by = (target.y + target.h / 2) * height;
+            const angle = Math.atan2(by - ay, bx - ax);
+            ctx.beginPath();
+            ctx.moveTo(ax, ay);
+            ctx.lineTo(bx, by);
+            ctx.lineTo(bx - 12 * Math.cos(angle - 0.4), by - 12 * Math.sin(angle - 0.4));
+            ctx.moveTo(bx, by);
+            ctx.lineTo(bx - 12 * Math.cos(angle + 0.4), by - 12 * Math.sin(angle + 0.4));
+            ctx.stroke();
+        }
+        ctx.fillStyle = "#fff";
+        ctx.font = "16px sans-serif";
+        if (handle) ctx.fillText(`${i + 1}`, handle.x * width + 4, handle.y * height + 18);
+    });
+};
+
 app.registerExtension({
     name: "regedit.regions",
     async beforeRegisterNodeDef(nodeType, nodeData) {
-        if (!NODES.includes(nodeData.name)) return;
+        const spec = NODES[nodeData.name];
+        if (!spec) return;
         const created = nodeType.prototype.onNodeCreated;
         nodeType.prototype.onNodeCreated = function () {
             const result = created?.apply(this, arguments);
-            const text = this.widgets?.find((w) => w.name === "regions");
+            const text = this.widgets?.find((w) => w.name === spec[0]);
             if (text) {
-                const panel = new RegionCanvas(this, text);
+                const panel = new RegionCanvas(this, text, spec[1]);
                 this.regeditCanvas = panel;
                 this.addDOMWidget("regedit_boxes", "regedit_boxes", panel.root, {serialize: false});
                 this.setSize([Math.max(this.size[0], 360), Math.max(this.size[1], 640)]);
