@@ -15,8 +15,9 @@ the VAE are full size; only the UNet is cut down where ComfyUI's detection still
   OpenCLIP layout) and VAE, with the UNet of Segmind Vega (SDXL's layout with transformer depths 0/1/2),
   which ComfyUI detects as ``Segmind_Vega``, an SDXL subclass (``model_base.SDXL``); float16, 3.3 GB.
 
-``--check`` then loads each file with ``comfy.sd.load_checkpoint_guess_config`` on the CPU and prints the
-model class ComfyUI picked. Prints a JSON object ``{"sd15": path, ...}`` last.
+Each file written is then loaded once with ``comfy.sd.load_checkpoint_guess_config`` on the CPU (``--check``:
+the ones already there too), which fails when ComfyUI leaves any weight unplaced, and the model config
+ComfyUI picked is printed. A JSON object ``{"sd15": path, ...}`` is printed last.
 """
 
 from __future__ import annotations
@@ -76,6 +77,15 @@ def _prefixed(module: torch.nn.Module, prefix: str, dtype) -> dict:
     return {prefix + k: v.detach().to(dtype).contiguous() for k, v in module.state_dict().items()}
 
 
+def _clip_l(prefix: str, dtype) -> dict:
+    """CLIP-L under ``prefix`` in the checkpoints' own layout (``<prefix>text_model.embeddings...``).
+    transformers 5's ``CLIPTextModel`` names its weights without the ``text_model.`` level that
+    transformers 4 (and every SD checkpoint) has; ComfyUI's SDXL loader only finds them with it."""
+    clip = CLIPTextModel(CLIPTextConfig.from_json_file(SD1_CLIP_CONFIG))
+    return {prefix + (k if k.startswith("text_model.") else "text_model." + k): v
+            for k, v in _prefixed(clip, "", dtype).items()}
+
+
 def _vae() -> torch.nn.Module:
     return _randomised(AutoencoderKL(ddconfig=dict(VAE_DDCONFIG), embed_dim=4))
 
@@ -86,9 +96,8 @@ def sd15(in_channels: int = 4) -> dict:
         channel_mult=[1, 2], num_heads=8, use_spatial_transformer=True, transformer_depth=[1, 1],
         transformer_depth_output=[1, 1, 1, 1], transformer_depth_middle=1, context_dim=768,
         use_linear_in_transformer=False, legacy=False)
-    clip = CLIPTextModel(CLIPTextConfig.from_json_file(SD1_CLIP_CONFIG))
     sd = _prefixed(_randomised(unet), "model.diffusion_model.", torch.float32)
-    sd.update(_prefixed(clip, "cond_stage_model.transformer.", torch.float32))
+    sd.update(_clip_l("cond_stage_model.transformer.", torch.float32))
     sd.update(_prefixed(_vae(), "first_stage_model.", torch.float32))
     return sd
 
@@ -101,21 +110,53 @@ def sdxl() -> dict:
         transformer_depth_middle=-1, context_dim=2048, use_linear_in_transformer=True, adm_in_channels=2816,
         num_classes="sequential", legacy=False)
     sd = _prefixed(_randomised(unet), "model.diffusion_model.", torch.float16)
-    clip_l = CLIPTextModel(CLIPTextConfig.from_json_file(SD1_CLIP_CONFIG))
-    sd.update(_prefixed(clip_l, "conditioner.embedders.0.transformer.", torch.float16))
+    sd.update(_clip_l("conditioner.embedders.0.transformer.", torch.float16))
     clip_g = CLIPTextModelWithProjection(CLIPTextConfig.from_json_file(BIGG_CLIP_CONFIG))
     sd.update(openclip_g_state_dict(clip_g, "conditioner.embedders.1.model.", torch.float16))
     sd.update(_prefixed(_vae(), "first_stage_model.", torch.float16))
     return sd
 
 
+# what ComfyUI logs when a checkpoint's weights don't all land (comfy/sd.py, comfy/model_base.py); it already
+# leaves out CLIP-L's logit_scale and text_projection, which SD checkpoints never carry
+LOAD_COMPLAINTS = ("clip missing", "unet missing", "unet unexpected", "Missing VAE keys", "left over keys")
+
+
 def check(path: str) -> str:
-    """Load ``path`` the way CheckpointLoaderSimple does; the name of the model config ComfyUI chose."""
+    """Load ``path`` the way CheckpointLoaderSimple does and fail on any weight ComfyUI did not place;
+    the name of the model config ComfyUI chose."""
+    import logging
+
     import comfy.sd
 
-    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, output_vae=True, output_clip=True)
+    complaints = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if record.levelno >= logging.WARNING and msg.startswith(LOAD_COMPLAINTS):
+                complaints.append(msg[:500])
+            elif msg.startswith("left over keys") and "dict_keys([])" not in msg:
+                complaints.append(msg[:500])
+
+    root = logging.getLogger()
+    handler, level = Catch(), root.level
+    quiet = [(h, h.level) for h in root.handlers]  # "left over keys" is a debug message: hear it, print nothing new
+    for h, h_level in quiet:
+        h.setLevel(max(h_level, level))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(path, output_vae=True, output_clip=True)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        for h, h_level in quiet:
+            h.setLevel(h_level)
     if clip is None or vae is None:
         raise RuntimeError(f"{path}: ComfyUI found no text encoder or no VAE in it")
+    if complaints:
+        raise RuntimeError(f"{path}: ComfyUI did not load every weight:\n" + "\n".join(complaints))
     return type(model.model.model_config).__name__
 
 
@@ -126,7 +167,7 @@ def main(argv: list[str]) -> int:
     makers = {"sd15": sd15, "sd15_ip2p": lambda: sd15(in_channels=8)}
     if "--sdxl" in argv:
         makers["sdxl"] = sdxl
-    written = {}
+    written, fresh = {}, set()
     for key, make in makers.items():
         path = os.path.join(out, NAMES[key] + ".safetensors")
         if not os.path.exists(path):
@@ -135,9 +176,10 @@ def main(argv: list[str]) -> int:
             save_file(sd, path + ".part")
             os.replace(path + ".part", path)  # never leave a half-written checkpoint under the final name
             del sd
+            fresh.add(key)
         written[key] = path
-    if "--check" in argv:
-        for key, path in written.items():
+    for key, path in written.items():
+        if key in fresh or "--check" in argv:  # a new file is always loaded once through ComfyUI
             print(f"{key}: {check(path)}", file=sys.stderr)
     print(json.dumps(written))
     return 0
