@@ -1,0 +1,105 @@
+"""ComfyUI's real page (the comfyui-frontend-package frontend) in Debian's chromium, offline.
+
+A workflow loaded into the page and queued with its Run button gives the image the API gives for the same
+workflow, and the page asks nothing of any other host. The base for browser tests of RegEdit's nodes.
+Skips with the reason without Playwright (``pip install playwright``) or chromium (``apt-get install -y
+chromium``; ``REGEDIT_CHROMIUM`` names another binary). Screenshots go to ``$WORK/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from comfy_client import plain_workflow
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+# the stock page asks for optional user files that a fresh user directory does not have
+EXPECTED_404 = ("/api/userdata/user.css", "/user.css", "/api/userdata?dir=workflows", "/api/userdata?dir=subgraphs",
+                "/api/userdata/comfy.templates.json")
+
+
+def chromium_path() -> str | None:
+    if os.environ.get("REGEDIT_CHROMIUM"):
+        path = os.environ["REGEDIT_CHROMIUM"]
+        return path if os.path.exists(path) else None
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def comfy_page(comfy):
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        pytest.skip(f"playwright is not usable ({exc}); pip install playwright")
+    path = chromium_path()
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium), or set REGEDIT_CHROMIUM")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1600, "height": 900}, device_scale_factor=1)
+        page = context.new_page()
+        page.problems = []
+        page.foreign = []
+        page.on("pageerror", lambda e: page.problems.append(f"page error: {e}"))
+        page.on("response", lambda r: page.problems.append(f"HTTP {r.status}: {r.url}")
+                if r.status >= 400 and not any(p in r.url for p in EXPECTED_404) else None)
+        page.on("request", lambda r: page.foreign.append(r.url)
+                if not r.url.startswith((comfy.url, "data:", "blob:")) else None)
+        # a fresh user directory opens the templates dialog over the canvas on the first visit
+        comfy.post("/settings/Comfy.TutorialCompleted", True).raise_for_status()
+        page.goto(comfy.url + "/", wait_until="domcontentloaded")
+        page.wait_for_function("() => window.app && window.app.graph && window.app.canvas", timeout=120_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def _shot(comfy, page, name):
+    folder = comfy.work / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name))
+
+
+def test_page_runs_a_workflow_like_the_api(comfy, comfy_page):
+    page = comfy_page
+    wf = plain_workflow(prompt="a red circle", seed=4242)
+    page.evaluate("async (wf) => { await window.app.loadApiJson(wf, 'regedit-e2e.json'); }", wf)
+    types = page.evaluate("() => window.app.graph._nodes.map(n => n.type).sort()")
+    assert types == sorted(n["class_type"] for n in wf.values())
+    page.evaluate("() => { const c = window.app.canvas; c.ds.scale = 0.8; c.ds.offset = [20, 40];"
+                  " window.app.graph.setDirtyCanvas(true, true); }")
+    before = set(comfy.get("/history").json())
+    try:
+        page.get_by_role("button", name="Run").first.click(timeout=30_000)  # what a user clicks
+    except Exception:
+        _shot(comfy, page, "comfyui_page_failed.png")
+        raise
+
+    deadline, entry = time.monotonic() + 300, None
+    while time.monotonic() < deadline and entry is None:
+        new = {k: v for k, v in comfy.get("/history").json().items() if k not in before}
+        entry = next((v for v in new.values() if (v.get("status") or {}).get("completed")), None)
+        time.sleep(0.3)
+    assert entry is not None, f"nothing ran after Run:\n{comfy.log_tail(3000)}"
+    page.wait_for_function("() => window.app.graph._nodes.some(n => n.type === 'SaveImage' && (n.imgs || []).length)",
+                           timeout=60_000)
+    _shot(comfy, page, "comfyui_page.png")
+
+    queued = entry["prompt"][2]  # [number, prompt_id, prompt, extra_data, outputs]
+    ksampler = next(n for n in queued.values() if n["class_type"] == "KSampler")
+    assert ksampler["inputs"]["seed"] == 4242  # the seed widget randomises after the queue, not before
+    from comfy_client import to_array
+
+    shown = [to_array(comfy.view(img)) for out in entry["outputs"].values() for img in out.get("images", [])]
+    api = comfy.images(plain_workflow(prompt="a red circle", seed=4242))
+    assert len(shown) == 1 and np.array_equal(shown[0], api[0]), "the page's run differs from the API's"
+    assert not page.problems, "\n".join(page.problems)
+    assert not page.foreign, f"the page reached outside ComfyUI: {sorted(set(page.foreign))}"
