@@ -35,6 +35,8 @@ LINK_NAME = "sd-webui-regedit-e2e"
 SD15 = "comfyui-sd15-e2e.safetensors"
 SD15_IP2P = "comfyui-sd15-ip2p-e2e.safetensors"
 SDXL = "comfyui-sdxl-e2e.safetensors"
+# REGEDIT_E2E_COMFYUI_SDXL=1: also write the SDXL-family checkpoint (3.3 GB) and run the SDXL cases
+WITH_SDXL = os.environ.get("REGEDIT_E2E_COMFYUI_SDXL") == "1"
 
 # CPU, loopback only, nothing fetched: the frontend is the pip package's (comfyui-frontend-package), the
 # manager is off unless --enable-manager, --disable-api-nodes drops the cloud nodes (and the frontend's

@@ -20,11 +20,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[0] / "e2e"))
 
-from comfy_client import SD15, ComfyUI, check_install, plain_workflow  # noqa: E402
+from comfy_client import WITH_SDXL, ComfyUI, check_install, plain_workflow  # noqa: E402
 from e2e_webui import log, serve, skip_unless_installed  # noqa: E402
 
 SKIP_REASON = check_install(os.environ.get("COMFYUI_DIR"), os.environ.get("COMFYUI_PY"))
-SDXL = os.environ.get("REGEDIT_E2E_COMFYUI_SDXL") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,7 +36,7 @@ def comfy(request):
         pytest.skip(SKIP_REASON)
     keep = os.environ.get("REGEDIT_E2E_WORK")
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="regedit-comfyui-e2e-"))
-    server = ComfyUI(os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PY"], work, log=log, sdxl=SDXL)
+    server = ComfyUI(os.environ["COMFYUI_DIR"], os.environ["COMFYUI_PY"], work, log=log, sdxl=WITH_SDXL)
     attach = os.environ.get("REGEDIT_E2E_COMFYUI_URL")
     if attach:
         server.url = attach.rstrip("/")
@@ -70,5 +69,3 @@ def assert_plain_unchanged(comfy, comfy_baseline):
                 f"a plain {name} workflow changed after {context}"
     return check
 
-
-__all__ = ["SD15", "SDXL"]

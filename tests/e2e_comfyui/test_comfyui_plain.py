@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from comfy_client import SD15, SD15_IP2P, SDXL, ComfyError, max_diff, plain_workflow
-from conftest import SDXL as WITH_SDXL
+from comfy_client import SD15, SD15_IP2P, SDXL, WITH_SDXL, ComfyError, max_diff, plain_workflow
 
 
 def test_server_serves_page_and_nodes(comfy):
@@ -48,6 +47,14 @@ def test_cached_rerun_gives_the_same_image(comfy):
     a = comfy.run(wf, rerun=False)
     b = comfy.run(wf, rerun=False)
     assert np.array_equal(a.images[0], b.images[0])
+
+
+def test_rerun_input_on_a_v3_node(comfy):
+    """The rerun input also passes through a node of ComfyUI's newer node API (``io.ComfyNode``)."""
+    wf = plain_workflow(seed=77)
+    wf["8"] = {"class_type": "LatentMultiply", "inputs": {"samples": ["4", 0], "multiplier": 1.0}}
+    wf["5"]["inputs"]["latent_image"] = ["8", 0]
+    assert np.array_equal(comfy.images(wf)[0], comfy.images(plain_workflow(seed=77))[0])
 
 
 def test_batch_of_two(comfy):
