@@ -8,14 +8,17 @@ chromium``; ``REGEDIT_CHROMIUM`` names another binary). Screenshots go to ``$WOR
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from comfy_client import plain_workflow
 
+WORKFLOWS = Path(__file__).resolve().parents[2] / "comfyui" / "workflows"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 # the stock page asks for optional user files that a fresh user directory does not have
@@ -103,3 +106,67 @@ def test_page_runs_a_workflow_like_the_api(comfy, comfy_page):
     assert len(shown) == 1 and np.array_equal(shown[0], api[0]), "the page's run differs from the API's"
     assert not page.problems, "\n".join(page.problems)
     assert not page.foreign, f"the page reached outside ComfyUI: {sorted(set(page.foreign))}"
+
+
+def test_draw_two_boxes_on_the_regions_node_and_run(comfy, comfy_page):
+    """The region workflow opened, its boxes cleared, two boxes drawn on the Regions node's canvas with the
+    mouse and their prompts typed, Run pressed: the image comes back, made from the drawn document.
+    ``REGEDIT_COMFYUI_SCREENSHOT=PATH`` keeps a screenshot of the page (the README's picture)."""
+    page = comfy_page
+    workflow = json.loads((WORKFLOWS / "regions.json").read_text())
+    workflow["10"]["inputs"]["regions"] = json.dumps({"regions": []})
+    page.evaluate("async (wf) => { await window.app.loadApiJson(wf, 'regions.json'); }", workflow)
+    page.wait_for_selector(".regedit-comfy-canvas", timeout=30_000)
+    # the Regions node at the view's top left, at scale 1, so its canvas is on screen
+    page.evaluate("""() => {
+        const node = window.app.graph._nodes.find((n) => n.type === 'RegEditRegions');
+        const ds = window.app.canvas.ds;
+        ds.scale = 1;
+        ds.offset[0] = -node.pos[0] + 40;
+        ds.offset[1] = -node.pos[1] + 60;
+        window.app.graph.setDirtyCanvas(true, true);
+    }""")
+    page.wait_for_timeout(500)
+    canvas = page.locator(".regedit-comfy-canvas").first
+    prompt = page.locator(".regedit-comfy-prompt").first
+    bb = canvas.bounding_box()
+    assert bb and bb["width"] > 50, f"the Regions node's canvas is not laid out: {bb}"
+
+    def draw(a, b, text):
+        page.mouse.move(bb["x"] + a[0] * bb["width"], bb["y"] + a[1] * bb["height"])
+        page.mouse.down()
+        page.mouse.move(bb["x"] + b[0] * bb["width"], bb["y"] + b[1] * bb["height"], steps=8)
+        page.mouse.up()
+        prompt.fill(text)
+
+    draw((0.05, 0.1), (0.45, 0.9), "a red circle")
+    draw((0.55, 0.1), (0.95, 0.9), "a blue square")
+    document = page.evaluate("""() => window.app.graph._nodes.find((n) => n.type === 'RegEditRegions')
+        .widgets.find((w) => w.name === 'regions').value""")
+    regions = json.loads(document)["regions"]
+    assert [r["prompt"] for r in regions] == ["a red circle", "a blue square"], document
+    assert abs(regions[0]["x"] - 0.05) < 0.02 and abs(regions[1]["w"] - 0.4) < 0.02, document
+
+    before = set(comfy.get("/history").json())
+    page.get_by_role("button", name="Run").first.click(timeout=30_000)
+    deadline, new = time.monotonic() + 300, set()
+    while time.monotonic() < deadline and not new:
+        time.sleep(0.5)
+        new = set(comfy.get("/history").json()) - before
+    assert new, f"nothing ran after Run:\n{comfy.log_tail(3000)}"
+    entry = comfy.wait(next(iter(new)))
+    assert (entry.get("status") or {}).get("status_str") == "success", entry.get("status")
+    sent = next(n for n in entry["prompt"][2].values() if n["class_type"] == "RegEditRegions")["inputs"]["regions"]
+    assert [r["prompt"] for r in json.loads(sent)["regions"]] == ["a red circle", "a blue square"]
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    assert images, entry["outputs"]
+    from comfy_client import to_array
+
+    picture = to_array(comfy.view(images[0]))
+    assert picture.shape == (64, 64, 3) and picture.std() > 5
+    page.wait_for_function("() => window.app.graph._nodes.some(n => n.type === 'SaveImage' && (n.imgs || []).length)",
+                           timeout=60_000)
+    _shot(comfy, page, "comfyui_regions.png")
+    if os.environ.get("REGEDIT_COMFYUI_SCREENSHOT"):
+        page.screenshot(path=os.environ["REGEDIT_COMFYUI_SCREENSHOT"])
+    assert not page.problems, "\n".join(page.problems)
