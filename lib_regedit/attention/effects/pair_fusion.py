@@ -70,7 +70,7 @@ class PairFusion(Effect):
     def _target_row(self, call: AttentionCall, s: int, t: int, own: torch.Tensor) -> torch.Tensor:
         plan, progress = self.plan, call.progress
         q_t, q_s = call.q[t:t + 1], call.q[s:s + 1]
-        weights = self.target._layer_weights(call, q_t.device, torch.float32)  # summed in float32, as _fuse
+        weights, _ = self.target._layer_weights(call, q_t.device, torch.float32)  # summed in float32, as _fuse
         n = len(self.target.regions)
         fused = torch.zeros_like(own[t:t + 1], dtype=torch.float32)
         for j, region in enumerate(self.target.regions):

@@ -32,12 +32,15 @@ class RegionFusion(FusionSources, Effect):
     def applies_to(self, call: AttentionCall) -> bool:
         return call.is_cross and call.project_context is not None
 
-    def _layer_weights(self, call: AttentionCall, device, dtype) -> torch.Tensor:
-        """(R + 2, 1, 1, h·w, 1) weights for this layer, on its device and dtype."""
+    def _layer_weights(self, call: AttentionCall, device, dtype):
+        """(R + 2, 1, 1, h·w, 1) weights for this layer, on its device and dtype, and each source's support:
+        the pixels where its weight is not zero (None: every pixel)."""
         key = (call.hw, call.progress >= self.whole_start, device, dtype)
         if key not in self._cast:
             weights = self.weights(call.hw, call.progress)
-            self._cast[key] = weights.reshape(len(weights), 1, 1, -1, 1).to(device, dtype)
+            flat = weights.reshape(len(weights), -1)
+            supports = [None if bool((w != 0).all()) else (w != 0).nonzero().flatten().to(device) for w in flat]
+            self._cast[key] = (flat.reshape(len(weights), 1, 1, -1, 1).to(device, dtype), supports)
         return self._cast[key]
 
     def _attend_to(self, call: AttentionCall, context: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -48,19 +51,29 @@ class RegionFusion(FusionSources, Effect):
     def _fuse(self, call: AttentionCall, rows: tuple[int, ...], own: torch.Tensor, negative: bool) -> torch.Tensor:
         """The rows' fused output, in the call's dtype. The weighted sum is taken in float32 with float32
         weights: in bf16 the weights alone are rounded by up to 2⁻⁹ each, so a pixel's weights would no
-        longer sum to one, and the sum of R + 2 terms adds a rounding per term."""
+        longer sum to one, and the sum of R + 2 terms adds a rounding per term.
+
+        A region attends only over the pixels where its weight is not zero (its feathered box): the
+        other pixels' terms are zero, and attention is computed per query, so the sum is the same and a
+        layer costs the boxes' area instead of a full pass per region."""
         index = torch.tensor(rows, device=own.device)
         q = call.q.index_select(0, index)
-        own_rows = own.index_select(0, index)
-        weights = self._layer_weights(call, q.device, torch.float32)
+        own_rows = own.index_select(0, index).float()
+        weights, supports = self._layer_weights(call, q.device, torch.float32)
         n = len(self.regions)
         contexts, background = self.contexts(negative)
-        fused = weights[n + 1] * own_rows.float()
-        fused = fused + weights[n] * (self._attend_to(call, background, q).float()
-                                      if background is not None else own_rows.float())
-        for i, context in enumerate(contexts):
-            fused = fused + weights[i] * (self._attend_to(call, context, q).float()
-                                          if context is not None else own_rows.float())
+        fused = weights[n + 1] * own_rows
+        for j, context in [(n, background)] + list(enumerate(contexts)):
+            support = supports[j]
+            if support is not None and support.numel() == 0:
+                continue  # a source with no pixel here (the background where the boxes cover the image)
+            if context is None:
+                fused = fused + weights[j] * own_rows
+            elif support is None:
+                fused = fused + weights[j] * self._attend_to(call, context, q).float()
+            else:
+                part = self._attend_to(call, context, q.index_select(2, support)).float()
+                fused.index_add_(2, support, weights[j].index_select(2, support) * part)
         return fused.to(own.dtype)
 
     def compute(self, call: AttentionCall) -> torch.Tensor | None:
