@@ -56,13 +56,14 @@ def picture_of(pixels: torch.Tensor) -> Image.Image:
 
 
 def progress(total: int):
-    """``(done, total, *phase)`` callback moving ComfyUI's progress bar for the running node."""
+    """A callback that moves ComfyUI's progress bar of the running node one step per call (whatever the
+    engine passes it: ``(done, total)``, or ``(done, total, phase)``)."""
     import comfy.utils
 
     bar = comfy.utils.ProgressBar(max(1, int(total)))
 
-    def step(done, total_=None, *phase):
-        bar.update_absolute(min(int(done), bar.total), bar.total)
+    def step(*_):
+        bar.update(1)
     return step
 
 

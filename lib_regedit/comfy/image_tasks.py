@@ -4,6 +4,8 @@ interface (``backends/comfy_checkpoint.py``), as in the Python API and the WebUI
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..backends.checkpoint import empty_prompt_eps
@@ -17,7 +19,6 @@ from ..drag.options import check_options, options_for
 from ..editing.pair_documents import parse_pair
 from ..editing.real_edit import edit_latents, paste_outside
 from ..errors import RegEditError
-from ..images import check_image_size
 from ..inversion import InversionCache
 from ..inversion.image_input import check_regions_cover
 from ..inversion.invert import check_method
@@ -67,19 +68,13 @@ def drag_image(model, clip, vae, image: torch.Tensor, document, *, prompt: str, 
     require_pairs(doc, "drag")
     pictures = host.pictures(image)
     width, height = pictures[0].size
-    factor = host.vae_factor(vae)
-    check_image_size(pictures[0], vae_factor=factor, native=width, allow_large=True)
+    factor = host.check_size(vae, width, height)
     checkpoint = host.checkpoint(model, clip, vae, width, height)
     _no_image_model(checkpoint, "drag", "RegionDrag")
     options = check_options(options_for(doc, steps), len(checkpoint.alphas))
     cond = checkpoint.conditioning(prompt)
     latent_hw = (height // factor, width // factor)
-    bar = host.progress(options.evaluations * len(pictures))
-    done = [0]
-
-    def step(*_):
-        done[0] += 1
-        bar(done[0])
+    step = host.progress(options.evaluations * len(pictures))
 
     def eps_of_row(row, x, t):
         with torch.no_grad():
@@ -109,20 +104,12 @@ def picture_edit(model, clip, vae, image: torch.Tensor, document, *, inversion: 
                                         "nodes without gradients", 'use "negative" (the default) or "ddim"')
     pictures = host.pictures(image)
     width, height = pictures[0].size
-    factor = host.vae_factor(vae)
+    factor = host.check_size(vae, width, height)
     check_regions_cover(doc, width, height, factor)
     checkpoint = host.checkpoint(model, clip, vae, width, height)
     _no_image_model(checkpoint, "regions", "region editing of a picture")
-    from dataclasses import replace
-
     doc = replace(doc, edit=replace(doc.edit, inversion=method))
-    bar = host.progress(steps * 2 * len(pictures))
-    done = [0]
-
-    def step(*_):
-        done[0] += 1
-        bar(done[0])
-
+    step = host.progress(steps * 2 * len(pictures))
     sources, targets = [], []
     for picture in pictures:
         z0 = checkpoint.posterior_mean(layout_init.image_to_tensor(picture))

@@ -117,13 +117,22 @@ def test_draw_two_boxes_on_the_regions_node_and_run(comfy, comfy_page):
     workflow["10"]["inputs"]["regions"] = json.dumps({"regions": []})
     page.evaluate("async (wf) => { await window.app.loadApiJson(wf, 'regions.json'); }", workflow)
     page.wait_for_selector(".regedit-comfy-canvas", timeout=30_000)
-    # the Regions node at the view's top left, at scale 1, so its canvas is on screen
+    # the workflow laid out left to right and the view fitted to it, so the Regions node's canvas is on
+    # screen (and the screenshot shows the whole workflow)
     page.evaluate("""() => {
-        const node = window.app.graph._nodes.find((n) => n.type === 'RegEditRegions');
+        const at = {RegEditShapesWorldLoader: [0, 0], CLIPTextEncode: [330, 0], RegEditEmptyLatent: [330, 470],
+                    RegEditRegions: [700, 0], KSampler: [1100, 0], VAEDecode: [1430, 0], SaveImage: [1430, 120]};
+        let prompts = 0;
+        for (const node of window.app.graph._nodes) {
+            const pos = at[node.type];
+            if (!pos) continue;
+            node.pos = [pos[0], pos[1] + (node.type === 'CLIPTextEncode' ? 230 * prompts++ : 0)];
+            if (node.type === 'SaveImage') node.size = [300, 330];
+        }
         const ds = window.app.canvas.ds;
-        ds.scale = 1;
-        ds.offset[0] = -node.pos[0] + 40;
-        ds.offset[1] = -node.pos[1] + 60;
+        ds.scale = 0.8;
+        ds.offset[0] = 90;
+        ds.offset[1] = 60;
         window.app.graph.setDirtyCanvas(true, true);
     }""")
     page.wait_for_timeout(500)

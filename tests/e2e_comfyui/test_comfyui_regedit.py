@@ -95,7 +95,7 @@ def test_latent_mode_and_kssa(comfy, mode, kssa, assert_plain_unchanged):
 def test_bad_documents_give_comfyuis_error_with_our_message(comfy, document, field, assert_plain_unchanged):
     err = comfy.error_of(regions_workflow(document))
     assert err.kind == "execution"
-    assert f"RegEdit: {field}" in err.text and "Fix:" in err.text, err.text
+    assert f"RegEdit: {field}" in err.text() and "Fix:" in err.text(), err.text()
     assert comfy.alive()
     assert_plain_unchanged(f"a bad document ({field})")
 
@@ -166,7 +166,7 @@ def test_bad_drag_document(comfy):
     wf["10"] = picture_node("RegEditDrag", drag='{"pairs": []}', prompt="", seed=1, steps=3)
     saved(wf, "10")
     err = comfy.error_of(wf)
-    assert "RegEdit: drag" in err.text and "Fix:" in err.text, err.text
+    assert "RegEdit: drag" in err.text() and "Fix:" in err.text(), err.text()
     assert comfy.alive()
 
 
