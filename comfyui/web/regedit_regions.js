@@ -295,7 +295,7 @@ app.registerExtension({
                 const panel = new RegionCanvas(this, text, spec[1]);
                 this.regeditCanvas = panel;
                 this.addDOMWidget("regedit_boxes", "regedit_boxes", panel.root, {serialize: false});
-                this.setSize([Math.max(this.size[0], 360), Math.max(this.size[1], 640)]);
+                this.setSize([Math.max(this.size[0], 360), Math.max(this.size[1], 780)]);
                 for (const name of ["width", "height"]) {
                     const widget = this.widgets.find((w) => w.name === name);
                     if (!widget) continue;

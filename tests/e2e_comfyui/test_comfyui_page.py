@@ -130,9 +130,9 @@ def test_draw_two_boxes_on_the_regions_node_and_run(comfy, comfy_page):
             if (node.type === 'SaveImage') node.size = [300, 330];
         }
         const ds = window.app.canvas.ds;
-        ds.scale = 0.8;
-        ds.offset[0] = 90;
-        ds.offset[1] = 60;
+        ds.scale = 0.75;
+        ds.offset[0] = 100;
+        ds.offset[1] = 120;
         window.app.graph.setDirtyCanvas(true, true);
     }""")
     page.wait_for_timeout(500)
