@@ -184,18 +184,20 @@ def from_infotext(read, key: str = INFOTEXT_KEY):
 
 
 def drawn_boxes(region_doc) -> tuple:
-    """The boxes of the region canvas (their prompts are not needed for LIME), or none."""
+    """The boxes and shapes of the region canvas (their prompts are not needed for LIME), or none."""
     try:
         obj = load_json_object(region_doc, "regedit") or {}
     except RegEditError:
         return ()
-    from ..documents.lime import parse_box
+    from ..documents.lime import parse_area
+    from ..documents.shapes import PointBudget
 
     boxes = []
     for r in obj.get("regions", []) if isinstance(obj.get("regions"), list) else []:
         if isinstance(r, dict) and r.get("role", "object") == "object":
             try:
-                boxes.append(parse_box({k: r.get(k) for k in "xywh"}, "regions"))
+                given = {"shape": r["shape"]} if r.get("shape") is not None else {k: r.get(k) for k in "xywh"}
+                boxes.append(parse_area(given, "regions", PointBudget()))
             except RegEditError:
                 continue
     return tuple(boxes)
