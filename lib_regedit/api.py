@@ -106,6 +106,7 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
     built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode,
                           loras=lora_support(pipe, loras))
+    built.notes[:0] = doc.notes(width, height)  # a mask picture's unnamed colours, its scaling to the image
     if not doc.regions:
         built.notes.insert(0, "regions: the list is empty, so this is the prompt alone, as without RegEdit (add a "
                               "region, x, y, w, h and its prompt, to place something)")

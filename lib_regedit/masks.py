@@ -103,16 +103,19 @@ def region_mask(region, height: int, width: int, feather: float | None = None) -
 
 def grown_area(region, height: int, width: int, margin: float, feather: float = 0.0) -> torch.Tensor:
     """The region's area grown by ``margin`` (a fraction of the image) on every side, with soft edges
-    ``feather`` wide: a box grows as a box (:func:`grown_box`), a shape by its distance."""
+    ``feather`` wide: a box grows as a box (:func:`grown_box`), a shape by its distance (each cell's
+    share of the grown shape estimated from the distance at its centre, exact for straight edges along
+    the grid)."""
     shape = getattr(region, "shape", None)
     if shape is None:
         return box_mask(*grown_box(region.x, region.y, region.w, region.h, margin), height, width, feather)
     from .shape_masks import shape_distance, shape_mask
 
-    distance = shape_distance(shape, height, width) + margin
+    distance = shape_distance(shape, height, width) + margin  # to the grown outline, in image widths
+    coverage = torch.maximum((distance * width + 0.5).clamp(0, 1), shape_mask(shape, height, width))
     if feather <= 0:
-        return torch.maximum((distance > 0).float(), shape_mask(shape, height, width))
-    return ((distance / feather + 0.5).clamp(0, 1))
+        return coverage
+    return torch.maximum(coverage, (distance / feather + 0.5).clamp(0, 1))
 
 
 def region_masks(regions, height: int, width: int) -> torch.Tensor:
