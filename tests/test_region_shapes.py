@@ -363,3 +363,18 @@ def test_a_picture_region_too_small_for_a_latent_cell_is_refused():
     doc = parse_region_document(shape_doc({"type": "mask", "strokes": [{"points": [[0.5, 0.5]], "radius": 0.005}]}))
     with pytest.raises(RegEditError, match=r"regions\[0\]: the shape covers less than one latent cell"):
         check_regions_cover(doc, 64, 64, 8)
+
+
+def test_the_regions_table_shows_a_shape_by_its_bounding_box_and_keeps_it():
+    from lib_regedit.webui.ui_documents import doc_to_table, table_to_doc
+
+    doc = json.dumps(shape_doc(polygon(TRIANGLE)))
+    rows = doc_to_table(doc)
+    assert rows == [["thing 0", 0.1, 0.1, 0.8, 0.8]]
+    settings = ("attention", 0.3, True, 0.25, False, 15, 1.5, "logit", ["down"])
+    rows[0][0] = "a red triangle"
+    kept = json.loads(table_to_doc(rows, doc, *settings))["regions"][0]
+    assert kept == {"shape": polygon(TRIANGLE), "prompt": "a red triangle"}
+    rows[0][3] = 0.5  # a box typed over the shape replaces it
+    replaced = json.loads(table_to_doc(rows, doc, *settings))["regions"][0]
+    assert replaced == {"prompt": "a red triangle", "x": 0.1, "y": 0.1, "w": 0.5, "h": 0.8}
