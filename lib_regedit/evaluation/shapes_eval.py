@@ -15,7 +15,8 @@ Per object: *containment*, the share of the generated pixels of the object's col
 its shape (the shape's touched pixels at 64×64, grown by one pixel for the anti-aliased edge), over
 the objects that appear at all; *adherence*, whether a detection of the right colour and kind
 (``detector.detect``) has at least half its pixels inside the shape; *found*, whether the colour
-appears. Both documents are scored against the shape, the object's true outline.
+appears (pixels of a colour two objects share go to the object whose shape is nearer). Both documents
+are scored against the shape, the object's true outline.
 
     python -m lib_regedit.evaluation.shapes_eval [--model PATH] [--layouts 8] [--seeds 1,2,3] [--steps 20]
         [--json out.json] [--images DIR]
@@ -111,20 +112,28 @@ def shape_area(shape: str, box, size: int) -> np.ndarray:
 
 
 def score(image, layout) -> list[dict]:
-    """Per object: found, containment (nan when not found) and adherence."""
+    """Per object: found, containment (nan when not found) and adherence. Pixels of a colour two
+    objects share go to the object whose shape is nearer."""
+    from scipy.ndimage import distance_transform_edt
+
     labels = colour_labels(image)
     size = labels.shape[0]
     detections = detect(image)
     names = list(COLOURS)
+    areas = [shape_area(kind, box, size) for _, kind, box in layout]
     out = []
-    for colour, kind, box in layout:
-        area = shape_area(kind, box, size)
+    for i, (colour, kind, box) in enumerate(layout):
         pixels = labels == names.index(colour)
+        rivals = [j for j, (c, _, _) in enumerate(layout) if c == colour and j != i]
+        if rivals:
+            own = distance_transform_edt(~areas[i])
+            for j in rivals:
+                pixels &= own <= distance_transform_edt(~areas[j])
         found = bool(pixels.sum() > 0)
-        contained = float((pixels & area).sum() / pixels.sum()) if found else float("nan")
-        right = any(d.colour == colour and d.shape == kind and (d.mask & area).sum() >= 0.5 * d.mask.sum()
+        contained = float((pixels & areas[i]).sum() / pixels.sum()) if found else float("nan")
+        right = any(d.colour == colour and d.shape == kind and (d.mask & areas[i]).sum() >= 0.5 * d.mask.sum()
                     for d in detections)
-        out.append({"found": found, "containment": contained, "adherence": bool(right)})
+        out.append({"kind": kind, "found": found, "containment": contained, "adherence": bool(right)})
     return out
 
 
@@ -153,7 +162,9 @@ def evaluate(pipe, layouts: dict, seeds, steps: int, cfg: float, image_dir: Path
         summary["rows"][f"{group}, {drawn}"] = {
             "objects": len(objects), "found": len(found) / len(objects),
             "containment": float(np.mean([o["containment"] for o in found])) if found else float("nan"),
-            "adherence": float(np.mean([o["adherence"] for o in objects]))}
+            "adherence": float(np.mean([o["adherence"] for o in objects])),
+            "adherence_by_kind": {kind: float(np.mean([o["adherence"] for o in objects if o["kind"] == kind]))
+                                  for kind in sorted({o["kind"] for o in objects})}}
     return summary
 
 
@@ -161,6 +172,13 @@ def format_table(summary: dict) -> str:
     lines = ["| layouts, regions as | objects | found | containment | adherence |", "|---|---|---|---|---|"]
     for name, r in summary["rows"].items():
         lines.append(f"| {name} | {r['objects']} | {r['found']:.2f} | {r['containment']:.3f} | {r['adherence']:.3f} |")
+    kinds = sorted({k for r in summary["rows"].values() for k in r.get("adherence_by_kind", {})})
+    if kinds:
+        lines += ["", "| layouts, regions as | " + " | ".join(f"adherence, {k}s" for k in kinds) + " |",
+                  "|---|" + "---|" * len(kinds)]
+        for name, r in summary["rows"].items():
+            by_kind = r.get("adherence_by_kind", {})
+            lines.append(f"| {name} | " + " | ".join(f"{by_kind[k]:.3f}" if k in by_kind else "-" for k in kinds) + " |")
     s = summary["seconds"]
     lines.append(f"time, shapes against boxes: ratio_time={s['shapes'] / s['boxes']:.3f}")
     return "\n".join(lines)
