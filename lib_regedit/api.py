@@ -7,6 +7,10 @@
 ...     {"x": 0.0, "y": 0.2, "w": 0.5, "h": 0.6, "prompt": "a red circle"},
 ...     {"x": 0.5, "y": 0.2, "w": 0.5, "h": 0.6, "prompt": "a blue square"}]}, seed=1)
 >>> result.image.save("out.png", pnginfo=result.pnginfo())
+
+A region may be a shape instead of a box, ``{"shape": {"type": "polygon", "points": [[x, y], ...]}}`` or
+brush strokes, or a colour of a mask picture: ``{"mask_image": PIL image, base64 PNG or data URL,
+"regions": [{"colour": "#ff0000", "prompt": ...}]}`` (docs/documents.md, *Regions of any shape*).
 """
 
 from __future__ import annotations
