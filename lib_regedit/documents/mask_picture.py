@@ -30,8 +30,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..errors import RegEditError
 from .fields import type_name
 
@@ -48,6 +46,8 @@ class MaskPicture:
     (and hashed) by size, colours and content."""
 
     def __init__(self, labels: np.ndarray, colours: tuple[str, ...], notes: tuple[str, ...] = ()):
+        import numpy as np
+
         self.labels = np.ascontiguousarray(labels, dtype=np.uint8)
         self.labels.setflags(write=False)
         self.colours = tuple(colours)
@@ -76,6 +76,8 @@ class MaskPicture:
 
     def region(self, colour: str) -> np.ndarray:
         """The boolean (H, W) mask of ``colour``."""
+        import numpy as np
+
         return self.labels == (self.colours.index(colour) + 1)
 
     def to_dict(self) -> dict:
@@ -97,6 +99,8 @@ class ColourArea:
 
     def bbox(self, aspect: float = 1.0) -> tuple[float, float, float, float]:
         """Bounding box (x0, y0, x1, y1) in fractions."""
+        import numpy as np
+
         ys, xs = np.nonzero(self.picture.region(self.colour))
         h, w = self.picture.labels.shape
         return float(xs.min() / w), float(ys.min() / h), float((xs.max() + 1) / w), float((ys.max() + 1) / h)
@@ -119,6 +123,8 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 
 def run_length(labels: np.ndarray) -> str:
     """``label*count`` runs over the rows, joined by commas."""
+    import numpy as np
+
     flat = labels.reshape(-1)
     if flat.size == 0:
         return ""
@@ -129,6 +135,8 @@ def run_length(labels: np.ndarray) -> str:
 
 
 def from_runs(runs: str, width: int, height: int, labels: int, field: str) -> np.ndarray:
+    import numpy as np
+
     out = np.zeros(width * height, dtype=np.uint8)
     at = 0
     for i, run in enumerate(runs.split(",") if runs else []):
@@ -179,6 +187,8 @@ def decode_image(value: Any, field: str):
 
 def picture_from_image(image, colours: list[str], field: str) -> MaskPicture:
     """Each pixel labelled with the nearest of ``colours`` within ``MATCH_TOLERANCE``, else 0."""
+    import numpy as np
+
     rgba = np.asarray(image.convert("RGBA"), dtype=np.int16)
     rgb, opaque = rgba[..., :3], rgba[..., 3] >= 128
     palette = np.array([_rgb(c) for c in colours], dtype=np.int16).reshape(-1, 1, 1, 3)
@@ -210,6 +220,8 @@ def parse_mask_picture(value: Any, colours: list[str], field: str = "mask_image"
 
 
 def _from_encoding(obj: dict, colours: list[str], field: str) -> MaskPicture:
+    import numpy as np
+
     from .fields import get_list, get_number, get_string, reject_unknown
 
     reject_unknown(obj, ("width", "height", "colours", "runs", "sha256"), field)
