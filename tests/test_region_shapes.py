@@ -378,3 +378,15 @@ def test_the_regions_table_shows_a_shape_by_its_bounding_box_and_keeps_it():
     rows[0][3] = 0.5  # a box typed over the shape replaces it
     replaced = json.loads(table_to_doc(rows, doc, *settings))["regions"][0]
     assert replaced == {"prompt": "a red triangle", "x": 0.1, "y": 0.1, "w": 0.5, "h": 0.8}
+
+
+def test_a_parsed_document_with_a_large_picture_reparses_from_its_dict(monkeypatch):
+    """``to_dict`` keeps the picture itself (the CLI's --kssa and --guidance reparse it), so only the
+    infotext's JSON falls back to the hash."""
+    monkeypatch.setattr(mask_picture, "MAX_RUNS_CHARS", 50)
+    doc = parse_region_document(picture_doc())
+    assert parse_region_document(doc.to_dict()) == doc
+    reordered = dict(doc.to_dict(), regions=doc.to_dict()["regions"][::-1])
+    again = parse_region_document(reordered)
+    assert [r.shape.colour for r in again.regions] == ["#0000ff", "#ff0000"]
+    assert np.array_equal(again.mask_picture.region("#ff0000"), doc.mask_picture.region("#ff0000"))

@@ -214,6 +214,8 @@ def parse_mask_picture(value: Any, colours: list[str], field: str = "mask_image"
     if not colours:
         raise RegEditError(field, "no region names a colour of the mask picture",
                            'give each region of the picture its "colour", e.g. {"colour": "#ff0000", "prompt": "..."}')
+    if isinstance(value, MaskPicture):  # a parsed document's own (``RegionDocument.to_dict``)
+        return MaskPicture(_relabelled(value.labels, list(value.colours), colours), tuple(colours), value.notes)
     if isinstance(value, dict):
         return _from_encoding(value, colours, field)
     return picture_from_image(decode_image(value, field), colours, field)
@@ -234,11 +236,18 @@ def _from_encoding(obj: dict, colours: list[str], field: str) -> MaskPicture:
                                   "encoding was too long for the infotext)", PICTURE_FIX)
     labels = from_runs(get_string(obj, "runs", field, required=True, max_chars=10 * MAX_RUNS_CHARS),
                        width, height, len(listed), field)
-    # relabel to the regions' colours, in their order; a listed colour no region names is no region
+    return MaskPicture(_relabelled(labels, listed, colours), tuple(colours))
+
+
+def _relabelled(labels, listed: list[str], colours: list[str]):
+    """``labels`` over ``listed`` colours relabelled to ``colours``, in their order; a listed colour no
+    region names is no region."""
+    import numpy as np
+
     remap = np.zeros(len(listed) + 1, dtype=np.uint8)
     for k, colour in enumerate(listed):
         remap[k + 1] = colours.index(colour) + 1 if colour in colours else 0
-    return MaskPicture(remap[labels], tuple(colours))
+    return remap[labels]
 
 
 def check_colour_present(picture: MaskPicture, colour: str, field: str) -> None:

@@ -233,7 +233,7 @@ class RegionDocument:
         data["regions"] = [_region_dict(r) for r in self.regions]
         picture = self.mask_picture
         if picture is not None:
-            data["mask_image"] = picture.to_dict()
+            data["mask_image"] = picture  # parses back as it is; to_json writes its encoding
         data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
         data["guidance"] = dict(asdict(self.guidance), levels=list(self.guidance.levels))
         data["edit"] = self.edit.to_dict(full=True)
@@ -245,6 +245,8 @@ class RegionDocument:
         """JSON for the infotext and the hidden field, leaving out fields at their defaults unless
         ``full``; it parses back to an equal document."""
         data = self.to_dict()
+        if "mask_image" in data:
+            data["mask_image"] = data["mask_image"].to_dict()
         if not full:
             data = _drop_defaults(data, RegionDocument("", (), version=self.version,
                                                        guidance=GuidanceOptions(max_shift=GUIDANCE_MAX_SHIFT[self.version]),
