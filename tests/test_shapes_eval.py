@@ -54,3 +54,15 @@ def test_the_documents_differ_only_in_how_the_objects_are_drawn():
                                       "seconds": {"boxes": 2.0, "shapes": 2.1}})
     assert "| overlapping, shapes | 4 | 1.00 | 0.950 | 0.750 |" in table and "ratio_time=1.050" in table
     assert np.isfinite(shapes_eval.GAP)
+
+
+def test_every_variant_runs_through_a_pipeline(sd, tmp_path):
+    from lib_regedit.evaluation.cli import held_out_layouts
+
+    layouts = {"overlapping": shapes_eval.overlapping_layouts(1), "separable": held_out_layouts(1)}
+    summary = shapes_eval.evaluate(sd, layouts, [1], steps=2, cfg=7.5, image_dir=tmp_path, log=lambda m: None,
+                                   variants=tuple(shapes_eval.VARIANTS))
+    assert set(summary["rows"]) == {f"{g}, {v}" for g in layouts for v in shapes_eval.VARIANTS}
+    assert all(r["objects"] == len(layouts[name.split(",")[0]][0]) for name, r in summary["rows"].items())
+    assert len(list(tmp_path.glob("*.png"))) == 2 * len(shapes_eval.VARIANTS)
+    assert "ratio_time=" in shapes_eval.format_table(summary)

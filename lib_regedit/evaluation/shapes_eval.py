@@ -54,7 +54,7 @@ def outline(shape: str, box) -> dict:
 
 
 # how the objects are drawn: as boxes, as shapes, as shapes with layout init's sketch filling them
-VARIANTS = {"boxes": {}, "shapes": {"shapes": True}, "shapes-filled": {"shapes": True, "init_sketch": "ellipse"}}
+VARIANTS = {"boxes": {"shapes": False}, "shapes": {"shapes": True}, "shapes-filled": {"shapes": True, "init_sketch": "ellipse"}}
 
 
 def document(layout, shapes: bool, init_sketch: str | None = None) -> dict:
