@@ -15,7 +15,7 @@ disc stays round on any aspect.
 
 Results are cached per (shape, h, w, feather): a generation asks for the same few resolutions at every
 step. Grids over ``MAX_CELLS`` cells (pixel-resolution masks of large images) are computed at that
-many cells and resized bilinearly.
+many cells (cached) and resized bilinearly (not cached).
 """
 
 from __future__ import annotations
@@ -30,21 +30,31 @@ from .documents.mask_picture import ColourArea
 from .documents.shapes import MaskRegion, PolygonRegion
 
 MAX_CELLS = 256 * 256
-CHUNK = 1 << 22  # points × edges per batch of distance computations
+CHUNK = 1 << 20  # points × edges per batch of distance computations
+MAX_PICTURE_DISTANCE_SIDE = 1024  # a mask picture's distance transform is taken at most this large
 
 
 def shape_mask(shape, height: int, width: int, feather: float = 0.0) -> torch.Tensor:
     """The (height, width) mask in [0, 1] of a polygon, brush mask or mask-picture area."""
-    return _cached(shape, int(height), int(width), float(feather)).clone()
+    height, width = int(height), int(width)
+    if height * width > MAX_CELLS:
+        return _resized(_cached(shape, *_reduced(height, width), float(feather)), height, width).clamp(0, 1)
+    return _cached(shape, height, width, float(feather)).clone()
+
+
+def _reduced(height: int, width: int) -> tuple[int, int]:
+    """A grid of at most ``MAX_CELLS`` cells with the aspect of (height, width)."""
+    scale = math.sqrt(MAX_CELLS / (height * width))
+    return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def _resized(grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return torch.nn.functional.interpolate(grid[None, None], size=(height, width), mode="bilinear",
+                                           align_corners=False)[0, 0]
 
 
 @functools.lru_cache(maxsize=256)
 def _cached(shape, height: int, width: int, feather: float) -> torch.Tensor:
-    if height * width > MAX_CELLS:
-        scale = math.sqrt(MAX_CELLS / (height * width))
-        small = _cached(shape, max(1, round(height * scale)), max(1, round(width * scale)), feather)
-        return torch.nn.functional.interpolate(small[None, None], size=(height, width), mode="bilinear",
-                                               align_corners=False)[0, 0].clamp(0, 1)
     if isinstance(shape, ColourArea):
         return _picture_mask(shape, height, width, feather)
     samples = max(1, min(4, 256 // max(height, width)))
@@ -62,16 +72,19 @@ def _cached(shape, height: int, width: int, feather: float) -> torch.Tensor:
 
 def shape_distance(shape, height: int, width: int) -> torch.Tensor:
     """(height, width): the signed distance from each cell centre to the shape's outline, in widths
-    of the image (positive inside)."""
-    return _distance(shape, int(height), int(width)).clone()
+    of the image (positive inside); over ``MAX_CELLS`` cells, resized bilinearly from that many."""
+    height, width = int(height), int(width)
+    if height * width > MAX_CELLS:
+        return _resized(_distance(shape, *_reduced(height, width)), height, width)
+    return _distance(shape, height, width).clone()
 
 
 @functools.lru_cache(maxsize=64)
 def _distance(shape, height: int, width: int) -> torch.Tensor:
     if isinstance(shape, ColourArea):
         sd = torch.from_numpy(_picture_distance(shape))
-        rows = ((torch.arange(height) + 0.5) * shape.picture.height / height).long().clamp(max=shape.picture.height - 1)
-        cols = ((torch.arange(width) + 0.5) * shape.picture.width / width).long().clamp(max=shape.picture.width - 1)
+        rows = ((torch.arange(height) + 0.5) * sd.shape[0] / height).long().clamp(max=sd.shape[0] - 1)
+        cols = ((torch.arange(width) + 0.5) * sd.shape[1] / width).long().clamp(max=sd.shape[1] - 1)
         return sd[rows][:, cols].float()
     return signed_distance(shape, *_centres(height, width), aspect=height / width).reshape(height, width).float()
 
@@ -151,13 +164,16 @@ def _picture_mask(area: ColourArea, height: int, width: int, feather: float) -> 
     return torch.maximum(coverage, (shape_distance(area, height, width) / feather + 0.5).clamp(0, 1))
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=16)
 def _picture_distance(area: ColourArea) -> np.ndarray:
-    """Signed distance to the area's outline at each picture pixel, in picture widths."""
+    """Signed distance to the area's outline at each picture pixel (a larger picture's every
+    ``step``-th pixel, so at most ``MAX_PICTURE_DISTANCE_SIDE`` a side), in picture widths."""
     from scipy.ndimage import distance_transform_edt
 
-    region = area.picture.region(area.colour)
-    return ((distance_transform_edt(region) - distance_transform_edt(~region)) / area.picture.width).astype(np.float32)
+    step = max(1, math.ceil(max(area.picture.width, area.picture.height) / MAX_PICTURE_DISTANCE_SIDE))
+    region = area.picture.region(area.colour)[::step, ::step]
+    return ((distance_transform_edt(region) - distance_transform_edt(~region)) * step
+            / area.picture.width).astype(np.float32)
 
 
 def inner_disc(shape, height: int, width: int) -> tuple[float, float, float]:
@@ -165,9 +181,8 @@ def inner_disc(shape, height: int, width: int) -> tuple[float, float, float]:
     fractions of the image) and radius (a fraction of the width)."""
     if isinstance(shape, ColourArea):
         sd = torch.from_numpy(_picture_distance(shape))
-        index = int(sd.argmax())
-        row, col = divmod(index, shape.picture.width)
-        return (col + 0.5) / shape.picture.width, (row + 0.5) / shape.picture.height, max(0.0, float(sd.max()))
+        row, col = divmod(int(sd.argmax()), sd.shape[1])
+        return (col + 0.5) / sd.shape[1], (row + 0.5) / sd.shape[0], max(0.0, float(sd.max()))
     u, v = _centres(height, width)
     sd = signed_distance(shape, u, v, aspect=height / width)
     index = int(sd.argmax())

@@ -390,3 +390,19 @@ def test_a_parsed_document_with_a_large_picture_reparses_from_its_dict(monkeypat
     again = parse_region_document(reordered)
     assert [r.shape.colour for r in again.regions] == ["#0000ff", "#ff0000"]
     assert np.array_equal(again.mask_picture.region("#ff0000"), doc.mask_picture.region("#ff0000"))
+
+
+def test_a_large_mask_picture_is_measured_on_a_reduced_grid():
+    from lib_regedit.documents.mask_picture import ColourArea, MaskPicture
+    from lib_regedit.shape_masks import shape_distance
+
+    side = 2048
+    yy, xx = np.mgrid[0:side, 0:side]
+    disc = ((xx + 0.5 - side / 2) ** 2 + (yy + 0.5 - side / 2) ** 2) < (side / 4) ** 2
+    area = ColourArea(MaskPicture(disc.astype(np.uint8), ("#ff0000",)), "#ff0000")
+    assert float(shape_mask(area, 64, 64).mean()) == pytest.approx(math.pi / 16, abs=0.005)
+    distance = shape_distance(area, 64, 64)
+    assert float(distance[32, 32]) == pytest.approx(0.25 - math.sqrt(2) / 128, abs=0.005)  # by the centre
+    assert float(distance[0, 0]) == pytest.approx(-(math.sqrt(2) * 0.5 - 0.25), abs=0.02)
+    soft = shape_mask(area, 64, 64, feather=0.1)
+    assert 0 < float(soft[32, 14]) < 1 and float(soft[32, 32]) == 1.0
