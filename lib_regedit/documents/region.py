@@ -16,7 +16,10 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - region: ``negative_prompt`` (fused into the unconditional rows inside the box), ``weight`` (default
   1.0), ``feather`` (soft edge width as a fraction of the image, default 0.03), ``role`` ("object"
   or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
-  ignored), ``keywords`` (user keywords, always kept by keyword selection).
+  ignored), ``keywords`` (user keywords, always kept by keyword selection); instead of the box, a
+  ``shape`` (a polygon or brush strokes, ``documents/shapes.py``) or the ``colour`` that names the
+  region in the document's ``mask_image`` (``documents/mask_picture.py``), the region's ``x, y, w, h``
+  then being the shape's bounding box (docs/documents.md, *Regions of any shape*).
 - ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
   inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, see
   ``lib_regedit/regions/layout_init.py``; "auto", the default: layout where the generation starts from noise
@@ -251,7 +254,8 @@ class RegionDocument:
             data = _drop_defaults(data, RegionDocument("", (), version=self.version,
                                                        guidance=GuidanceOptions(max_shift=GUIDANCE_MAX_SHIFT[self.version]),
                                                        **VERSION_DEFAULTS[self.version]))
-            data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, ""), keep=() if "shape" in r or "colour" in r else BOX_FIELDS)
+            data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, ""),
+                                              keep=() if "shape" in r or "colour" in r else BOX_FIELDS)
                                for r in data["regions"]]
             if "kssa" in data:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
