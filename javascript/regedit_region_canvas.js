@@ -971,7 +971,9 @@
 
             // What the empty canvas says.
             hint(image) {
-                const lines = [this.boxesOnly() ? "Drag to draw a box (optional)" : "Drag to draw a box"];
+                const draw = {box: "Drag to draw a box", polygon: "Click a polygon's vertices, then Enter",
+                    brush: "Paint a region, then Enter"}[this.tool];
+                const lines = [this.boxesOnly() ? draw + " (optional)" : draw];
                 if (this.boxesOnly()) lines.push("without one, LIME finds the region itself");
                 else if (this.task === "edit") lines.push("then give it an edit role: add, remove or change");
                 else lines.push("then type what goes in it");
