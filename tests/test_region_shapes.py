@@ -406,3 +406,15 @@ def test_a_large_mask_picture_is_measured_on_a_reduced_grid():
     assert float(distance[0, 0]) == pytest.approx(-(math.sqrt(2) * 0.5 - 0.25), abs=0.02)
     soft = shape_mask(area, 64, 64, feather=0.1)
     assert 0 < float(soft[32, 14]) < 1 and float(soft[32, 32]) == 1.0
+
+
+def test_two_edited_shapes_in_one_bounding_box_are_two_edits():
+    up, down = [[0.1, 0.1], [0.9, 0.1], [0.1, 0.9]], [[0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]
+    doc = parse_region_document({"prompt": "p", "regions": [
+        {"shape": polygon(up), "prompt": "a red circle", "edit": "remove"},
+        {"shape": polygon(down), "prompt": "a blue square", "edit": "change", "target_prompt": "a green square"}]})
+    assert doc.regions[0].box == doc.regions[1].box and doc.is_pair
+    err = error_of({"prompt": "p", "regions": [
+        {"shape": polygon(up), "prompt": "a red circle", "edit": "remove"},
+        {"shape": polygon(up), "prompt": "a blue square", "edit": "add"}]})
+    assert err.field == "regions[1]" and "edits the same box" in err.problem

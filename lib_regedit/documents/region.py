@@ -357,6 +357,14 @@ def check_one_image(document: RegionDocument, fix: str) -> RegionDocument:
 
 
 def _box_iou(a: Region, b: Region) -> float:
+    """The overlap (intersection over union) of two regions' areas: their boxes, or, when one has a
+    shape, their masks on a 64×64 grid (two shapes may share a bounding box and not overlap)."""
+    if a.shape is not None or b.shape is not None:
+        from ..masks import region_mask
+
+        ma, mb = (region_mask(r, 64, 64, feather=0.0) for r in (a, b))
+        union = float((ma + mb - ma * mb).sum())
+        return float((ma * mb).sum()) / union if union > 0 else 0.0
     w = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
     h = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
     inter = w * h
