@@ -193,6 +193,49 @@ def save(image: Image.Image, name: str) -> None:
 
 # ---------------------------------------------------------------- the pictures
 
+def outlines(image: Image.Image, regions) -> Image.Image:
+    """Outlines of the document's shapes (polygons, brush dots and strokes) over an enlarged image."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    W, H = out.size
+    for i, r in enumerate(regions):
+        colour, shape = BOX_COLOURS[i % len(BOX_COLOURS)], r["shape"]
+        if shape["type"] == "polygon":
+            draw.polygon([(x * W, y * H) for x, y in shape["points"]], outline=colour, width=2)
+            continue
+        for stroke in shape["strokes"]:
+            radius = stroke["radius"] * W
+            for x, y in stroke["points"]:
+                draw.ellipse((x * W - radius, y * H - radius, x * W + radius, y * H + radius), outline=colour, width=2)
+    return out
+
+
+def shape_pictures(run: Runner) -> None:
+    """Regions of any shape (docs/documents.md): a triangle and a circle in its empty corner, whose boxes
+    overlap, drawn as boxes, as shapes and as a mask picture, seeds 1-4."""
+    import json
+
+    seeds = (1, 2, 3, 4)
+    for seed in seeds:
+        run(f"python -m lib_regedit generate --regions examples/overlap_boxes.json --seed {seed} "
+            f"--out out/overlap-boxes-{seed}.png")
+        run(f"python -m lib_regedit generate --regions examples/overlap_shapes.json --seed {seed} "
+            f"--out out/overlap-shapes-{seed}.png")
+        run(f"python -m lib_regedit generate --regions examples/overlap_colours.json --mask-image "
+            f"examples/overlap_mask.png --seed {seed} --out out/overlap-mask-{seed}.png")
+    box_regions = json.loads((EXAMPLES / "overlap_boxes.json").read_text())["regions"]
+    shape_regions = json.loads((EXAMPLES / "overlap_shapes.json").read_text())["regions"]
+    mask = Image.open(EXAMPLES / "overlap_mask.png").convert("RGB").resize((160, 160), Image.NEAREST)
+
+    def sweep(prefix, draw):
+        return row([labelled(draw(enlarge(run.image(f"overlap-{prefix}-{s}.png"), 160)), f"seed {s}") for s in seeds])
+
+    save(column([with_row_label(sweep("boxes", lambda t: boxes(t, box_regions)), "boxes"),
+                 with_row_label(sweep("shapes", lambda t: outlines(t, shape_regions)), "shapes"),
+                 with_row_label(row([labelled(mask, "--mask-image"), sweep("mask", lambda t: t)]), "a mask\npicture")]),
+         "shapes.png")
+
+
 def two_shapes_regions():
     import json
 
@@ -204,6 +247,7 @@ def pictures(run: Runner) -> None:
 
     regions = two_shapes_regions()
     seeds = (1, 2, 3, 4)
+    shape_pictures(run)
 
     # The main job (the README's first command) and its plain-prompt comparison, seeds 1-4.
     run("python -m lib_regedit generate --regions examples/two_shapes.json --out out/two_shapes.png "

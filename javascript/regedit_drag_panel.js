@@ -8,11 +8,17 @@
     "use strict";
 
     const MAX_PAIRS = 16;
-    const MAX_STROKES = 64;
-    const MAX_STROKE_POINTS = 2000;
     const VERTEX_PX = 8;
     const STROKE_STEP_PX = 2.5;
-    const DIGITS = 5;
+    // The shape vocabulary shared with the region canvas (javascript/regedit_shapes.js), looked up when
+    // used: the WebUI loads the scripts in name order, this one first.
+    const S = () => window.RegEditShapes;
+    const cleanRegion = (r) => S().cleanShape(r, [3, 4]);
+    const serialiseRegion = (r) => S().serialiseShape(r);
+    const describe = (r) => S().describe(r);
+    const regionBox = (r, W, H) => S().shapeBox(r, W, H);
+    const paintMask = (...args) => S().paintMask(...args);
+    const insidePolygon = (...args) => S().insidePolygon(...args);
     const HELP = "Draw each pair's handle (what moves), then its target (where it goes). Polygon: click 3 " +
         "vertices and press Enter (or click the first vertex) for a triangle, or click 4 for a quad; the target " +
         "gets as many vertices as its handle, in the same order. Brush: paint, then press Enter. Move: drag a " +
@@ -69,73 +75,6 @@
             const d = m[6] * x + m[7] * y + 1;
             return [(m[0] * x + m[1] * y + m[2]) / d, (m[3] * x + m[4] * y + m[5]) / d];
         });
-    }
-
-    function insidePolygon(pts, x, y) {
-        let inside = false;
-        for (let i = 0, j = pts.length - 1; i < pts.length; j = i++) {
-            const [xi, yi] = pts[i];
-            const [xj, yj] = pts[j];
-            if ((yi > y) !== (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) inside = !inside;
-        }
-        return inside;
-    }
-
-    function segmentDistance(p, a, b) {
-        const dx = b[0] - a[0];
-        const dy = b[1] - a[1];
-        const len2 = dx * dx + dy * dy;
-        let t = len2 ? ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2 : 0;
-        t = Math.max(0, Math.min(1, t));
-        return Math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy);
-    }
-
-    // Bounding box of a region in pixels of a W x H image: [x0, y0, x1, y1].
-    function regionBox(region, W, H) {
-        let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-        const strokes = region.type === "mask" ? region.strokes : [{points: region.points, radius: 0}];
-        for (const s of strokes) {
-            const r = s.radius * W;
-            for (const [x, y] of s.points) {
-                x0 = Math.min(x0, x * W - r);
-                x1 = Math.max(x1, x * W + r);
-                y0 = Math.min(y0, y * H - r);
-                y1 = Math.max(y1, y * H + r);
-            }
-        }
-        return [Math.max(0, x0), Math.max(0, y0), Math.min(W, x1), Math.min(H, y1)];
-    }
-
-    function regionPoints(region) {
-        return region.type === "mask" ? region.strokes.flatMap((s) => s.points) : region.points;
-    }
-
-    function centroid(region) {
-        const pts = regionPoints(region);
-        const n = pts.length || 1;
-        return [pts.reduce((a, p) => a + p[0], 0) / n, pts.reduce((a, p) => a + p[1], 0) / n];
-    }
-
-    function strokePath(ctx, stroke, W, H) {
-        const pts = stroke.points;
-        ctx.beginPath();
-        ctx.moveTo(pts[0][0] * W, pts[0][1] * H);
-        if (pts.length === 1) ctx.lineTo(pts[0][0] * W + 0.01, pts[0][1] * H);
-        for (let i = 1; i < pts.length; i++) ctx.lineTo(pts[i][0] * W, pts[i][1] * H);
-    }
-
-    // Paint a mask region's strokes opaquely onto ctx (W x H pixels).
-    function paintMask(ctx, region, W, H, colour) {
-        ctx.save();
-        ctx.strokeStyle = colour;
-        ctx.lineCap = "round";
-        ctx.lineJoin = "round";
-        for (const s of region.strokes) {
-            ctx.lineWidth = Math.max(1, 2 * s.radius * W);
-            strokePath(ctx, s, W, H);
-            ctx.stroke();
-        }
-        ctx.restore();
     }
 
     function sampleBilinear(src, W, H, x, y, out, o) {
@@ -207,52 +146,6 @@
             }
         }
         return n;
-    }
-
-    // ----- the document -----
-
-    function cleanPoint(p) {
-        const U = window.RegEditUI;
-        if (!Array.isArray(p) || p.length !== 2) return null;
-        const x = Number(p[0]);
-        const y = Number(p[1]);
-        if (!isFinite(x) || !isFinite(y)) return null;
-        return [U.clamp(x, 0, 1), U.clamp(y, 0, 1)];
-    }
-
-    // A region from the field, or null when it cannot be drawn.
-    function cleanRegion(r) {
-        if (!r || typeof r !== "object") return null;
-        if (r.type === "polygon" && Array.isArray(r.points)) {
-            const points = r.points.map(cleanPoint);
-            if (points.some((p) => !p) || (points.length !== 3 && points.length !== 4)) return null;
-            return {type: "polygon", points};
-        }
-        if (r.type === "mask" && Array.isArray(r.strokes)) {
-            const strokes = [];
-            for (const s of r.strokes) {
-                if (!s || !Array.isArray(s.points) || !s.points.length) return null;
-                const points = s.points.map(cleanPoint);
-                const radius = Number(s.radius);
-                if (points.some((p) => !p) || !(radius > 0)) return null;
-                strokes.push({points, radius: Math.min(radius, 0.5)});
-            }
-            return strokes.length ? {type: "mask", strokes} : null;
-        }
-        return null;
-    }
-
-    function serialiseRegion(r) {
-        const U = window.RegEditUI;
-        const pt = (p) => [U.round(p[0], DIGITS), U.round(p[1], DIGITS)];
-        if (r.type === "polygon") return {type: "polygon", points: r.points.map(pt)};
-        return {type: "mask", strokes: r.strokes.map((s) => ({points: s.points.map(pt), radius: U.round(s.radius, DIGITS)}))};
-    }
-
-    function describe(r) {
-        if (!r) return "\u2026";
-        if (r.type === "mask") return "brush";
-        return r.points.length === 3 ? "triangle" : "quad";
     }
 
     // The class extends RegEditUI.Panel, so it is made on the first mount (see regedit_common.js).
@@ -557,17 +450,7 @@
                 }
                 const pp = this.px(p);
                 for (const [sel, r] of regions) {
-                    if (r.type === "polygon") {
-                        if (insidePolygon(r.points.map((q) => this.px(q)), pp[0], pp[1])) return sel;
-                    } else {
-                        for (const s of r.strokes) {
-                            const rad = Math.max(s.radius * this.size.w, 3);
-                            const pts = s.points.map((q) => this.px(q));
-                            for (let i = 0; i < pts.length; i++) {
-                                if (segmentDistance(pp, pts[i], pts[Math.min(i + 1, pts.length - 1)]) <= rad) return sel;
-                            }
-                        }
-                    }
+                    if (S().hitShape(r, pp, this.size.w, this.size.h, 3)) return sel;
                 }
                 return null;
             }
@@ -599,8 +482,8 @@
                     return;
                 }
                 if (!this.pending) this.pending = {type: "mask", strokes: []};
-                if (this.pending.strokes.length >= MAX_STROKES) {
-                    this.flash("At most " + MAX_STROKES + " strokes in one region; press Enter to finish it.");
+                if (this.pending.strokes.length >= S().MAX_STROKES) {
+                    this.flash("At most " + S().MAX_STROKES + " strokes in one region; press Enter to finish it.");
                     return;
                 }
                 this.stroke = {points: [p], radius: this.radiusPx / this.out.w};
@@ -637,7 +520,7 @@
                 const p = this.pointer(e);
                 if (this.stroke) {
                     const pts = this.stroke.points;
-                    if (pts.length < MAX_STROKE_POINTS && this.distPx(p, pts[pts.length - 1]) >= STROKE_STEP_PX) {
+                    if (pts.length < S().MAX_STROKE_POINTS && this.distPx(p, pts[pts.length - 1]) >= STROKE_STEP_PX) {
                         pts.push(p);
                         this.render();
                     }
@@ -659,7 +542,7 @@
                 if (op.vertex !== undefined) {
                     region.points[op.vertex] = p;
                 } else {
-                    const pts = regionPoints(orig);
+                    const pts = S().shapePoints(orig);
                     const xs = pts.map((q) => q[0]);
                     const ys = pts.map((q) => q[1]);
                     const dx = U.clamp(p[0] - op.start[0], -Math.min(...xs), 1 - Math.max(...xs));
@@ -785,7 +668,7 @@
                 const region = this.regionAt(this.selected);
                 if (!region) return;
                 this.nudgeHistory(this.selected.pair + ":" + this.selected.side);
-                const pts = regionPoints(region);
+                const pts = S().shapePoints(region);
                 const U = this.U;
                 const dx = U.clamp(dxPx / this.out.w, -Math.min(...pts.map((q) => q[0])), 1 - Math.max(...pts.map((q) => q[0])));
                 const dy = U.clamp(dyPx / this.out.h, -Math.min(...pts.map((q) => q[1])), 1 - Math.max(...pts.map((q) => q[1])));
@@ -831,7 +714,7 @@
                     this.drawRegion(ctx, pair.handle, colour, "H" + (i + 1), false, previewOn);
                     if (pair.target) {
                         this.drawRegion(ctx, pair.target, colour, "T" + (i + 1), true, previewOn);
-                        this.drawArrow(ctx, centroid(pair.handle), centroid(pair.target), colour);
+                        this.drawArrow(ctx, S().centroid(pair.handle), S().centroid(pair.target), colour);
                     }
                 });
                 const sel = this.regionAt(this.selected);

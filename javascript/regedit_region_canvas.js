@@ -1,5 +1,6 @@
-// RegEdit: the region canvas. Boxes with their own prompts, drawn over a blank canvas with the
-// output's aspect ratio (txt2img) or over the init image (img2img). The canvas reads and writes the
+// RegEdit: the region canvas. Boxes, polygons and brush shapes with their own prompts, or the colours of
+// a mask picture, drawn over a blank canvas with the output's aspect ratio (txt2img) or over the init
+// image (img2img). The polygon and brush tools are the drag panel's (javascript/regedit_shapes.js). The canvas reads and writes the
 // region document (see lib_regedit/documents/region.py) in the hidden textbox #regedit_doc_<tab>.
 // In img2img one canvas serves three tasks, moved into the one shown: Regions (#regedit_canvas_img2img:
 // prompts per box), LIME (#regedit_canvas_lime_img2img: the boxes are LIME's region, nothing else) and
@@ -13,10 +14,19 @@
     const EDGE_PX = 5;
     const MIN_DRAW_PX = 4;
     const GRID = 8; // latent grid in image pixels
+    const VERTEX_PX = 8; // a click this near a polygon's first vertex closes it
+    const STROKE_STEP_PX = 2.5;
+    const MAX_MASK_COLOURS = 12;
+    const MIN_COLOUR_SHARE = 0.005; // a mask picture's colours below this share of it are edges, not regions
+    const BACKGROUND_SHARE = 0.3; // its commonest colour at this share or more is its background
+    // The shape vocabulary shared with the drag panel, looked up when used (scripts load in name order).
+    const S = () => window.RegEditShapes;
     const HELP = "Drag on the canvas to draw a box, then type its prompt (Shift+drag draws over other boxes). " +
         "Drag a box to move it, its edges or corners to resize it. On the canvas, Delete removes the selected box, " +
         "arrow keys nudge it (Shift: 8\u00d7), Esc deselects; Esc in a text field gives the keys back to the canvas. " +
-        "Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z) undo and redo.";
+        "Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z) undo and redo. Polygon: click its vertices, then click the first one, " +
+        "double-click or press Enter. Brush: paint, then press Enter. Mask picture: a PNG in flat colours, one region " +
+        "per colour.";
     // img2img's tasks that use boxes, and the host each shows them in (the Regions task's is the panel's own).
     const SLOTS = {lime: "regedit_canvas_lime_img2img", edit: "regedit_canvas_edit_img2img"};
 
@@ -45,7 +55,29 @@
         if (!Array.isArray(r.keywords)) r.keywords = [];
         if (EDITS.indexOf(r.edit) < 0) delete r.edit;
         if (typeof r.target_prompt !== "string") delete r.target_prompt;
+        if (raw.shape !== undefined && raw.shape !== null) {
+            // a shape that cannot be drawn is kept as written: the engine's message says what is wrong
+            r.shape = S().cleanShape(raw.shape) || raw.shape;
+            setBox(r);
+        } else if (typeof raw.colour === "string") {
+            Object.assign(r, {x: 0, y: 0, w: 0, h: 0});
+        }
         return r;
+    }
+
+    // A shape region's box is its bounding box (shown, and where its label goes).
+    function setBox(r) {
+        if (!r.shape || !r.shape.type || !(r.shape.points || r.shape.strokes)) {
+            Object.assign(r, {x: 0, y: 0, w: 1, h: 1});
+            return;
+        }
+        const [x0, y0, x1, y1] = S().shapeBox(r.shape, 1, 1);
+        Object.assign(r, {x: x0, y: y0, w: Math.max(0, x1 - x0), h: Math.max(0, y1 - y0)});
+    }
+
+    // A shape region, or a colour of the mask picture: no box of its own.
+    function boxless(r) {
+        return !!(r.shape || typeof r.colour === "string");
     }
 
     // Edit roles of an edit pair (MRGD): a box that is "inherent" is in both images.
@@ -55,6 +87,15 @@
     function serialiseRegion(r) {
         const U = window.RegEditUI;
         const out = Object.assign({}, r);
+        if (boxless(r)) {
+            delete out.x, delete out.y, delete out.w, delete out.h;
+            if (r.shape && r.shape.type && (r.shape.points || r.shape.strokes)) out.shape = S().serialiseShape(r.shape);
+            out.weight = finite(r.weight, 1);
+            out.feather = finite(r.feather, 0.03);
+            if (!out.edit || out.edit === "inherent") delete out.edit;
+            if (out.edit !== "change") delete out.target_prompt;
+            return out;
+        }
         out.x = U.round(U.clamp(r.x, 0, 1), 5);
         out.y = U.round(U.clamp(r.y, 0, 1), 5);
         out.w = Math.max(1e-5, Math.min(U.round(r.w, 5), U.round(1 - out.x, 5)));
@@ -64,6 +105,12 @@
         if (!out.edit || out.edit === "inherent") delete out.edit;
         if (out.edit !== "change") delete out.target_prompt;
         return out;
+    }
+
+    // What the form and the status line call a region.
+    function kindName(r) {
+        if (r.shape) return "Shape";
+        return typeof r.colour === "string" ? "Colour" : "Box";
     }
 
     function snippet(text, n) {
@@ -83,6 +130,12 @@
                 this.hover = null;
                 this.formBefore = null;
                 this.formPushed = false;
+                this.tool = "box";
+                this.draft = null; // a polygon or brush shape being drawn (RegEditShapes.Draft)
+                this.radiusPx = 16;
+                this.hoverPoint = null;
+                this.lastFinish = null;
+                this.overlay = {key: null, canvas: null};
                 this.start();
             }
 
@@ -101,7 +154,39 @@
                 });
                 const snapLabel = el("label", {class: "regedit-check", title: "Snap box edges to the 8-pixel latent grid"},
                     [this.snapBox, document.createTextNode(" Snap to 8 px grid")]);
+                const tool = (name, label, title) => el("button", {
+                    type: "button", class: "regedit-tool", "data-tool": name, title, text: label,
+                    onclick: () => this.setTool(name),
+                });
+                this.toolButtons = {
+                    box: tool("box", "\u25ad Box", "Drag to draw a box"),
+                    polygon: tool("polygon", "\u25b3 Polygon", "Click the vertices; click the first one, double-click or press Enter to finish"),
+                    brush: tool("brush", "\u270e Brush", "Paint a region, then press Enter"),
+                };
+                this.buttons.finish = this.button("finish", "Finish shape", "Finish the shape being drawn (Enter)",
+                    () => this.finishShape());
+                this.radiusInput = el("input", {type: "range", min: "2", max: "96", step: "1", value: String(this.radiusPx),
+                    "data-role": "brush-size"});
+                this.radiusLabel = el("span", {text: " " + this.radiusPx + " px"});
+                this.radiusInput.addEventListener("input", () => {
+                    this.radiusPx = parseInt(this.radiusInput.value, 10) || 16;
+                    this.radiusLabel.textContent = " " + this.radiusPx + " px";
+                });
+                const radius = el("label", {class: "regedit-check", title: "Brush radius in pixels of the image"},
+                    [document.createTextNode("Brush "), this.radiusInput, this.radiusLabel]);
+                this.maskInput = el("input", {type: "file", accept: "image/png,image/*", "data-role": "mask-image",
+                    style: "display:none"});
+                this.maskInput.addEventListener("change", () => {
+                    const file = this.maskInput.files && this.maskInput.files[0];
+                    if (file) this.loadMaskFile(file);
+                    this.maskInput.value = "";
+                });
+                this.buttons.mask = this.button("mask", "Mask picture\u2026", "A PNG painted in flat colours: each colour " +
+                    "becomes a region (write their prompts)", () => this.maskInput.click());
                 const toolbar = el("div", {class: "regedit-toolbar"}, [
+                    this.toolButtons.box, this.toolButtons.polygon, this.toolButtons.brush, radius, this.buttons.finish,
+                    this.buttons.mask, this.maskInput]);
+                const toolbar2 = el("div", {class: "regedit-toolbar"}, [
                     this.buttons.undo, this.buttons.redo, this.buttons.delete, this.buttons.clear, snapLabel]);
 
                 this.chips = el("div", {class: "regedit-chips", role: "list", "aria-label": "Boxes and their prompts"});
@@ -109,7 +194,8 @@
                 this.emptyNote = el("div", {class: "regedit-empty"});
                 const side = el("div", {class: "regedit-side"}, [this.chips, this.emptyNote, this.form]);
                 const body = el("div", {class: "regedit-body"}, [this.stage, side]);
-                this.mountRoot("regedit-region-panel", [toolbar, body], HELP);
+                this.mountRoot("regedit-region-panel", [toolbar, toolbar2, body], HELP);
+                this.updateTools();
             }
 
             buildForm() {
@@ -223,10 +309,11 @@
                 this.buttons.undo.disabled = !this.history.canUndo;
                 this.buttons.redo.disabled = !this.history.canRedo;
                 this.buttons.clear.disabled = !this.regions.length;
+                this.updateTools();
                 this.updateChips();
                 if (!r) return;
                 const colour = this.colour(this.selected);
-                this.formTitle.textContent = "Box " + (this.selected + 1) + "  \u00b7  regions[" + this.selected + "]";
+                this.formTitle.textContent = kindName(r) + " " + (this.selected + 1) + "  \u00b7  regions[" + this.selected + "]";
                 this.formTitle.style.borderColor = colour;
                 const values = {
                     prompt: r.prompt, negative_prompt: r.negative_prompt, weight: String(r.weight),
@@ -264,7 +351,9 @@
                 }
                 this.regions.forEach((r, i) => {
                     const chip = rows[i];
-                    const mark = (r.role === "background" ? " bg" : "") + (this.showsEdits() ? EDIT_MARKS[r.edit] || "" : "");
+                    const mark = (r.role === "background" ? " bg" : "") + (r.shape ? " " + S().describe(r.shape) : "") +
+                        (typeof r.colour === "string" && !r.shape ? " \u25a0 " + r.colour : "") +
+                        (this.showsEdits() ? EDIT_MARKS[r.edit] || "" : "");
                     chip.firstChild.textContent = String(i + 1) + mark;
                     chip.lastChild.textContent = this.boxesOnly() ? "LIME's region" : snippet(r.prompt, 60) ||
                         (r.role === "background" ? "(the rest of the image)" : "(no prompt yet)");
@@ -284,10 +373,20 @@
 
             statusParts() {
                 const parts = [];
-                parts.push(this.regions.length + (this.regions.length === 1 ? " box" : " boxes") + " on " +
-                    this.out.w + "\u00d7" + this.out.h + " px");
+                const shapes = this.regions.filter(boxless).length;
+                const boxes = this.regions.length - shapes;
+                parts.push(boxes + (boxes === 1 ? " box" : " boxes") + (shapes ? ", " + shapes +
+                    (shapes === 1 ? " shape" : " shapes") : "") + " on " + this.out.w + "\u00d7" + this.out.h + " px");
+                if (this.draft) {
+                    parts.push(this.draft.type === "polygon" ? "polygon: " + this.draft.shape.points.length +
+                        " vertices; click the first one, double-click or press Enter to finish"
+                        : "brush: " + this.draft.shape.strokes.length + " stroke(s); Enter finishes it");
+                }
                 const r = this.regions[this.selected];
-                if (r) {
+                if (r && boxless(r)) {
+                    parts.push(kindName(r).toLowerCase() + " " + (this.selected + 1) + ": " +
+                        (r.shape ? S().describe(r.shape) : r.colour + " in the mask picture"));
+                } else if (r) {
                     const px = (v, n) => Math.round(v * n);
                     parts.push("box " + (this.selected + 1) + ": " + px(r.x, this.out.w) + "," + px(r.y, this.out.h) +
                         "  " + px(r.w, this.out.w) + "\u00d7" + px(r.h, this.out.h) + " px");
@@ -322,6 +421,7 @@
             }
 
             serialise() {
+                if (!this.regions.some((r) => typeof r.colour === "string")) delete this.base.mask_image;
                 return this.documentText({prompt: ""}, this.regions.map(serialiseRegion));
             }
 
@@ -367,6 +467,13 @@
                 for (let i = this.regions.length - 1; i >= 0; i--) if (i !== this.selected) order.push(i);
                 for (const i of order) {
                     const r = this.regions[i];
+                    if (boxless(r)) { // a shape moves by its inside; a mask picture's colour is picked in the list
+                        const drawable = r.shape && r.shape.type && (r.shape.points || r.shape.strokes);
+                        if (drawable && S().hitShape(r.shape, [p.x, p.y], this.size.w, this.size.h, 4)) {
+                            return {index: i, mode: "move"};
+                        }
+                        continue;
+                    }
                     const b = this.boxPx(r);
                     const near = (a, v, t) => Math.abs(a - v) <= t;
                     const l = b.x, rr = b.x + b.w, t = b.y, bt = b.y + b.h;
@@ -392,6 +499,10 @@
 
             // ----- pointer -----
             onPointerDown(e) {
+                if (this.tool !== "box") {
+                    this.drawShapeDown(e);
+                    return;
+                }
                 const p = this.pointerPx(e);
                 const hit = this.hitTest(p, e.shiftKey);
                 const before = this.snapshot();
@@ -412,6 +523,16 @@
 
             onPointerMove(e) {
                 const p = this.pointerPx(e);
+                if (this.tool !== "box") {
+                    this.hoverPoint = this.fraction(p);
+                    const draft = this.draft;
+                    if (draft && draft.stroke) {
+                        if (draft.extendStroke(this.hoverPoint, (a, b) => this.distPx(a, b), STROKE_STEP_PX)) this.render();
+                    } else if (draft && draft.type === "polygon") {
+                        this.render();
+                    }
+                    return;
+                }
                 const op = this.op;
                 if (!op) {
                     const hit = this.hitTest(p, e.shiftKey);
@@ -433,7 +554,10 @@
                 const dy = (p.y - op.start.y) / H;
                 const o = op.orig;
                 const r = this.regions[op.index];
-                if (op.kind === "move") {
+                if (op.kind === "move" && boxless(o)) {
+                    r.shape = S().translated(o.shape, dx, dy);
+                    setBox(r);
+                } else if (op.kind === "move") {
                     let x = U.clamp(o.x + dx, 0, 1 - o.w);
                     let y = U.clamp(o.y + dy, 0, 1 - o.h);
                     if (this.snap) {
@@ -463,6 +587,12 @@
             }
 
             onPointerUp(e) {
+                if (this.draft && this.draft.stroke) {
+                    this.draft.endStroke();
+                    this.updateTools();
+                    this.render();
+                    return;
+                }
                 const op = this.op;
                 if (!op) return;
                 this.op = null;
@@ -492,6 +622,11 @@
             }
 
             cancelOp() {
+                if (this.draft && this.draft.stroke) {
+                    if (this.draft.cancelStroke()) this.draft = null;
+                    this.render();
+                    return true;
+                }
                 const op = this.op;
                 if (!op) return false;
                 this.op = null;
@@ -501,6 +636,10 @@
             }
 
             onPointerLeave() {
+                if (this.hoverPoint) {
+                    this.hoverPoint = null;
+                    if (this.draft) this.render();
+                }
                 if (!this.op && this.hover) {
                     this.hover = null;
                     this.canvas.style.cursor = "crosshair";
@@ -551,9 +690,15 @@
             nudge(dxPx, dyPx) {
                 const r = this.regions[this.selected];
                 if (!r) return;
+                if (typeof r.colour === "string" && !r.shape) return; // the picture's colours stay where painted
                 this.nudgeHistory(this.selected);
-                r.x = this.U.clamp(r.x + dxPx / this.out.w, 0, 1 - r.w);
-                r.y = this.U.clamp(r.y + dyPx / this.out.h, 0, 1 - r.h);
+                if (r.shape) {
+                    r.shape = S().translated(r.shape, dxPx / this.out.w, dyPx / this.out.h);
+                    setBox(r);
+                } else {
+                    r.x = this.U.clamp(r.x + dxPx / this.out.w, 0, 1 - r.w);
+                    r.y = this.U.clamp(r.y + dyPx / this.out.h, 0, 1 - r.h);
+                }
                 this.commit(true);
             }
 
@@ -561,9 +706,200 @@
                 return this.selected >= 0;
             }
 
-            // Esc: stop the gesture, else deselect.
+            // Esc: stop the gesture, else drop the shape being drawn, else deselect.
             escape() {
-                return this.cancelOp() || (this.selected >= 0 && (this.select(-1), true));
+                if (this.cancelOp()) return true;
+                if (this.draft) {
+                    this.draft = null;
+                    this.updateTools();
+                    this.render();
+                    return true;
+                }
+                return this.selected >= 0 && (this.select(-1), true);
+            }
+
+            // Undo while drawing a shape drops its last vertex or stroke.
+            dropDraft() {
+                if (!this.draft) return false;
+                if (this.draft.dropLast()) this.draft = null;
+                this.updateTools();
+                this.render();
+                return true;
+            }
+
+            busy() {
+                return !!(this.op || (this.draft && this.draft.stroke));
+            }
+
+            // Enter finishes the shape being drawn.
+            panelKey(e) {
+                if (e.key !== "Enter" || !this.draft) return false;
+                this.finishShape();
+                return true;
+            }
+
+            // ----- the polygon and brush tools -----
+            setTool(name) {
+                if (this.draft && name !== this.tool) this.draft = null;
+                this.tool = name;
+                this.op = null;
+                this.canvas.style.cursor = "crosshair";
+                this.updateTools();
+                this.render();
+            }
+
+            updateTools() {
+                if (!this.toolButtons) return;
+                for (const [name, b] of Object.entries(this.toolButtons)) b.classList.toggle("active", name === this.tool);
+                this.buttons.finish.disabled = !(this.draft && this.draft.complete());
+                this.buttons.undo.disabled = !this.history.canUndo && !this.draft;
+            }
+
+            fraction(p) {
+                const U = this.U;
+                return [U.clamp(p.x / this.size.w, 0, 1), U.clamp(p.y / this.size.h, 0, 1)];
+            }
+
+            distPx(a, b) {
+                return Math.hypot((a[0] - b[0]) * this.size.w, (a[1] - b[1]) * this.size.h);
+            }
+
+            drawShapeDown(e) {
+                e.preventDefault();
+                const p = this.fraction(this.pointerPx(e));
+                const dist = (a, b) => this.distPx(a, b);
+                // The second click of a double click that finished a polygon starts nothing new.
+                const f = this.lastFinish;
+                if (!this.draft && f && Date.now() - f.time < 500 && dist(p, f.point) <= 3) return;
+                if (!this.draft && this.regions.length >= MAX_REGIONS) {
+                    this.flash("At most " + MAX_REGIONS + " regions; delete one to draw another.");
+                    return;
+                }
+                if (!this.draft) this.draft = new (S().Draft)(this.tool === "polygon" ? "polygon" : "mask");
+                if (this.draft.type === "polygon") {
+                    if (this.draft.addVertex(p, dist, VERTEX_PX) === "close") {
+                        this.lastFinish = {point: p, time: Date.now()};
+                        this.finishShape();
+                        return;
+                    }
+                } else if (this.draft.startStroke(p, this.radiusPx / this.out.w)) {
+                    this.canvas.setPointerCapture(e.pointerId);
+                } else {
+                    this.flash("At most " + S().MAX_STROKES + " strokes in one shape; press Enter to finish it.");
+                }
+                this.updateTools();
+                this.render();
+            }
+
+            // The shape being drawn becomes a region, selected, its prompt next.
+            finishShape() {
+                const draft = this.draft;
+                if (!draft || !draft.complete()) {
+                    if (draft && draft.type === "polygon") this.flash("A polygon needs at least 3 vertices.");
+                    return;
+                }
+                this.history.push(this.snapshot());
+                const region = Object.assign({shape: draft.shape}, defaults());
+                setBox(region);
+                this.draft = null;
+                this.regions.push(region);
+                this.selected = this.regions.length - 1;
+                this.commit(true);
+                this.focusPrompt();
+            }
+
+            // ----- the mask picture -----
+            loadMaskFile(file) {
+                const reader = new FileReader();
+                reader.onload = () => this.useMaskPicture(String(reader.result));
+                reader.readAsDataURL(file);
+            }
+
+            // A picture in flat colours (a data URL): each of its colours becomes a region (its commonest
+            // colour, at BACKGROUND_SHARE or more, is taken as the background); colours some region
+            // already names keep their regions.
+            useMaskPicture(url) {
+                const img = new Image();
+                img.onload = () => {
+                    const c = document.createElement("canvas");
+                    c.width = img.naturalWidth;
+                    c.height = img.naturalHeight;
+                    const ctx = c.getContext("2d", {willReadFrequently: true});
+                    ctx.drawImage(img, 0, 0);
+                    const data = ctx.getImageData(0, 0, c.width, c.height).data;
+                    const counts = new Map();
+                    let opaque = 0;
+                    for (let i = 0; i < data.length; i += 4) {
+                        if (data[i + 3] < 128) continue;
+                        opaque++;
+                        const key = "#" + [data[i], data[i + 1], data[i + 2]].map((v) => v.toString(16).padStart(2, "0")).join("");
+                        counts.set(key, (counts.get(key) || 0) + 1);
+                    }
+                    const colours = [...counts.entries()].filter(([, n]) => n >= MIN_COLOUR_SHARE * opaque)
+                        .sort((a, b) => b[1] - a[1]);
+                    const notes = [];
+                    if (colours.length && colours[0][1] >= BACKGROUND_SHARE * opaque) {
+                        notes.push(colours[0][0] + " (" + Math.round(100 * colours[0][1] / opaque) + "%) is the background");
+                        colours.shift();
+                    }
+                    this.history.push(this.snapshot());
+                    this.base.mask_image = url;
+                    const named = new Set(this.regions.filter((r) => typeof r.colour === "string").map((r) => r.colour));
+                    let added = 0;
+                    for (const [colour] of colours.slice(0, MAX_MASK_COLOURS)) {
+                        if (named.has(colour) || this.regions.length >= MAX_REGIONS) continue;
+                        this.regions.push(Object.assign({colour, x: 0, y: 0, w: 0, h: 0}, defaults()));
+                        added++;
+                    }
+                    this.selected = added ? this.regions.length - added : this.selected;
+                    this.overlay.key = null;
+                    this.commit(true);
+                    this.flash("Mask picture " + c.width + "\u00d7" + c.height + ": " + added + " region(s) by colour" +
+                        (notes.length ? "; " + notes.join(", ") : "") + ". Write each one's prompt.");
+                    this.focusPrompt();
+                };
+                img.onerror = () => this.flash("That file is not a picture the browser can read.");
+                img.src = url;
+            }
+
+            // The mask picture over the canvas, from its data URL or the run-length encoding a pasted
+            // infotext holds (lib_regedit/documents/mask_picture.py); redrawn when it loads.
+            maskOverlay() {
+                const m = this.base.mask_image;
+                if (!m) return null;
+                const key = typeof m === "string" ? m.slice(0, 64) + m.length : JSON.stringify(m).slice(0, 200);
+                if (this.overlay.key === key) return this.overlay.canvas;
+                this.overlay = {key, canvas: null};
+                if (typeof m === "string") {
+                    const img = new Image();
+                    img.onload = () => {
+                        if (this.overlay.key !== key) return;
+                        const c = document.createElement("canvas");
+                        c.width = img.naturalWidth;
+                        c.height = img.naturalHeight;
+                        c.getContext("2d").drawImage(img, 0, 0);
+                        this.overlay.canvas = c;
+                        this.render();
+                    };
+                    img.src = m.startsWith("data:") ? m : "data:image/png;base64," + m;
+                } else if (m && m.runs && m.width > 0 && m.height > 0 && Array.isArray(m.colours)) {
+                    const c = document.createElement("canvas");
+                    c.width = m.width;
+                    c.height = m.height;
+                    const ctx = c.getContext("2d");
+                    const image = ctx.createImageData(m.width, m.height);
+                    const rgb = m.colours.map((h) => [1, 3, 5].map((k) => parseInt(String(h).slice(k, k + 2), 16) || 0));
+                    let at = 0;
+                    for (const run of String(m.runs).split(",")) {
+                        const [label, count] = run.split("*").map(Number);
+                        for (let k = 0; k < count && at < m.width * m.height; k++, at++) {
+                            if (label > 0 && rgb[label - 1]) image.data.set([...rgb[label - 1], 255], at * 4);
+                        }
+                    }
+                    ctx.putImageData(image, 0, 0);
+                    this.overlay.canvas = c;
+                }
+                return this.overlay.canvas;
             }
 
             // On the latent grid, arrow keys nudge by its cells.
@@ -581,6 +917,14 @@
                 const H = this.size.h;
                 const image = this.images && this.images.image;
                 this.drawBackdrop(ctx, image);
+                const overlay = this.maskOverlay();
+                if (overlay) {
+                    ctx.save();
+                    ctx.globalAlpha = 0.45;
+                    ctx.imageSmoothingEnabled = false;
+                    ctx.drawImage(overlay, 0, 0, W, H);
+                    ctx.restore();
+                }
                 this.drawGrid(ctx, W, H);
                 this.regions.forEach((r, i) => {
                     if (i !== this.selected) this.drawBox(ctx, r, i, false);
@@ -600,12 +944,36 @@
                         ctx.fillRect(b.x, b.y, b.w, b.h);
                     }
                 }
-                if (!this.regions.length && !op) this.drawHint(ctx, this.hint(image));
+                if (this.draft) this.drawDraft(ctx, W, H);
+                if (!this.regions.length && !op && !this.draft) this.drawHint(ctx, this.hint(image));
+            }
+
+            // The shape being drawn: a polygon's vertices and edges (to the pointer), or the strokes so far.
+            drawDraft(ctx, W, H) {
+                const shape = this.draft.shape;
+                const colour = this.colour(this.regions.length);
+                ctx.save();
+                if (shape.type === "mask") {
+                    S().paintMask(ctx, shape, W, H, this.U.hexToRgba(colour, 0.5));
+                } else {
+                    const pts = shape.points.concat(this.hoverPoint ? [this.hoverPoint] : []);
+                    S().polygonPath(ctx, pts, W, H, false);
+                    ctx.setLineDash([5, 4]);
+                    ctx.strokeStyle = "#fff";
+                    ctx.lineWidth = 1.5;
+                    ctx.stroke();
+                    ctx.setLineDash([]);
+                    ctx.fillStyle = colour;
+                    for (const [x, y] of shape.points) ctx.fillRect(x * W - 3, y * H - 3, 6, 6);
+                }
+                ctx.restore();
             }
 
             // What the empty canvas says.
             hint(image) {
-                const lines = [this.boxesOnly() ? "Drag to draw a box (optional)" : "Drag to draw a box"];
+                const draw = {box: "Drag to draw a box", polygon: "Click a polygon's vertices, then Enter",
+                    brush: "Paint a region, then Enter"}[this.tool];
+                const lines = [this.boxesOnly() ? draw + " (optional)" : draw];
                 if (this.boxesOnly()) lines.push("without one, LIME finds the region itself");
                 else if (this.task === "edit") lines.push("then give it an edit role: add, remove or change");
                 else lines.push("then type what goes in it");
@@ -638,6 +1006,15 @@
                 const colour = this.colour(i);
                 const b = this.boxPx(r);
                 const bg = r.role === "background";
+                if (boxless(r)) {
+                    const drawable = r.shape && r.shape.type && (r.shape.points || r.shape.strokes);
+                    if (!drawable) return; // a mask picture's colour: the picture shows it
+                    S().drawShape(ctx, r.shape, this.size.w, this.size.h, colour, selected ? 0.28 : 0.18,
+                        selected ? 3 : 2, U.hexToRgba);
+                    U.drawLabel(ctx, this.boxesOnly() ? String(i + 1) : (i + 1) + ": " + (snippet(r.prompt, 28) ||
+                        "(no prompt)"), b.x + 2, b.y + 2, colour);
+                    return;
+                }
                 if (!bg) {
                     ctx.fillStyle = U.hexToRgba(colour, selected ? 0.28 : 0.18);
                     ctx.fillRect(b.x, b.y, b.w, b.h);

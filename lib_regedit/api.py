@@ -7,6 +7,10 @@
 ...     {"x": 0.0, "y": 0.2, "w": 0.5, "h": 0.6, "prompt": "a red circle"},
 ...     {"x": 0.5, "y": 0.2, "w": 0.5, "h": 0.6, "prompt": "a blue square"}]}, seed=1)
 >>> result.image.save("out.png", pnginfo=result.pnginfo())
+
+A region may be a shape instead of a box, ``{"shape": {"type": "polygon", "points": [[x, y], ...]}}`` or
+brush strokes, or a colour of a mask picture: ``{"mask_image": PIL image, base64 PNG or data URL,
+"regions": [{"colour": "#ff0000", "prompt": ...}]}`` (docs/documents.md, *Regions of any shape*).
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ def generate(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale: 
     cond, uncond, pooled, negative_pooled = encode(pipe, doc.prompt, doc.negative_prompt)
     built = build_effects(doc, lambda prompt: _context(pipe, prompt), lambda prompt: tokenize(pipe, prompt), mode,
                           loras=lora_support(pipe, loras))
+    built.notes[:0] = doc.notes(width, height)  # a mask picture's unnamed colours, its scaling to the image
     if not doc.regions:
         built.notes.insert(0, "regions: the list is empty, so this is the prompt alone, as without RegEdit (add a "
                               "region, x, y, w, h and its prompt, to place something)")

@@ -34,6 +34,9 @@ def _generate(args) -> int:
     out = output_png(args.out, "--out")
     preview = output_png(args.preview, "--preview") if args.preview else None
     text, untagged = _read_regions(args.regions)
+    notes = []
+    if args.mask_image is not None:
+        text, notes = with_mask_image(text, args.mask_image, f"--regions {args.regions}")
     document = parse_region_document(text, field=f"--regions {args.regions}", untagged_version=untagged)
     if document is None:
         raise RegEditError("--regions", f"{args.regions} is empty",
@@ -64,7 +67,7 @@ def _generate(args) -> int:
                       width=args.width, height=args.height, mode=args.mode, model_name=model.name,
                       allow_large=args.allow_large, loras=loras)
     save_png(result.image, out, result.pnginfo())
-    print_notes(result.extras.get("notes", []))
+    print_notes(notes + result.extras.get("notes", []))
     if "keywords" in result.extras:
         for i, words in enumerate(result.extras["keywords"]):
             print(f"region {i + 1} keywords: {', '.join(words) or '-'}")
@@ -130,6 +133,43 @@ def read_image(path: str, flag: str, mask: bool = False):
     return to_mask(image, flag) if mask else to_rgb(image, flag)
 
 
+def with_mask_image(text: str, path: str, field: str) -> tuple[dict, list[str]]:
+    """The document ``text`` with the picture at ``path`` as its ``mask_image`` (its colours named by the
+    regions' ``colour``), and a note when the document recorded another picture's SHA-256."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .documents.fields import load_json_object
+
+    obj = load_json_object(text, field)
+    if obj is None:
+        raise RegEditError("--regions", "the document is empty",
+                           'write one whose regions name the picture\'s colours, e.g. {"regions": [{"colour": '
+                           '"#ff0000", "prompt": "a red circle"}]}')
+    try:
+        with Image.open(path) as image:
+            image.load()
+            picture = image.copy()
+    except (OSError, UnidentifiedImageError) as exc:
+        raise RegEditError("--mask-image", f"cannot read {path} as a picture ({getattr(exc, 'strerror', None) or exc})",
+                           "give a PNG painted in flat colours, one per region") from None
+    recorded = obj.get("mask_image") if isinstance(obj.get("mask_image"), dict) else {}
+    obj = dict(obj, mask_image=picture)
+    notes = []
+    if recorded.get("sha256"):
+        from .documents.mask_picture import picture_from_image
+
+        colours = [r.get("colour") for r in obj.get("regions", []) if isinstance(r, dict) and r.get("colour")]
+        try:
+            from .documents.mask_picture import normalise_colour
+
+            digest = picture_from_image(picture, [normalise_colour(c, "") for c in colours], "--mask-image").digest
+        except RegEditError:
+            digest = None
+        if digest is not None and digest != recorded["sha256"]:
+            notes.append(f"--mask-image: {path} is not the picture the document recorded (its SHA-256 differs)")
+    return obj, notes
+
+
 def _read_regions(path: str) -> tuple[str, int]:
     """The document text, and the version a document without one is read as: a JSON file is read as
     today's; a PNG's parameters text (ours or the WebUI's) was written before versions existed when it
@@ -181,10 +221,10 @@ def _check_arguments(args) -> None:
     for name in ("width", "height"):
         if getattr(args, name) is not None:
             limits.check_side(getattr(args, name), limits.PIPELINE_MULTIPLE, f"--{name}")
-    for name in ("regions", "config"):
+    for name in ("regions", "config", "mask_image"):
         value = getattr(args, name)
         if value and not Path(value).exists():
-            raise RegEditError(f"--{name}", f"{value} does not exist", "check the path")
+            raise RegEditError(f"--{name.replace('_', '-')}", f"{value} does not exist", "check the path")
 
 
 def _with_kssa_options(document, args):
@@ -211,6 +251,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="generate an image from a region document")
     gen.add_argument("--regions", required=True,
                      help="region document (JSON file), or a PNG made with RegEdit (its document, its defaults)")
+    gen.add_argument("--mask-image", metavar="PNG",
+                     help="a mask picture painted in flat colours: each colour is the region of the document whose "
+                          "\"colour\" names it (docs/documents.md, *Regions of any shape*)")
     gen.add_argument("--out", required=True, help="output PNG (carries the parameters text)")
     gen.add_argument("--model", help="diffusers folder or single-file checkpoint (default: the bundled ShapesWorld)")
     gen.add_argument("--config", help="for a single-file --model: a diffusers folder with the component configs")

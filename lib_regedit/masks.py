@@ -1,6 +1,8 @@
 """Region masks at any resolution and MultiDiffusion's fusion weights.
 
 All pure functions on small tensors. Boxes are fractions of the image with a top-left origin.
+Every region mask comes from :func:`area_mask` (:func:`region_mask` for a document's region): a box,
+or a shape (polygon, brush strokes, a mask picture's colour) rasterised by ``lib_regedit/shape_masks.py``.
 """
 
 from __future__ import annotations
@@ -82,11 +84,46 @@ def box_coverage(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return axis(y, h, height)[..., :, None] * axis(x, w, width)[..., None, :]
 
 
+def area_mask(box, shape, height: int, width: int, feather: float = 0.0) -> torch.Tensor:
+    """A (height, width) mask in [0, 1] of a region's area: ``shape`` when it has one (a polygon, brush
+    strokes or a mask picture's colour), else the box (x, y, w, h); soft edges ``feather`` wide."""
+    if shape is None:
+        return box_mask(*box, height, width, feather)
+    from .shape_masks import shape_mask
+
+    return shape_mask(shape, height, width, feather)
+
+
+def region_mask(region, height: int, width: int, feather: float | None = None) -> torch.Tensor:
+    """:func:`area_mask` of anything with ``x, y, w, h``, ``shape`` (optional) and ``feather``
+    (``feather`` given here takes its place)."""
+    return area_mask((region.x, region.y, region.w, region.h), getattr(region, "shape", None), height, width,
+                     region.feather if feather is None else feather)
+
+
+def grown_area(region, height: int, width: int, margin: float, feather: float = 0.0) -> torch.Tensor:
+    """The region's area grown by ``margin`` (a fraction of the image) on every side, with soft edges
+    ``feather`` wide: a box grows as a box (:func:`grown_box`), a shape by its distance (each cell's
+    share of the grown shape estimated from the distance at its centre, exact for straight edges along
+    the grid)."""
+    shape = getattr(region, "shape", None)
+    if shape is None:
+        return box_mask(*grown_box(region.x, region.y, region.w, region.h, margin), height, width, feather)
+    from .shape_masks import shape_distance, shape_mask
+
+    distance = shape_distance(shape, height, width) + margin  # to the grown outline, in image widths
+    coverage = torch.maximum((distance * width + 0.5).clamp(0, 1), shape_mask(shape, height, width))
+    if feather <= 0:
+        return coverage
+    return torch.maximum(coverage, (distance / feather + 0.5).clamp(0, 1))
+
+
 def region_masks(regions, height: int, width: int) -> torch.Tensor:
-    """Stack of masks (R, height, width) for object regions (objects with ``x, y, w, h, feather``)."""
+    """Stack of masks (R, height, width) for object regions (objects with ``x, y, w, h, feather`` and
+    optionally ``shape``)."""
     if not regions:
         return torch.zeros(0, height, width)
-    return torch.stack([box_mask(r.x, r.y, r.w, r.h, height, width, r.feather) for r in regions])
+    return torch.stack([region_mask(r, height, width) for r in regions])
 
 
 def fusion_weights(masks: torch.Tensor, region_weights, background_weight: float,

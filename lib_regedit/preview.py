@@ -1,4 +1,4 @@
-"""Layout preview: labelled boxes drawn over an image."""
+"""Layout preview: labelled boxes and shapes drawn over an image."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def draw_layout(image: Image.Image, document) -> Image.Image:
     for i, region in enumerate(r for r in document.regions if not r.is_background):
         colour = region_colour(i)
         box = (region.x * width, region.y * height, (region.x + region.w) * width - 1, (region.y + region.h) * height - 1)
-        draw.rectangle(box, outline=colour, width=line)
+        _draw_area(out, draw, region, box, colour, line)
         label = f"{i + 1}: {region.prompt}"[:60]
         tw = draw.textlength(label)
         draw.rectangle((box[0], box[1], box[0] + tw + 4, box[1] + 12), fill=colour + "c0")
@@ -59,7 +59,7 @@ def draw_keyword_maps(image: Image.Image, document, maps, keywords: list[list[st
                                    alpha.point(lambda v: int(v * 0.6)))
         draw = ImageDraw.Draw(tile)
         box = (region.x * width, region.y * height, (region.x + region.w) * width - 1, (region.y + region.h) * height - 1)
-        draw.rectangle(box, outline=region_colour(i), width=max(1, round(min(width, height) / 128)))
+        _draw_area(tile, draw, region, box, region_colour(i), max(1, round(min(width, height) / 128)))
         words = keywords[i] if i < len(keywords) else []
         draw.text((2, 2), f"{i + 1}: {', '.join(words) or '-'}"[:80], fill="white", stroke_width=1, stroke_fill="black")
         tiles.append(tile)
@@ -69,3 +69,23 @@ def draw_keyword_maps(image: Image.Image, document, maps, keywords: list[list[st
     for i, tile in enumerate(tiles):
         grid.paste(tile, (i * width, 0))
     return grid
+
+
+def _draw_area(image: Image.Image, draw: ImageDraw.ImageDraw, region, box, colour: str, line: int) -> None:
+    """A box's outline, or a shape's: its mask at the picture's size (the one rasteriser,
+    ``lib_regedit/masks.py``), outlined ``line`` pixels wide over a faint fill; the label goes at
+    its bounding box's corner."""
+    if getattr(region, "shape", None) is None:
+        draw.rectangle(box, outline=colour, width=line)
+        return
+    from scipy.ndimage import binary_erosion
+
+    from .masks import region_mask
+
+    inside = region_mask(region, image.height, image.width, feather=0.0).numpy() >= 0.5
+    edge = inside & ~binary_erosion(inside, iterations=line)
+    rgb = tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
+    fill = Image.new("RGBA", image.size, rgb + (0,))
+    alpha = np.where(edge, 255, np.where(inside, 48, 0)).astype(np.uint8)
+    fill.putalpha(Image.fromarray(alpha))
+    image.paste(fill, (0, 0), fill)

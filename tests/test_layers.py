@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "lib_regedit"
-CORE = ("attention", "documents", "backends", "errors", "masks", "tokenizer", "prompt_syntax")
+CORE = ("attention", "documents", "backends", "errors", "masks", "shape_masks", "tokenizer", "prompt_syntax")
 FEATURES = ("drag", "lime", "editing", "inversion", "regions", "evaluation", "bench", "shapesworld", "webui")
 LAB = ("evaluation", "bench", "shapesworld")  # evaluation, benchmarks, ShapesWorld training and data
 # The engine behind ``generate``, ``drag``, ``edit`` and ``edit-regions`` (what their commands import

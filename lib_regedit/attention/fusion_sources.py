@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..masks import box_mask, fusion_weights
+from ..masks import area_mask, fusion_weights
 
 
 @dataclass
 class RegionPrompt:
-    """One object region: its box (fractions), feather, weight and encoded prompts (1, T, C)."""
+    """One object region: its box (fractions; a shape's bounding box), feather, weight, encoded prompts
+    (1, T, C) and its shape (None: the box)."""
 
     x: float
     y: float
@@ -27,6 +28,7 @@ class RegionPrompt:
     weight: float
     context: torch.Tensor
     negative_context: torch.Tensor | None = None
+    shape: object = None
 
 
 class FusionSources:
@@ -47,7 +49,7 @@ class FusionSources:
         key = (hw, progress >= self.whole_start)
         if key not in self._weights:
             h, w = hw
-            masks = torch.stack([box_mask(r.x, r.y, r.w, r.h, h, w, r.feather) for r in self.regions]) \
+            masks = torch.stack([area_mask((r.x, r.y, r.w, r.h), r.shape, h, w, r.feather) for r in self.regions]) \
                 if self.regions else torch.zeros(0, h, w)
             self._weights[key] = fusion_weights(masks, [r.weight for r in self.regions], self.background_weight,
                                                 self.whole_weight if key[1] else 0.0)

@@ -10,7 +10,7 @@ import torch
 
 from ..documents.edit import EditOptions
 from .fusion_sources import FusionSources
-from ..masks import box_mask
+from ..masks import area_mask
 from .pair_rows import pairs_of, row_roles
 from .replace_schedule import self_blend, self_fractions
 from .token_alignment import TokenMapping
@@ -28,7 +28,7 @@ class PairPlan:
     options: EditOptions
     roles: tuple[str, ...]  # role of each row of the sampler's conditional tensor
     background_kind: str = "inherent"
-    removed_boxes: tuple[tuple[float, float, float, float, float], ...] = ()  # x, y, w, h, feather
+    removed_boxes: tuple[tuple, ...] = ()  # x, y, w, h, feather[, shape] (None or absent: the box)
     pairs: list[tuple[int, int]] = field(default_factory=list)
     uncond_roles: dict[int, str] = field(default_factory=dict)
     cond_roles: dict[int, str] = field(default_factory=dict)
@@ -59,8 +59,8 @@ class PairPlan:
             return None
         key = ("removed", hw)
         if key not in self._blend:
-            self._blend[key] = torch.stack([box_mask(x, y, w, h, *hw, f)
-                                            for x, y, w, h, f in self.removed_boxes]).amax(0)
+            self._blend[key] = torch.stack([area_mask(r[:4], r[5] if len(r) > 5 else None, *hw, r[4])
+                                            for r in self.removed_boxes]).amax(0)
         return self._blend[key]
 
     def replacing_self(self, progress: float) -> bool:

@@ -1,4 +1,4 @@
-"""``python -m lib_regedit.bench regions|kssa|layout|guidance|defaults|drag|lime|edit|inversion|lora|startup``: region prompting
+"""``python -m lib_regedit.bench regions|kssa|shapes|layout|guidance|defaults|drag|lime|edit|inversion|lora|startup``: region prompting
 against plain sampling, keyword selection + KSSA against regions alone, layout init and layout guidance
 against regions alone, the region defaults against plain (whole generations, ``whole_generation.py``), a RegionDrag edit against
 a plain txt2img (``drag_bench.py``), and a LIME edit against the same instruct-pix2pix edit without
@@ -19,7 +19,9 @@ process, whose peak resident memory is its own.
 ``regions`` ends with ``ratio_time=X ratio_rss=Y`` for attention mode against plain (goal: ≤ 1.15
 and ≤ 1.10). ``kssa`` runs regions with keyword selection and KSSA (MRGD §3.2 defaults: N = 15,
 ×1.5 in the down blocks, maps at latent/4, refreshed every 5 steps) against regions alone and ends
-with ``ratio_time=X`` (goal: ≤ 1.10).
+with ``ratio_time=X`` (goal: ≤ 1.10). ``shapes`` runs the same four regions drawn as shapes (two discs,
+two triangles, rasterised by ``lib_regedit/shape_masks.py``) against them as boxes and ends with
+``ratio_time=X`` (goal: ≤ 1.02).
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ from pathlib import Path
 import torch
 
 REGIONS = [(0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 0.5, 0.5), (0.0, 0.5, 0.5, 0.5), (0.5, 0.5, 0.5, 0.5)]
+
+
+def region_shapes():
+    """``shapes``: the same four regions drawn as shapes: discs (brush dots) and triangles in turn, each
+    inside its box."""
+    from ..documents.shapes import MaskRegion, PolygonRegion, Stroke
+
+    out = []
+    for i, (x, y, w, h) in enumerate(REGIONS):
+        if i % 2:
+            out.append(PolygonRegion(((x + w / 2, y + 0.05), (x + w - 0.05, y + h - 0.05), (x + 0.05, y + h - 0.05))))
+        else:
+            out.append(MaskRegion((Stroke(((x + w / 2, y + h / 2),), 0.2),)))
+    return out
 
 
 class Bench:
@@ -66,10 +82,12 @@ class Bench:
         if mode == "plain":
             return contextlib.nullcontext()
         if mode not in self.effects:
-            regions = [RegionPrompt(*box, feather=0.03, weight=1.0, context=c) for box, c in zip(REGIONS, self.contexts)]
+            shapes = region_shapes() if mode == "shapes" else [None] * len(REGIONS)
+            regions = [RegionPrompt(*box, feather=0.03, weight=1.0, context=c, shape=shape)
+                       for box, c, shape in zip(REGIONS, self.contexts, shapes)]
             state = GenerationState(total_steps=self.steps, cond_reference=self.cond, uncond_reference=self.uncond,
                                     cond_first=False)
-            if mode == "attention":
+            if mode in ("attention", "shapes"):
                 self.effects[mode] = Controller([RegionFusion(regions, whole_start=0.3)], state), None
             elif mode == "kssa":
                 # each region prompt: 12 word tokens (quality words, then the object's), at positions 1..12
@@ -149,6 +167,13 @@ def regions(args) -> None:
           f"ratio_rss={rss['attention'] / rss['plain']:.3f}")
 
 
+def shapes(args) -> None:
+    step, rss = _compare(["attention", "shapes"], args)
+    print(f"regions drawn as shapes (discs and triangles) vs the same regions as boxes: "
+          f"ratio_rss={rss['shapes'] / rss['attention']:.3f}")
+    print(f"ratio_time={step['shapes'] / step['attention']:.3f}")
+
+
 def kssa(args) -> None:
     step, rss = _compare(["attention", "kssa"], args)
     print(f"KSSA applied in {step['kssa_applied']} self-attention calls; {step['keyword_refreshes']} keyword selections")
@@ -160,7 +185,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lib_regedit.bench")
     sub = parser.add_subparsers(dest="bench", required=True)
     for name, steps, text in (("regions", 6, "attention and latent modes against plain sampling"),
-                              ("kssa", 12, "keyword selection + KSSA against regions alone")):
+                              ("kssa", 12, "keyword selection + KSSA against regions alone"),
+                              ("shapes", 6, "regions drawn as shapes against the same regions as boxes")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--steps", type=int, default=steps, help="timed UNet calls per mode")
         p.add_argument("--size", type=int, default=256)
@@ -217,6 +243,8 @@ def main(argv=None) -> None:
         print(json.dumps(result))
     elif args.bench == "kssa":
         kssa(args)
+    elif args.bench == "shapes":
+        shapes(args)
     elif args.bench == "startup":
         from . import startup
 

@@ -27,7 +27,8 @@ the document, or unset (``null``) for its version's default. A document without 
 as the current one, except a pasted infotext's (``untagged_version=1``): documents written before
 version 2 keep the behaviour they were made with.
 
-Regions (RegionDrag, "Dense mapping between user-defined regions"):
+Regions (RegionDrag, "Dense mapping between user-defined regions"), in the shape vocabulary every document
+shares (``lib_regedit/documents/shapes.py``):
 
 - ``polygon``: 3 points (a triangle, mapped by an affine transform) or 4 points (a quad, mapped by a
   perspective transform). The handle and the target of a pair must both be polygons with the same
@@ -41,23 +42,20 @@ Regions (RegionDrag, "Dense mapping between user-defined regions"):
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Union
 
 from ..errors import RegEditError
-from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown, type_name
+from .fields import get_bool, get_list, get_number, load_json_object, reject_unknown, type_name
+from .shapes import (MAX_RADIUS, MAX_STROKE_POINTS, MAX_STROKES, MAX_TOTAL_POINTS, MIN_POLYGON_AREA,  # noqa: F401
+                     SHAPE_TYPES, MaskRegion, Point, PointBudget, PolygonRegion, Stroke, cross, parse_shape,
+                     segments_cross)
 
 MAX_PAIRS = 16
 # the kind of document a drag field takes, for the messages about one that is not a JSON object
 EXAMPLE = ('{"pairs": [{"handle": {"type": "polygon", "points": [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.1, 0.4]]}, '
            '"target": {"type": "polygon", "points": [[0.5, 0.5], [0.8, 0.5], [0.8, 0.8], [0.5, 0.8]]}}]}')
-MAX_STROKES = 64
-MAX_STROKE_POINTS = 2000
-MAX_TOTAL_POINTS = 20000
-MAX_RADIUS = 0.5
-MIN_POLYGON_AREA = 1e-6  # as a fraction of the image area: about a quarter pixel at 512x512
-REGION_TYPES = ("polygon", "mask")
+REGION_TYPES = SHAPE_TYPES
 
 VERSION = 2
 DOCUMENT_FIELDS = ("version", "pairs", "start_t", "end_t", "handle_noise", "copy_paste_every_step",
@@ -68,64 +66,6 @@ SETTING_DEFAULTS = {"start_t": 0.5, "end_t": 0.2, "handle_noise": 1.0, "copy_pas
 # settings whose default is the document version's: off in version 1 (RegionDrag's own), on from 2
 VERSION_SETTINGS = ("match_surroundings", "grow_handles")
 PAIR_FIELDS = ("handle", "target")
-POLYGON_FIELDS = ("type", "points")
-MASK_FIELDS = ("type", "strokes")
-STROKE_FIELDS = ("points", "radius")
-
-Point = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class PolygonRegion:
-    """A triangle (3 points) or a quad (4 points), in image fractions."""
-
-    points: tuple[Point, ...]
-    type: str = "polygon"
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        xs = [p[0] for p in self.points]
-        ys = [p[1] for p in self.points]
-        return min(xs), min(ys), max(xs), max(ys)
-
-    def to_dict(self) -> dict:
-        return {"type": "polygon", "points": [list(p) for p in self.points]}
-
-
-@dataclass(frozen=True)
-class Stroke:
-    """A brush stroke: a polyline painted with a round brush; ``radius`` is a fraction of the width."""
-
-    points: tuple[Point, ...]
-    radius: float
-
-    def to_dict(self) -> dict:
-        return {"points": [list(p) for p in self.points], "radius": self.radius}
-
-
-@dataclass(frozen=True)
-class MaskRegion:
-    """A region painted with brush strokes."""
-
-    strokes: tuple[Stroke, ...]
-    type: str = "mask"
-
-    def bbox(self, aspect: float = 1.0) -> tuple[float, float, float, float]:
-        """Bounding box (x0, y0, x1, y1) in fractions, clipped to the image.
-
-        ``aspect`` is width / height of the image, needed because the radius is a fraction of the
-        width: in fractions of the height it is ``radius * aspect``.
-        """
-        x0 = y0 = math.inf
-        x1 = y1 = -math.inf
-        for stroke in self.strokes:
-            rx, ry = stroke.radius, stroke.radius * aspect
-            for x, y in stroke.points:
-                x0, x1 = min(x0, x - rx), max(x1, x + rx)
-                y0, y1 = min(y0, y - ry), max(y1, y + ry)
-        return max(0.0, x0), max(0.0, y0), min(1.0, x1), min(1.0, y1)
-
-    def to_dict(self) -> dict:
-        return {"type": "mask", "strokes": [s.to_dict() for s in self.strokes]}
 
 
 DragRegion = Union[PolygonRegion, MaskRegion]
@@ -196,7 +136,7 @@ def parse_drag_document(value: Any, field: str = "drag", untagged_version: int =
         raise RegEditError(_path(field, "version"), f"{version:g} is not a whole number",
                            f"write 1 (RegionDrag's own fill) or {VERSION} (the current defaults)")
     raw_pairs = get_list(obj, "pairs", field, max_items=MAX_PAIRS, required=True)
-    budget = [MAX_TOTAL_POINTS]
+    budget = PointBudget()
     pairs = tuple(_parse_pair(p, _path(field, f"pairs[{i}]"), budget) for i, p in enumerate(raw_pairs))
     settings = {name: get_number(obj, name, field, default=SETTING_DEFAULTS[name], lo=0.0, hi=1.0,
                                  lo_open=name == "start_t")
@@ -224,7 +164,7 @@ def _path(field: str, key: str) -> str:
     return f"{field}{key}" if key.startswith("[") else f"{field}.{key}"
 
 
-def _parse_pair(obj: Any, field: str, budget: list[int]) -> DragPair:
+def _parse_pair(obj: Any, field: str, budget: PointBudget) -> DragPair:
     if not isinstance(obj, dict):
         raise RegEditError(field, f"expected an object, got {type_name(obj)}",
                            'write {"handle": {...}, "target": {...}}')
@@ -242,101 +182,25 @@ def _parse_pair(obj: Any, field: str, budget: list[int]) -> DragPair:
     return DragPair(handle=handle, target=target)
 
 
-def _parse_region(pair: dict, key: str, pair_field: str, budget: list[int]) -> DragRegion:
+def _parse_region(pair: dict, key: str, pair_field: str, budget: PointBudget) -> DragRegion:
     field = _path(pair_field, key)
     if key not in pair or pair[key] is None:
         raise RegEditError(field, "missing",
                            f'add the {key} region, e.g. {{"type": "polygon", "points": [[x, y], [x, y], [x, y]]}}')
-    obj = pair[key]
-    if not isinstance(obj, dict):
-        raise RegEditError(field, f"expected an object, got {type_name(obj)}",
-                           'write {"type": "polygon", "points": [...]} or {"type": "mask", "strokes": [...]}')
-    kind = get_string(obj, "type", field, required=True, choices=REGION_TYPES)
-    if kind == "polygon":
-        reject_unknown(obj, POLYGON_FIELDS, field)
-        raw = get_list(obj, "points", field, max_items=MAX_STROKE_POINTS, required=True)
-        if len(raw) not in (3, 4):
-            raise RegEditError(_path(field, "points"), f"a polygon needs 3 or 4 points, got {len(raw)}",
-                               "click 3 vertices for a triangle or 4 for a quad")
-        points = tuple(_parse_point(p, _path(field, f"points[{i}]")) for i, p in enumerate(raw))
-        _check_polygon(points, _path(field, "points"))
-        _spend(budget, len(points), field)
-        return PolygonRegion(points=points)
-    reject_unknown(obj, MASK_FIELDS, field)
-    raw_strokes = get_list(obj, "strokes", field, max_items=MAX_STROKES, required=True)
-    if not raw_strokes:
-        raise RegEditError(_path(field, "strokes"), "is empty", "paint at least one brush stroke")
-    strokes = tuple(_parse_stroke(s, _path(field, f"strokes[{i}]"), budget) for i, s in enumerate(raw_strokes))
-    return MaskRegion(strokes=strokes)
+    return parse_shape(pair[key], field, budget, polygon_points=(3, 4),
+                       polygon_hint="click 3 vertices for a triangle or 4 for a quad", polygon_check=_check_quad)
 
 
-def _parse_stroke(obj: Any, field: str, budget: list[int]) -> Stroke:
-    if not isinstance(obj, dict):
-        raise RegEditError(field, f"expected an object, got {type_name(obj)}",
-                           'write {"points": [[x, y], ...], "radius": 0.02}')
-    reject_unknown(obj, STROKE_FIELDS, field)
-    radius = get_number(obj, "radius", field, required=True, lo=0.0, hi=MAX_RADIUS, lo_open=True)
-    raw = get_list(obj, "points", field, max_items=MAX_STROKE_POINTS, required=True)
-    if not raw:
-        raise RegEditError(_path(field, "points"), "is empty", "give the stroke at least one point")
-    _spend(budget, len(raw), field)
-    points = tuple(_parse_point(p, _path(field, f"points[{i}]")) for i, p in enumerate(raw))
-    return Stroke(points=points, radius=radius)
-
-
-def _spend(budget: list[int], n: int, field: str) -> None:
-    budget[0] -= n
-    if budget[0] < 0:
-        raise RegEditError(field, f"the document has more than {MAX_TOTAL_POINTS} points in all",
-                           "use fewer or shorter brush strokes")
-
-
-def _parse_point(value: Any, field: str) -> Point:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise RegEditError(field, f"expected a point [x, y], got {type_name(value)}"
-                           + (f" of length {len(value)}" if isinstance(value, (list, tuple)) else ""),
-                           "write the point as [x, y] with both in 0..1 (fractions of the image)")
-    out = []
-    for axis, v in zip("xy", value):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise RegEditError(field, f"{axis} is {type_name(v)}, not a number",
-                               "write the point as [x, y] with both in 0..1 (fractions of the image)")
-        v = float(v)
-        if not math.isfinite(v):
-            raise RegEditError(field, f"{axis} = {v} is not a finite number",
-                               "write the point as [x, y] with both in 0..1 (fractions of the image)")
-        if v < 0.0 or v > 1.0:
-            raise RegEditError(field, f"{axis} = {v:g} is outside the image",
-                               "keep x and y in 0..1 (fractions of the image, top-left origin)")
-        out.append(v)
-    return out[0], out[1]
-
-
-def _cross(o: Point, a: Point, b: Point) -> float:
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-
-def _check_polygon(points: tuple[Point, ...], field: str) -> None:
-    n = len(points)
-    if n == 4:
-        # A perspective map needs a simple quad: edges 0-1 / 2-3 and 1-2 / 3-0 must not cross, and no
-        # three vertices may lie on a line.
-        for i in range(4):
-            if abs(_cross(points[i], points[(i + 1) % 4], points[(i + 2) % 4])) < 2 * MIN_POLYGON_AREA:
-                raise RegEditError(field, f"vertices {i}, {(i + 1) % 4} and {(i + 2) % 4} lie on one line",
-                                   "move a vertex so the quad has four real corners")
-        if _segments_cross(points[0], points[1], points[2], points[3]) or \
-                _segments_cross(points[1], points[2], points[3], points[0]):
-            raise RegEditError(field, "the quad crosses itself (a bow tie)",
-                               "click the four vertices in order around the shape")
-    area = 0.5 * abs(sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1]
-                         for i in range(n)))
-    if area < MIN_POLYGON_AREA:
-        raise RegEditError(field, "the polygon has no area (its points coincide or lie on one line)",
-                           "spread the vertices apart")
-
-
-def _segments_cross(a: Point, b: Point, c: Point, d: Point) -> bool:
-    d1, d2 = _cross(a, b, c), _cross(a, b, d)
-    d3, d4 = _cross(c, d, a), _cross(c, d, b)
-    return d1 * d2 < 0 and d3 * d4 < 0
+def _check_quad(points: tuple[Point, ...], field: str) -> None:
+    """A perspective map needs a simple quad: edges 0-1 / 2-3 and 1-2 / 3-0 must not cross, and no
+    three vertices may lie on a line."""
+    if len(points) != 4:
+        return
+    for i in range(4):
+        if abs(cross(points[i], points[(i + 1) % 4], points[(i + 2) % 4])) < 2 * MIN_POLYGON_AREA:
+            raise RegEditError(field, f"vertices {i}, {(i + 1) % 4} and {(i + 2) % 4} lie on one line",
+                               "move a vertex so the quad has four real corners")
+    if segments_cross(points[0], points[1], points[2], points[3]) or \
+            segments_cross(points[1], points[2], points[3], points[0]):
+        raise RegEditError(field, "the quad crosses itself (a bow tie)",
+                           "click the four vertices in order around the shape")

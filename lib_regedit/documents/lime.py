@@ -18,7 +18,8 @@ paper's, read with the features), ``segment_cells`` (latent cells per superpixel
 ``colour_merge`` (neighbouring superpixels whose mean colours differ by less, of 255 in RGB, are one,
 40), ``keep_outside`` (the
 source is blended back outside the RoI at every step and its pixels pasted there at the end, true;
-false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin; their
+false is the paper's method alone), ``roi`` (boxes as fractions of the image, top-left origin, or
+shapes, ``{"shape": {"type": "polygon", ...}}`` as in ``lib_regedit/documents/shapes.py``; their
 union replaces the found RoI), ``version`` (the defaults a document was written against, so a pasted
 infotext makes its image again: version 4, the current one, picks with the first step's maps;
 version 3 with the paper's, by object on superpixels of 4 cells merged at 40; version 2 regularises
@@ -34,6 +35,7 @@ from typing import Any
 
 from ..errors import RegEditError
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
+from .shapes import PointBudget, parse_shape
 
 REFERENCE_REGULARISE_UNTIL = 0.9  # the reference implementation's window: the first 27 of 30 steps
 PICKS = ("object", "peak")  # how the clusters of the RoI are picked (see ``pick`` below)
@@ -167,7 +169,7 @@ MAX_ROI_BOXES = 32
 @dataclass(frozen=True)
 class LimeDocument:
     options: LimeOptions = LimeOptions()
-    roi: tuple[tuple[float, float, float, float], ...] = ()
+    roi: tuple = ()  # boxes (x, y, w, h) and shapes (documents/shapes.py)
     version: int = VERSION
 
     def to_dict(self) -> dict:
@@ -178,7 +180,8 @@ class LimeDocument:
             if value != defaults[key]:
                 data[key] = value
         if self.roi:
-            data["roi"] = [dict(zip("xywh", box)) for box in self.roi]
+            data["roi"] = [dict(zip("xywh", box)) if isinstance(box, tuple) else {"shape": box.to_dict()}
+                           for box in self.roi]
         return data
 
     def to_json(self) -> str:
@@ -219,8 +222,9 @@ def parse_lime_document(value: Any, field: str = "lime", untagged_version: int =
         colour_merge=get_number(obj, "colour_merge", field, default=defaults.colour_merge, lo=0.0, hi=MAX_COLOUR_MERGE),
     )
     boxes = []
+    budget = PointBudget()
     for i, box in enumerate(get_list(obj, "roi", field, max_items=MAX_ROI_BOXES)):
-        boxes.append(parse_box(box, f"{field}.roi[{i}]"))
+        boxes.append(parse_area(box, f"{field}.roi[{i}]", budget))
     return LimeDocument(options, tuple(boxes), version)
 
 
@@ -229,6 +233,14 @@ def _whole(obj: dict, name: str, field: str, default: int, lo: int, hi: int) -> 
     if value != int(value):
         raise RegEditError(f"{field}.{name}", f"{value:g} is not a whole number", "write a whole number")
     return int(value)
+
+
+def parse_area(obj: Any, field: str, budget: PointBudget):
+    """A box (x, y, w, h), or a shape given as ``{"shape": {...}}``."""
+    if isinstance(obj, dict) and obj.get("shape") is not None:
+        reject_unknown(obj, ("shape", "prompt"), field)
+        return parse_shape(obj["shape"], f"{field}.shape", budget)
+    return parse_box(obj, field)
 
 
 def parse_box(obj: Any, field: str) -> tuple[float, float, float, float]:

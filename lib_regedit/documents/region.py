@@ -16,7 +16,10 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - region: ``negative_prompt`` (fused into the unconditional rows inside the box), ``weight`` (default
   1.0), ``feather`` (soft edge width as a fraction of the image, default 0.03), ``role`` ("object"
   or "background"; a background region's prompt replaces the whole prompt as r_bg, its box is
-  ignored), ``keywords`` (user keywords, always kept by keyword selection).
+  ignored), ``keywords`` (user keywords, always kept by keyword selection); instead of the box, a
+  ``shape`` (a polygon or brush strokes, ``documents/shapes.py``) or the ``colour`` that names the
+  region in the document's ``mask_image`` (``documents/mask_picture.py``), the region's ``x, y, w, h``
+  then being the shape's bounding box (docs/documents.md, *Regions of any shape*).
 - ``init`` ("noise": the seed's Gaussian noise; "layout": a spatial-aware initial latent, the DDIM
   inversion of a sketch of the boxes mixed with the seed's noise, Sun et al. 2024, see
   ``lib_regedit/regions/layout_init.py``; "auto", the default: layout where the generation starts from noise
@@ -54,13 +57,16 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from typing import Any
 
 from ..errors import RegEditError
 from .edit import EDIT_ROLES, EditOptions, parse_edit_options
 from .fields import get_bool, get_list, get_number, get_string, load_json_object, reject_unknown
+from .mask_picture import (ColourArea, MaskPicture, check_colour_present, normalise_colour, parse_mask_picture,
+                           size_notes)
+from .shapes import PointBudget, Shape, parse_shape
 
 MAX_REGIONS = 32
 MAX_PROMPT_CHARS = 4000
@@ -84,7 +90,8 @@ ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
                    "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "init_sketch",
-                   "init_noise_outside", "init_steps", "guidance", "background_prompt", "target_prompt", "edit")
+                   "init_noise_outside", "init_steps", "guidance", "background_prompt", "target_prompt", "edit",
+                   "mask_image")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
 GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale", "max_shift")
 SKETCHES = ("ellipse", "disc")
@@ -125,7 +132,8 @@ class GuidanceOptions:
 
 
 REGION_FIELDS = ("x", "y", "w", "h", "prompt", "negative_prompt", "weight", "feather", "role", "keywords",
-                 "edit", "target_prompt")
+                 "edit", "target_prompt", "shape", "colour")
+BOX_FIELDS = ("x", "y", "w", "h")
 SAME_BOX_IOU = 0.9  # two edited regions this alike are one box edited twice
 
 
@@ -143,6 +151,12 @@ class Region:
     keywords: tuple[str, ...] = ()
     edit: str = "inherent"
     target_prompt: str = ""
+    shape: Shape | ColourArea | None = None  # None: the box; else x, y, w, h are the shape's bounding box
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """(x, y, w, h): the box, or the shape's bounding box."""
+        return self.x, self.y, self.w, self.h
 
     @property
     def is_background(self) -> bool:
@@ -194,6 +208,22 @@ class RegionDocument:
         return picture or self.version >= PAIRS_KEEP_FROM
 
     @property
+    def mask_picture(self) -> MaskPicture | None:
+        """The mask picture the regions' colours name, if any."""
+        return next((r.shape.picture for r in self.regions if isinstance(r.shape, ColourArea)), None)
+
+    def notes(self, width: int | None = None, height: int | None = None) -> list[str]:
+        """What the user should know about the document's shapes: a mask picture's colours that no
+        region names, and its scaling to a ``width`` x ``height`` image."""
+        picture = self.mask_picture
+        if picture is None:
+            return []
+        notes = list(picture.notes)
+        if width and height:
+            notes += size_notes(picture, width, height)
+        return notes
+
+    @property
     def object_regions(self) -> tuple[Region, ...]:
         return tuple(r for r in self.regions if not r.is_background)
 
@@ -202,8 +232,11 @@ class RegionDocument:
         return next((r for r in self.regions if r.is_background), None)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = asdict(replace(self, regions=()))
         data["regions"] = [_region_dict(r) for r in self.regions]
+        picture = self.mask_picture
+        if picture is not None:
+            data["mask_image"] = picture  # parses back as it is; to_json writes its encoding
         data["kssa"] = dict(asdict(self.kssa), levels=list(self.kssa.levels))
         data["guidance"] = dict(asdict(self.guidance), levels=list(self.guidance.levels))
         data["edit"] = self.edit.to_dict(full=True)
@@ -215,11 +248,15 @@ class RegionDocument:
         """JSON for the infotext and the hidden field, leaving out fields at their defaults unless
         ``full``; it parses back to an equal document."""
         data = self.to_dict()
+        if "mask_image" in data:
+            data["mask_image"] = data["mask_image"].to_dict()
         if not full:
             data = _drop_defaults(data, RegionDocument("", (), version=self.version,
                                                        guidance=GuidanceOptions(max_shift=GUIDANCE_MAX_SHIFT[self.version]),
                                                        **VERSION_DEFAULTS[self.version]))
-            data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, "")) for r in data["regions"]]
+            data["regions"] = [_drop_defaults(r, Region(0, 0, 1, 1, ""),
+                                              keep=() if "shape" in r or "colour" in r else BOX_FIELDS)
+                               for r in data["regions"]]
             if "kssa" in data:
                 data["kssa"] = _drop_defaults(data["kssa"], KssaOptions())
             if "guidance" in data:
@@ -231,8 +268,8 @@ class RegionDocument:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _drop_defaults(data: dict, default) -> dict:
-    keep = {"version", "prompt", "regions", "x", "y", "w", "h", "enabled"}
+def _drop_defaults(data: dict, default, keep=BOX_FIELDS) -> dict:
+    keep = {"version", "prompt", "regions", "enabled", "shape", "colour", "mask_image", *keep}
     return {k: v for k, v in data.items() if k in keep or v != _plain(getattr(default, k))}
 
 
@@ -247,8 +284,13 @@ def _plain(value):
 
 
 def _region_dict(region: Region) -> dict:
-    data = asdict(region)
+    data = {f.name: getattr(region, f.name) for f in fields(Region)}
     data["keywords"] = list(region.keywords)
+    shape = data.pop("shape")
+    if isinstance(shape, ColourArea):
+        data = {"colour": shape.colour, **{k: v for k, v in data.items() if k not in BOX_FIELDS}}
+    elif shape is not None:
+        data = {"shape": shape.to_dict(), **{k: v for k, v in data.items() if k not in BOX_FIELDS}}
     return data
 
 
@@ -266,7 +308,9 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
     version = _whole(obj, "version", "", default=untagged_version, lo=1, hi=VERSION)
     defaults = VERSION_DEFAULTS[version]
     raw_regions = get_list(obj, "regions", "", max_items=MAX_REGIONS, required=True)
-    regions = tuple(_parse_region(r, f"regions[{i}]") for i, r in enumerate(raw_regions))
+    picture = _parse_picture(obj, raw_regions)
+    budget = PointBudget()
+    regions = tuple(_parse_region(r, f"regions[{i}]", budget, picture) for i, r in enumerate(raw_regions))
     if sum(r.is_background for r in regions) > 1:
         raise RegEditError("regions", "more than one region has role \"background\"",
                            "keep one background region and make the others \"object\"")
@@ -313,6 +357,14 @@ def check_one_image(document: RegionDocument, fix: str) -> RegionDocument:
 
 
 def _box_iou(a: Region, b: Region) -> float:
+    """The overlap (intersection over union) of two regions' areas: their boxes, or, when one has a
+    shape, their masks on a 64×64 grid (two shapes may share a bounding box and not overlap)."""
+    if a.shape is not None or b.shape is not None:
+        from ..masks import region_mask
+
+        ma, mb = (region_mask(r, 64, 64, feather=0.0) for r in (a, b))
+        union = float((ma + mb - ma * mb).sum())
+        return float((ma * mb).sum()) / union if union > 0 else 0.0
     w = max(0.0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
     h = max(0.0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
     inter = w * h
@@ -408,13 +460,51 @@ def _parse_guidance(obj: Any, field: str, max_shift: float | None = GUIDANCE_MAX
     )
 
 
-def _parse_region(obj: Any, field: str) -> Region:
-    if not isinstance(obj, dict):
-        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
-                           'write {"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.4, "prompt": "..."}')
-    reject_unknown(obj, REGION_FIELDS, field)
-    role = get_string(obj, "role", field, default="object", choices=ROLES)
-    background = role == "background"
+def _parse_picture(obj: dict, raw_regions: list) -> MaskPicture | None:
+    """The document's mask picture, labelled with the colours its regions name (in their order)."""
+    colours: list[str] = []
+    for i, raw in enumerate(raw_regions):
+        if isinstance(raw, dict) and raw.get("colour") is not None:
+            colour = normalise_colour(raw["colour"], f"regions[{i}].colour")
+            if colour in colours:
+                first = next(j for j, r in enumerate(raw_regions) if isinstance(r, dict) and r.get("colour") is not None
+                             and normalise_colour(r["colour"], "") == colour)
+                raise RegEditError(f"regions[{i}].colour", f"regions[{first}] already names {colour}",
+                                   "give each region of the mask picture its own colour")
+            colours.append(colour)
+    if obj.get("mask_image") is None:
+        if colours:
+            i = next(i for i, r in enumerate(raw_regions) if isinstance(r, dict) and r.get("colour") is not None)
+            raise RegEditError(f"regions[{i}].colour", "names a colour of a mask picture, and the document has none",
+                               'add "mask_image" (a base64 PNG or data URL; --mask-image PNG on the command line), '
+                               "or give the region a box (x, y, w, h) or a shape")
+        return None
+    return parse_mask_picture(obj["mask_image"], colours, "mask_image")
+
+
+def _parse_area(obj: dict, field: str, background: bool, budget: PointBudget, picture: MaskPicture | None):
+    """The region's area: ``(x, y, w, h, shape)``, a box (``shape`` None) or a shape and its bounding box."""
+    given = [name for name, yes in (("a box (x, y, w, h)", any(obj.get(k) is not None for k in BOX_FIELDS)),
+                                    ("a shape", obj.get("shape") is not None),
+                                    ("a colour of the mask picture", obj.get("colour") is not None)) if yes]
+    if len(given) > 1:
+        raise RegEditError(field, f"has both {given[0]} and {given[1]}",
+                           "keep one: delete x, y, w and h to use the shape or colour, or delete "
+                           f"{'shape' if 'a shape' in given else 'colour'} to use the box")
+    if background and given and given[0] != "a box (x, y, w, h)":
+        key = "shape" if obj.get("shape") is not None else "colour"
+        raise RegEditError(f"{field}.{key}", "a background region covers what the other regions leave, so it takes "
+                                             "no shape", f"delete its {key}, or make it an object region (\"role\": \"object\")")
+    if obj.get("shape") is not None:
+        shape = parse_shape(obj["shape"], f"{field}.shape", budget)
+    elif obj.get("colour") is not None:
+        shape = ColourArea(picture, normalise_colour(obj["colour"], f"{field}.colour"))
+        check_colour_present(picture, shape.colour, f"{field}.colour")
+    else:
+        shape = None
+    if shape is not None:
+        x0, y0, x1, y1 = shape.bbox()
+        return x0, y0, x1 - x0, y1 - y0, shape
     # A background region covers what the boxes do not; its box may be left out.
     x = get_number(obj, "x", field, lo=0.0, hi=1.0, required=not background, default=0.0 if background else None)
     y = get_number(obj, "y", field, lo=0.0, hi=1.0, required=not background, default=0.0 if background else None)
@@ -428,6 +518,17 @@ def _parse_region(obj: Any, field: str) -> Region:
     if y + h > 1.0 + BOX_TOLERANCE:
         raise RegEditError(f"{field}.h", f"the box runs past the bottom edge (y + h = {y + h:.4g})",
                            "make y + h at most 1 (boxes are fractions of the image height)")
+    return x, y, min(w, 1.0 - x), min(h, 1.0 - y), None
+
+
+def _parse_region(obj: Any, field: str, budget: PointBudget, picture: MaskPicture | None = None) -> Region:
+    if not isinstance(obj, dict):
+        raise RegEditError(field, f"expected an object, got {type(obj).__name__}",
+                           'write {"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.4, "prompt": "..."}')
+    reject_unknown(obj, REGION_FIELDS, field)
+    role = get_string(obj, "role", field, default="object", choices=ROLES)
+    background = role == "background"
+    x, y, w, h, shape = _parse_area(obj, field, background, budget, picture)
     edit = get_string(obj, "edit", field, default="inherent", choices=EDIT_ROLES)
     if edit == "add" and not str(obj.get("prompt") or "").strip():
         raise RegEditError(f"{field}.prompt", "an added region has no prompt",
@@ -454,7 +555,7 @@ def _parse_region(obj: Any, field: str) -> Region:
         if not isinstance(kw, str) or not kw.strip() or len(kw) > 100:
             raise RegEditError(f"{field}.keywords[{j}]", "must be a non-empty word", "write each keyword as text")
     return Region(
-        x=x, y=y, w=min(w, 1.0 - x), h=min(h, 1.0 - y),
+        x=x, y=y, w=w, h=h, shape=shape,
         prompt=prompt,
         negative_prompt=get_string(obj, "negative_prompt", field, default="", max_chars=MAX_PROMPT_CHARS),
         weight=get_number(obj, "weight", field, default=1.0, lo=0.0, hi=10.0, lo_open=True),

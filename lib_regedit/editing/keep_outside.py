@@ -26,26 +26,25 @@ KEEP_FEATHER = 0.05  # of the image's side: the soft edge of that area
 
 def edit_area(document: RegionDocument, h: int, w: int, margin: float | None = None,
               feather: float | None = None, stop_at_kept: bool = True) -> torch.Tensor | None:
-    """(h, w) in [0, 1]: the edited boxes grown by ``margin`` of the image, with a soft edge
+    """(h, w) in [0, 1]: the edited regions (boxes or shapes) grown by ``margin`` of the image, with a soft edge
     ``feather`` wide, at any resolution (the latent's, or the picture's for a paste-back); None when a
     background edit makes the whole image the edit's. With ``stop_at_kept`` the margin stops at a kept
     region's box: a kept object next to an edited box stays the source's (the edited boxes themselves
     stay whole); a picture's edit (``real_edit.edit_area``) grows over them."""
-    from ..masks import box_mask, grown_box
+    from ..masks import grown_area, region_mask
 
     margin = KEEP_MARGIN if margin is None else margin
     feather = KEEP_FEATHER if feather is None else feather
     grown, boxes, kept = torch.zeros(h, w), torch.zeros(h, w), torch.zeros(h, w)
     for region in document.regions:
-        own = box_mask(region.x, region.y, region.w, region.h, h, w)
+        own = region_mask(region, h, w, feather=0.0)
         if not region.is_edited:
             if not region.is_background:
                 kept = torch.maximum(kept, own)
             continue
         if region.is_background:
             return None
-        box = grown_box(region.x, region.y, region.w, region.h, margin)
-        grown = torch.maximum(grown, box_mask(*box, h, w, feather))
+        grown = torch.maximum(grown, grown_area(region, h, w, margin, feather))
         boxes = torch.maximum(boxes, own)
     return torch.maximum(boxes, grown * (1 - kept)) if stop_at_kept else grown
 

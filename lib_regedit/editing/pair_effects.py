@@ -80,7 +80,7 @@ def build_pair_effects(document: RegionDocument, encode: Encode, tokenize: Token
     background_mapping = mapping(bg_s, bg_t, source.background_context, target.background_context)
     plan = PairPlan(source, target, pair.counterparts, pair.kinds, tuple(region_mappings), background_mapping,
                     whole_mapping, document.edit, tuple(roles), pair.background_kind,
-                    tuple((r.x, r.y, r.w, r.h, r.feather) for r in pair.removed))
+                    tuple((r.x, r.y, r.w, r.h, r.feather, r.shape) for r in pair.removed))
     notes = []
     if tagged:
         notes.append(f"{', '.join(tagged)} in region prompts: extra networks apply from the main prompt only; "

@@ -15,14 +15,13 @@ def edit_start_mask(document: RegionDocument, h: int, w: int,
     """(h, w) 1 inside the boxes whose edit role is in ``roles`` (by default every edited box: added,
     removed, changed; an edited background is the whole image), each grown by ``margin`` (a fraction
     of the image's side) and clipped to the image, 0 elsewhere, at latent resolution."""
-    from ..masks import box_mask, grown_box
+    from ..masks import grown_area
 
     mask = torch.zeros(h, w)
     for region in document.regions:
         if region.is_edited and region.edit in roles:
-            box = (0.0, 0.0, 1.0, 1.0) if region.is_background else \
-                grown_box(region.x, region.y, region.w, region.h, margin)
-            mask = torch.maximum(mask, (box_mask(*box, h, w) > 0.5).float())
+            area = torch.ones(h, w) if region.is_background else grown_area(region, h, w, margin)
+            mask = torch.maximum(mask, (area > 0.5).float())
     return mask
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backward import lean
-from ..masks import box_mask
+from ..masks import area_mask
 
 INFONCE_TEMPERATURE = 0.1
 
@@ -72,8 +72,8 @@ def ip_loss(image_s, image_t, z_s, z_t, mask_image: torch.Tensor, mask_latent: t
 
 @dataclass
 class GuidedPair:
-    """What the losses read for one document: per image, the region phrases and boxes, and which regions
-    correspond across the pair; the inherent boxes."""
+    """What the losses read for one document: per image, the region phrases and boxes (x, y, w, h and
+    the shape, None for a box), and which regions correspond across the pair; the inherent boxes."""
 
     source_phrases: list[str]
     source_boxes: list[tuple]
@@ -89,7 +89,7 @@ def guided_pair(pair_documents) -> GuidedPair:
         return [", ".join(r.keywords) if r.keywords else r.prompt for r in doc.object_regions]
 
     def boxes(doc):
-        return [(r.x, r.y, r.w, r.h) for r in doc.object_regions]
+        return [(r.x, r.y, r.w, r.h, r.shape) for r in doc.object_regions]
 
     source, target = pair_documents.source, pair_documents.target
     corresponding = [(c, j) for j, c in enumerate(pair_documents.counterparts) if c is not None]
@@ -100,7 +100,7 @@ def guided_pair(pair_documents) -> GuidedPair:
 def _box_masks(boxes, h, w, device, dtype) -> torch.Tensor:
     if not boxes:
         return torch.zeros(0, h, w, device=device, dtype=dtype)
-    return torch.stack([(box_mask(*b, h, w) > 0.5).to(device, dtype) for b in boxes])
+    return torch.stack([(area_mask(b[:4], b[4] if len(b) > 4 else None, h, w) > 0.5).to(device, dtype) for b in boxes])
 
 
 @dataclass

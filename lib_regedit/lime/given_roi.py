@@ -1,4 +1,4 @@
-"""A region of interest the user gives instead of the one LIME finds (boxes, or a mask), at the two
+"""A region of interest the user gives instead of the one LIME finds (boxes or shapes, or a mask), at the two
 resolutions LIME uses it: the latent's, for the regularisation and the blend at every step, and the
 image's, for pasting the source back outside it at the end.
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import RegEditError
-from ..masks import box_mask, mask_at
+from ..masks import area_mask, mask_at
 
 TOUCHED = 0.01  # a cell is in the RoI when at least this share of it is (1%: rounding slivers are not)
 
@@ -23,8 +23,9 @@ def touched_cells(pixels: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Ten
 
 
 def from_boxes(boxes, latent_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent bool RoI, image float RoI) for boxes (x, y, w, h fractions)."""
-    pixels = sum(box_mask(*box, *image_hw) for box in boxes).clamp(max=1)
+    """(latent bool RoI, image float RoI) for boxes (x, y, w, h fractions) and shapes."""
+    pixels = sum(area_mask(box, None, *image_hw) if isinstance(box, tuple) else area_mask(None, box, *image_hw)
+                 for box in boxes).clamp(max=1)
     return touched_cells(pixels, latent_hw), pixels
 
 

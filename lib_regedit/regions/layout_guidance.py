@@ -200,7 +200,7 @@ def document_guidance(document, contexts, tokenize: Callable[[str], list], total
     from ..prompt_syntax import without_extra_networks
 
     regions = [GuidedRegion((r.x, r.y, r.w, r.h), context,
-                            bound_tokens(tokenize(without_extra_networks(r.prompt)[0]), r.keywords))
+                            bound_tokens(tokenize(without_extra_networks(r.prompt)[0]), r.keywords), r.shape)
                for r, context in zip(document.object_regions, contexts)]
     options = document.guidance
     capture = GuidanceCapture(regions, downscale=options.downscale, levels=options.levels)

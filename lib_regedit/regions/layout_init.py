@@ -9,7 +9,9 @@ needed:
 1. ``layout_sketch``: a light background (grey 240) with a dark mark (grey 20) per object box:
    ``"disc"`` (document version 3), a disc of ``DISC_SHARE`` of the box's shorter side at its centre,
    which says where and not what shape or size; ``"ellipse"`` (version 2), an ellipse inset by 10%
-   in the box, which takes the box's aspect. Background regions draw nothing. The dark fill is
+   in the box, which takes the box's aspect. A region with a shape (a polygon, brush strokes, a mask
+   picture's colour) has its disc inside the shape (at the centre of the largest disc the shape holds,
+   no larger than that disc) and, for ``"ellipse"``, is filled as drawn. Background regions draw nothing. The dark fill is
    measured: on three ShapesWorld eval layouts, with pure inversion, adherence went from 0.48
    (noise) to 0.57 with a grey-128 fill, 0.71 with grey 60 and 1.0 with grey 20.
 2. ``invert_sketch``: deterministic DDIM inversion (the ODE, as the paper requires; Song et al. 2021;
@@ -38,6 +40,7 @@ from PIL import Image, ImageDraw
 
 from ..documents.region import SKETCHES
 from ..inversion import ddim
+from ..shape_masks import inner_disc, shape_mask
 
 SKETCH_BACKGROUND = 240
 SKETCH_FILL = 20
@@ -47,18 +50,27 @@ DISC_SHARE = 0.6  # the disc's diameter as a share of the box's shorter side
 AREA_FEATHER = 0.05  # the soft edge of the boxes where the seed's share changes, as a fraction of the image
 
 
-def layout_sketch(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int,
-                  shape: str = "ellipse") -> Image.Image:
-    """The sketch of (x, y, w, h) boxes (image fractions): ``"ellipse"``, a dark ellipse inset by
-    ``SKETCH_INSET`` in each box (it takes the box's aspect); ``"disc"``, a dark disc of
-    ``DISC_SHARE`` of the box's shorter side at the box's centre (a mark of where, whatever the box's
-    aspect)."""
+def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = "ellipse") -> Image.Image:
+    """The sketch of (x, y, w, h) boxes (image fractions), each optionally followed by its region's
+    shape: ``"ellipse"``, a dark ellipse inset by ``SKETCH_INSET`` in each box (it takes the box's
+    aspect), or the shape filled; ``"disc"``, a dark disc of ``DISC_SHARE`` of the box's shorter side
+    at the box's centre (a mark of where, whatever the box's aspect), for a shape inside it."""
     if shape not in SKETCHES:
         raise ValueError(f"unknown sketch {shape!r}")
     image = Image.new("RGB", (width, height), (SKETCH_BACKGROUND,) * 3)
     draw = ImageDraw.Draw(image)
-    for x, y, w, h in boxes:
-        if shape == "ellipse":
+    for x, y, w, h, *rest in boxes:
+        area = rest[0] if rest else None
+        if area is not None and shape == "ellipse":
+            _fill_shape(image, area)
+            continue
+        if area is not None:
+            radius = DISC_SHARE * min(w * width, h * height) / 2
+            cx, cy, inner = inner_disc(area, *_disc_grid(width, height))
+            radius = min(radius, inner * width)
+            cx, cy = cx * width, cy * height
+            corners = (cx - radius, cy - radius, cx + radius - 1, cy + radius - 1)
+        elif shape == "ellipse":
             dx, dy = w * SKETCH_INSET, h * SKETCH_INSET
             corners = ((x + dx) * width, (y + dy) * height, (x + w - dx) * width - 1, (y + h - dy) * height - 1)
         else:
@@ -69,8 +81,30 @@ def layout_sketch(boxes: Sequence[tuple[float, float, float, float]], width: int
     return image
 
 
-def document_boxes(document) -> list[tuple[float, float, float, float]]:
-    return [(r.x, r.y, r.w, r.h) for r in document.object_regions]
+def _fill_shape(image: Image.Image, area) -> None:
+    mask = shape_mask(area, image.height, image.width).numpy() >= 0.5
+    pixels = np.asarray(image).copy()
+    pixels[mask] = SKETCH_FILL
+    image.paste(Image.fromarray(pixels))
+
+
+def _disc_grid(width: int, height: int) -> tuple[int, int]:
+    """Where the largest inner disc is sought: the image's aspect, 128 cells on the longer side."""
+    scale = 128 / max(width, height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def document_boxes(document) -> list[tuple]:
+    """Each object region's (x, y, w, h), followed by its shape where it has one."""
+    return [(r.x, r.y, r.w, r.h) if r.shape is None else (r.x, r.y, r.w, r.h, r.shape)
+            for r in document.object_regions]
+
+
+def _shape_key(shape):
+    if shape is None:
+        return None
+    picture = getattr(shape, "picture", None)
+    return (picture.digest, shape.colour) if picture is not None else repr(shape.to_dict())
 
 
 def document_sketch(document, width: int, height: int) -> torch.Tensor:
@@ -84,11 +118,11 @@ def area_mask(document, height: int, width: int) -> torch.Tensor | None:
     everywhere (``init_noise_outside`` unset)."""
     if document.init_noise_outside is None:
         return None
-    from ..masks import box_mask
+    from ..masks import region_mask
 
     mask = torch.zeros(height, width)
-    for box in document_boxes(document):
-        mask = torch.maximum(mask, box_mask(*box, height, width, feather=AREA_FEATHER))
+    for region in document.object_regions:
+        mask = torch.maximum(mask, region_mask(region, height, width, feather=AREA_FEATHER))
     return mask
 
 
@@ -184,7 +218,8 @@ def sketch_key(document, width: int, height: int, steps: int) -> str:
     import hashlib
 
     parts = (document.init_sketch, document.init_steps, width, height, steps,
-             tuple(tuple(round(v, 6) for v in box) for box in document_boxes(document)))
+             tuple((tuple(round(v, 6) for v in box[:4]), _shape_key(box[4] if len(box) > 4 else None))
+                   for box in document_boxes(document)))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 

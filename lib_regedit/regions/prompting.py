@@ -31,7 +31,7 @@ def build_fusion(document: RegionDocument, encode: Encode, mode: str | None = No
     mode = mode or document.mode
     contexts = contexts if contexts is not None else [encode(r.prompt) for r in document.object_regions]
     regions = [RegionPrompt(r.x, r.y, r.w, r.h, r.feather, r.weight, ctx,
-                            encode(r.negative_prompt) if r.negative_prompt else None)
+                            encode(r.negative_prompt) if r.negative_prompt else None, r.shape)
                for r, ctx in zip(document.object_regions, contexts)]
     bg = document.background
     kwargs = dict(background_context=background_context(document, encode),
@@ -162,7 +162,8 @@ def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize |
     for i, (region, ctx) in enumerate(zip(document.object_regions, contexts)):
         words = [(p, t) for p, t in tokenize(region.prompt) if p < ctx.shape[1] and any(c.isalnum() for c in t)]
         keyword_regions.append(RegionKeywords(i, (region.x, region.y, region.w, region.h), ctx, words,
-                                              _forced_positions(words, region.keywords, tokenize)))
+                                              _forced_positions(words, region.keywords, tokenize),
+                                              shape=region.shape))
     selection = KeywordSelection(keyword_regions, n=options.keywords, refresh_every=options.refresh,
                                  downscale=options.downscale)
     kssa = KeywordSelfAttention(selection, scale=options.scale, reweight=options.reweight, levels=options.levels)

@@ -81,6 +81,8 @@ def process(p, values: dict) -> None:
     if document is None or not document.regions:
         return
     run_of(p).preview = preview
+    for text in document.notes(getattr(p, "width", None), getattr(p, "height", None)):
+        note(p, text)  # a mask picture's unnamed colours, its scaling to the image
     if document.is_pair:
         _start_pair(p, document)
         return

@@ -30,13 +30,27 @@ LAYOUT_OFF_COST = ("Layout init is off: the first image of a new layout is faste
 
 
 def doc_to_table(doc_text: str):
+    """The regions as rows (prompt, x, y, w, h); a shape's row shows its bounding box."""
     try:
         obj = load_json_object(doc_text, "regedit") or {}
     except RegEditError:
         obj = {}
-    rows = [[r.get("prompt", ""), r.get("x", 0), r.get("y", 0), r.get("w", 0), r.get("h", 0)]
-            for r in obj.get("regions", []) if isinstance(r, dict)]
+    regions = [r for r in obj.get("regions", []) if isinstance(r, dict)]
+    boxes = _bounding_boxes(obj, regions)
+    rows = [[r.get("prompt", ""), *(boxes[i] if i in boxes else (r.get(k, 0) for k in "xywh"))]
+            for i, r in enumerate(regions)]
     return rows or [["", 0.0, 0.0, 0.5, 0.5]]
+
+
+def _bounding_boxes(obj: dict, regions: list[dict]) -> dict[int, tuple]:
+    """Per region with a shape or a colour, its bounding box (x, y, w, h) rounded as the table shows it."""
+    if not any(r.get("shape") is not None or r.get("colour") is not None for r in regions):
+        return {}
+    try:
+        document = parse_region_document(dict(obj, prompt=obj.get("prompt") or "-"))
+    except RegEditError:
+        return {}
+    return {i: tuple(round(v, 4) for v in r.box) for i, r in enumerate(document.regions) if r.shape is not None}
 
 
 def table_to_doc(table, doc_text: str, *settings):
@@ -47,9 +61,15 @@ def table_to_doc(table, doc_text: str, *settings):
     old = [r for r in obj.get("regions", []) if isinstance(r, dict)]
     rows = table.values.tolist() if hasattr(table, "values") else (table or [])
     regions = []
+    shown = _bounding_boxes(obj, old)
     for i, row in enumerate(r for r in rows if r and str(r[0]).strip()):
         region = dict(old[i]) if i < len(old) else {}
-        region.update(prompt=str(row[0]), x=float(row[1]), y=float(row[2]), w=float(row[3]), h=float(row[4]))
+        box = tuple(float(v) for v in row[1:5])
+        if i in shown and all(abs(a - b) < 1e-3 for a, b in zip(box, shown[i])):
+            region.update(prompt=str(row[0]))  # a shape whose bounding box was left as shown stays the shape
+        else:
+            region.pop("shape", None), region.pop("colour", None)  # a box typed over a shape replaces it
+            region.update(prompt=str(row[0]), **dict(zip("xywh", box)))
         regions.append(region)
     obj["regions"] = regions
     return with_settings(obj, *settings)
@@ -184,18 +204,20 @@ def from_infotext(read, key: str = INFOTEXT_KEY):
 
 
 def drawn_boxes(region_doc) -> tuple:
-    """The boxes of the region canvas (their prompts are not needed for LIME), or none."""
+    """The boxes and shapes of the region canvas (their prompts are not needed for LIME), or none."""
     try:
         obj = load_json_object(region_doc, "regedit") or {}
     except RegEditError:
         return ()
-    from ..documents.lime import parse_box
+    from ..documents.lime import parse_area
+    from ..documents.shapes import PointBudget
 
     boxes = []
     for r in obj.get("regions", []) if isinstance(obj.get("regions"), list) else []:
         if isinstance(r, dict) and r.get("role", "object") == "object":
             try:
-                boxes.append(parse_box({k: r.get(k) for k in "xywh"}, "regions"))
+                given = {"shape": r["shape"]} if r.get("shape") is not None else {k: r.get(k) for k in "xywh"}
+                boxes.append(parse_area(given, "regions", PointBudget()))
             except RegEditError:
                 continue
     return tuple(boxes)

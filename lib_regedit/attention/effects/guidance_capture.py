@@ -21,18 +21,20 @@ from dataclasses import dataclass
 
 import torch
 
-from ...masks import box_mask, map_resolution
+from ...masks import area_mask, map_resolution
 from ..call import AttentionCall, attention_probs
 from ..controller import Effect
 
 
 @dataclass
 class GuidedRegion:
-    """One box bound to tokens of its own prompt: (x, y, w, h) fractions, the context and positions."""
+    """One region bound to tokens of its own prompt: (x, y, w, h) fractions (a shape's bounding box), the
+    context and positions, and the shape (None: the box)."""
 
     box: tuple[float, float, float, float]
     context: torch.Tensor
     tokens: list[int]
+    shape: object = None
 
 
 class MapsComplete(Exception):
@@ -104,4 +106,4 @@ class GuidanceCapture(Effect):
 
     def masks(self) -> list[torch.Tensor]:
         h, w = self.resolution()
-        return [box_mask(*r.box, h, w).reshape(-1) for r in self.regions]
+        return [area_mask(r.box, r.shape, h, w).reshape(-1) for r in self.regions]

@@ -21,7 +21,8 @@ from ..controller import Effect, GenerationState
 
 @dataclass
 class RegionKeywords:
-    """One region's prompt as keyword selection sees it: its box, context and word tokens."""
+    """One region's prompt as keyword selection sees it: its box (a shape's bounding box), shape (or
+    None), context and word tokens."""
 
     index: int
     box: tuple[float, float, float, float]
@@ -29,6 +30,7 @@ class RegionKeywords:
     words: list[tuple[int, str]]  # (position in the context, token text), BOS/EOS/padding left out
     forced: list[int] = field(default_factory=list)  # positions of the user's keywords
     selected: list[int] = field(default_factory=list)
+    shape: object = None  # a polygon, brush strokes or mask-picture area; None: the box
 
     def selected_words(self) -> list[str]:
         text = dict(self.words)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..keywords import DEFAULT_SCALE, scale_keys, softmax_bias, top_half_positions
-from ...masks import box_mask
+from ...masks import area_mask
 from ..call import AttentionCall
 from ..controller import Effect
 from .keyword_selection import KeywordSelection
@@ -51,7 +51,7 @@ class KeywordSelfAttention(Effect):
         for region in regions:
             probs = self.selection.region_probs(call, region)  # (rows, heads, N, T)
             keyword_attention = probs[..., region.selected].sum(-1).mean(1).cpu()  # (rows, N)
-            within = box_mask(*region.box, *call.hw).reshape(-1) >= 0.5
+            within = area_mask(region.box, region.shape, *call.hw).reshape(-1) >= 0.5
             if not within.any():
                 continue
             selected |= top_half_positions(keyword_attention, within)
