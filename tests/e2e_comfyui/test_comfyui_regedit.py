@@ -212,3 +212,43 @@ def test_example_workflows_run_on_shapesworld(comfy, name):
     assert res.images, f"{name} saved no image"
     assert all(img.shape[:2] == (64, 64) and img.std() > 1 for img in res.images), name
     comfy.log(f"workflow {name}: {res.seconds:.1f}s, {len(res.images)} images")
+
+
+@pytest.mark.skipif(not WITH_SDXL, reason="REGEDIT_E2E_COMFYUI_SDXL=1 writes and tests an SDXL checkpoint")
+def test_every_image_node_on_sdxl(comfy):
+    """Layout init, an edit pair, a picture's edit, a drag and LIME (img2img: no SDXL instruct-pix2pix
+    checkpoint here) on the SDXL checkpoint, in one workflow."""
+    wf = regions_workflow(ckpt=SDXL)
+    common = {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2]}
+    wf["11"] = {"class_type": "RegEditLayoutInit", "inputs": dict(common, regions=json.dumps(TWO_BOXES), width=64,
+                                                                  height=64, batch_size=1, seed=3, steps=3)}
+    wf["12"] = {"class_type": "KSamplerAdvanced", "inputs": {
+        "model": ["10", 0], "add_noise": "disable", "noise_seed": 3, "steps": 3, "cfg": 7.0, "sampler_name": "euler",
+        "scheduler": "normal", "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["11", 0],
+        "start_at_step": 0, "end_at_step": 10000, "return_with_leftover_noise": "disable"}}
+    wf["13"] = {"class_type": "VAEDecode", "inputs": {"samples": ["12", 0], "vae": ["1", 2]}}
+    edit = {"regions": [TWO_BOXES["regions"][0], dict(TWO_BOXES["regions"][1], edit="remove")]}
+    wf["14"] = {"class_type": "RegEditEditPair", "inputs": dict(common, regions=json.dumps(edit), prompt=PROMPT,
+                negative_prompt="", width=64, height=64, pairs=1, seed=5, steps=3, cfg=7.0, sampler_name="euler",
+                scheduler="normal")}
+    change = {"regions": [dict(TWO_BOXES["regions"][0], edit="change", target_prompt="a green circle"),
+                          TWO_BOXES["regions"][1]]}
+    wf["15"] = picture_node("RegEditPictureEdit", regions=json.dumps(change), inversion="negative",
+                            negative_prompt="", seed=1, steps=3, cfg=7.0)
+    move = {"pairs": [{"handle": {"type": "polygon", "points": [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.1, 0.4]]},
+                       "target": {"type": "polygon", "points": [[0.55, 0.55], [0.85, 0.55], [0.85, 0.85],
+                                                                [0.55, 0.85]]}}]}
+    wf["16"] = picture_node("RegEditDrag", drag=json.dumps(move), prompt="", seed=1, steps=3)
+    wf["17"] = picture_node("RegEditLime", prompt="a green circle", negative_prompt="",
+                            lime='{"roi": [{"x": 0, "y": 0, "w": 0.5, "h": 0.5}]}', seed=1, steps=3, cfg=7.0,
+                            denoise=0.75, sampler_name="euler", scheduler="normal")
+    for node, output in (("13", 0), ("14", 0), ("14", 1), ("15", 0), ("16", 0), ("17", 0)):
+        saved(wf, node, output)
+    images = comfy.images(wf, timeout=1800)
+    assert len(images) == 7  # the regions' image first, then each node's
+    picture = images[0]
+    assert all(img.shape == (64, 64, 3) and img.std() > 1 for img in images)
+    target, source = images[2], images[3]
+    assert max_diff(source[:, 8:24], target[:, 8:24]) <= 2, "the pair's kept box changed"
+    assert max_diff(picture[:, 44:], images[4][:, 44:]) <= 2, "the picture edit changed the rest"
+    assert max_diff(picture[48:, :16], images[5][48:, :16]) <= 2, "the drag changed the rest"
