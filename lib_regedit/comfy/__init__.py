@@ -2,6 +2,6 @@
 
 ComfyUI is one more host of the engine: :mod:`lib_regedit.backends.comfy_checkpoint` implements the
 model interface on its MODEL, CLIP and VAE, and :mod:`lib_regedit.backends.comfy_backend` patches a clone
-of its ``ModelPatcher``. ComfyUI's own modules are imported here only (``host.py``), inside functions, so
-the engine imports without ComfyUI.
+of its ``ModelPatcher``. ComfyUI's own modules are imported inside this package's functions only, so the
+engine imports without ComfyUI.
 """
