@@ -18,6 +18,17 @@ CATEGORY = "RegEdit"
 EXAMPLE_REGIONS = ('{"regions": [{"x": 0.05, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a red circle"}, '
                    '{"x": 0.55, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a blue square"}]}')
 INVERSIONS = ("negative", "ddim")
+# the inputs several nodes share, as ComfyUI's own nodes declare them
+SEED = ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff})
+STEPS = ("INT", {"default": 20, "min": 1, "max": 1000})
+CFG = ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1})
+SIZE = ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8})
+NEGATIVE = ("STRING", {"default": ""})
+
+
+def _sampler_inputs() -> dict:
+    """ComfyUI's sampler and scheduler choices, as KSampler offers them."""
+    return {"sampler_name": (comfy.samplers.KSampler.SAMPLERS,), "scheduler": (comfy.samplers.KSampler.SCHEDULERS,)}
 
 
 def _document_input(default: str) -> tuple:
@@ -67,11 +78,11 @@ class LayoutInit:
         return {"required": {
             "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",),
             "regions": _document_input(EXAMPLE_REGIONS),
-            "width": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
-            "height": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
+            "width": SIZE,
+            "height": SIZE,
             "batch_size": ("INT", {"default": 1, "min": 1, "max": 64}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 1000, "tooltip": "the inversion's steps"}),
+            "seed": SEED,
+            "steps": ("INT", dict(STEPS[1], tooltip="the inversion's steps")),
         }}
 
     RETURN_TYPES = ("LATENT",)
@@ -96,8 +107,8 @@ class Drag:
             "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",), "image": ("IMAGE",),
             "drag": _document_input(DRAG_EXAMPLE),
             "prompt": ("STRING", {"default": "", "tooltip": "what the picture shows (may stay empty)"}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
+            "seed": SEED,
+            "steps": STEPS,
         }}
 
     RETURN_TYPES = ("IMAGE",)
@@ -121,10 +132,10 @@ class PictureEdit:
             "regions": _document_input('{"regions": [{"x": 0.1, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a red circle", '
                                        '"edit": "change", "target_prompt": "a blue circle"}]}'),
             "inversion": (list(INVERSIONS), {"default": "negative"}),
-            "negative_prompt": ("STRING", {"default": ""}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
-            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+            "negative_prompt": NEGATIVE,
+            "seed": SEED,
+            "steps": STEPS,
+            "cfg": CFG,
         }}
 
     RETURN_TYPES = ("IMAGE", "IMAGE")
@@ -152,15 +163,14 @@ class EditPair:
                                        ' {"x": 0.55, "y": 0.1, "w": 0.4, "h": 0.8, "prompt": "a blue square", '
                                        '"edit": "remove"}]}'),
             "prompt": ("STRING", {"default": "", "tooltip": "the source's whole prompt (empty: the document's)"}),
-            "negative_prompt": ("STRING", {"default": ""}),
-            "width": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
-            "height": ("INT", {"default": 512, "min": 16, "max": 8192, "step": 8}),
+            "negative_prompt": NEGATIVE,
+            "width": SIZE,
+            "height": SIZE,
             "pairs": ("INT", {"default": 1, "min": 1, "max": 32}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
-            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
-            "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
-            "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
+            "seed": SEED,
+            "steps": STEPS,
+            "cfg": CFG,
+            **_sampler_inputs(),
         }}
 
     RETURN_TYPES = ("IMAGE", "IMAGE")
@@ -188,16 +198,15 @@ class Lime:
         return {"required": {
             "model": ("MODEL",), "clip": ("CLIP",), "vae": ("VAE",), "image": ("IMAGE",),
             "prompt": ("STRING", {"multiline": True, "default": "make the circle blue"}),
-            "negative_prompt": ("STRING", {"default": ""}),
+            "negative_prompt": NEGATIVE,
             "lime": ("STRING", {"multiline": True, "default": "{}",
                                 "tooltip": 'LIME\'s settings; {"roi": [{"x":..,"y":..,"w":..,"h":..}]} gives the region'}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff}),
-            "steps": ("INT", {"default": 20, "min": 1, "max": 1000}),
-            "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+            "seed": SEED,
+            "steps": STEPS,
+            "cfg": CFG,
             "denoise": ("FLOAT", {"default": 0.75, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "ordinary checkpoints only (img2img); instruct-pix2pix samples from noise"}),
-            "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
-            "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
+            **_sampler_inputs(),
         }}
 
     RETURN_TYPES = ("IMAGE", "MASK")

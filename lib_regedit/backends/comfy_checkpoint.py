@@ -13,14 +13,12 @@ Latents here are what the engine works in everywhere: the VAE's posterior mean t
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
 
-from . import forge_backend
 from .checkpoint import Conditioning
-from .forge_checkpoint import denoiser_eps
+from .forge_checkpoint import PatcherEffects, denoiser_eps
 
 
 def alphas_cumprod(model_patcher) -> torch.Tensor:
@@ -49,7 +47,7 @@ def clip_words(clip, prompt: str) -> list[tuple[int, str]]:
     return words
 
 
-class ComfyCheckpoint:
+class ComfyCheckpoint(PatcherEffects):
     """ComfyUI's MODEL (a ``ModelPatcher``), CLIP and VAE for an image of ``width`` × ``height`` pixels (the
     size SDXL's added conditioning carries). ``load_models`` is ComfyUI's ``load_models_gpu``;
     ``attention_function`` ComfyUI's ``optimized_attention``, used where no effect acts."""
@@ -67,8 +65,6 @@ class ComfyCheckpoint:
         self.unet = model.model.diffusion_model
         self.alphas = alphas_cumprod(model)
         self.key = ("comfyui", id(model.model), id(vae))
-        self._effects = None  # (controller, fusion) while attached
-        self._held = None  # the patched clone the direct calls go through
         self._loaded = False
 
     def conditioning(self, prompt: str, negative: bool = False) -> Conditioning:
@@ -99,9 +95,8 @@ class ComfyCheckpoint:
 
     def eps(self, z: torch.Tensor, t: int, cond: Conditioning) -> torch.Tensor:
         self._ready()
-        if self._effects is not None and self._held is None:
-            self._held = forge_backend.patched(self.patcher, *self._effects, self.attention_function)
-        return denoiser_eps(self.patcher.model, self.alphas, z, t, cond.context, cond.vector, self._held).to(z.device)
+        held = self.direct_patcher(self.patcher)
+        return denoiser_eps(self.patcher.model, self.alphas, z, t, cond.context, cond.vector, held).to(z.device)
 
     def posterior_mean(self, pixels: torch.Tensor) -> torch.Tensor:
         """ComfyUI's VAE encodes the posterior's mode (no sampling), which is its mean."""
@@ -114,14 +109,6 @@ class ComfyCheckpoint:
         with torch.no_grad():
             image = self.vae.decode(self.patcher.model.process_latent_out(z.float()))
         return image.float().permute(0, 3, 1, 2) * 2 - 1
-
-    @contextlib.contextmanager
-    def attach(self, controller, fusion=None):
-        self._effects = (controller, fusion)
-        try:
-            yield
-        finally:
-            self._effects = self._held = None
 
     def needs_image_conditioning(self) -> bool:
         """A UNet with more than 4 input channels (inpainting, instruct-pix2pix)."""

@@ -76,7 +76,31 @@ def denoiser_eps(kmodel, alphas: torch.Tensor, z: torch.Tensor, t: int, context:
     return (x - denoised.float()) / sigma
 
 
-class ForgeCheckpoint:
+class PatcherEffects:
+    """Attention effects on a host whose UNet is patched through clones of its patcher (Forge, ComfyUI):
+    :meth:`attach` holds a controller for the ``with`` block, and the checkpoint's own ε calls go through
+    a clone patched on the first call while it is held (:meth:`direct_patcher`)."""
+
+    attention_function: Callable | None = None  # the host's own attention, where no effect acts
+    _effects = None  # (controller, fusion) while attached
+    _held = None  # the patched clone direct calls go through
+
+    def direct_patcher(self, unet_patcher):
+        """The patched clone of ``unet_patcher`` for direct calls while effects are attached, else None."""
+        if self._effects is not None and self._held is None:
+            self._held = forge_backend.patched(unet_patcher, *self._effects, self.attention_function)
+        return self._held
+
+    @contextlib.contextmanager
+    def attach(self, controller, fusion=None):
+        self._effects = (controller, fusion)
+        try:
+            yield
+        finally:
+            self._effects = self._held = None
+
+
+class ForgeCheckpoint(PatcherEffects):
     """A Forge model (``sd_model`` with ``forge_objects``). ``encode(prompt, negative)`` is the WebUI's
     conditioning of a prompt; ``load_models`` Forge's ``memory_management.load_models_gpu``;
     ``attention_function`` Forge's own attention, used where no effect acts."""
@@ -88,14 +112,12 @@ class ForgeCheckpoint:
         self.model = sd_model
         self._encode = encode
         self._load = load_models or (lambda models: None)
-        self._attention = attention_function
+        self.attention_function = attention_function
         objects = sd_model.forge_objects
         self.unet = objects.unet.model.diffusion_model
         self.alphas = alphas_cumprod(sd_model)
         info = getattr(sd_model, "sd_checkpoint_info", None)
         self.key = (id(sd_model), getattr(info, "filename", None), getattr(sd_model, "sd_model_hash", None)) + tuple(key)
-        self._effects = None  # (controller, fusion) while attached
-        self._held = None  # the patched clone direct calls go through, made on the first while attached
         self._unet_loaded = False
 
     def conditioning(self, prompt: str, negative: bool = False) -> Conditioning:
@@ -109,9 +131,8 @@ class ForgeCheckpoint:
         if not self._unet_loaded:  # once per checkpoint object: one generation
             self._load([self.model.forge_objects.unet])
             self._unet_loaded = True
-        if self._effects is not None and self._held is None:  # made for direct calls only, not for sampling's
-            self._held = forge_backend.patched(self.model.forge_objects.unet, *self._effects, self._attention)
-        return model_eps(self.model, z, t, cond.context, cond.vector, self._held).to(z.device)
+        held = self.direct_patcher(self.model.forge_objects.unet)  # for direct calls only, not for sampling's
+        return model_eps(self.model, z, t, cond.context, cond.vector, held).to(z.device)
 
     def posterior_mean(self, pixels: torch.Tensor) -> torch.Tensor:
         self._load([self.model.forge_objects.vae.patcher])
@@ -121,19 +142,11 @@ class ForgeCheckpoint:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.decode_first_stage(z).float()
 
-    @contextlib.contextmanager
-    def attach(self, controller, fusion=None):
-        self._effects = (controller, fusion)
-        try:
-            yield
-        finally:
-            self._effects = self._held = None
-
     def sampling_unet(self, unet_patcher):
         """The UNet patcher a WebUI sampling call should use: a patched clone while effects are attached."""
         if self._effects is None:
             return unet_patcher
-        return forge_backend.patched(unet_patcher, *self._effects, self._attention)
+        return forge_backend.patched(unet_patcher, *self._effects, self.attention_function)
 
     def needs_image_conditioning(self) -> bool:
         """A UNet with more than 4 input channels (inpainting, instruct-pix2pix)."""

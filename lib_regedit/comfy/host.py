@@ -4,6 +4,8 @@ modules are imported inside the functions, so this module imports without ComfyU
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from PIL import Image
@@ -25,6 +27,30 @@ def vae_factor(vae) -> int:
     """Pixels per latent pixel of ComfyUI's VAE (8 for SD; 4 for the bundled ShapesWorld model)."""
     ratio = getattr(vae, "downscale_ratio", 8)
     return int(ratio) if isinstance(ratio, (int, float)) else 8
+
+
+def conditioning(clip, prompts: list[str]) -> list:
+    """ComfyUI's CONDITIONING with one row per prompt, each distinct prompt encoded once; contexts of
+    different lengths tiled to a common one, as ComfyUI concatenates conditionings."""
+    encoded = {}
+    for text in prompts:
+        if text not in encoded:
+            encoded[text] = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True, return_dict=True)
+    rows = [encoded[text] for text in prompts]
+    length = math.lcm(*(row["cond"].shape[1] for row in rows))
+    cond = torch.cat([row["cond"].repeat(1, length // row["cond"].shape[1], 1) for row in rows])
+    extra = {}
+    if all(row.get("pooled_output") is not None for row in rows):
+        extra["pooled_output"] = torch.cat([row["pooled_output"] for row in rows])
+    return [[cond, extra]]
+
+
+def with_image(conditioning: list, concat: torch.Tensor | None) -> list:
+    """``conditioning`` with ComfyUI's ``concat_latent_image`` (an instruct-pix2pix model's picture), as its
+    InstructPixToPixConditioning node sets it; unchanged without one."""
+    if concat is None:
+        return conditioning
+    return [[cond, dict(extra, concat_latent_image=concat)] for cond, extra in conditioning]
 
 
 def check_size(vae, width: int, height: int) -> int:

@@ -25,15 +25,6 @@ from . import host
 COMFY_FIX = "give the region as boxes in the LIME document (\"roi\"), or check the preview MASK"
 
 
-def _conditioning(clip, prompt: str, concat: torch.Tensor | None) -> list:
-    out = clip.encode_from_tokens(clip.tokenize(prompt), return_pooled=True, return_dict=True)
-    cond = out.pop("cond")
-    extra = {"pooled_output": out.get("pooled_output")} if out.get("pooled_output") is not None else {}
-    if concat is not None:
-        extra["concat_latent_image"] = concat
-    return [[cond, extra]]
-
-
 def lime_edit(model, clip, vae, image: torch.Tensor, prompt: str, *, negative_prompt: str, lime, seed: int,
               steps: int, cfg: float, denoise: float, sampler_name: str, scheduler: str):
     """Each picture of ``image`` edited by ``prompt`` inside the region LIME finds (or the document's
@@ -52,14 +43,14 @@ def lime_edit(model, clip, vae, image: torch.Tensor, prompt: str, *, negative_pr
     checkpoint = host.checkpoint(model, clip, vae, width, height)
     instruct = checkpoint.needs_image_conditioning()
     latent_hw = (height // factor, width // factor)
+    encoded = {text: host.conditioning(clip, [text]) for text in (prompt, negative_prompt)}  # once for every picture
     outputs, masks = [], []
     for i, picture in enumerate(pictures):
         session = LimeSession(document, checkpoint.tokenize(prompt), latent_hw, None, picture)
         pixels = host.image_of([picture])
         z0 = vae.encode(pixels)  # ComfyUI's LATENT scale, the posterior's mode
         concat = z0 if instruct else None
-        positive = _conditioning(clip, prompt, concat)
-        negative = _conditioning(clip, negative_prompt, concat)
+        positive, negative = (host.with_image(encoded[text], concat) for text in (prompt, negative_prompt))
         noise = comfy.sample.prepare_noise(z0, int(seed) + i)
         current = {"model": model, "mask": None}
 

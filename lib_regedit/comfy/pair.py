@@ -10,8 +10,6 @@ pasted back there seamlessly after decoding.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..attention.controller import Controller, GenerationState
@@ -27,25 +25,6 @@ from ..regions import layout_init
 from . import host
 
 ROLES = ("source", "target")
-
-
-def _rows(encoded: list[dict], key: str) -> torch.Tensor:
-    """One tensor of ``encoded[i][key]`` rows; contexts of different lengths tiled to a common one, as
-    ComfyUI concatenates conditionings."""
-    tensors = [e[key] for e in encoded]
-    if key == "cond":
-        length = math.lcm(*(t.shape[1] for t in tensors))
-        tensors = [t.repeat(1, length // t.shape[1], 1) for t in tensors]
-    return torch.cat(tensors)
-
-
-def _conditioning(clip, prompts: list[str]) -> list:
-    """ComfyUI's CONDITIONING with one row per prompt."""
-    encoded = [clip.encode_from_tokens(clip.tokenize(p), return_pooled=True, return_dict=True) for p in prompts]
-    extra = {}
-    if all(e.get("pooled_output") is not None for e in encoded):
-        extra["pooled_output"] = _rows(encoded, "pooled_output")
-    return [[_rows(encoded, "cond"), extra]]
 
 
 def edit_pair(model, clip, vae, document, *, prompt: str, negative_prompt: str, width: int, height: int,
@@ -106,8 +85,8 @@ def edit_pair(model, clip, vae, document, *, prompt: str, negative_prompt: str, 
     else:
         source_start = target_start = noise
     start = torch.stack([source_start, target_start], 1).reshape(pairs * 2, channels, h, w)
-    positive = _conditioning(clip, [source_prompt, target_prompt] * pairs)
-    negative = _conditioning(clip, [negative_prompt] * (pairs * 2))
+    positive = host.conditioning(clip, [source_prompt, target_prompt] * pairs)
+    negative = host.conditioning(clip, [negative_prompt] * (pairs * 2))
     callback = latent_preview.prepare_callback(patched, steps)
     samples = comfy.sample.sample(patched, start, steps, cfg, sampler_name, scheduler, positive, negative, empty,
                                   callback=callback, seed=int(seed))

@@ -1,10 +1,24 @@
 """Helpers for the browser tests (a module with its own name: tests/ has several conftest modules)."""
 
+import os
+import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "browser"
 PAGE = Path(__file__).with_name("page.html")
+
+
+def chromium_path() -> str | None:
+    """REGEDIT_CHROMIUM when set (and only it), else Debian's chromium (the browser tests here and the
+    ComfyUI page tests)."""
+    if os.environ.get("REGEDIT_CHROMIUM"):
+        path = os.environ["REGEDIT_CHROMIUM"]
+        return path if os.path.exists(path) else None
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def page_html(reverse=False) -> str:

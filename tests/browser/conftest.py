@@ -7,26 +7,13 @@ why. The page is served from memory through Playwright's request routing, so no 
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import pytest
-from browser_support import ARTIFACTS, REPO, page_html
+from browser_support import ARTIFACTS, REPO, chromium_path, page_html
 
 ORIGIN = "http://regedit.test"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    """REGEDIT_CHROMIUM when set (and only it), else Debian's chromium."""
-    if os.environ.get("REGEDIT_CHROMIUM"):
-        path = os.environ["REGEDIT_CHROMIUM"]
-        return path if os.path.exists(path) else None
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="session")

@@ -118,7 +118,51 @@ def check_install(a1111_dir: str | None, a1111_py: str | None) -> str | None:
     return None
 
 
-class WebUI:
+class ServerProcess:
+    """A server a test session starts in its own process group (``proc``), logging to ``log_path``: how it
+    is stopped (the group, SIGTERM then SIGKILL, then :meth:`uninstall`) and how its log is read. The
+    WebUI, Forge and ComfyUI harnesses share it."""
+
+    proc: subprocess.Popen | None = None
+    log_path: Path
+
+    def uninstall(self) -> None:
+        """What the session put into the server's install (an extension link), removed."""
+
+    def stop(self) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                # The server runs in its own session (process group): signal only that group.
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(timeout=30)
+        finally:
+            self.uninstall()
+            if getattr(self, "_log_file", None):
+                self._log_file.close()
+
+    def log_tail(self, chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+
+class WebUI(ServerProcess):
     first_model = SD1
     settings = SETTINGS
 
@@ -243,20 +287,8 @@ class WebUI:
             raise WebUIError(f"the WebUI did not answer within {timeout:.0f}s:\n{self.log_tail()}")
         self.use_model(self.first_model)
 
-    def stop(self) -> None:
-        try:
-            if self.proc is not None and self.proc.poll() is None:
-                # The WebUI runs in its own session (process group): signal only that group.
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=30)
-        finally:
-            self.remove_extension()
-            if getattr(self, "_log_file", None):
-                self._log_file.close()
+    def uninstall(self) -> None:
+        self.remove_extension()
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -265,23 +297,6 @@ class WebUI:
             return self.get("/sdapi/v1/progress", timeout=30).status_code == 200
         except Exception:
             return False
-
-    def log_tail(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-
-    def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_since(self, offset: int) -> str:
-        with open(self.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
 
     # ---- HTTP --------------------------------------------------------------------------------
     def post(self, path: str, payload=None, *, data: bytes | None = None, timeout: float = 600,

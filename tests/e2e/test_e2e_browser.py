@@ -83,13 +83,13 @@ def set_number(page, elem_id: str, value) -> None:
     box.press("Tab")
 
 
-def drag(page, selector: str, a, b) -> None:
+def drag(page, selector: str, a, b, steps: int = 6) -> None:
     page.locator(selector).scroll_into_view_if_needed()
     bb = page.locator(selector).bounding_box()
     at = lambda f: (bb["x"] + f[0] * bb["width"], bb["y"] + f[1] * bb["height"])  # noqa: E731
     page.mouse.move(*at(a))
     page.mouse.down()
-    page.mouse.move(*at(b), steps=6)
+    page.mouse.move(*at(b), steps=steps)
     page.mouse.up()
 
 

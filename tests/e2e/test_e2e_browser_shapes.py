@@ -6,22 +6,8 @@ from __future__ import annotations
 import json
 
 from e2e_webui import decode_png  # noqa: F401  (the browser module's helpers need the harness on the path)
-from test_e2e_browser import (browser, doc_value, generate_and_read, open_accordion, our_errors, page,  # noqa: F401
-                              setup_tab, LOAD_TIMEOUT_MS)
-
-
-def click(page, selector: str, f) -> None:
-    bb = page.locator(selector).bounding_box()
-    page.mouse.click(bb["x"] + f[0] * bb["width"], bb["y"] + f[1] * bb["height"])
-
-
-def drag(page, selector: str, a, b) -> None:
-    bb = page.locator(selector).bounding_box()
-    at = lambda f: (bb["x"] + f[0] * bb["width"], bb["y"] + f[1] * bb["height"])  # noqa: E731
-    page.mouse.move(*at(a))
-    page.mouse.down()
-    page.mouse.move(*at(b), steps=8)
-    page.mouse.up()
+from test_e2e_browser import (browser, click_at, doc_value, drag, generate_and_read, open_accordion,  # noqa: F401
+                              our_errors, page, setup_tab, LOAD_TIMEOUT_MS)
 
 
 def test_shapes_drawn_on_the_page_generate_and_paste_back(page, webui, tmp_path):
@@ -33,10 +19,10 @@ def test_shapes_drawn_on_the_page_generate_and_paste_back(page, webui, tmp_path)
     page.locator(canvas).scroll_into_view_if_needed()
     page.click("#regedit_canvas_txt2img [data-tool=polygon]")
     for point in [(0.05, 0.1), (0.45, 0.1), (0.25, 0.9), (0.05, 0.1)]:
-        click(page, canvas, point)
+        click_at(page, canvas, point)
     page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a red circle")
     page.click("#regedit_canvas_txt2img [data-tool=brush]")
-    drag(page, canvas, (0.6, 0.3), (0.8, 0.7))
+    drag(page, canvas, (0.6, 0.3), (0.8, 0.7), steps=8)
     page.focus("#regedit_canvas_txt2img .regedit-stage")
     page.keyboard.press("Enter")
     page.fill("#regedit_canvas_txt2img [data-key=prompt]", "a blue square")

@@ -17,7 +17,6 @@ import copy
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
-from e2e_webui import _die_with_parent, free_port  # noqa: E402
+from e2e_webui import ServerProcess, _die_with_parent, free_port  # noqa: E402
 
 LINK_NAME = "sd-webui-regedit-e2e"
 SD15 = "comfyui-sd15-e2e.safetensors"
@@ -103,7 +102,7 @@ def _is_link(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
-class ComfyUI:
+class ComfyUI(ServerProcess):
     """One ComfyUI process for a test session (``start``/``stop``), and its HTTP client."""
 
     def __init__(self, comfy_dir: str, comfy_py: str, work: Path, *, sdxl: bool = False, log=print,
@@ -215,20 +214,8 @@ class ComfyUI:
             time.sleep(1)
         raise ComfyError("setup", f"ComfyUI did not answer within {timeout:.0f}s:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        try:
-            if self.proc is not None and self.proc.poll() is None:
-                # ComfyUI runs in its own session (process group): signal only that group
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=30)
-        finally:
-            self.remove_link()
-            if getattr(self, "_log_file", None):
-                self._log_file.close()
+    def uninstall(self) -> None:
+        self.remove_link()
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -237,23 +224,6 @@ class ComfyUI:
             return self.get("/system_stats", timeout=30).status_code == 200
         except Exception:
             return False
-
-    def log_tail(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_bytes()[-chars:].decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-
-    def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_since(self, offset: int) -> str:
-        with open(self.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
 
     # ---- HTTP --------------------------------------------------------------------------------
     def get(self, path: str, timeout: float = 60, **kw):

@@ -19,6 +19,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[0] / "e2e"))
+sys.path.insert(0, str(HERE.parents[0] / "browser"))  # browser_support: chromium_path
 
 from comfy_client import WITH_SDXL, ComfyUI, check_install, plain_workflow  # noqa: E402
 from e2e_webui import log, serve, skip_unless_installed  # noqa: E402

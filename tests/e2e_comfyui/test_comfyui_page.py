@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import chromium_path
 from comfy_client import plain_workflow
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "comfyui" / "workflows"
@@ -24,16 +24,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 # the stock page asks for optional user files that a fresh user directory does not have
 EXPECTED_404 = ("/api/userdata/user.css", "/user.css", "/api/userdata?dir=workflows", "/api/userdata?dir=subgraphs",
                 "/api/userdata/comfy.templates.json")
-
-
-def chromium_path() -> str | None:
-    if os.environ.get("REGEDIT_CHROMIUM"):
-        path = os.environ["REGEDIT_CHROMIUM"]
-        return path if os.path.exists(path) else None
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
