@@ -201,8 +201,7 @@ def _layout_latents(pipe, doc, *, seed, steps, width, height, batch_size) -> tor
     pipeline's initial ``latents``."""
     checkpoint = DiffusersCheckpoint(pipe, width, height)
     empty = empty_prompt_eps(checkpoint)  # only a cache miss inverts, and needs it
-    inversions = layout_init.inversions_to_run(doc, width=width, height=height, steps=steps, model_key=checkpoint.key)
-    bar = functools.cache(lambda: progress.bar(pipe, "layout init", inversions * len(
+    bar = functools.cache(lambda: progress.bar(pipe, "layout init", len(
         ddim.inversion_timesteps(len(pipe.scheduler.alphas_cumprod), steps, doc.init_steps))))
 
     def eps(z, t):

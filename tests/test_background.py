@@ -59,7 +59,7 @@ def test_background_context_by_source():
 
 def test_versions_keep_their_defaults():
     new = parse_region_document({"regions": BOXES})
-    assert (new.version, new.init, new.background_prompt, new.background_negative) == (5, "auto", "rest", "objects")
+    assert (new.version, new.init, new.background_prompt) == (4, "auto", "rest")
     assert new.prompt == "a red circle and a blue square"  # no prompt: the region prompts joined
     old = parse_region_document({"prompt": "p", "regions": BOXES, "version": 1})
     assert (old.init, old.background_prompt) == ("noise", "whole")
@@ -104,37 +104,3 @@ def test_extra_network_tags_in_region_prompts_are_not_encoded():
     built = build_effects(doc, encode)
     assert "a red circle" in seen and not any("<" in s for s in seen)
     assert built.notes and "<lora:shiny:0.8>" in built.notes[0] and "main prompt only" in built.notes[0]
-
-
-def test_the_background_negative_names_the_objects_from_version_5():
-    """``background_negative``: "objects" (version 5) gives the background's unconditional rows the
-    negative prompt and the object prompts, in attention mode only (no extra UNet pass); a background
-    region's own negative prompt wins; version 4 and "none" leave the unconditional rows alone."""
-    from lib_regedit.regions.prompting import build_effects, objects_negative_text
-
-    seen = []
-
-    def encode(text):
-        seen.append(text)
-        return torch.zeros(1, 2, 4)
-
-    base = {"prompt": "a red circle and a blue square", "negative_prompt": "blurry", "regions": BOXES}
-    doc = parse_region_document(base)
-    assert objects_negative_text(doc) == "blurry, a red circle, a blue square"
-    built = build_effects(doc, encode)
-    assert built.fusion.fuse_uncond and built.fusion.background_negative is not None
-    assert "blurry, a red circle, a blue square" in seen
-    assert all(r.negative_context is None for r in built.fusion.regions)  # the boxes keep the negative prompt
-    for fields in ({"mode": "latent"}, {"version": 4}, {"background_negative": "none"}):
-        other = build_effects(parse_region_document(dict(base, **fields)), encode)
-        assert not other.fusion.fuse_uncond and other.fusion.background_negative is None, fields
-    own = dict(base, regions=BOXES + [{"prompt": "", "negative_prompt": "people", "role": "background"}])
-    seen.clear()
-    build_effects(parse_region_document(own), encode)
-    assert "people" in seen and not any("a red circle," in s for s in seen)
-    assert '"background_negative"' not in doc.to_json()  # at version 5's default
-    assert parse_region_document(doc.to_json()) == doc
-    v4 = parse_region_document(dict(base, version=4))
-    assert (v4.init_mix, v4.background_negative) == ("share", "none") and '"init_mix"' not in v4.to_json()
-    with pytest.raises(RegEditError, match="background_negative: 'all' is not allowed"):
-        parse_region_document(dict(base, background_negative="all"))

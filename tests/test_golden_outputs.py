@@ -41,34 +41,17 @@ def _check(name: str, produced: Path) -> None:
     assert worst <= 1, f"{name}: differs from tests/golden/{name}.png by up to {worst} grey levels"
 
 
-def _version(tmp_path: Path, name: str, version: int) -> Path:
-    """The example document ``name`` as ``version`` wrote it."""
-    path = tmp_path / f"v{version}_{name}"
-    path.write_text(json.dumps(dict(json.loads((EXAMPLES / name).read_text()), version=version)))
-    return path
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
-    """The picture the editing commands start from: the main job's image (two shapes in their boxes), as
-    a version 4 document draws it (the editing goldens were made from it)."""
-    folder = tmp_path_factory.mktemp("golden")
-    out = folder / "source.png"
-    assert main(["generate", "--regions", str(_version(folder, "two_shapes.json", 4)), "--out", str(out), "--seed",
-                 "1", *STEPS]) == 0
+    """The picture the editing commands start from: the main job's image (two shapes in their boxes)."""
+    out = tmp_path_factory.mktemp("golden") / "source.png"
+    assert main(["generate", "--regions", str(EXAMPLES / "two_shapes.json"), "--out", str(out), "--seed", "1",
+                 *STEPS]) == 0
     return out
 
 
-def test_generate_defaults_version_4(source):
-    """Version 4's layout init (the shares) and no background negative, as before version 5."""
-    _check("generate_defaults_v4", source)
-
-
-def test_generate_defaults(tmp_path):
-    out = tmp_path / "out.png"
-    assert main(["generate", "--regions", str(EXAMPLES / "two_shapes.json"), "--out", str(out), "--seed", "1",
-                 *STEPS]) == 0
-    _check("generate_defaults", out)
+def test_generate_defaults(source):
+    _check("generate_defaults", source)
 
 
 def test_generate_latent_kssa_guidance(tmp_path):
@@ -108,7 +91,9 @@ def test_edit_lime(source, tmp_path):
 
 def _version_3(tmp_path, name):
     """The example document as version 3 wrote it: MRGD's pair, with nothing kept outside the edits."""
-    return _version(tmp_path, name, 3)
+    path = tmp_path / f"v3_{name}"
+    path.write_text(json.dumps(dict(json.loads((EXAMPLES / name).read_text()), version=3)))
+    return path
 
 
 def test_edit_regions_pair(tmp_path):
@@ -123,16 +108,12 @@ def test_edit_regions_pair(tmp_path):
     _check("pair_add_remove_guided_target", tgt)
 
 
-@pytest.mark.parametrize("version", [4, None], ids=["version-4", "current"])
-def test_edit_regions_pair_keeping_the_rest(tmp_path, version):
+def test_edit_regions_pair_keeping_the_rest(tmp_path):
     src, tgt = tmp_path / "src.png", tmp_path / "tgt.png"
-    document = EXAMPLES / "edit_add_remove.json" if version is None else _version(tmp_path, "edit_add_remove.json",
-                                                                                 version)
-    assert main(["edit-regions", "--regions", str(document), "--out-source", str(src),
+    assert main(["edit-regions", "--regions", str(EXAMPLES / "edit_add_remove.json"), "--out-source", str(src),
                  "--out-target", str(tgt), "--seed", "7", *STEPS]) == 0
-    suffix = "" if version is None else f"_v{version}"
-    _check(f"pair_add_remove_source{suffix}", src)
-    _check(f"pair_add_remove_kept_target{suffix}", tgt)
+    _check("pair_add_remove_source", src)
+    _check("pair_add_remove_kept_target", tgt)
 
 
 @pytest.mark.parametrize("inversion", ["negative", "ddim"])

@@ -32,8 +32,7 @@ def test_plain_run_is_bit_identical_before_and_after_regions(sd):
 @pytest.mark.parametrize("mode", ["attention", "latent"])
 def test_regions_that_repeat_the_whole_prompt_change_nothing(sd, mode):
     # the identity holds where every source says the whole prompt: the background too, from noise
-    doc = {"prompt": PROMPT, "negative_prompt": "blurry", "background_prompt": "whole", "init": "noise",
-           "background_negative": "none", "regions": [
+    doc = {"prompt": PROMPT, "negative_prompt": "blurry", "background_prompt": "whole", "init": "noise", "regions": [
         {"x": 0.0, "y": 0.0, "w": 0.6, "h": 0.6, "prompt": PROMPT},
         {"x": 0.3, "y": 0.3, "w": 0.7, "h": 0.7, "prompt": PROMPT, "weight": 2.5}]}
     plain = generate_plain(sd, PROMPT, "blurry", seed=5, steps=3)

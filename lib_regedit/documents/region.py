@@ -27,19 +27,13 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
   ``init_noise`` (the seed noise's share of the variance in layout init), ``init_sketch``
   ("disc": a round mark of where, at each box's centre; "ellipse": an ellipse filling each box),
   ``init_noise_outside`` (the seed's share outside the boxes; unset: ``init_noise`` everywhere,
-  1: the seed's own noise there) and ``init_steps`` (the inversion's UNet passes; 0: one per sampling step);
-  ``init_mix`` ("steer", from version 5: the seed's own noise, steered towards the sketch along one
-  direction per box, by ``init_strength``, default 1.0; "share": the sketch mixed in by the shares above).
+  1: the seed's own noise there) and ``init_steps`` (the inversion's UNet passes; 0: one per sampling step).
   Their defaults depend on the version (``VERSION_DEFAULTS``).
-- ``background_negative``: what the background's unconditional rows say ("objects", from version 5:
-  the negative prompt followed by the object regions' prompts, so that guidance steers the objects out
-  of the background, in attention mode; "none": the negative prompt alone).
 - ``background_prompt``: what the background r_bg says when no region has the background role
   ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
   see ``lib_regedit/regions/background.py``).
-- ``version``: the defaults a document was written against. Version 5 (the current one) has the
-  defaults above, chosen by measurement (``docs/placement.md``); version 4 mixes layout init by shares
-  (``init_mix`` "share") with no background negative, and an edit pair keeps the source
+- ``version``: the defaults a document was written against. Version 4 (the current one) has the
+  defaults above, chosen by measurement (``docs/placement.md``), and an edit pair keeps the source
   outside its edited regions (``edit.keep_outside``, ``docs/region-editing.md``); version 3 has the
   same generation defaults, with MRGD's pair (attention control alone outside the edits). Version 2 documents keep layout
   init's ellipse over the whole image (share 0.25) and unbounded layout guidance; version 1
@@ -80,35 +74,28 @@ BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
 BACKGROUND_SOURCES = ("rest", "whole", "empty", "negative")  # background_prompt (lib_regedit/regions/background.py)
-BACKGROUND_NEGATIVES = ("none", "objects")  # background_negative (lib_regedit/regions/prompting.py)
-INIT_MIXES = ("share", "steer")  # init_mix (lib_regedit/regions/layout_init.py)
-VERSION = 5
+VERSION = 4
 # The defaults that changed between document versions; a document keeps those of its version.
-_V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25,
-              "init_mix": "share", "background_negative": "none"}
+_V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25}
 VERSION_DEFAULTS = {
     1: {"init": "noise", "background_prompt": "whole", **_V2_LAYOUT},
     2: {"init": "auto", "background_prompt": "rest", **_V2_LAYOUT},
     3: {"init": "auto", "background_prompt": "rest", "init_sketch": "disc", "init_noise_outside": 0.85, "init_steps": 0,
-        "init_noise": 0.25, "init_mix": "share", "background_negative": "none"},
+        "init_noise": 0.25},
 }
 VERSION_DEFAULTS[4] = VERSION_DEFAULTS[3]  # version 4 changed an edit pair's default only (``keeps_outside``)
-# version 5: the seed's own noise steered towards the sketch in each box, and the objects kept out of the
-# background by its negative (docs/placement.md)
-VERSION_DEFAULTS[5] = dict(VERSION_DEFAULTS[4], init_mix="steer", background_negative="objects")
 PAIRS_KEEP_FROM = 4  # the first version whose generated pairs keep the source outside their edits
-GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05}  # layout guidance's bound (unbounded before version 3)
+GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
                    "whole_prompt_weight", "background_weight", "kssa", "init", "init_noise", "init_sketch",
-                   "init_noise_outside", "init_steps", "init_mix", "init_strength", "guidance", "background_prompt",
-                   "background_negative", "target_prompt", "edit", "mask_image")
+                   "init_noise_outside", "init_steps", "guidance", "background_prompt", "target_prompt", "edit",
+                   "mask_image")
 KSSA_FIELDS = ("enabled", "keywords", "scale", "reweight", "levels", "refresh", "downscale")
 GUIDANCE_FIELDS = ("enabled", "scale", "until", "iterations", "threshold", "levels", "downscale", "max_shift")
 SKETCHES = ("ellipse", "disc")
 MAX_INIT_STEPS = 1000
-MAX_INIT_STRENGTH = 4.0
 LEVELS = ("down", "mid", "up")
 
 
@@ -195,11 +182,8 @@ class RegionDocument:
     init_sketch: str = VERSION_DEFAULTS[VERSION]["init_sketch"]
     init_noise_outside: float | None = VERSION_DEFAULTS[VERSION]["init_noise_outside"]
     init_steps: int = VERSION_DEFAULTS[VERSION]["init_steps"]
-    init_mix: str = VERSION_DEFAULTS[VERSION]["init_mix"]
-    init_strength: float = 1.0
     guidance: GuidanceOptions = GuidanceOptions()
     background_prompt: str = VERSION_DEFAULTS[VERSION]["background_prompt"]
-    background_negative: str = VERSION_DEFAULTS[VERSION]["background_negative"]
     version: int = VERSION
     target_prompt: str = ""
     edit: EditOptions = EditOptions()
@@ -352,13 +336,9 @@ def parse_region_document(value: Any, field: str = "regedit", untagged_version: 
         init_noise_outside=None if obj.get("init_noise_outside", defaults["init_noise_outside"]) is None else
         get_number(obj, "init_noise_outside", "", lo=0.0, hi=1.0, default=defaults["init_noise_outside"]),
         init_steps=_whole(obj, "init_steps", "", default=defaults["init_steps"], lo=0, hi=MAX_INIT_STEPS),
-        init_mix=get_string(obj, "init_mix", "", default=defaults["init_mix"], choices=INIT_MIXES),
-        init_strength=get_number(obj, "init_strength", "", default=1.0, lo=0.0, hi=MAX_INIT_STRENGTH),
         guidance=_parse_guidance(obj.get("guidance"), "guidance", GUIDANCE_MAX_SHIFT[version]),
         background_prompt=get_string(obj, "background_prompt", "", default=defaults["background_prompt"],
                                      choices=BACKGROUND_SOURCES),
-        background_negative=get_string(obj, "background_negative", "", default=defaults["background_negative"],
-                                       choices=BACKGROUND_NEGATIVES),
         version=version,
         target_prompt=get_string(obj, "target_prompt", "", default="", max_chars=MAX_PROMPT_CHARS),
         edit=parse_edit_options(obj.get("edit"), "edit"),

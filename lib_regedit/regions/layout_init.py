@@ -23,22 +23,11 @@ needed:
    ``sqrt(1 - s) * z_inv + sqrt(s) * noise``, with the seed's share ``s`` = ``init_noise`` inside
    the boxes (0.25) and ``init_noise_outside`` outside them (0.85 from version 3, so the background
    follows the seed; version 2 used 0.25 everywhere).
-   That is ``"init_mix": "share"`` (document versions 2 to 4). Every share that placed objects left
-   most of each box's variance to the sketch, so every seed drew nearly the same picture.
-   From version 5, ``"init_mix": "steer"`` (``steer_noise``) keeps the seed's own noise whole and
-   changes it along one direction per box only: the direction in which the sketch's inversion differs
-   from the inversion of the blank sketch (the same light background with no marks), smoothed a
-   little (``STEER_SMOOTH``) and limited to the box. The seed's noise gets the sketch's own component
-   along it (times ``init_strength``); every other direction, and everything outside the boxes,
-   stays the seed's. Among the box's hundreds of latent dimensions one is set, so the objects' size,
-   outline and place in the box, and the whole background, still follow the seed.
 4. ``as_unit_noise``: the result is returned in the samplers' "initial noise" form
    (``z_T / sqrt(1 - alpha_bar_T)``), which every sampler then scales by its own initial sigma.
 
 A miss costs one UNet pass per sampling step (batch 1, no CFG) and a VAE encode; a hit costs
-nothing (``python -m lib_regedit.bench defaults``; docs/placement.md). The blank sketch's inversion,
-which "steer" also needs, depends only on the model, the size and the steps, so it is inverted once
-for every layout.
+nothing (``python -m lib_regedit.bench defaults``; docs/placement.md).
 """
 
 from __future__ import annotations
@@ -59,8 +48,6 @@ SKETCH_INSET = 0.1
 DEFAULT_NOISE_SHARE = 0.25
 DISC_SHARE = 0.6  # the disc's diameter as a share of the box's shorter side
 AREA_FEATHER = 0.05  # the soft edge of the boxes where the seed's share changes, as a fraction of the image
-STEER_SMOOTH = 0.5  # "steer": the Gaussian smoothing (sigma, latent pixels) of the sketch's direction
-STEER_FEATHER = 0.1  # "steer": the soft edge of each box's part of that direction, as a fraction of the image
 
 
 def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = "ellipse") -> Image.Image:
@@ -166,39 +153,6 @@ def invert_sketch(eps: Callable[[torch.Tensor, int], torch.Tensor], z0: torch.Te
     return ddim.invert(eps, z0, alphas_cumprod, timesteps)[-1], float(alphas_cumprod[timesteps[-1]])
 
 
-def smooth(z: torch.Tensor, sigma: float = STEER_SMOOTH) -> torch.Tensor:
-    """(B, C, h, w) blurred per channel with a Gaussian of ``sigma`` latent pixels (edges reflected)."""
-    import torch.nn.functional as F
-
-    radius = max(1, int(3 * sigma + 0.5))
-    xs = torch.arange(-radius, radius + 1, dtype=z.dtype)
-    g = torch.exp(-xs ** 2 / (2 * sigma * sigma))
-    g = g / g.sum()
-    c = z.shape[1]
-    pad_w, pad_h = min(radius, z.shape[-1] - 1), min(radius, z.shape[-2] - 1)
-    kernel_w, kernel_h = g[radius - pad_w:radius + pad_w + 1], g[radius - pad_h:radius + pad_h + 1]
-    z = F.conv2d(F.pad(z, (pad_w, pad_w, 0, 0), mode="reflect"), kernel_w.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(z, (0, 0, pad_h, pad_h), mode="reflect"), kernel_h.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
-                    groups=c)
-
-
-def steer_noise(noise: torch.Tensor, difference: torch.Tensor, masks, strength: float = 1.0) -> torch.Tensor:
-    """The seed's ``noise`` (B, C, h, w), steered in each mask (h, w) towards ``difference`` (1, C, h, w):
-    with ``d`` the difference in the mask and ``u = d / |d|``, each row's component along ``u`` becomes
-    ``strength * |d|`` (the sketch's own, at strength 1), and every component orthogonal to ``u``
-    stays the seed's. Masks that overlap are applied one after the other."""
-    out = noise.clone()
-    for mask in masks:
-        d = difference * mask
-        norm = float(d.norm())
-        if norm == 0.0:
-            continue
-        u = d / norm
-        along = (out * u).sum(dim=(1, 2, 3), keepdim=True)
-        out = out + (float(strength) * norm - along) * u
-    return out
-
-
 def start_noise(z_inv: torch.Tensor, alpha_bar: float, noise: torch.Tensor,
                 share: float = DEFAULT_NOISE_SHARE, mask: torch.Tensor | None = None,
                 outside: float | None = None) -> torch.Tensor:
@@ -237,10 +191,6 @@ class LayoutCache:
     def clear(self) -> None:
         self._items.clear()
 
-    def holds(self, model_key, key) -> bool:
-        """Whether ``key`` is cached for ``model_key`` (no use is counted)."""
-        return model_key == self._model_key and key in self._items
-
     def inverted(self, model_key, key, invert: Callable[[], tuple[torch.Tensor, float]]) -> tuple[torch.Tensor, float]:
         """The cached inversion under ``key`` for ``model_key``, or ``invert()`` stored."""
         if model_key != self._model_key:
@@ -273,60 +223,26 @@ def sketch_key(document, width: int, height: int, steps: int) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-def blank_key(document, width: int, height: int, steps: int) -> str:
-    """What the inversion of the blank sketch (no marks) depends on, besides the model."""
-    return f"blank:{document.init_steps}:{width}x{height}:{steps}"
-
-
-def inversions_to_run(document, *, width: int, height: int, steps: int, model_key,
-                      cache: LayoutCache | None = LAYOUTS) -> int:
-    """How many inversions :func:`inverted_sketch` will run (those ``cache`` does not hold): for a
-    progress bar's length."""
-    keys = [sketch_key(document, width, height, steps)]
-    if document.init_mix == "steer":
-        keys.append(blank_key(document, width, height, steps))
-    return sum(1 for k in keys if cache is None or not cache.holds(model_key, k))
-
-
 def inverted_sketch(document, *, width: int, height: int, steps: int,
                     encode: Callable[[torch.Tensor], torch.Tensor], eps: Callable[[torch.Tensor, int], torch.Tensor],
-                    alphas_cumprod: torch.Tensor, model_key, cache: LayoutCache | None = LAYOUTS) -> tuple:
+                    alphas_cumprod: torch.Tensor, model_key, cache: LayoutCache | None = LAYOUTS) -> tuple[torch.Tensor, float]:
     """The document's sketch (which never depends on the seed), VAE-encoded with ``encode`` (pixels
     (1, 3, H, W) in [-1, 1] -> the scaled posterior mean) and DDIM-inverted with the empty-prompt
-    ``eps(z, t)``, on any host, through ``cache``. Returns the inverted latent and its alpha_bar, and
-    for ``"init_mix": "steer"`` the blank sketch's inverted latent after them."""
+    ``eps(z, t)``, on any host, through ``cache``. Returns the inverted latent and its alpha_bar."""
 
-    def invert(image: Image.Image):
-        def run():
-            z0 = encode(image_to_tensor(image)).float().cpu()
-            return invert_sketch(eps, z0, alphas_cumprod, steps, document.init_steps)
-        return run
+    def invert():
+        z0 = encode(document_sketch(document, width, height)).float().cpu()
+        return invert_sketch(eps, z0, alphas_cumprod, steps, document.init_steps)
 
-    def through_cache(key: str, image: Callable[[], Image.Image]):
-        if cache is None:
-            return invert(image())()
-        return cache.inverted(model_key, key, lambda: invert(image())())
-
-    sketch = through_cache(sketch_key(document, width, height, steps),
-                           lambda: layout_sketch(document_boxes(document), width, height, document.init_sketch))
-    if document.init_mix != "steer":
-        return sketch
-    blank = through_cache(blank_key(document, width, height, steps), lambda: layout_sketch([], width, height))
-    return (*sketch, blank[0])
+    if cache is None:
+        return invert()
+    return cache.inverted(model_key, sketch_key(document, width, height, steps), invert)
 
 
-def start_for(document, inverted: tuple, noise: torch.Tensor) -> torch.Tensor:
-    """Layout init's starting noise for one batch from the seed's ``noise`` (B, C, h, w): mixed into the
-    inverted sketch with the document's shares inside the boxes and outside them (``"share"``), or
-    the seed's noise steered towards the sketch in each box (``"steer"``, :func:`steer_noise`)."""
-    z_inv, alpha_bar, *blank = inverted
-    if document.init_mix == "steer" and blank:
-        unit = as_unit_noise(z_inv.float(), alpha_bar) - as_unit_noise(blank[0].float(), alpha_bar)
-        h, w = noise.shape[-2:]
-        from ..masks import region_mask
-
-        masks = [region_mask(r, h, w, feather=STEER_FEATHER) for r in document.object_regions]
-        return steer_noise(noise.float().cpu(), smooth(unit), masks, document.init_strength).to(noise.device, noise.dtype)
+def start_for(document, inverted: tuple[torch.Tensor, float], noise: torch.Tensor) -> torch.Tensor:
+    """Layout init's starting noise for one batch: the seed's ``noise`` (B, C, h, w) mixed into the
+    inverted sketch with the document's shares, inside the boxes and outside them."""
+    z_inv, alpha_bar = inverted
     mask = area_mask(document, *noise.shape[-2:])
     return start_noise(z_inv, alpha_bar, noise.float().cpu(), document.init_noise, mask,
                        document.init_noise_outside).to(noise.device, noise.dtype)

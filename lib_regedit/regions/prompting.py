@@ -24,37 +24,21 @@ Encode = Callable[[str], torch.Tensor]
 Tokenize = Callable[[str], list[tuple[int, str]]]
 
 
-def build_fusion(document: RegionDocument, encode: Encode, mode: str | None = None, contexts=None,
-                 objects_negative: bool = False):
+def build_fusion(document: RegionDocument, encode: Encode, mode: str | None = None, contexts=None):
     """``encode(prompt)`` gives the cross-attention context (1, T, C) of a prompt in the backend's own way
     (the WebUI's 75-token chunks and emphasis, or the diffusers text encoders). Returns a
-    :class:`RegionFusion` (attention mode, one UNet pass) or a :class:`LatentFusion` (latent mode).
-    ``objects_negative``: the background's unconditional rows read :func:`objects_negative_text`
-    unless a background region gives its own negative prompt."""
+    :class:`RegionFusion` (attention mode, one UNet pass) or a :class:`LatentFusion` (latent mode)."""
     mode = mode or document.mode
     contexts = contexts if contexts is not None else [encode(r.prompt) for r in document.object_regions]
     regions = [RegionPrompt(r.x, r.y, r.w, r.h, r.feather, r.weight, ctx,
                             encode(r.negative_prompt) if r.negative_prompt else None, r.shape)
                for r, ctx in zip(document.object_regions, contexts)]
     bg = document.background
-    negative = bg.negative_prompt if bg and bg.negative_prompt else None
-    if negative is None and objects_negative and document.object_regions:
-        negative = objects_negative_text(document)
     kwargs = dict(background_context=background_context(document, encode),
-                  background_negative=encode(negative) if negative else None,
+                  background_negative=encode(bg.negative_prompt) if bg and bg.negative_prompt else None,
                   background_weight=document.background_weight, whole_start=document.whole_prompt_start,
                   whole_weight=document.whole_prompt_weight)
     return (LatentFusion if mode == "latent" else RegionFusion)(regions, **kwargs)
-
-
-def objects_negative_text(document: RegionDocument) -> str:
-    """The background's negative prompt for ``"background_negative": "objects"`` (document version 5):
-    the negative prompt, then each object region's prompt. Classifier-free guidance then steers away
-    from the objects wherever no box is, so an object that a checkpoint would draw where its seed
-    favours (anywhere) is drawn in its box instead; inside the boxes the negative prompt is unchanged.
-    It costs no UNet pass in attention mode (the unconditional rows' cross-attention is fused there too)."""
-    parts = [document.negative_prompt.strip()] + [r.prompt.strip() for r in document.object_regions]
-    return ", ".join(p for p in parts if p)
 
 
 def _without_tags(document: RegionDocument) -> tuple[RegionDocument, list[str]]:
@@ -151,9 +135,7 @@ def build_effects(document: RegionDocument, encode: Encode, tokenize: Tokenize |
             return encode(region.prompt)
 
     contexts = [encode_region(r, per_region[i] if per_region else []) for i, r in enumerate(document.object_regions)]
-    # the objects out of the background (version 5) where it costs no pass: attention mode
-    fusion = build_fusion(document, encode, mode, contexts,
-                          objects_negative=document.background_negative == "objects" and mode == "attention")
+    fusion = build_fusion(document, encode, mode, contexts)
     result = RegionEffects([fusion] if mode == "attention" else [], fusion)
     if tagged:
         result.notes.append(f"{', '.join(tagged)} in region prompts: extra networks apply from the main prompt "
