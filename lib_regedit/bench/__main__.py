@@ -199,6 +199,8 @@ def main(argv=None) -> None:
         whole.add_argument("--steps", type=int, default=20)
         whole.add_argument("--runs", type=int, default=6)
         whole.add_argument("--threads", type=int, default=1)
+        whole.add_argument("--sd15", type=int, default=None, metavar="SIZE",
+                           help="instead of --model: the full SD 1.5 architecture (random weights) at SIZE x SIZE")
     def whole_runs(name: str, text: str, runs: int = 3) -> argparse.ArgumentParser:
         """A bench of whole edits against a baseline: steps, size, rounds and threads."""
         bench = sub.add_parser(name, help=text)

@@ -24,12 +24,17 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "two_shapes.json"
 
 
 def _pipeline(args):
-    """The model path and its pipeline, on ``args.threads`` threads, progress bars off."""
+    """The model path and its pipeline, on ``args.threads`` threads, progress bars off; with ``--sd15
+    SIZE`` the full SD 1.5 architecture with random weights (``drag_bench.sd15_pipeline``)."""
     import torch
 
     from ..models import default_model_path, load_pipeline
 
     torch.set_num_threads(args.threads)
+    if getattr(args, "sd15", None):
+        from .drag_bench import sd15_pipeline
+
+        return Path(f"SD 1.5 architecture (random weights), {args.sd15}x{args.sd15}"), sd15_pipeline(args.sd15)
     model = Path(args.model) if args.model else default_model_path()
     pipe = load_pipeline(model)
     pipe.set_progress_bar_config(disable=True)
@@ -81,12 +86,13 @@ def defaults(args) -> None:
 
     model, pipe = _pipeline(args)
     doc = parse_region_document(EXAMPLE.read_text())
+    size = {"width": args.sd15, "height": args.sd15} if getattr(args, "sd15", None) else {}
     runs = {
-        "plain": lambda seed: generate_plain(pipe, doc.prompt, seed=seed, steps=args.steps),
-        "regions alone": lambda seed: generate(pipe, replace(doc, init="noise"), seed=seed, steps=args.steps),
+        "plain": lambda seed: generate_plain(pipe, doc.prompt, seed=seed, steps=args.steps, **size),
+        "regions alone": lambda seed: generate(pipe, replace(doc, init="noise"), seed=seed, steps=args.steps, **size),
         "defaults, cold": lambda seed: (layout_init.LAYOUTS.clear(),
-                                        generate(pipe, doc, seed=seed, steps=args.steps)),
-        "defaults, warm": lambda seed: generate(pipe, doc, seed=seed, steps=args.steps),
+                                        generate(pipe, doc, seed=seed, steps=args.steps, **size)),
+        "defaults, warm": lambda seed: generate(pipe, doc, seed=seed, steps=args.steps, **size),
     }
     for run in runs.values():
         run(0)  # warm-up

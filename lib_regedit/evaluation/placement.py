@@ -172,3 +172,45 @@ def user_layouts(n: int = 6, seed: int = USER_LAYOUT_SEED) -> list:
             placed.append(tuple(round(float(v), 3) for v in (x, y, w, h)))
         layouts.append([(colours[c1], SHAPES[s1], placed[0]), (colours[c2], SHAPES[s2], placed[1])])
     return layouts
+
+
+def variety_ceiling(layouts, seeds: int = 5, repeats: int = 20, rng_seed: int = 0) -> dict:
+    """How much seed variety holding the objects in their boxes leaves, in ShapesWorld's own data:
+    for each layout, sets of ``seeds`` scenes drawn by the data generator's rules (its sizes, colours
+    and backgrounds; ``lib_regedit/shapesworld/data.py``) with the layout's two objects either anywhere
+    ("free", what the plain prompt draws) or at a random size and place inside their boxes ("placed",
+    an ideal method that keeps every seed's own picture). Returns both varieties and their ratio: no
+    method that puts the objects in these boxes is expected above that share of plain's variety."""
+    from ..shapesworld.data import (BACKGROUNDS, MAX_SIZE, MIN_SIZE, Scene, ShapeObject, _overlaps, render)
+
+    rng = np.random.default_rng(rng_seed)
+
+    def background():
+        return BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+
+    def free(layout):
+        objects: list = []
+        for colour, shape, _ in layout:
+            for _attempt in range(60):
+                s = float(rng.uniform(MIN_SIZE, MAX_SIZE))
+                box = (float(rng.uniform(0.02, 0.98 - s)), float(rng.uniform(0.02, 0.98 - s)), s, s)
+                if all(not _overlaps(box, o.box, 0.03) for o in objects):
+                    break
+            objects.append(ShapeObject(shape, colour, box, COLOURS[colour]))
+        return Scene(background(), tuple(objects))
+
+    def placed(layout):
+        objects = []
+        for colour, shape, (x, y, w, h) in layout:
+            side = min(w, h)
+            s = float(rng.uniform(min(MIN_SIZE, side), min(MAX_SIZE, side)))
+            box = (float(rng.uniform(x, x + max(0.0, w - s))), float(rng.uniform(y, y + max(0.0, h - s))), s, s)
+            objects.append(ShapeObject(shape, colour, box, COLOURS[colour]))
+        return Scene(background(), tuple(objects))
+
+    out = {}
+    for name, draw in (("free", free), ("placed", placed)):
+        out[name] = float(np.mean([seed_variety([render(draw(layout)) for _ in range(seeds)])
+                                   for layout in layouts for _ in range(repeats)]))
+    out["ratio"] = out["placed"] / out["free"]
+    return out

@@ -147,6 +147,10 @@ def main(argv=None) -> int:
     print(f"{args.model or 'bundled ShapesWorld'}; {args.layouts} layouts x seeds {args.seeds} x {args.samplers}, "
           f"{args.steps} steps, CFG {args.cfg}")
     print(placement.table(rows))
+    ceiling = placement.variety_ceiling(placement.user_layouts(args.layouts), seeds=len(args.seeds.split(",")))
+    print(f"Seed variety's ceiling on these layouts: ShapesWorld's data generator, with the two objects at a random "
+          f"size and place inside their boxes, keeps {ceiling['ratio']:.2f} of the variety it has with them anywhere "
+          f"(placement.variety_ceiling).")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
