@@ -10,7 +10,7 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # CPU torch; on this workplace's machines the 2.13.0 CPU wheel lies on local disk.
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install -q torch==2.13.0
-$PIP install -q -r requirements.txt
+$PIP install -q -r requirements-diffusers.txt
 $PIP install -q --no-deps open_clip_torch==3.3.0
 if [ "${1:-}" = "--test" ]; then
   $PIP install -q -r requirements-test.txt

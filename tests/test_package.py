@@ -67,3 +67,42 @@ def test_setup_installs_the_regedit_command(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert typo.returncode == 2 and typo.stderr.startswith("usage: regedit drag ")
     assert typo.stderr.strip().endswith("regedit drag: error: unrecognized arguments: --strat-t 0.5")
+
+
+def _requirements(name: str) -> dict:
+    """``{package: line}`` of a requirements file (comments and ``-r`` includes left out)."""
+    import re
+
+    out = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-r"):
+            out[re.split(r"[<>=!~ ]", line, maxsplit=1)[0].lower()] = line
+    return out
+
+
+def test_the_host_requirements_pin_nothing_a_host_ships():
+    """ComfyUI-Manager installs requirements.txt into ComfyUI's own Python: it holds only what the
+    hosts lack (install.py's list), never torch, diffusers or transformers; the diffusers engine's
+    pins live in requirements-diffusers.txt (setup.sh) and match pyproject.toml."""
+    import tomllib
+
+    host = _requirements("requirements.txt")
+    assert not {"torch", "diffusers", "transformers", "accelerate"} & set(host), host
+    install = (ROOT / "install.py").read_text()
+    assert all(f'"{package}"' in install for package in host), "install.py and requirements.txt disagree"
+    engine = _requirements("requirements-diffusers.txt")
+    assert "-r requirements.txt" in (ROOT / "requirements-diffusers.txt").read_text()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for line in declared:
+        name = line.split("=")[0].split(">")[0].strip().lower()
+        assert name in engine or name in host, f"{line} is in pyproject.toml and in no requirements file"
+        if "==" in line:
+            assert engine[name] == line, (engine[name], line)
+
+
+def test_install_py_does_nothing_outside_the_webui(tmp_path):
+    """ComfyUI-Manager runs install.py as well, where the WebUI's ``launch`` module does not exist."""
+    res = subprocess.run([sys.executable, str(ROOT / "install.py")], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and not res.stdout.strip(), res.stderr[-2000:]
