@@ -84,3 +84,38 @@ def test_the_seamless_paste_takes_either_mask_shape(shape):
     mask[8:24, 8:24] = 1
     out = seamless_paste(_flat((100, 100, 100)), _flat((120, 120, 120)), mask)
     assert np.abs(np.asarray(out, dtype=np.int16) - 100).max() <= 1
+
+
+def test_restore_unchanged_gives_back_a_faint_glow_and_keeps_what_the_edit_drew():
+    """Inside the mask, pixels the edit moved by a few levels are the original's again; what it drew
+    (tens of levels away) stays; outside the mask nothing changes."""
+    original = np.full((32, 32, 3), 240, dtype=np.uint8)
+    edited = original.copy()
+    edited[8:24, 8:24] = 246  # a glow: 6 levels over the box
+    edited[12:20, 12:20] = (40, 70, 220)  # what the edit drew
+    edited[0:4, 0:4] = 250  # a change outside the mask is left as it is
+    mask = np.zeros((32, 32), dtype=np.float32)
+    mask[6:26, 6:26] = 1.0
+    out = np.asarray(compositing.restore_unchanged(Image.fromarray(original), Image.fromarray(edited), mask))
+    assert (out[8:11, 8:24] == 240).all()  # the glow away from the object: the picture's
+    np.testing.assert_array_equal(out[13:19, 13:19], edited[13:19, 13:19])  # the object, whole
+    np.testing.assert_array_equal(out[0:4, 0:4], edited[0:4, 0:4])
+    lo, hi = compositing.UNCHANGED_LEVELS
+    assert 0 < lo < hi < 255
+
+
+def test_a_version_5_picture_edit_restores_what_it_barely_changed():
+    from lib_regedit.documents import parse_region_document
+    from lib_regedit.editing.real_edit import paste_outside
+
+    picture = Image.new("RGB", (32, 32), (240, 240, 240))
+    edited = np.full((32, 32, 3), 246, dtype=np.uint8)  # the model's background a few levels off everywhere
+    edited[12:20, 12:20] = (40, 70, 220)
+    doc = {"prompt": "a blue square", "regions": [{"x": 0.25, "y": 0.25, "w": 0.5, "h": 0.5, "prompt": "a red square",
+                                                  "edit": "change", "target_prompt": "a blue square"}]}
+    v5 = np.asarray(paste_outside(picture, Image.fromarray(edited), parse_region_document(doc)))
+    v4 = np.asarray(paste_outside(picture, Image.fromarray(edited), parse_region_document(dict(doc, version=4))))
+    box = (slice(9, 11), slice(9, 23))  # inside the edit area, beside the object
+    assert np.abs(v5[box].astype(int) - 240).max() <= np.abs(v4[box].astype(int) - 240).max()
+    assert (v5[box] == 240).all()
+    np.testing.assert_array_equal(v5[14:18, 14:18], v4[14:18, 14:18])  # the object, as version 4 pastes it

@@ -127,6 +127,18 @@ def test_edit_regions_picture(source, tmp_path, inversion):
 
 
 @pytest.mark.parametrize("inversion", ["negative", "ddim"])
+def test_a_version_4_picture_edit_keeps_what_it_barely_changed_as_edited(source, tmp_path, inversion):
+    """The example as a version 4 document: the golden is the edit's output from before version 5 gave
+    back the pixels the edit changed by a few levels only."""
+    document = tmp_path / "edit_v4.json"
+    document.write_text(json.dumps(dict(json.loads((EXAMPLES / "edit_change.json").read_text()), version=4)))
+    out = tmp_path / "edit.png"
+    assert main(["edit-regions", "--regions", str(document), "--image", str(source), "--inversion", inversion,
+                 "--out", str(out), "--seed", "8", *STEPS]) == 0
+    _check(f"picture_{inversion}_v4", out)
+
+
+@pytest.mark.parametrize("inversion", ["negative", "ddim"])
 def test_a_version_3_picture_edit_keeps_the_feathered_paste(source, tmp_path, inversion):
     """The example as a version 3 document: the golden is the edit's output from before version 4's
     seamless paste."""

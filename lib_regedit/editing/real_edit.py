@@ -42,6 +42,7 @@ from ..inversion import ddim
 from ..inversion.invert import DEFAULT_FIXED_POINT, Inversion, InversionCancelled, invert
 from ..inversion.null_sets import NullSchedule, NullSet
 from ..documents import RegionDocument
+from ..documents.region import UNCHANGED_RESTORED_FROM
 from ..inversion.null_text import NullTextOptions
 from .pair_effects import PairEffects, build_pair_effects
 from .pair_start import edit_start_mask
@@ -260,15 +261,19 @@ def paste_outside(picture, edited, document: RegionDocument):
     From region document version 4 the paste is seamless (:func:`harmonises`): the model painted the
     edited boxes' background a few levels off the picture's (a pale lavender rectangle on white), and
     a feather alone leaves that patch with a soft edge; documents of earlier versions keep the plain
-    feathered paste."""
-    from ..compositing import paste_back, seamless_paste
+    feathered paste. From version 5 the pixels the edit changed by only a few levels inside its area (a
+    glow of the new colour in the background) are the picture's again (``compositing.restore_unchanged``)."""
+    from ..compositing import paste_back, restore_unchanged, seamless_paste
 
     if not (document.keeps_outside(picture=True) and document.edit.paste_outside):
         return edited
     area = edit_area(document, edited.height, edited.width)
     if area is None:
         return edited
-    return (seamless_paste if harmonises(document) else paste_back)(picture, edited, area.numpy())
+    pasted = (seamless_paste if harmonises(document) else paste_back)(picture, edited, area.numpy())
+    if document.version >= UNCHANGED_RESTORED_FROM:
+        pasted = restore_unchanged(picture, pasted, area.numpy())
+    return pasted
 
 
 def harmonises(document: RegionDocument) -> bool:
