@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from lib_regedit.documents import parse_lime_document, parse_region_document
 from lib_regedit.documents import mask_picture
+from lib_regedit.documents.region import VERSION
 from lib_regedit.errors import RegEditError
 from lib_regedit.masks import area_mask, fusion_weights, grown_area, region_mask
 from lib_regedit.shape_masks import inner_disc, shape_mask
@@ -152,7 +153,7 @@ def test_a_shape_region_has_its_bounding_box_and_round_trips():
 def test_boxes_are_written_as_before():
     doc = parse_region_document({"prompt": "p", "regions": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4, "prompt": "a"}]})
     assert json.loads(doc.to_json())["regions"] == [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4, "prompt": "a"}]
-    assert doc.regions[0].shape is None and doc.version == 4
+    assert doc.regions[0].shape is None and doc.version == VERSION
 
 
 def test_the_infotext_carries_shapes_and_pasting_restores_them():
