@@ -86,7 +86,7 @@ VERSION_DEFAULTS = {
         "init_noise": 0.25},
 }
 VERSION_DEFAULTS[4] = VERSION_DEFAULTS[3]  # version 4 changed an edit pair's default only (``keeps_outside``)
-VERSION_DEFAULTS[5] = VERSION_DEFAULTS[4]  # version 5 changed a picture's edit only (``restores_unchanged``)
+VERSION_DEFAULTS[5] = VERSION_DEFAULTS[4]  # version 5 changed a picture's edit only (``real_edit.paste_outside``)
 PAIRS_KEEP_FROM = 4  # the first version whose generated pairs keep the source outside their edits
 UNCHANGED_RESTORED_FROM = 5  # the first version whose picture edits give back the pixels they barely changed
 GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05}  # layout guidance's bound (unbounded before version 3)
