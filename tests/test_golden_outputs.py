@@ -89,21 +89,22 @@ def test_edit_lime(source, tmp_path):
     _check("edit_lime", out)
 
 
-def _version_3(tmp_path, name):
-    """The example document as version 3 wrote it: MRGD's pair, with nothing kept outside the edits."""
-    path = tmp_path / f"v3_{name}"
-    path.write_text(json.dumps(dict(json.loads((EXAMPLES / name).read_text()), version=3)))
+def _version(tmp_path, name, version: int = 3):
+    """The example document ``name`` as ``version`` wrote it (3: MRGD's pair, with nothing kept
+    outside the edits)."""
+    path = tmp_path / f"v{version}_{name}"
+    path.write_text(json.dumps(dict(json.loads((EXAMPLES / name).read_text()), version=version)))
     return path
 
 
 def test_edit_regions_pair(tmp_path):
     src, tgt = tmp_path / "src.png", tmp_path / "tgt.png"
-    assert main(["edit-regions", "--regions", str(_version_3(tmp_path, "edit_change.json")), "--out-source", str(src),
+    assert main(["edit-regions", "--regions", str(_version(tmp_path, "edit_change.json")), "--out-source", str(src),
                  "--out-target", str(tgt), "--seed", "6", *STEPS]) == 0
     _check("pair_source", src)
     _check("pair_target", tgt)
     src, tgt = tmp_path / "src2.png", tmp_path / "tgt2.png"
-    assert main(["edit-regions", "--regions", str(_version_3(tmp_path, "edit_add_remove.json")), "--out-source",
+    assert main(["edit-regions", "--regions", str(_version(tmp_path, "edit_add_remove.json")), "--out-source",
                  str(src), "--out-target", str(tgt), "--seed", "7", "--guidance", *STEPS]) == 0
     _check("pair_add_remove_guided_target", tgt)
 
@@ -126,25 +127,13 @@ def test_edit_regions_picture(source, tmp_path, inversion):
     _check(f"picture_{inversion}_reconstruction", recon)
 
 
+@pytest.mark.parametrize("version", [3, 4])
 @pytest.mark.parametrize("inversion", ["negative", "ddim"])
-def test_a_version_4_picture_edit_keeps_what_it_barely_changed_as_edited(source, tmp_path, inversion):
-    """The example as a version 4 document: the golden is the edit's output from before version 5 gave
-    back the pixels the edit changed by a few levels only."""
-    document = tmp_path / "edit_v4.json"
-    document.write_text(json.dumps(dict(json.loads((EXAMPLES / "edit_change.json").read_text()), version=4)))
+def test_an_older_picture_edit_keeps_its_paste(source, tmp_path, inversion, version):
+    """The example as a version 3 or 4 document: the golden is the edit's output from before version 4's
+    seamless paste (3), or from before version 5 gave back the pixels the edit changed by a few levels
+    only (4)."""
     out = tmp_path / "edit.png"
-    assert main(["edit-regions", "--regions", str(document), "--image", str(source), "--inversion", inversion,
-                 "--out", str(out), "--seed", "8", *STEPS]) == 0
-    _check(f"picture_{inversion}_v4", out)
-
-
-@pytest.mark.parametrize("inversion", ["negative", "ddim"])
-def test_a_version_3_picture_edit_keeps_the_feathered_paste(source, tmp_path, inversion):
-    """The example as a version 3 document: the golden is the edit's output from before version 4's
-    seamless paste."""
-    document = tmp_path / "edit_v3.json"
-    document.write_text(json.dumps(dict(json.loads((EXAMPLES / "edit_change.json").read_text()), version=3)))
-    out = tmp_path / "edit.png"
-    assert main(["edit-regions", "--regions", str(document), "--image", str(source), "--inversion", inversion,
-                 "--out", str(out), "--seed", "8", *STEPS]) == 0
-    _check(f"picture_{inversion}_v3", out)
+    assert main(["edit-regions", "--regions", str(_version(tmp_path, "edit_change.json", version)), "--image",
+                 str(source), "--inversion", inversion, "--out", str(out), "--seed", "8", *STEPS]) == 0
+    _check(f"picture_{inversion}_v{version}", out)
