@@ -356,6 +356,12 @@
             return el("button", {type: "button", class: "regedit-btn", "data-action": name, title, text: label, onclick: fn});
         }
 
+        // A drawing tool's button: pressing it makes ``name`` the panel's tool (``setTool``).
+        toolButton(name, label, title) {
+            return el("button", {type: "button", class: "regedit-tool", "data-tool": name, title, text: label,
+                                 onclick: () => this.setTool(name)});
+        }
+
         historyButtons() {
             return {
                 undo: this.button("undo", "\u21b6 Undo", "Undo (Ctrl+Z)", () => this.undo()),

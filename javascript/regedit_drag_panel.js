@@ -173,10 +173,7 @@
             build() {
                 const el = this.U.el;
                 this.makeStage("Drag regions canvas. " + HELP);
-                const tool = (name, label, title) => el("button", {
-                    type: "button", class: "regedit-tool", "data-tool": name, title, text: label,
-                    onclick: () => this.setTool(name),
-                });
+                const tool = (name, label, title) => this.toolButton(name, label, title);
                 this.toolButtons = {
                     polygon: tool("polygon", "\u25b3 Polygon", "Click 3 or 4 vertices"),
                     brush: tool("brush", "\u270e Brush", "Paint a region, then press Enter"),

@@ -154,10 +154,7 @@
                 });
                 const snapLabel = el("label", {class: "regedit-check", title: "Snap box edges to the 8-pixel latent grid"},
                     [this.snapBox, document.createTextNode(" Snap to 8 px grid")]);
-                const tool = (name, label, title) => el("button", {
-                    type: "button", class: "regedit-tool", "data-tool": name, title, text: label,
-                    onclick: () => this.setTool(name),
-                });
+                const tool = (name, label, title) => this.toolButton(name, label, title);
                 this.toolButtons = {
                     box: tool("box", "\u25ad Box", "Drag to draw a box"),
                     polygon: tool("polygon", "\u25b3 Polygon", "Click the vertices; click the first one, double-click or press Enter to finish"),

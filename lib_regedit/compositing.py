@@ -15,13 +15,19 @@ import numpy as np
 from PIL import Image
 
 
-def paste_back(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
-    """``edited`` where ``mask`` is 1, ``original`` where it is 0, blended in between. ``mask`` is
-    (H, W) or (H, W, 1) in [0, 1] at the edit's size; the original is resized to that size first."""
+def _aligned(original: Image.Image, edited: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """Both images in RGB, the original resized to the edit's size."""
     edited = edited.convert("RGB")
     original = original.convert("RGB")
     if original.size != edited.size:
         original = original.resize(edited.size, Image.LANCZOS)
+    return original, edited
+
+
+def paste_back(original: Image.Image, edited: Image.Image, mask) -> Image.Image:
+    """``edited`` where ``mask`` is 1, ``original`` where it is 0, blended in between. ``mask`` is
+    (H, W) or (H, W, 1) in [0, 1] at the edit's size; the original is resized to that size first."""
+    original, edited = _aligned(original, edited)
     m = np.asarray(mask, dtype=np.float32).reshape(edited.height, edited.width, 1)
     out = np.asarray(original, dtype=np.float32) * (1 - m) + np.asarray(edited, dtype=np.float32) * m
     return Image.fromarray(out.round().astype(np.uint8))
@@ -46,10 +52,7 @@ def seamless_paste(original: Image.Image, edited: Image.Image, mask) -> Image.Im
     the region as a coloured glow. So boundary pixels whose difference is more than :data:`OUTLIER`
     levels from the median of their ring are let go (:func:`boundary_difference`): the membrane
     passes over them from the rest of the boundary, and the feather covers the seam they leave."""
-    edited = edited.convert("RGB")
-    original = original.convert("RGB")
-    if original.size != edited.size:
-        original = original.resize(edited.size, Image.LANCZOS)
+    original, edited = _aligned(original, edited)
     m = np.asarray(mask, dtype=np.float32).reshape(edited.height, edited.width)
     region = m > 0
     if not region.any() or region.all():
@@ -202,10 +205,7 @@ def restore_unchanged(original: Image.Image, edited: Image.Image, mask, levels=U
     (tens of levels away from the picture) stays whole and its soft edge stays soft."""
     from scipy import ndimage
 
-    edited = edited.convert("RGB")
-    original = original.convert("RGB")
-    if original.size != edited.size:
-        original = original.resize(edited.size, Image.LANCZOS)
+    original, edited = _aligned(original, edited)
     e = np.asarray(edited, dtype=np.float64)
     o = np.asarray(original, dtype=np.float64)
     difference = ndimage.gaussian_filter(np.abs(e - o).max(axis=2), max(0.5, UNCHANGED_BLUR * edited.width))
