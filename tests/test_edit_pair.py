@@ -71,6 +71,10 @@ def test_edit_defaults_come_from_the_paper():
     ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "edit": {"tau": 2}}, "edit.tau", ""),
     ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "edit": {"self_replace": {"pairs": 1}}},
      "edit.self_replace", "pairs"),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "edit": {"add_init_noise": 1.5}}, "edit.add_init_noise",
+     ""),
+    ({"regions": [box(0, 0, .5, .5, "a", edit="remove")], "edit": {"add_init_noise": "much"}}, "edit.add_init_noise",
+     ""),
 ])
 def test_bad_pair_documents_name_the_field_and_the_fix(doc, field, words):
     with pytest.raises(RegEditError) as info:
@@ -155,6 +159,32 @@ def test_target_start_cuts_around_edited_boxes_and_takes_the_whole_target_latent
     assert torch.equal(start, target) and start is not target  # MRGD's pair: the whole target latent
     start = edited_start(source, target, parse_region_document({"regions": added}))
     assert start[0, 0, 0, 7] == 1 and start[0, 0, 7, 0] == 0  # keeping the rest: cut around the added box too
+    stronger = torch.full((1, 4, 8, 8), 2.0)  # the added region's own start (added_start_document)
+    start = edited_start(source, target, parse_region_document({"regions": added}), stronger)
+    around_added = torch.zeros(8, 8)
+    around_added[:5, 3:] = 1  # the added box and a tenth of the image around it
+    assert torch.equal(start[0, 0], torch.where(around_added > 0, 2.0, grown))
+
+
+def test_an_added_region_starts_from_its_sketch_with_less_seed_noise_from_version_6():
+    from lib_regedit.documents.region import RegionDocument
+    from lib_regedit.editing.pair_start import added_start_document
+
+    regions = [box(0, 0, .4, .4, "a red circle"), box(.5, .5, .4, .4, "a green square", edit="add")]
+    current = parse_region_document({"regions": regions})
+    target = split_pair(current).target
+    assert current.added_init_noise() == 0.1 and target.init_noise == 0.25
+    added = added_start_document(current, target)
+    assert isinstance(added, RegionDocument) and added.init_noise == 0.1
+    assert added.regions == target.regions and added.init_noise_outside == target.init_noise_outside
+    for old in ({"version": 5}, {"edit": {"keep_outside": False}}):  # version 5, and MRGD's pair: as before
+        doc = parse_region_document(dict({"regions": regions}, **old))
+        assert doc.added_init_noise() is None and added_start_document(doc, split_pair(doc).target) is None
+    chosen = parse_region_document({"regions": regions, "edit": {"add_init_noise": 0.5}, "version": 5})
+    assert chosen.added_init_noise() == 0.5 and parse_region_document(chosen.to_json()) == chosen
+    assert '"add_init_noise":0.5' in chosen.to_json() and "add_init_noise" not in current.to_json()
+    removal = parse_region_document({"regions": [box(0, 0, .4, .4, "a red circle", edit="remove")]})
+    assert added_start_document(removal, split_pair(removal).target) is None  # nothing added
 
 
 # --- rows --------------------------------------------------------------------------------------------

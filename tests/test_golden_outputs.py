@@ -117,6 +117,16 @@ def test_edit_regions_pair_keeping_the_rest(tmp_path):
     _check("pair_add_remove_kept_target", tgt)
 
 
+def test_an_older_pair_keeps_its_added_regions_start(tmp_path):
+    """The example as a version 5 document: the golden is the kept pair's target from before version 6
+    started an added region from its sketch with less of the seed's noise."""
+    src, tgt = tmp_path / "src.png", tmp_path / "tgt.png"
+    assert main(["edit-regions", "--regions", str(_version(tmp_path, "edit_add_remove.json", 5)), "--out-source",
+                 str(src), "--out-target", str(tgt), "--seed", "7", *STEPS]) == 0
+    _check("pair_add_remove_source", src)
+    _check("pair_add_remove_kept_target_v5", tgt)
+
+
 @pytest.mark.parametrize("inversion", ["negative", "ddim"])
 def test_edit_regions_picture(source, tmp_path, inversion):
     out, recon = tmp_path / "edit.png", tmp_path / "recon.png"

@@ -19,7 +19,7 @@ from ..compositing import seamless_paste
 from ..editing.keep_outside import interleaved_pairs, keep_source, pair_keep_area
 from ..editing.pair_documents import parse_pair, target_whole_prompt
 from ..editing.pair_effects import build_pair_effects
-from ..editing.pair_start import edited_start
+from ..editing.pair_start import added_start_document, edited_start
 from ..errors import RegEditError
 from ..regions import layout_init
 from . import host
@@ -81,7 +81,9 @@ def edit_pair(model, clip, vae, document, *, prompt: str, negative_prompt: str, 
                         for d in (documents.source, documents.target)]
         source_start, target_start = (layout_init.start_for(d, inv, noise)
                                       for d, inv in zip((documents.source, documents.target), inverted))
-        target_start = edited_start(source_start, target_start, doc)
+        added_doc = added_start_document(doc, documents.target)
+        added = None if added_doc is None else layout_init.start_for(added_doc, inverted[1], noise)
+        target_start = edited_start(source_start, target_start, doc, added)
     else:
         source_start = target_start = noise
     start = torch.stack([source_start, target_start], 1).reshape(pairs * 2, channels, h, w)

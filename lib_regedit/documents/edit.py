@@ -18,7 +18,8 @@ A document is a pair when some region has a role other than ``inherent``. The do
              "self_replace": {"background": 0.5, "foreground": 0.7, "pair": 0.3, "whole": 0.2},
              "self_downscale": 4,
              "guidance": {"enabled": false, "rs": 1000, "is": 2000, "ip": 300, "until": 1.0},
-             "inversion": "negative", "keep_outside": null, "paste_outside": true}
+             "inversion": "negative", "keep_outside": null, "paste_outside": true,
+             "add_init_noise": null}
 
 ``cross_replace`` and ``self_replace`` are fractions of the steps during which the target reads the
 source's cross- and self-attention maps: ``background`` for r_bg, ``foreground`` for inherent object
@@ -38,7 +39,11 @@ the edited boxes, grown by a margin, at every step (Avrahami et al. 2023, *Blend
 Diffusion*; ``lib_regedit/editing/keep_outside.py``, ``real_edit.py``); false is MRGD's attention
 control alone; unset (null) is the document version's default: on for a picture, and for a
 generated pair from document version 4 (``RegionDocument.keeps_outside``). ``paste_outside`` then
-pastes the picture itself back outside them (false: the model's own pixels).
+pastes the picture itself back outside them (false: the model's own pixels). ``add_init_noise`` is
+the seed noise's share in an added region's start with layout init (the target sketch's inversion
+around the added box, ``lib_regedit/editing/pair_start.py``); unset (null) is the document version's
+default: 0.1 from version 6 where the pair keeps the source outside, the document's ``init_noise``
+otherwise and before (``RegionDocument.added_init_noise``).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from .fields import get_bool, get_number, reject_unknown
 
 EDIT_ROLES = ("inherent", "add", "remove", "change")
 EDIT_FIELDS = ("cross_replace", "tau", "self_replace", "self_downscale", "guidance", "inversion", "keep_outside",
-               "paste_outside")
+               "paste_outside", "add_init_noise")
 INVERSIONS = ("negative", "ddim", "nulltext")
 CROSS_FIELDS = ("background", "foreground", "pair")
 SELF_FIELDS = ("background", "foreground", "pair", "whole")
@@ -97,12 +102,14 @@ class EditOptions:
     inversion: str = "negative"
     keep_outside: bool | None = None  # None: the document version's (RegionDocument.keeps_outside)
     paste_outside: bool = True
+    add_init_noise: float | None = None  # None: the document version's (RegionDocument.added_init_noise)
 
     def to_dict(self, full: bool = False) -> dict:
         data = {"cross_replace": asdict(self.cross_replace), "tau": self.tau,
                 "self_replace": asdict(self.self_replace), "self_downscale": self.self_downscale,
                 "guidance": self.guidance.to_dict(), "inversion": self.inversion,
-                "keep_outside": self.keep_outside, "paste_outside": self.paste_outside}
+                "keep_outside": self.keep_outside, "paste_outside": self.paste_outside,
+                "add_init_noise": self.add_init_noise}
         if full:
             return data
         default = EditOptions().to_dict(full=True)
@@ -168,6 +175,8 @@ def parse_edit_options(obj: Any, field: str = "edit") -> EditOptions:
         inversion=_inversion(obj.get("inversion"), f"{field}.inversion"),
         keep_outside=None if obj.get("keep_outside") is None else get_bool(obj, "keep_outside", field, default=True),
         paste_outside=get_bool(obj, "paste_outside", field, default=True),
+        add_init_noise=None if obj.get("add_init_noise") is None else get_number(obj, "add_init_noise", field,
+                                                                                 lo=0.0, hi=1.0),
     )
 
 

@@ -32,10 +32,12 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - ``background_prompt``: what the background r_bg says when no region has the background role
   ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
   see ``lib_regedit/regions/background.py``).
-- ``version``: the defaults a document was written against. Version 5 (the current one) has the
-  defaults above, chosen by measurement (``docs/placement.md``), and a picture's region edit gives
-  back, inside its edit area, the pixels it changed by only a few levels (``docs/picture-editing.md``);
-  version 4 has the same defaults without that. From version 4 an edit pair keeps the source
+- ``version``: the defaults a document was written against. Version 6 (the current one) has the
+  defaults above, chosen by measurement (``docs/placement.md``), and an edit pair's added region
+  starts from its sketch with a seed-noise share of 0.1 (``edit.add_init_noise``,
+  ``docs/region-editing.md``); version 5 has the same defaults without that, and from version 5 a
+  picture's region edit gives back, inside its edit area, the pixels it changed by only a few levels
+  (``docs/picture-editing.md``); version 4 has the same defaults without that. From version 4 an edit pair keeps the source
   outside its edited regions (``edit.keep_outside``, ``docs/region-editing.md``); version 3 has the
   same generation defaults, with MRGD's pair (attention control alone outside the edits). Version 2 documents keep layout
   init's ellipse over the whole image (share 0.25) and unbounded layout guidance; version 1
@@ -76,7 +78,7 @@ BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
 BACKGROUND_SOURCES = ("rest", "whole", "empty", "negative")  # background_prompt (lib_regedit/regions/background.py)
-VERSION = 5
+VERSION = 6
 # The defaults that changed between document versions; a document keeps those of its version.
 _V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25}
 VERSION_DEFAULTS = {
@@ -87,9 +89,11 @@ VERSION_DEFAULTS = {
 }
 VERSION_DEFAULTS[4] = VERSION_DEFAULTS[3]  # version 4 changed an edit pair's default only (``keeps_outside``)
 VERSION_DEFAULTS[5] = VERSION_DEFAULTS[4]  # version 5 changed a picture's edit only (``real_edit.paste_outside``)
+VERSION_DEFAULTS[6] = VERSION_DEFAULTS[5]  # version 6 changed an edit pair's added regions only (``added_init_noise``)
 PAIRS_KEEP_FROM = 4  # the first version whose generated pairs keep the source outside their edits
 UNCHANGED_RESTORED_FROM = 5  # the first version whose picture edits give back the pixels they barely changed
-GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05}  # layout guidance's bound (unbounded before version 3)
+ADDED_INIT_NOISE = {6: 0.1}  # from version 6: the seed noise's share in an added region's start (pair_start.py)
+GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05, 6: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
@@ -210,6 +214,15 @@ class RegionDocument:
         if self.edit.keep_outside is not None:
             return self.edit.keep_outside
         return picture or self.version >= PAIRS_KEEP_FROM
+
+    def added_init_noise(self) -> float | None:
+        """The seed noise's share in an edit pair's added regions' start with layout init
+        (``edit.add_init_noise``; unset: 0.1 from version 6 where the pair keeps the source outside its
+        edits), or None where an added region starts as the rest of the target does, with the
+        document's ``init_noise`` (MRGD's pair, ``keep_outside`` false, stays MRGD's)."""
+        if self.edit.add_init_noise is not None:
+            return self.edit.add_init_noise
+        return ADDED_INIT_NOISE.get(self.version) if self.keeps_outside(picture=False) else None
 
     @property
     def mask_picture(self) -> MaskPicture | None:

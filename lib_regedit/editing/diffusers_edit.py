@@ -34,7 +34,7 @@ from ..infotext import INFOTEXT_KEY, PAIR_IMAGE_KEY, parameters_text
 from .keep_outside import keep_source, pair_keep_area, stacked_pairs
 from .pair_documents import parse_pair
 from .pair_effects import build_pair_effects
-from .pair_start import edited_start
+from .pair_start import added_start_document, edited_start
 
 METHODS = ("regions", "p2p")
 
@@ -114,7 +114,10 @@ def edit_pair(pipe, document, *, seed: int = 0, steps: int = 20, guidance_scale:
                                                  height=height, batch_size=n)
             target_latents = api._layout_latents(pipe, built.documents.target, seed=seed, steps=steps, width=width,
                                                  height=height, batch_size=n)
-            latents = torch.cat([source_latents, edited_start(source_latents, target_latents, doc)])
+            added_doc = added_start_document(doc, built.documents.target)  # the target's sketch, inverted once
+            added = None if added_doc is None else api._layout_latents(pipe, added_doc, seed=seed, steps=steps,
+                                                                         width=width, height=height, batch_size=n)
+            latents = torch.cat([source_latents, edited_start(source_latents, target_latents, doc, added)])
         else:  # z_T^T <- z_T^S (MRGD Alg. 1)
             latents = api._seed_noise(pipe, seed, n, width, height)
             latents = torch.cat([latents, latents])
