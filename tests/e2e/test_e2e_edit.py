@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from e2e_webui import SD1, SDXL, assert_rest_kept, decode_png, infotext_of, log, pixels, plain_payload, with_regions
 
 from lib_regedit.evaluation import metrics
+from lib_regedit.infotext import regions_entry
 from lib_regedit.evaluation.detector import detect
 
 LEFT, RIGHT, TOP = (0.05, 0.3, 0.4, 0.4), (0.55, 0.3, 0.4, 0.4), (0.3, 0.02, 0.4, 0.3)
@@ -77,6 +79,26 @@ def test_version_3_pairs_are_mrgd_s_and_keep_nothing_outside(webui, assert_plain
                                                  {"regions": regions, "version": 3}), model=SD1)
     assert_rest_kept(regions, res["images"][0], res["images"][1], version=3)
     assert_plain_unchanged("a version 3 pair")
+
+
+def test_an_added_region_starts_from_its_own_sketch_from_version_6(webui, assert_plain_unchanged):
+    """Version 6 starts an added region from its sketch with less of the seed's noise; version 5
+    (and its infotext's paste) keeps the old start. Both keep the rest: the sources are equal, and the
+    targets differ around the added box only."""
+    prompt = "a red circle and a green square"
+    got = {}
+    for version in (5, 6):
+        res = webui.generate("txt2img", with_regions(plain_payload(prompt=prompt, seed=11),
+                                                     {"regions": EDITS["add"], "version": version}), model=SD1)
+        got[version] = [np.asarray(decode_png(image).convert("RGB"), dtype=np.int16) for image in res["images"][:2]]
+        assert json.loads(regions_entry(infotexts(res)[1]))["version"] == version
+        assert_rest_kept(EDITS["add"], *res["images"][:2])
+    assert np.array_equal(got[5][0], got[6][0]), "the source changed with the version"
+    h, w = got[6][1].shape[:2]
+    x, y, bw, bh = TOP
+    box = (slice(0, int((y + bh) * h)), slice(int(x * w), int((x + bw) * w)))
+    assert np.abs(got[6][1][box] - got[5][1][box]).max() > 0, "the added box started as before"
+    assert_plain_unchanged("version 5 and 6 additions")
 
 
 def test_batch_size_and_count_make_pairs_per_image(webui, assert_plain_unchanged):

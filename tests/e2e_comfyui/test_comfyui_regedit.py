@@ -134,6 +134,25 @@ def test_edit_pair_keeps_the_rest(comfy, assert_plain_unchanged):
     assert_plain_unchanged("an edit pair")
 
 
+def test_an_added_region_starts_from_its_own_sketch_from_version_6(comfy):
+    """Version 6 starts an added region from its sketch with less of the seed's noise, version 5 as the
+    rest of the target: the added box differs, the kept box is the source's either way."""
+    add = {"regions": [TWO_BOXES["regions"][0], dict(TWO_BOXES["regions"][1], edit="add")]}
+    targets = {}
+    for version in (5, 6):
+        wf = plain_workflow(prompt="a red circle")
+        wf["10"] = {"class_type": "RegEditEditPair", "inputs": {
+            "model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "regions": json.dumps(dict(add, version=version)),
+            "prompt": "a red circle", "negative_prompt": "", "width": 64, "height": 64, "pairs": 1, "seed": 5,
+            "steps": 3, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal"}}
+        for node in ("5", "6", "7"):
+            del wf[node]
+        saved(wf, "10", 0, "pair_target")
+        (targets[version],) = comfy.images(wf)
+    assert max_diff(targets[5][:, 40:], targets[6][:, 40:]) > 0, "the added box started as before"
+    assert max_diff(targets[5][:, 8:24], targets[6][:, 8:24]) <= 2, "the kept box changed"
+
+
 @pytest.mark.parametrize("inversion", ["negative", "ddim"])
 def test_picture_edit(comfy, inversion):
     change = {"regions": [dict(TWO_BOXES["regions"][0], edit="change", target_prompt="a green circle"),
