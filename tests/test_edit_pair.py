@@ -166,6 +166,22 @@ def test_target_start_cuts_around_edited_boxes_and_takes_the_whole_target_latent
     assert torch.equal(start[0, 0], torch.where(around_added > 0, 2.0, grown))
 
 
+def test_pair_starts_edit_the_target_s_start_with_its_added_regions_own():
+    from lib_regedit.editing.pair_start import added_start_document, edited_start, pair_starts
+    from lib_regedit.regions.layout_init import start_for
+
+    doc = parse_region_document({"regions": [box(0, 0, .4, .4, "a red circle"),
+                                             box(.5, .5, .4, .4, "a green square", edit="add")]})
+    documents = split_pair(doc)
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    inverted = [(torch.full((1, 4, 8, 8), -1.0), 0.3), (torch.full((1, 4, 8, 8), 1.0), 0.3)]
+    source, target = pair_starts(doc, documents, inverted, noise)
+    assert torch.equal(source, start_for(documents.source, inverted[0], noise))
+    added = start_for(added_start_document(doc, documents.target), inverted[1], noise)
+    expected = edited_start(source, start_for(documents.target, inverted[1], noise), doc, added)
+    assert torch.equal(target, expected) and not torch.equal(added, start_for(documents.target, inverted[1], noise))
+
+
 def test_an_added_region_starts_from_its_sketch_with_less_seed_noise_from_version_6():
     from lib_regedit.documents.region import RegionDocument
     from lib_regedit.editing.pair_start import added_start_document

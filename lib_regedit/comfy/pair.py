@@ -19,7 +19,7 @@ from ..compositing import seamless_paste
 from ..editing.keep_outside import interleaved_pairs, keep_source, pair_keep_area
 from ..editing.pair_documents import parse_pair, target_whole_prompt
 from ..editing.pair_effects import build_pair_effects
-from ..editing.pair_start import added_start_document, edited_start
+from ..editing.pair_start import pair_starts
 from ..errors import RegEditError
 from ..regions import layout_init
 from . import host
@@ -79,11 +79,7 @@ def edit_pair(model, clip, vae, document, *, prompt: str, negative_prompt: str, 
                                                     encode=checkpoint.posterior_mean, eps=empty_prompt_eps(checkpoint),
                                                     alphas_cumprod=checkpoint.alphas, model_key=checkpoint.key)
                         for d in (documents.source, documents.target)]
-        source_start, target_start = (layout_init.start_for(d, inv, noise)
-                                      for d, inv in zip((documents.source, documents.target), inverted))
-        added_doc = added_start_document(doc, documents.target)
-        added = None if added_doc is None else layout_init.start_for(added_doc, inverted[1], noise)
-        target_start = edited_start(source_start, target_start, doc, added)
+        source_start, target_start = pair_starts(doc, documents, inverted, noise)
     else:
         source_start = target_start = noise
     start = torch.stack([source_start, target_start], 1).reshape(pairs * 2, channels, h, w)

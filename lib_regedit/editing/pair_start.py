@@ -7,6 +7,7 @@ import dataclasses
 import torch
 
 from ..documents import RegionDocument
+from ..regions import layout_init
 
 
 START_MARGIN = 0.1  # of the image's side: how far around an edited box the target starts from its own sketch
@@ -75,3 +76,15 @@ def edited_start(source: torch.Tensor, target: torch.Tensor, document: RegionDoc
     mask = edit_start_mask(document, *source.shape[-2:], roles=("add",), margin=START_MARGIN)
     mask = mask.to(source.device, source.dtype)
     return start * (1 - mask) + added * mask
+
+
+def pair_starts(document: RegionDocument, documents, inverted, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source's and the target's layout-init starts from the seed's ``noise`` (rows, C, h, w) on any
+    host: ``documents`` the pair's (``source``, ``target``), ``inverted`` their sketches' inversions
+    (``layout_init.inverted_sketch``), the target's start edited by :func:`edited_start` with its
+    added regions' own start (:func:`added_start_document`) from the target's inversion."""
+    source = layout_init.start_for(documents.source, inverted[0], noise)
+    target = layout_init.start_for(documents.target, inverted[1], noise)
+    added_doc = added_start_document(document, documents.target)
+    added = None if added_doc is None else layout_init.start_for(added_doc, inverted[1], noise)
+    return source, edited_start(source, target, document, added)

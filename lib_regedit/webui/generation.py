@@ -19,7 +19,7 @@ import torch
 from ..backends.checkpoint import empty_prompt_eps
 from ..documents import parse_region_document
 from ..documents.fields import load_json_object
-from ..editing.pair_start import added_start_document, edited_start
+from ..editing.pair_start import pair_starts
 from ..editing.webui_pair import WebUIPairSession, pair_batch
 from ..errors import RegEditError
 from ..infotext import INFOTEXT_KEY, KEYWORDS_KEY, PAIR_IMAGE_KEY
@@ -315,13 +315,12 @@ def _start_from_layout(p, document, session=None) -> None:
     def first_next():
         rng.next = draw  # only the starting noise; hires fix and ancestral samplers draw plain noise
         noise = draw()
-        starts = [layout_init.start_for(d, inv, noise) for d, inv in zip(sketches, inverted)]
-        start = starts[0]
-        if pair is not None:  # a pair's rows are (source, target) per image; the target keeps the source's
-            start = start.clone()  # start away from its edited boxes (editing/pair_start.py)
-            added_doc = added_start_document(document, pair.target)
-            added = None if added_doc is None else layout_init.start_for(added_doc, inverted[1], noise)[1::2]
-            start[1::2] = edited_start(starts[0][1::2], starts[1][1::2], document, added)
+        if pair is None:
+            start = layout_init.start_for(document, inverted[0], noise)
+        else:  # a pair's rows are (source, target) per image; the target keeps the source's start away
+            source, target = pair_starts(document, pair, inverted, noise)  # from its edits (editing/pair_start.py)
+            start = source.clone()
+            start[1::2] = target[1::2]
         return start.to(noise.device, noise.dtype)
 
     rng.next = first_next
