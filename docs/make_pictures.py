@@ -236,6 +236,28 @@ def shape_pictures(run: Runner) -> None:
          "shapes.png")
 
 
+def shape_mark_pictures(run: Runner) -> None:
+    """Layout init's mark for a shape (docs/regions.md): a triangle and a circle whose boxes are apart,
+    as a version 6 document (the disc inside the triangle) and as today's (at its box's centre), seeds 1-4."""
+    import json
+
+    seeds = (1, 2, 3, 4)
+    doc = json.loads((EXAMPLES / "apart_shapes.json").read_text())
+    (run.folder / "apart_shapes_v6.json").write_text(json.dumps(dict(doc, version=6)))
+    for seed in seeds:
+        run(f"python -m lib_regedit generate --regions out/apart_shapes_v6.json --seed {seed} "
+            f"--out out/apart-v6-{seed}.png")
+        run(f"python -m lib_regedit generate --regions examples/apart_shapes.json --seed {seed} "
+            f"--out out/apart-v7-{seed}.png")
+
+    def sweep(prefix):
+        return row([labelled(outlines(enlarge(run.image(f"apart-{prefix}-{s}.png"), 160), doc["regions"]), f"seed {s}")
+                    for s in seeds])
+
+    save(column([with_row_label(sweep("v6"), "version 6:\nthe disc\ninside"),
+                 with_row_label(sweep("v7"), "version 7:\nat the box's\ncentre")]), "shape_marks.png")
+
+
 def two_shapes_regions():
     import json
 
@@ -248,6 +270,7 @@ def pictures(run: Runner) -> None:
     regions = two_shapes_regions()
     seeds = (1, 2, 3, 4)
     shape_pictures(run)
+    shape_mark_pictures(run)
 
     # The main job (the README's first command) and its plain-prompt comparison, seeds 1-4.
     run("python -m lib_regedit generate --regions examples/two_shapes.json --out out/two_shapes.png "

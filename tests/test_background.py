@@ -59,7 +59,7 @@ def test_background_context_by_source():
 
 def test_versions_keep_their_defaults():
     new = parse_region_document({"regions": BOXES})
-    assert (new.version, new.init, new.background_prompt) == (VERSION, "auto", "rest") and VERSION == 6
+    assert (new.version, new.init, new.background_prompt) == (VERSION, "auto", "rest") and VERSION == 7
     assert new.prompt == "a red circle and a blue square"  # no prompt: the region prompts joined
     old = parse_region_document({"prompt": "p", "regions": BOXES, "version": 1})
     assert (old.init, old.background_prompt) == ("noise", "whole")

@@ -297,6 +297,42 @@ def test_layout_init_sketches_inside_the_shape():
     assert float(noise_area[12, 3]) == 1.0 and float(noise_area[2, 13]) < 0.5  # the seed's share follows the shape
 
 
+def test_layout_init_marks_a_shape_at_its_box_centre_from_version_7():
+    from lib_regedit.regions.layout_init import document_sketch, sketch_key
+
+    tri = [[0.5, 0.2], [0.8, 0.8], [0.2, 0.8]]  # its box's centre (0.5, 0.5); its inner disc's lower
+    new, old = (parse_region_document(shape_doc(polygon(tri), version=v)) for v in (7, 6))
+    assert (new.shape_disc(), old.shape_disc()) == ("box", "inner")
+    inside = region_mask(new.regions[0], 64, 64, feather=0.0).numpy() >= 0.5
+    dark_new, dark_old = (document_sketch(d, 64, 64)[0, 0].numpy() < 0 for d in (new, old))
+    assert not (dark_new & ~inside).any()  # cut to the triangle (the inner disc may graze its edge)
+    rows_new, rows_old = (np.nonzero(d)[0].mean() / 64 for d in (dark_new, dark_old))
+    assert abs(rows_new - 0.5) < abs(rows_old - 0.5) and rows_old > 0.55  # version 7's mark sits higher
+    assert sketch_key(new, 64, 64, 10) != sketch_key(old, 64, 64, 10)
+
+
+def test_a_shape_whose_box_overlaps_another_keeps_its_inner_disc():
+    from lib_regedit.regions.layout_init import document_sketch
+
+    tri = polygon([[0.5, 0.2], [0.8, 0.8], [0.2, 0.8]])
+    corner = {"type": "mask", "strokes": [{"points": [[0.2, 0.2]], "radius": 0.08}]}  # in the triangle's box
+    apart = {"type": "mask", "strokes": [{"points": [[0.9, 0.1]], "radius": 0.05}]}  # clear of it
+    for other, same_as_v6 in ((corner, True), (apart, False)):
+        new, old = (parse_region_document(shape_doc(tri, other, version=v)) for v in (7, 6))
+        sketches = [document_sketch(d, 64, 64)[0, 0].numpy() for d in (new, old)]
+        assert bool((sketches[0] == sketches[1]).all()) == same_as_v6
+
+
+def test_a_shape_missing_its_box_centre_keeps_its_inner_disc():
+    from lib_regedit.regions.layout_init import document_sketch
+
+    ring = {"type": "mask", "strokes": [{"points": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8], [0.2, 0.2]],
+                                         "radius": 0.06}]}  # a square ring: its box's centre is empty
+    new, old = (parse_region_document(shape_doc(ring, version=v)) for v in (7, 6))
+    sketches = [document_sketch(d, 64, 64)[0, 0].numpy() < 0 for d in (new, old)]
+    assert sketches[0].any() and (sketches[0] == sketches[1]).all()
+
+
 def test_layout_init_keys_differ_by_shape():
     from lib_regedit.regions.layout_init import sketch_key
 

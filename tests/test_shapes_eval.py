@@ -49,6 +49,8 @@ def test_the_documents_differ_only_in_how_the_objects_are_drawn():
     assert boxes["prompt"] == shapes["prompt"] and boxes["regions"][-1] == shapes["regions"][-1]
     assert all("shape" in r and "x" not in r for r in shapes["regions"][:-1])
     assert all("x" in r and "shape" not in r for r in boxes["regions"][:-1])
+    old = shapes_eval.document(layout, **shapes_eval.VARIANTS["shapes-v6"])
+    assert old == dict(shapes, version=6) and "version" not in shapes  # the same shapes, version 6's sketch
     table = shapes_eval.format_table({"rows": {"overlapping, shapes": {"objects": 4, "found": 1.0, "containment": 0.95,
                                                                       "adherence": 0.75}},
                                       "seconds": {"boxes": 2.0, "shapes": 2.1}})

@@ -32,8 +32,11 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 - ``background_prompt``: what the background r_bg says when no region has the background role
   ("rest": the whole prompt without the region phrases, the default; "whole"; "empty"; "negative";
   see ``lib_regedit/regions/background.py``).
-- ``version``: the defaults a document was written against. Version 6 (the current one) has the
-  defaults above, chosen by measurement (``docs/placement.md``), and an edit pair's added region
+- ``version``: the defaults a document was written against. Version 7 (the current one) has the
+  defaults above, chosen by measurement (``docs/placement.md``), and layout init's disc sketch marks
+  a region with a shape at its bounding box's centre, cut to the shape, where that box overlaps no
+  other object's (``docs/regions.md``);
+  version 6 has the same defaults with the disc inside the shape, and an edit pair's added region
   starts from its sketch with a seed-noise share of 0.1 (``edit.add_init_noise``,
   ``docs/region-editing.md``); version 5 has the same defaults without that, and from version 5 a
   picture's region edit gives back, inside its edit area, the pixels it changed by only a few levels
@@ -78,7 +81,7 @@ BOX_TOLERANCE = 1e-6
 MODES = ("attention", "latent")
 INITS = ("auto", "noise", "layout")
 BACKGROUND_SOURCES = ("rest", "whole", "empty", "negative")  # background_prompt (lib_regedit/regions/background.py)
-VERSION = 6
+VERSION = 7
 # The defaults that changed between document versions; a document keeps those of its version.
 _V2_LAYOUT = {"init_sketch": "ellipse", "init_noise_outside": None, "init_steps": 0, "init_noise": 0.25}
 VERSION_DEFAULTS = {
@@ -90,10 +93,12 @@ VERSION_DEFAULTS = {
 VERSION_DEFAULTS[4] = VERSION_DEFAULTS[3]  # version 4 changed an edit pair's default only (``keeps_outside``)
 VERSION_DEFAULTS[5] = VERSION_DEFAULTS[4]  # version 5 changed a picture's edit only (``real_edit.paste_outside``)
 VERSION_DEFAULTS[6] = VERSION_DEFAULTS[5]  # version 6 changed an edit pair's added regions only (``added_init_noise``)
+VERSION_DEFAULTS[7] = VERSION_DEFAULTS[6]  # version 7 changed where layout init's sketch marks a shape (``shape_disc``)
 PAIRS_KEEP_FROM = 4  # the first version whose generated pairs keep the source outside their edits
 UNCHANGED_RESTORED_FROM = 5  # the first version whose picture edits give back the pixels they barely changed
-ADDED_INIT_NOISE = {6: 0.1}  # from version 6: the seed noise's share in an added region's start (pair_start.py)
-GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05, 6: 0.05}  # layout guidance's bound (unbounded before version 3)
+SHAPE_DISC_AT_BOX_FROM = 7  # the first version whose layout-init sketch marks a shape at its box's centre
+ADDED_INIT_NOISE = {6: 0.1, 7: 0.1}  # from version 6: the seed noise's share in an added region's start (pair_start.py)
+GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05, 6: 0.05, 7: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
 DOCUMENT_FIELDS = ("version", "prompt", "negative_prompt", "regions", "mode", "whole_prompt_start",
@@ -214,6 +219,12 @@ class RegionDocument:
         if self.edit.keep_outside is not None:
             return self.edit.keep_outside
         return picture or self.version >= PAIRS_KEEP_FROM
+
+    def shape_disc(self) -> str:
+        """Where layout init's disc sketch marks a region with a shape: ``"box"`` from version 7, at its
+        bounding box's centre as a box's, cut to the shape (unless that box overlaps another object's);
+        ``"inner"`` before, the largest disc inside the shape (``regions/layout_init.py``)."""
+        return "box" if self.version >= SHAPE_DISC_AT_BOX_FROM else "inner"
 
     def added_init_noise(self) -> float | None:
         """The seed noise's share in an edit pair's added regions' start with layout init

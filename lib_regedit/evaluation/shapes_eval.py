@@ -53,11 +53,13 @@ def outline(shape: str, box) -> dict:
     return {"type": "polygon", "points": [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]}
 
 
-# how the objects are drawn: as boxes, as shapes, as shapes with layout init's sketch filling them
-VARIANTS = {"boxes": {"shapes": False}, "shapes": {"shapes": True}, "shapes-filled": {"shapes": True, "init_sketch": "ellipse"}}
+# how the objects are drawn: as boxes, as shapes, as shapes with layout init's sketch filling them, and
+# as shapes in a version 6 document (layout init's disc inside the shape, not at its box's centre)
+VARIANTS = {"boxes": {"shapes": False}, "shapes": {"shapes": True}, "shapes-filled": {"shapes": True, "init_sketch": "ellipse"},
+            "shapes-v6": {"shapes": True, "version": 6}}
 
 
-def document(layout, shapes: bool, init_sketch: str | None = None) -> dict:
+def document(layout, shapes: bool, init_sketch: str | None = None, version: int | None = None) -> dict:
     phrases = [f"a {c} {s}" for c, s, _ in layout]
     regions = [({"shape": outline(s, b)} if shapes else dict(zip("xywh", b))) | {"prompt": p}
                for p, (_, s, b) in zip(phrases, layout)]
@@ -65,6 +67,8 @@ def document(layout, shapes: bool, init_sketch: str | None = None) -> dict:
     doc = {"prompt": caption_for(phrases), "regions": regions}
     if init_sketch:
         doc["init_sketch"] = init_sketch
+    if version is not None:
+        doc["version"] = version
     return doc
 
 
@@ -202,7 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--variants", default="boxes,shapes",
-                   help=f"comma-separated, of: {', '.join(VARIANTS)} (the last: layout init's sketch fills the shapes)")
+                   help=f"comma-separated, of: {', '.join(VARIANTS)} (shapes-filled: layout init's sketch fills the "
+                        "shapes; shapes-v6: a version 6 document, its disc inside each shape)")
     p.add_argument("--sets", default="overlapping,separable", help="comma-separated: overlapping, separable")
     p.add_argument("--json", help="also write the summary here")
     p.add_argument("--images", help="save every image into this folder")

@@ -10,8 +10,11 @@ needed:
    ``"disc"`` (document version 3), a disc of ``DISC_SHARE`` of the box's shorter side at its centre,
    which says where and not what shape or size; ``"ellipse"`` (version 2), an ellipse inset by 10%
    in the box, which takes the box's aspect. A region with a shape (a polygon, brush strokes, a mask
-   picture's colour) has its disc inside the shape (at the centre of the largest disc the shape holds,
-   no larger than that disc) and, for ``"ellipse"``, is filled as drawn. Background regions draw nothing. The dark fill is
+   picture's colour) has, from version 7, its bounding box's disc cut to the shape (the largest disc
+   inside the shape where its box overlaps another object's or the shape holds less than half of
+   that disc; before version 7, always that inner disc, which sits low in a triangle, so a model
+   draws the triangle small) and, for
+   ``"ellipse"``, is filled as drawn. Background regions draw nothing. The dark fill is
    measured: on three ShapesWorld eval layouts, with pure inversion, adherence went from 0.48
    (noise) to 0.57 with a grey-128 fill, 0.71 with grey 60 and 1.0 with grey 20.
 2. ``invert_sketch``: deterministic DDIM inversion (the ODE, as the paper requires; Song et al. 2021;
@@ -47,22 +50,34 @@ SKETCH_FILL = 20
 SKETCH_INSET = 0.1
 DEFAULT_NOISE_SHARE = 0.25
 DISC_SHARE = 0.6  # the disc's diameter as a share of the box's shorter side
+SHAPE_DISCS = ("box", "inner")  # where a shape's disc goes: its box's centre cut to it (version 7), or inside it
+MIN_DISC_KEPT = 0.5  # a box-centred disc the shape holds less of than this falls back to the shape's inner disc
 AREA_FEATHER = 0.05  # the soft edge of the boxes where the seed's share changes, as a fraction of the image
 
 
-def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = "ellipse") -> Image.Image:
+def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = "ellipse",
+                  shape_disc: str = "box") -> Image.Image:
     """The sketch of (x, y, w, h) boxes (image fractions), each optionally followed by its region's
     shape: ``"ellipse"``, a dark ellipse inset by ``SKETCH_INSET`` in each box (it takes the box's
     aspect), or the shape filled; ``"disc"``, a dark disc of ``DISC_SHARE`` of the box's shorter side
-    at the box's centre (a mark of where, whatever the box's aspect), for a shape inside it."""
+    at the box's centre (a mark of where, whatever the box's aspect). For a shape, ``shape_disc``
+    says where its disc goes: ``"box"`` (document version 7), at its bounding box's centre as a box's
+    and cut to the shape, unless that box overlaps another object's or the shape holds less than half
+    of that disc; ``"inner"`` (before, and in those two cases), the largest disc inside the shape, no
+    larger than a box's."""
     if shape not in SKETCHES:
         raise ValueError(f"unknown sketch {shape!r}")
+    if shape_disc not in SHAPE_DISCS:
+        raise ValueError(f"unknown shape disc {shape_disc!r}")
     image = Image.new("RGB", (width, height), (SKETCH_BACKGROUND,) * 3)
     draw = ImageDraw.Draw(image)
-    for x, y, w, h, *rest in boxes:
+    for i, (x, y, w, h, *rest) in enumerate(boxes):
         area = rest[0] if rest else None
         if area is not None and shape == "ellipse":
             _fill_shape(image, area)
+            continue
+        if (area is not None and shape_disc == "box" and not _overlaps_another(boxes, i)
+                and _box_disc_in_shape(image, (x, y, w, h), area)):
             continue
         if area is not None:
             radius = DISC_SHARE * min(w * width, h * height) / 2
@@ -81,11 +96,39 @@ def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = 
     return image
 
 
-def _fill_shape(image: Image.Image, area) -> None:
+def _fill_shape(image: Image.Image, area, within: np.ndarray | None = None) -> None:
     mask = shape_mask(area, image.height, image.width).numpy() >= 0.5
+    if within is not None:
+        mask &= within
     pixels = np.asarray(image).copy()
     pixels[mask] = SKETCH_FILL
     image.paste(Image.fromarray(pixels))
+
+
+def _overlaps_another(boxes: Sequence[tuple], i: int) -> bool:
+    """Whether box ``i`` overlaps another box of ``boxes``: its centre may then be the other object's
+    place, so its shape keeps its mark inside itself (where boxes overlap, the fair judge lost small
+    objects beside a shape marked at its box's centre: docs/regions.md)."""
+    x, y, w, h = boxes[i][:4]
+    return any(min(x + w, bx + bw) > max(x, bx) and min(y + h, by + bh) > max(y, by)
+               for j, (bx, by, bw, bh, *_) in enumerate(boxes) if j != i)
+
+
+def _box_disc_in_shape(image: Image.Image, box: tuple, area) -> bool:
+    """Draw a box's disc (at its centre, ``DISC_SHARE`` of its shorter side) cut to the shape ``area``,
+    where the shape holds at least ``MIN_DISC_KEPT`` of it; ``False`` (nothing drawn) where it does not."""
+    x, y, w, h = box
+    width, height = image.size
+    radius = DISC_SHARE * min(w * width, h * height) / 2
+    cx, cy = (x + w / 2) * width, (y + h / 2) * height
+    layer = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(layer).ellipse((cx - radius, cy - radius, cx + radius - 1, cy + radius - 1), fill=255)
+    disc = np.asarray(layer) > 127
+    kept = disc & (shape_mask(area, height, width).numpy() >= 0.5)
+    if kept.sum() < MIN_DISC_KEPT * max(1, disc.sum()):
+        return False
+    _fill_shape(image, area, within=disc)
+    return True
 
 
 def _disc_grid(width: int, height: int) -> tuple[int, int]:
@@ -109,7 +152,8 @@ def _shape_key(shape):
 
 def document_sketch(document, width: int, height: int) -> torch.Tensor:
     """The sketch of a region document's object boxes as a VAE input, (1, 3, H, W) in [-1, 1]."""
-    return image_to_tensor(layout_sketch(document_boxes(document), width, height, document.init_sketch))
+    return image_to_tensor(layout_sketch(document_boxes(document), width, height, document.init_sketch,
+                                         document.shape_disc()))
 
 
 def area_mask(document, height: int, width: int) -> torch.Tensor | None:
@@ -217,7 +261,7 @@ def sketch_key(document, width: int, height: int, steps: int) -> str:
     """What an inversion of the document's sketch depends on, besides the model."""
     import hashlib
 
-    parts = (document.init_sketch, document.init_steps, width, height, steps,
+    parts = (document.init_sketch, document.shape_disc(), document.init_steps, width, height, steps,
              tuple((tuple(round(v, 6) for v in box[:4]), _shape_key(box[4] if len(box) > 4 else None))
                    for box in document_boxes(document)))
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]

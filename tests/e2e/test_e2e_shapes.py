@@ -64,6 +64,19 @@ def test_shapes_run_reach_the_infotext_and_paste_back(webui, model, doc, assert_
     assert_plain_unchanged("a shapes run")
 
 
+def test_a_shape_is_marked_at_its_box_centre_from_version_7(webui):
+    """Layout init's sketch marks a shape at its bounding box's centre, cut to the shape, from version 7
+    (before, at the largest disc inside it): the two versions start differently, and a version 6
+    infotext pasted back makes its own image again."""
+    new = webui.generate("txt2img", with_regions(plain_payload(), SHAPES))
+    old = webui.generate("txt2img", with_regions(plain_payload(), dict(SHAPES, version=6)))
+    assert pixels(new["images"][0]) != pixels(old["images"][0]), "version 7 marked the shapes as version 6 did"
+    new_text, old_text = (json.loads(r["info"])["infotexts"][0] for r in (new, old))
+    assert (regions_of(new_text)["version"], regions_of(old_text)["version"]) == (7, 6)
+    pasted = webui.generate("txt2img", {"infotext": old_text, "width": 64, "height": 64})
+    assert pixels(pasted["images"][0]) == pixels(old["images"][0]), "a version 6 infotext lost its start"
+
+
 def test_shapes_in_img2img(webui):
     from PIL import Image
 
