@@ -96,10 +96,8 @@ def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = 
     return image
 
 
-def _fill_shape(image: Image.Image, area, within: np.ndarray | None = None) -> None:
+def _fill_shape(image: Image.Image, area) -> None:
     mask = shape_mask(area, image.height, image.width).numpy() >= 0.5
-    if within is not None:
-        mask &= within
     pixels = np.asarray(image).copy()
     pixels[mask] = SKETCH_FILL
     image.paste(Image.fromarray(pixels))
@@ -127,7 +125,9 @@ def _box_disc_in_shape(image: Image.Image, box: tuple, area) -> bool:
     kept = disc & (shape_mask(area, height, width).numpy() >= 0.5)
     if kept.sum() < MIN_DISC_KEPT * max(1, disc.sum()):
         return False
-    _fill_shape(image, area, within=disc)
+    pixels = np.asarray(image).copy()
+    pixels[kept] = SKETCH_FILL
+    image.paste(Image.fromarray(pixels))
     return True
 
 
