@@ -64,7 +64,7 @@ r_total joining after T_total steps "to avert unexpected disturbances to the ini
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from typing import Any
 
