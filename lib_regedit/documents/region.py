@@ -97,7 +97,8 @@ VERSION_DEFAULTS[7] = VERSION_DEFAULTS[6]  # version 7 changed where layout init
 PAIRS_KEEP_FROM = 4  # the first version whose generated pairs keep the source outside their edits
 UNCHANGED_RESTORED_FROM = 5  # the first version whose picture edits give back the pixels they barely changed
 SHAPE_DISC_AT_BOX_FROM = 7  # the first version whose layout-init sketch marks a shape at its box's centre
-ADDED_INIT_NOISE = {6: 0.1, 7: 0.1}  # from version 6: the seed noise's share in an added region's start (pair_start.py)
+ADDED_INIT_NOISE_FROM = 6  # the first version whose pairs start an added region with ``ADDED_INIT_NOISE``
+ADDED_INIT_NOISE = 0.1  # the seed noise's share in an added region's start (pair_start.py)
 GUIDANCE_MAX_SHIFT = {1: None, 2: None, 3: 0.05, 4: 0.05, 5: 0.05, 6: 0.05, 7: 0.05}  # layout guidance's bound (unbounded before version 3)
 ROLES = ("object", "background")
 
@@ -233,7 +234,9 @@ class RegionDocument:
         document's ``init_noise`` (MRGD's pair, ``keep_outside`` false, stays MRGD's)."""
         if self.edit.add_init_noise is not None:
             return self.edit.add_init_noise
-        return ADDED_INIT_NOISE.get(self.version) if self.keeps_outside(picture=False) else None
+        if self.version < ADDED_INIT_NOISE_FROM or not self.keeps_outside(picture=False):
+            return None
+        return ADDED_INIT_NOISE
 
     @property
     def mask_picture(self) -> MaskPicture | None:

@@ -80,27 +80,36 @@ def layout_sketch(boxes: Sequence[tuple], width: int, height: int, shape: str = 
                 and _box_disc_in_shape(image, (x, y, w, h), area)):
             continue
         if area is not None:
-            radius = DISC_SHARE * min(w * width, h * height) / 2
             cx, cy, inner = inner_disc(area, *_disc_grid(width, height))
-            radius = min(radius, inner * width)
-            cx, cy = cx * width, cy * height
-            corners = (cx - radius, cy - radius, cx + radius - 1, cy + radius - 1)
+            radius = min(_box_disc(x, y, w, h, width, height)[2], inner * width)
+            corners = _disc_corners(cx * width, cy * height, radius)
         elif shape == "ellipse":
             dx, dy = w * SKETCH_INSET, h * SKETCH_INSET
             corners = ((x + dx) * width, (y + dy) * height, (x + w - dx) * width - 1, (y + h - dy) * height - 1)
         else:
-            radius = DISC_SHARE * min(w * width, h * height) / 2
-            cx, cy = (x + w / 2) * width, (y + h / 2) * height
-            corners = (cx - radius, cy - radius, cx + radius - 1, cy + radius - 1)
+            corners = _disc_corners(*_box_disc(x, y, w, h, width, height))
         draw.ellipse(corners, fill=(SKETCH_FILL,) * 3)
     return image
 
 
-def _fill_shape(image: Image.Image, area) -> None:
-    mask = shape_mask(area, image.height, image.width).numpy() >= 0.5
+def _box_disc(x, y, w, h, width: int, height: int) -> tuple[float, float, float]:
+    """A box's disc in pixels: its centre and a radius of ``DISC_SHARE`` of its shorter side's half."""
+    return (x + w / 2) * width, (y + h / 2) * height, DISC_SHARE * min(w * width, h * height) / 2
+
+
+def _disc_corners(cx: float, cy: float, radius: float) -> tuple:
+    return cx - radius, cy - radius, cx + radius - 1, cy + radius - 1
+
+
+def _paint(image: Image.Image, mask: np.ndarray) -> None:
+    """Paint the sketch's dark fill where ``mask`` is true."""
     pixels = np.asarray(image).copy()
     pixels[mask] = SKETCH_FILL
     image.paste(Image.fromarray(pixels))
+
+
+def _fill_shape(image: Image.Image, area) -> None:
+    _paint(image, shape_mask(area, image.height, image.width).numpy() >= 0.5)
 
 
 def _overlaps_another(boxes: Sequence[tuple], i: int) -> bool:
@@ -115,19 +124,14 @@ def _overlaps_another(boxes: Sequence[tuple], i: int) -> bool:
 def _box_disc_in_shape(image: Image.Image, box: tuple, area) -> bool:
     """Draw a box's disc (at its centre, ``DISC_SHARE`` of its shorter side) cut to the shape ``area``,
     where the shape holds at least ``MIN_DISC_KEPT`` of it; ``False`` (nothing drawn) where it does not."""
-    x, y, w, h = box
     width, height = image.size
-    radius = DISC_SHARE * min(w * width, h * height) / 2
-    cx, cy = (x + w / 2) * width, (y + h / 2) * height
     layer = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(layer).ellipse((cx - radius, cy - radius, cx + radius - 1, cy + radius - 1), fill=255)
+    ImageDraw.Draw(layer).ellipse(_disc_corners(*_box_disc(*box, width, height)), fill=255)
     disc = np.asarray(layer) > 127
     kept = disc & (shape_mask(area, height, width).numpy() >= 0.5)
     if kept.sum() < MIN_DISC_KEPT * max(1, disc.sum()):
         return False
-    pixels = np.asarray(image).copy()
-    pixels[kept] = SKETCH_FILL
-    image.paste(Image.fromarray(pixels))
+    _paint(image, kept)
     return True
 
 
